@@ -1,0 +1,132 @@
+/*
+ * config.c - defaults and command-line value parsers.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_MESSAGE_SIZE   (35u * 1024 * 1024) /* in the range big providers advertise */
+#define DEFAULT_MAX_RECIPIENTS     1000
+#define DEFAULT_MAX_ERRORS         20
+#define DEFAULT_IDLE_TIMEOUT_S     300 /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+#define DEFAULT_DRAIN_TIMEOUT_S    5
+#define DEFAULT_STORE_MAX_MESSAGES 10000
+#define DEFAULT_STORE_MAX_BYTES    (256u * 1024 * 1024)
+
+static const char *const listener_names[] = {
+#define LISTENER_NAME(e, name, def) name,
+    LISTENER_LIST(LISTENER_NAME)
+#undef LISTENER_NAME
+};
+
+const char *config_listener_name(listener_kind kind)
+{
+    return listener_names[kind];
+}
+
+void config_defaults(config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    static const char *const defaults[] = {
+#define LISTENER_DEFAULT(e, name, def) def,
+        LISTENER_LIST(LISTENER_DEFAULT)
+#undef LISTENER_DEFAULT
+    };
+    char err[128];
+    for (int i = 0; i < LISTENER_COUNT; i++)
+        (void)config_parse_addr(defaults[i], &cfg->listen[i], err, sizeof(err));
+    snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
+    cfg->max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
+    cfg->max_recipients = DEFAULT_MAX_RECIPIENTS;
+    cfg->max_errors = DEFAULT_MAX_ERRORS;
+    cfg->idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S;
+    cfg->drain_timeout_s = DEFAULT_DRAIN_TIMEOUT_S;
+    cfg->store_max_messages = DEFAULT_STORE_MAX_MESSAGES;
+    cfg->store_max_bytes = DEFAULT_STORE_MAX_BYTES;
+    cfg->log_format = LOG_FORMAT_TEXT;
+    cfg->log_level = LOG_INFO;
+}
+
+int config_parse_addr(const char *text, listen_addr *out, char *err, size_t errsz)
+{
+    memset(out, 0, sizeof(*out));
+    if (strcmp(text, "off") == 0)
+        return 0;
+    const char *colon;
+    char host[CONFIG_HOST_MAX];
+    size_t hlen;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, errsz, "'%s' is not [IPV6]:PORT", text);
+            return -1;
+        }
+        hlen = (size_t)(close - text - 1);
+        if (hlen >= sizeof(host))
+            goto bad;
+        memcpy(host, text + 1, hlen);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL)
+            goto bad;
+        hlen = (size_t)(colon - text);
+        if (hlen >= sizeof(host))
+            goto bad;
+        memcpy(host, text, hlen);
+    }
+    host[hlen] = '\0';
+    if (strcmp(host, "localhost") == 0 || hlen == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    else if (strcmp(host, "*") == 0)
+        snprintf(host, sizeof(host), "0.0.0.0");
+
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1) {
+        snprintf(err, errsz, "'%s' is not a numeric IPv4 or IPv6 address", host);
+        return -1;
+    }
+    uint64_t port;
+    if (config_parse_u64(colon + 1, 0, 65535, &port) != 0 || strpbrk(colon + 1, "KMGkmg") != NULL) {
+        snprintf(err, errsz, "'%s' is not a port number (0-65535)", colon + 1);
+        return -1;
+    }
+    out->enabled = 1;
+    snprintf(out->host, sizeof(out->host), "%s", host);
+    out->port = (int)port;
+    return 0;
+bad:
+    snprintf(err, errsz, "'%s' is not HOST:PORT, [IPV6]:PORT or off", text);
+    return -1;
+}
+
+int config_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0)
+        return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift != 0)
+        end++;
+    if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
+        return -1;
+    v <<= shift;
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,18 @@
+/*
+ * conn.h - one client connection: the TCP handle, its idle timer, its session, and its one close path.
+ */
+#ifndef SMTPFAULT_CONN_H
+#define SMTPFAULT_CONN_H
+
+#include "server.h"
+
+/* conn_accept - accept a pending connection on l and start its session */
+void conn_accept(listener *l);
+
+/* conn_shutdown - the server is stopping: 421 now if idle, or once its transaction ends (force: now) */
+void conn_shutdown(conn *c, int force);
+
+/* conn_next - the next live connection of the server's list */
+conn *conn_next(conn *c);
+
+#endif

@@ -1,0 +1,207 @@
+/*
+ * store.c - message objects and the bounded in-memory message store.
+ */
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STORE_BODY_INITIAL 4096 /* first body allocation; grows by doubling */
+
+store_msg *store_msg_new(void)
+{
+    store_msg *m = calloc(1, sizeof(*m));
+    if (m != NULL)
+        m->refs = 1;
+    return m;
+}
+
+store_msg *store_msg_ref(store_msg *m)
+{
+    m->refs++;
+    return m;
+}
+
+void store_msg_unref(store_msg *m)
+{
+    if (m == NULL || --m->refs > 0)
+        return;
+    for (size_t i = 0; i < m->nrcpts; i++)
+        free(m->rcpts[i]);
+    free(m->rcpts);
+    free(m->sender);
+    free(m->helo);
+    free(m->body);
+    free(m);
+}
+
+static char *copy_text(const char *s, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (c != NULL) {
+        memcpy(c, s, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
+int store_msg_set_sender(store_msg *m, const char *s, size_t n)
+{
+    char *c = copy_text(s, n);
+    if (c == NULL)
+        return -1;
+    free(m->sender);
+    m->sender = c;
+    return 0;
+}
+
+int store_msg_set_helo(store_msg *m, const char *s, size_t n)
+{
+    char *c = copy_text(s, n);
+    if (c == NULL)
+        return -1;
+    free(m->helo);
+    m->helo = c;
+    return 0;
+}
+
+int store_msg_add_rcpt(store_msg *m, const char *s, size_t n)
+{
+    if (m->nrcpts == m->rcpt_cap) {
+        size_t cap = m->rcpt_cap ? m->rcpt_cap * 2 : 4;
+        char **r = realloc(m->rcpts, cap * sizeof(*r));
+        if (r == NULL)
+            return -1;
+        m->rcpts = r;
+        m->rcpt_cap = cap;
+    }
+    char *c = copy_text(s, n);
+    if (c == NULL)
+        return -1;
+    m->rcpts[m->nrcpts++] = c;
+    return 0;
+}
+
+int store_msg_reserve(store_msg *m, size_t n)
+{
+    if (m->cap - m->size >= n)
+        return 0;
+    size_t cap = m->cap ? m->cap : STORE_BODY_INITIAL;
+    while (cap - m->size < n) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *b = realloc(m->body, cap);
+    if (b == NULL)
+        return -1;
+    m->body = b;
+    m->cap = cap;
+    return 0;
+}
+
+int store_msg_append(store_msg *m, const char *data, size_t n)
+{
+    if (store_msg_reserve(m, n) != 0)
+        return -1;
+    memcpy(m->body + m->size, data, n);
+    m->size += n;
+    return 0;
+}
+
+static void add_time(cJSON *o, const char *key, int64_t ms)
+{
+    char text[40];
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(text + n, sizeof(text) - n, ".%03dZ", (int)(ms % 1000));
+    cJSON_AddStringToObject(o, key, text);
+}
+
+cJSON *store_msg_envelope_json(const store_msg *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", m->id);
+    cJSON_AddStringToObject(o, "sender", m->sender ? m->sender : "");
+    cJSON *r = cJSON_AddArrayToObject(o, "recipients");
+    for (size_t i = 0; r != NULL && i < m->nrcpts; i++)
+        cJSON_AddItemToArray(r, cJSON_CreateString(m->rcpts[i]));
+    cJSON_AddStringToObject(o, "helo", m->helo ? m->helo : "");
+    cJSON_AddStringToObject(o, "client", m->client);
+    cJSON_AddStringToObject(o, "listener", m->listener);
+    cJSON_AddNumberToObject(o, "session", (double)m->session_id);
+    cJSON_AddNumberToObject(o, "size", (double)m->size);
+    if (m->body_type != NULL)
+        cJSON_AddStringToObject(o, "body", m->body_type);
+    cJSON_AddBoolToObject(o, "smtputf8", m->smtputf8);
+    if (m->declared_size > 0)
+        cJSON_AddNumberToObject(o, "declared_size", (double)m->declared_size);
+    add_time(o, "started", m->started_ms);
+    add_time(o, "received", m->received_ms);
+    return o;
+}
+
+void store_init(store *st, size_t max_messages, size_t max_bytes, const char *id_prefix)
+{
+    memset(st, 0, sizeof(*st));
+    st->max_messages = max_messages;
+    st->max_bytes = max_bytes;
+    st->next_seq = 1;
+    snprintf(st->id_prefix, sizeof(st->id_prefix), "%s", id_prefix);
+}
+
+void store_assign_id(store *st, store_msg *m)
+{
+    m->seq = st->next_seq++;
+    snprintf(m->id, sizeof(m->id), "%s%08" PRIX64, st->id_prefix, m->seq);
+}
+
+static void unlink_oldest(store *st)
+{
+    store_msg *m = st->head;
+    st->head = m->next;
+    if (st->head != NULL)
+        st->head->prev = NULL;
+    else
+        st->tail = NULL;
+    st->count--;
+    st->bytes -= m->size;
+    m->next = NULL;
+    store_msg_unref(m);
+}
+
+void store_add(store *st, store_msg *m)
+{
+    /* Oldest first out until the new message fits; a message larger than max_bytes is kept alone. */
+    while (st->head != NULL && (st->count + 1 > st->max_messages || st->bytes + m->size > st->max_bytes)) {
+        st->evicted++;
+        st->evicted_bytes += st->head->size;
+        unlink_oldest(st);
+    }
+    st->accepted++;
+    if (st->max_messages == 0)
+        return;
+    store_msg_ref(m);
+    m->prev = st->tail;
+    m->next = NULL;
+    if (st->tail != NULL)
+        st->tail->next = m;
+    else
+        st->head = m;
+    st->tail = m;
+    st->count++;
+    st->bytes += m->size;
+}
+
+void store_clear(store *st)
+{
+    while (st->head != NULL)
+        unlink_oldest(st);
+}

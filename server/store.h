@@ -1,0 +1,91 @@
+/*
+ * store.h - accepted messages: the message object and the bounded in-memory store.
+ *
+ * A store_msg is built by the session from MAIL FROM onwards (envelope first, then the body streamed into
+ * it) and handed to the store once the server has accepted it. The store keeps messages in arrival order
+ * and evicts the oldest when a count or byte limit would be passed, counting what it evicted. Messages are
+ * reference-counted so a reader (the disk writer, the admin socket) can hold one past its eviction.
+ */
+#ifndef SMTPFAULT_STORE_H
+#define SMTPFAULT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#define STORE_ID_MAX       32 /* message ids are short hex strings */
+#define STORE_CLIENT_MAX   64 /* "[ipv6]:port" fits */
+#define STORE_LISTENER_MAX 16
+
+typedef struct store_msg {
+    char id[STORE_ID_MAX];
+    uint64_t seq;
+    unsigned refs;
+
+    /* envelope */
+    char *sender; /* "" for the null reverse-path */
+    char **rcpts;
+    size_t nrcpts, rcpt_cap;
+    char *helo;
+    char client[STORE_CLIENT_MAX];
+    char listener[STORE_LISTENER_MAX];
+    const char *body_type; /* "7BIT", "8BITMIME", "BINARYMIME", or NULL when MAIL had no BODY= */
+    int smtputf8;
+    uint64_t declared_size; /* MAIL FROM SIZE=, 0 when absent */
+    int64_t session_id;
+    int64_t started_ms;  /* wall clock, ms: MAIL FROM accepted */
+    int64_t received_ms; /* wall clock, ms: end of data */
+
+    /* content, exactly as received after dot-unstuffing */
+    char *body;
+    size_t size, cap;
+
+    struct store_msg *prev, *next; /* store order, oldest first */
+} store_msg;
+
+/* store_msg_new - an empty message holding one reference; NULL when out of memory */
+store_msg *store_msg_new(void);
+store_msg *store_msg_ref(store_msg *m);
+void store_msg_unref(store_msg *m);
+
+/* store_msg_set_sender / add_rcpt / set_helo - copy the text in; -1 when out of memory */
+int store_msg_set_sender(store_msg *m, const char *s, size_t n);
+int store_msg_add_rcpt(store_msg *m, const char *s, size_t n);
+int store_msg_set_helo(store_msg *m, const char *s, size_t n);
+
+/* store_msg_reserve - make room for at least n more body bytes; -1 when out of memory */
+int store_msg_reserve(store_msg *m, size_t n);
+
+/* store_msg_append - append body bytes, growing geometrically; -1 when out of memory */
+int store_msg_append(store_msg *m, const char *data, size_t n);
+
+/* store_msg_envelope_json - the envelope as a JSON object (the ID.json file, the admin socket) */
+cJSON *store_msg_envelope_json(const store_msg *m);
+
+typedef struct store {
+    size_t max_messages;
+    size_t max_bytes;
+    size_t count, bytes;
+    uint64_t accepted;           /* messages ever added */
+    uint64_t evicted, evicted_bytes;
+    uint64_t next_seq;
+    char id_prefix[STORE_ID_MAX - 12];
+    store_msg *head, *tail;
+} store;
+
+/* store_init - an empty store; id_prefix makes ids unique across runs sharing a --store-dir */
+void store_init(store *st, size_t max_messages, size_t max_bytes, const char *id_prefix);
+
+/* store_assign_id - give m the next id ("<prefix><seq as 8 hex digits>") */
+void store_assign_id(store *st, store_msg *m);
+
+/* store_add - keep m (takes a new reference), evicting the oldest messages to stay within the limits */
+void store_add(store *st, store_msg *m);
+
+/* store_clear - drop every message (not counted as evictions) */
+void store_clear(store *st);
+
+#define store_free store_clear
+
+#endif

@@ -1,0 +1,146 @@
+/*
+ * store_disk.c - durable message files, written on libuv's thread pool.
+ *
+ * The work function makes blocking uv_fs_* calls (no loop, no callback), which is what the thread pool is
+ * for; the loop thread only builds the envelope JSON and handles the completion.
+ */
+#include "store_disk.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+typedef struct disk_job {
+    uv_work_t work;
+    char *dir;
+    store_msg *msg;
+    char *envelope; /* JSON text, built on the loop thread */
+    int status;
+    store_disk_done done;
+    void *ctx;
+} disk_job;
+
+/* fsync_path - fsync a file or directory by name */
+static int fsync_path(const char *path, int flags)
+{
+    uv_fs_t req;
+    int fd = uv_fs_open(NULL, &req, path, flags, 0, NULL);
+    uv_fs_req_cleanup(&req);
+    if (fd < 0)
+        return fd;
+    int r = uv_fs_fsync(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+    uv_fs_close(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+    return r;
+}
+
+/* write_durably - dir/id+ext holds data once this returns 0: temporary file, fsync, rename */
+static int write_durably(const char *dir, const char *id, const char *ext, const char *data, size_t len)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/.%s%s.tmp", dir, id, ext);
+    snprintf(final, sizeof(final), "%s/%s%s", dir, id, ext);
+    uv_fs_t req;
+    int fd = uv_fs_open(NULL, &req, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, NULL);
+    uv_fs_req_cleanup(&req);
+    if (fd < 0)
+        return fd;
+    int r = 0;
+    size_t off = 0;
+    while (off < len && r >= 0) {
+        size_t chunk = len - off > (1u << 30) ? (1u << 30) : len - off;
+        uv_buf_t buf = uv_buf_init((char *)data + off, (unsigned)chunk);
+        r = uv_fs_write(NULL, &req, fd, &buf, 1, -1, NULL);
+        uv_fs_req_cleanup(&req);
+        if (r > 0)
+            off += (size_t)r;
+        else if (r == 0)
+            r = UV_EIO;
+    }
+    if (r >= 0) {
+        r = uv_fs_fsync(NULL, &req, fd, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    int rc = uv_fs_close(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r >= 0)
+        r = rc;
+    if (r >= 0) {
+        r = uv_fs_rename(NULL, &req, tmp, final, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    if (r < 0) {
+        uv_fs_unlink(NULL, &req, tmp, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    return r < 0 ? r : 0;
+}
+
+static void disk_work(uv_work_t *work)
+{
+    disk_job *job = work->data;
+    /* The envelope goes last: a complete ID.json means its ID.eml is complete too. */
+    int r = write_durably(job->dir, job->msg->id, ".eml", job->msg->body ? job->msg->body : "", job->msg->size);
+    if (r == 0)
+        r = write_durably(job->dir, job->msg->id, ".json", job->envelope, strlen(job->envelope));
+    if (r == 0)
+        r = fsync_path(job->dir, O_RDONLY | O_DIRECTORY); /* the renames themselves */
+    job->status = r;
+}
+
+static void disk_after(uv_work_t *work, int status)
+{
+    disk_job *job = work->data;
+    job->done(job->ctx, job->msg, status != 0 ? status : job->status);
+    store_msg_unref(job->msg);
+    cJSON_free(job->envelope);
+    free(job->dir);
+    free(job);
+}
+
+int store_disk_write(uv_loop_t *loop, const char *dir, store_msg *msg, store_disk_done done, void *ctx)
+{
+    disk_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return UV_ENOMEM;
+    cJSON *env = store_msg_envelope_json(msg);
+    job->envelope = env ? cJSON_PrintUnformatted(env) : NULL;
+    cJSON_Delete(env);
+    job->dir = strdup(dir);
+    if (job->envelope == NULL || job->dir == NULL) {
+        cJSON_free(job->envelope);
+        free(job->dir);
+        free(job);
+        return UV_ENOMEM;
+    }
+    job->msg = store_msg_ref(msg);
+    job->done = done;
+    job->ctx = ctx;
+    job->work.data = job;
+    int r = uv_queue_work(loop, &job->work, disk_work, disk_after);
+    if (r != 0) {
+        store_msg_unref(job->msg);
+        cJSON_free(job->envelope);
+        free(job->dir);
+        free(job);
+    }
+    return r;
+}
+
+int store_disk_prepare(uv_loop_t *loop, const char *dir)
+{
+    uv_fs_t req;
+    int r = uv_fs_mkdir(loop, &req, dir, 0755, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r < 0 && r != UV_EEXIST)
+        return r;
+    r = uv_fs_access(loop, &req, dir, W_OK | X_OK, NULL);
+    uv_fs_req_cleanup(&req);
+    return r;
+}
