@@ -54,6 +54,19 @@ void log_sanitize(const char *in, size_t n, char *out, size_t outsz)
     while (i < shown && o + 8 < outsz) {
         unsigned char c = (unsigned char)in[i];
         size_t seq = c >= 0x80 ? utf8_sequence_len((const unsigned char *)in + i, shown - i) : 1;
+        /* C1 controls (U+0080-U+009F: CSI, NEL) and U+2028/U+2029 break lines or drive terminals
+         * as surely as ASCII controls do: shown as \uXXXX, never raw. */
+        unsigned cp = 0;
+        if (seq == 2 && c == 0xC2 && (unsigned char)in[i + 1] < 0xA0)
+            cp = (unsigned char)in[i + 1];
+        else if (seq == 3 && c == 0xE2 && (unsigned char)in[i + 1] == 0x80 &&
+                 ((unsigned char)in[i + 2] == 0xA8 || (unsigned char)in[i + 2] == 0xA9))
+            cp = 0x2000u + ((unsigned char)in[i + 2] - 0x80u);
+        if (cp != 0) {
+            o += (size_t)snprintf(out + o, outsz - o, "\\u%04x", cp);
+            i += seq;
+            continue;
+        }
         if (c >= 0x80 && seq > 0) {
             if (o + seq + 8 >= outsz)
                 break;

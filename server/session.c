@@ -67,6 +67,7 @@ struct session {
     int tx_oversize;   /* content passed max_message_size: it is read and dropped */
     int tx_oom;        /* memory ran out while storing content */
     smtp_data_decoder data;
+    uint64_t bdat_size;        /* size of the chunk being read */
     uint64_t bdat_left;        /* chunk bytes still to read */
     int bdat_last;             /* the chunk is the last one */
     const char *bdat_reject;   /* reply for a rejected chunk, sent once its bytes are read */
@@ -584,7 +585,7 @@ static void cmd_bdat(session *s, const smtp_command *cmd)
         s->tx_oversize = 1;
     if (s->tx != NULL && s->bdat_reject == NULL)
         s->tx_bdat = 1;
-    s->bdat_left = size;
+    s->bdat_size = s->bdat_left = size;
     s->bdat_last = last;
     set_state(s, ST_BDAT);
     if (size == 0)
@@ -734,7 +735,7 @@ static size_t consume(session *s, const char *buf, size_t len)
             off += take;
             s->bdat_left -= take;
             if (s->bdat_left == 0)
-                bdat_chunk_done(s, (uint64_t)take);
+                bdat_chunk_done(s, s->bdat_size);
             continue;
         }
         if (s->discarding) {
