@@ -1,0 +1,583 @@
+"""
+Shared fixtures and helpers for smtpfault's end-to-end tests.
+
+Every test talks to the real binary ($SMTPFAULT_BIN, default build/smtpfault under the repository root),
+started on an ephemeral loopback port with a fresh --store-dir. What the server captured is read back from
+that directory (ID.eml + ID.json per accepted message); its transcript (stderr) goes to a file next to it.
+
+At teardown each server gets SIGTERM and must exit 0 within a bounded time, with no AddressSanitizer,
+LeakSanitizer or UBSan report on stderr, so the same tests check an ASan + UBSan build for leaks and UB.
+
+Test modules import the helpers below with `from conftest import ...` (pytest puts this directory on
+sys.path because tests/e2e is not a package).
+"""
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLIENTS_DIR = REPO_ROOT / "tests" / "clients"
+
+# Bounds. Generous enough for an ASan + UBSan build on a busy two-core machine, finite everywhere.
+START_TIMEOUT = 15.0  # ports file written
+STOP_TIMEOUT = 20.0  # exit after SIGTERM (the default drain period is 5 s, the linger period 2 s)
+IO_TIMEOUT = 20.0  # one socket read or write
+CLIENT_TIMEOUT = 60.0  # one external client process (node, php, swaks)
+
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
+
+# The ASan build reports leaks at exit and aborts on UB; keep the reports on stderr where we look.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=99",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+}
+
+
+def smtpfault_bin():
+    """Path to the server binary: $SMTPFAULT_BIN (relative to the repository root), else build/smtpfault."""
+    path = Path(os.environ.get("SMTPFAULT_BIN", "build/smtpfault"))
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path
+
+
+def server_env():
+    env = dict(os.environ)
+    for key, value in SANITIZER_ENV.items():
+        env.setdefault(key, value)
+    return env
+
+
+def sanitizer_reports(text):
+    """Lines of text that look like a sanitizer report (empty when clean)."""
+    return [line for line in text.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
+
+
+def raise_fd_limit(wanted):
+    """Raise the soft RLIMIT_NOFILE towards wanted (children inherit it); returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def poll(predicate, timeout, interval=0.02, message="condition"):
+    """Call predicate until it returns something truthy; that value, or an AssertionError after timeout.
+
+    message may be a callable, evaluated only on timeout (to describe the state at that moment).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {text}")
+        time.sleep(interval)
+
+
+def run_binary(args, timeout=30.0, check_sanitizers=True):
+    """Run smtpfault with args to completion (for --help, bad flags...); CompletedProcess with text output."""
+    proc = subprocess.run(
+        [str(smtpfault_bin()), *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        env=server_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    if check_sanitizers:
+        reports = sanitizer_reports(proc.stderr)
+        assert not reports, f"sanitizer report from smtpfault {args}:\n{proc.stderr}"
+    return proc
+
+
+# -- captured messages --------------------------------------------------------------------------------------
+
+
+class Message:
+    """One message the server accepted: its envelope (ID.json) and exact bytes (ID.eml)."""
+
+    def __init__(self, envelope, raw):
+        self.envelope = envelope
+        self.raw = raw
+
+    @property
+    def id(self):
+        return self.envelope["id"]
+
+    @property
+    def sender(self):
+        return self.envelope["sender"]
+
+    @property
+    def recipients(self):
+        return self.envelope["recipients"]
+
+    def __getitem__(self, key):
+        return self.envelope[key]
+
+    def __repr__(self):
+        return f"Message({self.envelope!r}, {len(self.raw)} bytes)"
+
+
+QUEUED_RE = re.compile(r"\b2\.0\.0 Ok: queued as ([0-9A-F]+)\b")
+
+
+def queued_id(reply):
+    """The message ID in a '250 2.0.0 Ok: queued as ID' reply (str or bytes), or an AssertionError."""
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    m = QUEUED_RE.search(reply)
+    assert m, f"not a 'queued as' reply: {reply!r}"
+    return m.group(1)
+
+
+# -- the server under test ----------------------------------------------------------------------------------
+
+
+class Server:
+    """A running smtpfault process on an ephemeral loopback port."""
+
+    def __init__(self, workdir, args=(), smtp="127.0.0.1:0", store=True, log_name="stderr.log"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.store_dir = self.workdir / "store" if store else None
+        self.ports_file = self.workdir / "ports.json"
+        self.stderr_path = self.workdir / log_name
+        self.stdout_path = self.workdir / "stdout.log"
+        self.argv = [str(smtpfault_bin()), "--smtp", smtp, "--ports-file", str(self.ports_file)]
+        if self.store_dir is not None:
+            self.argv += ["--store-dir", str(self.store_dir)]
+        self.argv += [str(a) for a in args]
+        self.proc = None
+        self.returncode = None
+        self.ports = None
+
+    # lifecycle
+
+    def start(self, timeout=START_TIMEOUT):
+        binary = smtpfault_bin()
+        assert binary.exists(), f"smtpfault binary not found at {binary} (set SMTPFAULT_BIN)"
+        with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=server_env(), cwd=self.workdir
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ports_file.exists():
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                raise AssertionError(
+                    f"smtpfault exited with {self.proc.returncode} before listening; stderr:\n{self.log()}"
+                )
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise AssertionError(f"smtpfault wrote no ports file within {timeout}s; stderr:\n{self.log()}")
+            time.sleep(0.01)
+        self.ports = json.loads(self.ports_file.read_text())
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum=signal.SIGTERM):
+        assert self.running(), "the server is not running"
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout=STOP_TIMEOUT):
+        """Wait for exit; the exit code, or an AssertionError (after killing it) when it does not exit."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"smtpfault (pid {self.pid}) did not exit within {timeout}s; stderr tail:\n"
+                                 + self.log()[-4000:])
+        return self.returncode
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, then wait; returns the exit code."""
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self):
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            self.returncode = self.proc.returncode
+
+    def check_clean_exit(self):
+        """The teardown check: exit code 0 and no sanitizer report."""
+        problems = []
+        if self.returncode != 0:
+            problems.append(f"exit code {self.returncode} (expected 0)")
+        reports = sanitizer_reports(self.log())
+        if reports:
+            problems.append("sanitizer report on stderr: " + reports[0])
+        if "event loop closed with handles still open" in self.log():
+            problems.append("libuv handles left open at exit")
+        if problems:
+            raise AssertionError(
+                f"smtpfault {' '.join(self.argv[1:])}: " + "; ".join(problems) + "\nstderr tail:\n" + self.log()[-6000:]
+            )
+
+    # addresses
+
+    def listener(self, name="smtp"):
+        return self.ports[name]
+
+    @property
+    def host(self):
+        return self.ports["smtp"]["host"]
+
+    @property
+    def port(self):
+        return self.ports["smtp"]["port"]
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def connect(self, timeout=IO_TIMEOUT, rcvbuf=None):
+        """A raw protocol client connected to the SMTP listener (greeting not read yet)."""
+        return RawClient(self.host, self.port, timeout=timeout, rcvbuf=rcvbuf)
+
+    def smtp(self, timeout=IO_TIMEOUT, helo=None):
+        """An smtplib.SMTP client, connected (and EHLO'd as `helo` when given)."""
+        client = smtplib.SMTP(self.host, self.port, timeout=timeout)
+        if helo:
+            client.ehlo(helo)
+        return client
+
+    # transcript
+
+    def log(self):
+        try:
+            return self.stderr_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_bytes(self):
+        return self.stderr_path.read_bytes()
+
+    def log_lines(self):
+        # split on LF only: str.splitlines() would also split on client text such as U+0085 or U+2028
+        return self.log().rstrip("\n").split("\n") if self.log() else []
+
+    def wait_for_log(self, pattern, timeout=10.0, count=1):
+        """Poll the transcript until the regex matches count times; returns the matches."""
+        regex = re.compile(pattern)
+
+        def found():
+            matches = regex.findall(self.log())
+            return matches if len(matches) >= count else None
+
+        return poll(found, timeout, message=lambda: f"{count} transcript line(s) matching {pattern!r}; tail:\n"
+                    + "\n".join(self.log_lines()[-20:]))
+
+    def session_events(self, session_id, event=None):
+        """Text transcript lines of one session ('TIME #ID EVENT TEXT'), as (event, text) pairs."""
+        out = []
+        for line in self.log_lines():
+            m = re.match(r"^\S+ #(\d+) (\S+) ?(.*)$", line)
+            if m and int(m.group(1)) == session_id and (event is None or m.group(2) == event):
+                out.append((m.group(2), m.group(3)))
+        return out
+
+    # captured messages
+
+    def message_ids(self):
+        if self.store_dir is None or not self.store_dir.exists():
+            return []
+        # ID.json is written last: a present envelope means a complete message.
+        return sorted(p.stem for p in self.store_dir.glob("*.json") if not p.name.startswith("."))
+
+    def message(self, msg_id):
+        envelope = json.loads((self.store_dir / f"{msg_id}.json").read_text(encoding="utf-8"))
+        raw = (self.store_dir / f"{msg_id}.eml").read_bytes()
+        assert envelope["id"] == msg_id, f"{msg_id}.json holds id {envelope['id']!r}"
+        assert envelope["size"] == len(raw), f"{msg_id}: envelope size {envelope['size']} != {len(raw)} bytes on disk"
+        return Message(envelope, raw)
+
+    def messages(self):
+        """Every captured message, oldest first (IDs are a fixed prefix and a hexadecimal counter)."""
+        return [self.message(i) for i in self.message_ids()]
+
+    def wait_for_messages(self, count, timeout=10.0):
+        poll(lambda: len(self.message_ids()) >= count, timeout, message=f"{count} stored message(s)")
+        return self.messages()
+
+
+# -- raw protocol client -------------------------------------------------------------------------------------
+
+
+class Reply:
+    """One SMTP reply: code and text lines (without the code and separator)."""
+
+    def __init__(self, code, lines, raw):
+        self.code = code
+        self.lines = lines
+        self.raw = raw
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __repr__(self):
+        return f"Reply({self.code}, {self.lines!r})"
+
+
+class RawClient:
+    """A plain socket client that reads replies exactly as the server sends them. Every call is bounded."""
+
+    def __init__(self, host, port, timeout=IO_TIMEOUT, rcvbuf=None):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            if rcvbuf is not None:  # before connect, so the window is small from the start
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.connect((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def reset(self):
+        """Close with an RST (SO_LINGER 0) instead of a FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _read_line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed by the server; unread: {self.buf!r}")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        assert line.endswith(b"\r"), f"reply line not ended by CRLF: {line!r}"
+        return line[:-1]
+
+    def reply(self):
+        """Read one (possibly multi-line) reply."""
+        lines, raw = [], []
+        while True:
+            line = self._read_line()
+            raw.append(line)
+            assert re.match(rb"^\d{3}[ -]", line) or re.match(rb"^\d{3}$", line), f"malformed reply line {line!r}"
+            lines.append(line[4:].decode("utf-8", "replace"))
+            if len(line) == 3 or line[3:4] == b" ":
+                code = int(line[:3])
+                assert all(r[:3] == line[:3] for r in raw), f"mixed codes in one reply: {raw!r}"
+                return Reply(code, lines, raw)
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def expect(self, code, contains=None):
+        r = self.reply()
+        assert r.code == code, f"expected {code}, got {r!r}"
+        if contains is not None:
+            assert contains in r.text, f"expected {contains!r} in {r!r}"
+        return r
+
+    def cmd(self, line, code=None, contains=None):
+        """Send one command line (CRLF added) and read its reply, checking code/text when given."""
+        self.send((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\r\n")
+        return self.expect(code, contains) if code is not None else self.reply()
+
+    def greet(self, helo="client.example"):
+        self.expect(220, "ESMTP smtpfault")
+        return self.cmd(f"EHLO {helo}", 250)
+
+    def read_until_closed(self, timeout=IO_TIMEOUT):
+        """Everything the server sends until it closes the connection (bounded)."""
+        self.sock.settimeout(timeout)
+        data, self.buf = self.buf, b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def local_address(self):
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def transaction(client, sender, recipients, body, helo=None):
+    """One DATA transaction on a RawClient already greeted; body is dot-stuffed here. Returns the ID."""
+    if helo:
+        client.cmd(f"EHLO {helo}", 250)
+    client.cmd(f"MAIL FROM:<{sender}>", 250)
+    for r in recipients:
+        client.cmd(f"RCPT TO:<{r}>", 250)
+    client.cmd("DATA", 354)
+    client.send(dot_stuff(body) + b".\r\n")
+    return queued_id(client.expect(250).text)
+
+
+def dot_stuff(body):
+    """DATA transparency (RFC 5321 4.5.2): a line starting with '.' gets another; body must end in CRLF."""
+    assert body.endswith(b"\r\n"), "the body must end with CRLF"
+    lines = body.split(b"\r\n")
+    return b"\r\n".join(b"." + l if l.startswith(b".") else l for l in lines)
+
+
+def make_message(subject, body, sender="sender@example.org", to="rcpt@example.org", extra_headers=()):
+    """A small RFC 5322 message as bytes with CRLF line ends."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    headers = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}", "Message-ID: <" + subject.replace(" ", ".")
+               + "@test.example>", *extra_headers]
+    head = "\r\n".join(headers).encode("utf-8")
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return head + b"\r\n\r\n" + body
+
+
+# -- external clients ----------------------------------------------------------------------------------------
+
+
+def _run_client(argv, payload, cwd, timeout):
+    proc = subprocess.run(
+        argv,
+        input=json.dumps(payload).encode("utf-8"),
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    stdout = proc.stdout.decode("utf-8", "replace")
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, f"{argv[0]} {argv[1]} exited {proc.returncode}\nstdout: {stdout}\nstderr: {stderr}"
+    lines = [l for l in stdout.splitlines() if l.strip()]
+    assert lines, f"{argv[1]} printed nothing; stderr: {stderr}"
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        raise AssertionError(f"{argv[1]} printed no JSON result: {stdout!r}\nstderr: {stderr}")
+
+
+def run_nodemailer(payload, timeout=CLIENT_TIMEOUT):
+    """Run tests/clients/nodemailer-send.js with the JSON payload; its parsed JSON result."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    if not (CLIENTS_DIR / "node_modules" / "nodemailer").is_dir():
+        pytest.skip("nodemailer is not installed in tests/clients/node_modules (npm ci)")
+    return _run_client([node, "nodemailer-send.js"], payload, CLIENTS_DIR, timeout)
+
+
+PHPMAILER_AUTOLOAD = Path("/usr/share/php/libphp-phpmailer/autoload.php")
+
+
+def run_phpmailer(payload, timeout=CLIENT_TIMEOUT):
+    """Run tests/clients/phpmailer-send.php with the JSON payload; its parsed JSON result."""
+    php = shutil.which("php")
+    if php is None or not PHPMAILER_AUTOLOAD.exists():
+        pytest.skip("php or Debian's libphp-phpmailer is not installed")
+    return _run_client([php, "phpmailer-send.php"], payload, CLIENTS_DIR, timeout)
+
+
+SWAKS = "/usr/bin/swaks"
+
+
+def run_swaks(server, *args, timeout=CLIENT_TIMEOUT):
+    """Run swaks against the server; CompletedProcess with text output (swaks' transcript is on stdout)."""
+    if not os.path.exists(SWAKS):
+        pytest.skip("swaks is not installed")
+    argv = [SWAKS, "--server", server.host, "--port", str(server.port), "--timeout", "20", *args]
+    return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+# -- fixtures ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Start servers with extra arguments: server_factory("--max-recipients", "100", smtp=..., store=...).
+
+    Teardown stops every server still running (SIGTERM, bounded wait) and fails the test when any of them
+    exited non-zero or reported a sanitizer finding. A test that expects another exit code stops the
+    server itself and sets `server.expected_exit` (or checks it and sets `server.checked = True`).
+    """
+    servers = []
+
+    def start(*args, smtp="127.0.0.1:0", store=True):
+        workdir = tmp_path / f"server{len(servers)}"
+        srv = Server(workdir, args=args, smtp=smtp, store=store)
+        srv.expected_exit = 0
+        servers.append(srv)
+        srv.start()
+        return srv
+
+    yield start
+
+    failures = []
+    for srv in servers:
+        if srv.proc is None:
+            continue
+        try:
+            if srv.running():
+                srv.stop()
+            srv.wait()
+            if srv.expected_exit == 0:
+                srv.check_clean_exit()
+            else:
+                assert srv.returncode == srv.expected_exit, f"exit code {srv.returncode}, expected {srv.expected_exit}"
+                reports = sanitizer_reports(srv.log())
+                assert not reports, "sanitizer report:\n" + srv.log()[-6000:]
+        except AssertionError as e:
+            failures.append(str(e))
+        finally:
+            srv.kill()
+    if failures:
+        pytest.fail("server teardown check failed:\n" + "\n\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def server(server_factory):
+    """A server with default limits and a fresh store directory."""
+    return server_factory()
