@@ -31,14 +31,15 @@ static void end_line(smtp_data_decoder *d)
     d->line_len = 0;
 }
 
-size_t smtp_data_decode(smtp_data_decoder *d, const char *in, size_t n, smtp_data_sink sink, void *ctx, int *done)
+size_t smtp_data_decode(smtp_data_decoder *d, const char *in, size_t n, smtp_data_sink sink, void *ctx,
+                        int *done)
 {
     size_t i = 0, run = 0; /* in[run..i) is decoded content not yet given to the sink */
     *done = 0;
-#define FLUSH_RUN()                                                                                          \
-    do {                                                                                                     \
-        if (i > run)                                                                                         \
-            sink(ctx, in + run, i - run);                                                                    \
+#define FLUSH_RUN()                       \
+    do {                                  \
+        if (i > run)                      \
+            sink(ctx, in + run, i - run); \
     } while (0)
 
     while (i < n) {

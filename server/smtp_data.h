@@ -25,6 +25,7 @@ void smtp_data_init(smtp_data_decoder *d);
  * smtp_data_decode - decode up to n bytes, feeding content to sink. Returns how many bytes were taken;
  * *done is set when the terminator was reached, and bytes after it are left to the caller.
  */
-size_t smtp_data_decode(smtp_data_decoder *d, const char *in, size_t n, smtp_data_sink sink, void *ctx, int *done);
+size_t smtp_data_decode(smtp_data_decoder *d, const char *in, size_t n, smtp_data_sink sink, void *ctx,
+                        int *done);
 
 #endif

@@ -161,8 +161,8 @@ static size_t local_part_len(const char *s, size_t n)
     }
 }
 
-smtp_path_status smtp_parse_path(const char *s, size_t n, int allow_null, int allow_postmaster, smtp_path *out,
-                                 size_t *used)
+smtp_path_status smtp_parse_path(const char *s, size_t n, int allow_null, int allow_postmaster,
+                                 smtp_path *out, size_t *used)
 {
     out->mailbox[0] = '\0';
     out->len = 0;
@@ -235,7 +235,8 @@ smtp_path_status smtp_parse_path(const char *s, size_t n, int allow_null, int al
         size_t dlen = len - local - 1;
         if (dlen > SMTP_DOMAIN_MAX)
             return SMTP_PATH_DOMAIN_TOO_LONG;
-        if (!(dlen > 0 && domain[0] == '[' ? address_literal_valid(domain, dlen) : domain_valid(domain, dlen)))
+        if (!(dlen > 0 && domain[0] == '[' ? address_literal_valid(domain, dlen)
+                                           : domain_valid(domain, dlen)))
             return SMTP_PATH_SYNTAX;
         memcpy(out->mailbox, p, len);
     }

@@ -12,12 +12,12 @@
 #include <stdint.h>
 
 /* RFC 5321 section 4.5.3.1: sizes include the terminating CRLF where a line is concerned. */
-#define SMTP_COMMAND_LINE_MAX 512  /* 4.5.3.1.4 command line */
-#define SMTP_TEXT_LINE_MAX    1000 /* 4.5.3.1.6 text line in DATA */
+#define SMTP_COMMAND_LINE_MAX 512   /* 4.5.3.1.4 command line */
+#define SMTP_TEXT_LINE_MAX    1000  /* 4.5.3.1.6 text line in DATA */
 #define SMTP_AUTH_LINE_MAX    12288 /* RFC 4954 section 4: AUTH and SASL response lines */
-#define SMTP_PATH_MAX         256  /* 4.5.3.1.3 reverse-path / forward-path, brackets included */
-#define SMTP_LOCAL_PART_MAX   64   /* 4.5.3.1.1 */
-#define SMTP_DOMAIN_MAX       255  /* 4.5.3.1.2 */
+#define SMTP_PATH_MAX         256   /* 4.5.3.1.3 reverse-path / forward-path, brackets included */
+#define SMTP_LOCAL_PART_MAX   64    /* 4.5.3.1.1 */
+#define SMTP_DOMAIN_MAX       255   /* 4.5.3.1.2 */
 
 typedef enum smtp_line_status {
     SMTP_LINE_NEED_MORE, /* no line terminator yet, and the buffer is within the limit */
@@ -54,11 +54,11 @@ size_t smtp_strip_keyword(const char *s, size_t n, const char *keyword);
 
 typedef enum smtp_path_status {
     SMTP_PATH_OK = 0,
-    SMTP_PATH_SYNTAX,           /* not <mailbox>, bad characters, unbalanced quotes, ... */
-    SMTP_PATH_TOO_LONG,         /* over SMTP_PATH_MAX */
-    SMTP_PATH_LOCAL_TOO_LONG,   /* local part over SMTP_LOCAL_PART_MAX */
-    SMTP_PATH_DOMAIN_TOO_LONG,  /* domain over SMTP_DOMAIN_MAX */
-    SMTP_PATH_BAD_UTF8,         /* bytes above 0x7F that are not UTF-8 */
+    SMTP_PATH_SYNTAX,          /* not <mailbox>, bad characters, unbalanced quotes, ... */
+    SMTP_PATH_TOO_LONG,        /* over SMTP_PATH_MAX */
+    SMTP_PATH_LOCAL_TOO_LONG,  /* local part over SMTP_LOCAL_PART_MAX */
+    SMTP_PATH_DOMAIN_TOO_LONG, /* domain over SMTP_DOMAIN_MAX */
+    SMTP_PATH_BAD_UTF8,        /* bytes above 0x7F that are not UTF-8 */
 } smtp_path_status;
 
 typedef struct smtp_path {
@@ -73,8 +73,8 @@ typedef struct smtp_path {
  * dropped (RFC 5321 section 4.1.2 says to ignore it). *used is set to the bytes taken, '>' included.
  * allow_null accepts "<>" (reverse-path); allow_postmaster accepts "<Postmaster>" with no domain.
  */
-smtp_path_status smtp_parse_path(const char *s, size_t n, int allow_null, int allow_postmaster, smtp_path *out,
-                                 size_t *used);
+smtp_path_status smtp_parse_path(const char *s, size_t n, int allow_null, int allow_postmaster,
+                                 smtp_path *out, size_t *used);
 
 /* smtp_path_status_text - a short human description of a status, for replies and logs */
 const char *smtp_path_status_text(smtp_path_status status);

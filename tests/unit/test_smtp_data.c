@@ -147,8 +147,8 @@ static void test_not_done(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple),     cmocka_unit_test(test_dot_unstuffing),
-        cmocka_unit_test(test_empty_body), cmocka_unit_test(test_bare_lf_does_not_end),
+        cmocka_unit_test(test_simple),      cmocka_unit_test(test_dot_unstuffing),
+        cmocka_unit_test(test_empty_body),  cmocka_unit_test(test_bare_lf_does_not_end),
         cmocka_unit_test(test_cr_handling), cmocka_unit_test(test_binary_bytes),
         cmocka_unit_test(test_line_length), cmocka_unit_test(test_not_done),
     };

@@ -74,7 +74,10 @@ static void test_paths_valid(void **state)
     assert_int_equal(parse("<u@[192.0.2.1]>", 0, 0, &p), SMTP_PATH_OK);
     assert_int_equal(parse("<u@[IPv6:2001:db8::1]>", 0, 0, &p), SMTP_PATH_OK);
     assert_int_equal(parse("<first.last+tag@sub-domain.example>", 0, 0, &p), SMTP_PATH_OK);
-    assert_int_equal(parse("<j\xc3\xbcrgen@b\xc3\xbc" "cher.example>", 0, 0, &p), SMTP_PATH_OK);
+    assert_int_equal(parse("<j\xc3\xbcrgen@b\xc3\xbc"
+                           "cher.example>",
+                           0, 0, &p),
+                     SMTP_PATH_OK);
     assert_true(p.has_utf8);
 }
 
@@ -107,8 +110,8 @@ static void test_paths_invalid(void **state)
     snprintf(path, sizeof(path), "<a@%s.%s.%s.%s>", label, label, label, label); /* 255 + "<a@>" = 259 */
     assert_int_equal(parse(path, 0, 0, &p), SMTP_PATH_TOO_LONG);
     memset(label, 'b', 63);
-    snprintf(path, sizeof(path), "<a@%s.%s.%s.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb>", label, label,
-             label); /* domain 250: fits */
+    snprintf(path, sizeof(path), "<a@%s.%s.%s.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb>",
+             label, label, label); /* domain 250: fits */
     assert_int_equal(parse(path, 0, 0, &p), SMTP_PATH_OK);
 }
 
@@ -174,9 +177,9 @@ static void test_bdat_args(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_find_line),         cmocka_unit_test(test_split_command),
-        cmocka_unit_test(test_paths_valid),       cmocka_unit_test(test_paths_invalid),
-        cmocka_unit_test(test_params),            cmocka_unit_test(test_numbers_and_xtext),
+        cmocka_unit_test(test_find_line),   cmocka_unit_test(test_split_command),
+        cmocka_unit_test(test_paths_valid), cmocka_unit_test(test_paths_invalid),
+        cmocka_unit_test(test_params),      cmocka_unit_test(test_numbers_and_xtext),
         cmocka_unit_test(test_bdat_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

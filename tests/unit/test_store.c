@@ -110,7 +110,8 @@ static void test_envelope_json(void **state)
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "sender")->valuestring, "a@x.test");
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "recipients")), 2);
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(j, "size")->valueint, 3);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "received")->valuestring, "2023-11-14T22:13:20.123Z");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "received")->valuestring,
+                        "2023-11-14T22:13:20.123Z");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "body")->valuestring, "8BITMIME");
     cJSON_Delete(j);
     store_msg_unref(m);
@@ -119,8 +120,8 @@ static void test_envelope_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ids),        cmocka_unit_test(test_count_limit),
-        cmocka_unit_test(test_byte_limit), cmocka_unit_test(test_reference_outlives_eviction),
+        cmocka_unit_test(test_ids),           cmocka_unit_test(test_count_limit),
+        cmocka_unit_test(test_byte_limit),    cmocka_unit_test(test_reference_outlives_eviction),
         cmocka_unit_test(test_envelope_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
