@@ -6,7 +6,6 @@
  */
 #include "store_disk.h"
 
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,8 @@
 #include <unistd.h>
 
 #include <cJSON.h>
+
+#include "fsutil.h"
 
 typedef struct disk_job {
     uv_work_t work;
@@ -25,72 +26,25 @@ typedef struct disk_job {
     void *ctx;
 } disk_job;
 
-/* fsync_path - fsync a file or directory by name */
-static int fsync_path(const char *path, int flags)
+/* write_file - dir/id+ext, durably */
+static int write_file(const char *dir, const char *id, const char *ext, const char *data, size_t len)
 {
-    uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, path, flags, 0, NULL);
-    uv_fs_req_cleanup(&req);
-    if (fd < 0)
-        return fd;
-    int r = uv_fs_fsync(NULL, &req, fd, NULL);
-    uv_fs_req_cleanup(&req);
-    uv_fs_close(NULL, &req, fd, NULL);
-    uv_fs_req_cleanup(&req);
-    return r;
-}
-
-/* write_durably - dir/id+ext holds data once this returns 0: temporary file, fsync, rename */
-static int write_durably(const char *dir, const char *id, const char *ext, const char *data, size_t len)
-{
-    char tmp[PATH_MAX], final[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s/.%s%s.tmp", dir, id, ext);
-    snprintf(final, sizeof(final), "%s/%s%s", dir, id, ext);
-    uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, NULL);
-    uv_fs_req_cleanup(&req);
-    if (fd < 0)
-        return fd;
-    int r = 0;
-    size_t off = 0;
-    while (off < len && r >= 0) {
-        size_t chunk = len - off > (1u << 30) ? (1u << 30) : len - off;
-        uv_buf_t buf = uv_buf_init((char *)data + off, (unsigned)chunk);
-        r = uv_fs_write(NULL, &req, fd, &buf, 1, -1, NULL);
-        uv_fs_req_cleanup(&req);
-        if (r > 0)
-            off += (size_t)r;
-        else if (r == 0)
-            r = UV_EIO;
-    }
-    if (r >= 0) {
-        r = uv_fs_fsync(NULL, &req, fd, NULL);
-        uv_fs_req_cleanup(&req);
-    }
-    int rc = uv_fs_close(NULL, &req, fd, NULL);
-    uv_fs_req_cleanup(&req);
-    if (r >= 0)
-        r = rc;
-    if (r >= 0) {
-        r = uv_fs_rename(NULL, &req, tmp, final, NULL);
-        uv_fs_req_cleanup(&req);
-    }
-    if (r < 0) {
-        uv_fs_unlink(NULL, &req, tmp, NULL);
-        uv_fs_req_cleanup(&req);
-    }
-    return r < 0 ? r : 0;
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/%s%s", dir, id, ext);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return UV_ENAMETOOLONG;
+    return fsutil_write(path, data, len, 0644, 1);
 }
 
 static void disk_work(uv_work_t *work)
 {
     disk_job *job = work->data;
     /* The envelope goes last: a complete ID.json means its ID.eml is complete too. */
-    int r = write_durably(job->dir, job->msg->id, ".eml", job->msg->body ? job->msg->body : "", job->msg->size);
+    int r = write_file(job->dir, job->msg->id, ".eml", job->msg->body ? job->msg->body : "", job->msg->size);
     if (r == 0)
-        r = write_durably(job->dir, job->msg->id, ".json", job->envelope, strlen(job->envelope));
+        r = write_file(job->dir, job->msg->id, ".json", job->envelope, strlen(job->envelope));
     if (r == 0)
-        r = fsync_path(job->dir, O_RDONLY | O_DIRECTORY); /* the renames themselves */
+        r = fsutil_fsync_dir(job->dir); /* the renames themselves */
     job->status = r;
 }
 

@@ -1,0 +1,30 @@
+/*
+ * fsutil.h - whole-file reads and durable writes with libuv's synchronous file calls.
+ *
+ * For start-up and thread-pool work only (ports file, certificates, profiles, --store-dir files): every
+ * call blocks, so the loop thread never calls these while serving connections.
+ */
+#ifndef SMTPFAULT_FSUTIL_H
+#define SMTPFAULT_FSUTIL_H
+
+#include <stddef.h>
+
+/*
+ * fsutil_read - the whole file at path, NUL-terminated (the NUL is not counted in *len), in a malloc'd
+ * buffer the caller frees. Files over max bytes are refused with UV_EFBIG. 0 or a libuv error code.
+ */
+int fsutil_read(const char *path, size_t max, char **data, size_t *len);
+
+/*
+ * fsutil_write - path holds exactly data once this returns 0: written to a temporary file in the same
+ * directory, fsynced when durable is set, then renamed over path. A libuv error code otherwise.
+ */
+int fsutil_write(const char *path, const char *data, size_t len, int mode, int durable);
+
+/* fsutil_fsync_dir - fsync a directory, so that renames into it survive a crash */
+int fsutil_fsync_dir(const char *dir);
+
+/* fsutil_mkdir - create dir (mode) unless it exists; 0 or a libuv error code */
+int fsutil_mkdir(const char *dir, int mode);
+
+#endif
