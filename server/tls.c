@@ -1,0 +1,397 @@
+/*
+ * tls.c - wolfSSL contexts and the per-connection sans-I/O TLS engine.
+ *
+ * wolfSSL's I/O callbacks read from the ciphertext the connection fed in and write to a buffer the
+ * connection takes and sends, so wolfSSL never blocks and never touches the socket (the lightway-core
+ * pattern). A context is made per (certificate, version range) on first use and kept until exit: a profile
+ * that presents the expired certificate over TLS 1.1 costs one context, however many sessions use it.
+ */
+#include "tls.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <wolfssl/options.h>
+
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/ssl.h>
+
+#include "fault.h"
+
+#define TLS_INPUT_MAX   (256 * 1024) /* ciphertext waiting to be decrypted: a few reads' worth */
+#define TLS_OUT_INITIAL 4096         /* a handshake flight with one certificate fits */
+#define TLS_ERROR_MAX   200
+
+struct tls_server {
+    cert_set certs;
+    WOLFSSL_CTX *ctx[CERT_KIND_COUNT][TLS_VERSION_COUNT][TLS_VERSION_COUNT]; /* [cert][min][max] */
+};
+
+struct tls_conn {
+    WOLFSSL *ssl;
+    char *in; /* ciphertext fed and not yet taken by wolfSSL: in[in_off .. in_len) */
+    size_t in_off, in_len, in_cap;
+    char *out; /* ciphertext wolfSSL produced, for the connection to send */
+    size_t out_len, out_cap;
+    int peer_eof;
+    int failed_io; /* the output buffer could not grow */
+    char error[TLS_ERROR_MAX];
+};
+
+/* wolf_min_version / wolf_max_version - our version as wolfSSL's two ways of naming it */
+static int wolf_min_version(tls_version v)
+{
+    return v == TLS_V1_1 ? WOLFSSL_TLSV1_1 : v == TLS_V1_2 ? WOLFSSL_TLSV1_2 : WOLFSSL_TLSV1_3;
+}
+
+static int wolf_max_version(tls_version v)
+{
+    return v == TLS_V1_1 ? TLS1_1_VERSION : v == TLS_V1_2 ? TLS1_2_VERSION : TLS1_3_VERSION;
+}
+
+/* -- alerts --------------------------------------------------------------------------------------------- */
+
+size_t tls_alert_record(int description, unsigned char out[7])
+{
+    /* ContentType alert (21), legacy version TLS 1.2, length 2, level fatal (2), description. */
+    const unsigned char rec[7] = {21, 3, 3, 0, 2, 2, (unsigned char)description};
+    memcpy(out, rec, sizeof(rec));
+    return sizeof(rec);
+}
+
+/* -- I/O callbacks ----------------------------------------------------------------------------------------
+ */
+
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    tls_conn *tc = ctx;
+    size_t avail = tc->in_len - tc->in_off;
+    if (avail == 0)
+        return tc->peer_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = avail < (size_t)sz ? avail : (size_t)sz;
+    memcpy(buf, tc->in + tc->in_off, n);
+    tc->in_off += n;
+    if (tc->in_off == tc->in_len)
+        tc->in_off = tc->in_len = 0;
+    return (int)n;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    tls_conn *tc = ctx;
+    size_t need = tc->out_len + (size_t)sz;
+    if (need > tc->out_cap) {
+        size_t cap = tc->out_cap ? tc->out_cap : TLS_OUT_INITIAL;
+        while (cap < need)
+            cap *= 2;
+        char *out = realloc(tc->out, cap);
+        if (out == NULL) {
+            tc->failed_io = 1;
+            return WOLFSSL_CBIO_ERR_GENERAL;
+        }
+        tc->out = out;
+        tc->out_cap = cap;
+    }
+    memcpy(tc->out + tc->out_len, buf, (size_t)sz);
+    tc->out_len = need;
+    return sz;
+}
+
+/* -- contexts ---------------------------------------------------------------------------------------------
+ */
+
+/* make_ctx - a server context presenting pair, allowing [min, max]; NULL with a reason in err */
+static WOLFSSL_CTX *make_ctx(const cert_pair *pair, tls_version min, tls_version max, char *err, size_t errsz)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errsz, "cannot create a TLS context");
+        return NULL;
+    }
+    const char *what = NULL;
+    if (wolfSSL_CTX_SetMinVersion(ctx, wolf_min_version(min)) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_max_proto_version(ctx, wolf_max_version(max)) != WOLFSSL_SUCCESS)
+        what = "protocol versions";
+    else if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, (const unsigned char *)pair->cert,
+                                                             (long)strlen(pair->cert),
+                                                             WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        what = "certificate (PEM)";
+    else if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)pair->key, (long)strlen(pair->key),
+                                               WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        what = "private key (PEM)";
+    else if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
+        what = "private key: it does not match the certificate";
+    if (what != NULL) {
+        snprintf(err, errsz, "TLS %s-%s: bad %s", fault_tls_version_name((int)min),
+                 fault_tls_version_name((int)max), what);
+        wolfSSL_CTX_free(ctx);
+        return NULL;
+    }
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL); /* no client certificates */
+    wolfSSL_CTX_SetIORecv(ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(ctx, io_send);
+    return ctx;
+}
+
+static WOLFSSL_CTX *get_ctx(tls_server *ts, const tls_policy *p, char *err, size_t errsz)
+{
+    if ((unsigned)p->cert >= CERT_KIND_COUNT || (unsigned)p->min >= TLS_VERSION_COUNT ||
+        (unsigned)p->max >= TLS_VERSION_COUNT || p->min > p->max) {
+        snprintf(err, errsz, "invalid TLS policy");
+        return NULL;
+    }
+    WOLFSSL_CTX **slot = &ts->ctx[p->cert][p->min][p->max];
+    if (*slot == NULL)
+        *slot = make_ctx(&ts->certs.server[p->cert], p->min, p->max, err, errsz);
+    return *slot;
+}
+
+static char *copy_text(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+tls_server *tls_server_new(const cert_set *cs, char *err, size_t errsz)
+{
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+        snprintf(err, errsz, "cannot initialise wolfSSL");
+        return NULL;
+    }
+    tls_server *ts = calloc(1, sizeof(*ts));
+    if (ts == NULL) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    int bad = 0;
+    ts->certs.ca.cert = copy_text(cs->ca.cert);
+    ts->certs.ca.key = copy_text(cs->ca.key);
+    ts->certs.untrusted_ca.cert = copy_text(cs->untrusted_ca.cert);
+    ts->certs.untrusted_ca.key = copy_text(cs->untrusted_ca.key);
+    for (int i = 0; i < CERT_KIND_COUNT; i++) {
+        ts->certs.server[i].cert = copy_text(cs->server[i].cert);
+        ts->certs.server[i].key = copy_text(cs->server[i].key);
+        bad |= ts->certs.server[i].cert == NULL || ts->certs.server[i].key == NULL;
+    }
+    if (bad || ts->certs.ca.cert == NULL) {
+        snprintf(err, errsz, "out of memory");
+        tls_server_free(ts);
+        return NULL;
+    }
+    tls_policy def = TLS_POLICY_DEFAULT;
+    if (get_ctx(ts, &def, err, errsz) == NULL) {
+        tls_server_free(ts);
+        return NULL;
+    }
+    return ts;
+}
+
+void tls_server_free(tls_server *ts)
+{
+    if (ts == NULL)
+        return;
+    for (int c = 0; c < CERT_KIND_COUNT; c++)
+        for (int a = 0; a < TLS_VERSION_COUNT; a++)
+            for (int b = 0; b < TLS_VERSION_COUNT; b++)
+                wolfSSL_CTX_free(ts->ctx[c][a][b]);
+    cert_set_free(&ts->certs);
+    free(ts);
+    wolfSSL_Cleanup();
+}
+
+const char *tls_server_ca_pem(const tls_server *ts)
+{
+    return ts->certs.ca.cert;
+}
+
+/* -- connections ------------------------------------------------------------------------------------------
+ */
+
+tls_conn *tls_conn_new(tls_server *ts, const tls_policy *policy, char *err, size_t errsz)
+{
+    WOLFSSL_CTX *ctx = get_ctx(ts, policy, err, errsz);
+    if (ctx == NULL)
+        return NULL;
+    tls_conn *tc = calloc(1, sizeof(*tc));
+    if (tc == NULL || (tc->ssl = wolfSSL_new(ctx)) == NULL) {
+        free(tc);
+        snprintf(err, errsz, "out of memory for a TLS session");
+        return NULL;
+    }
+    wolfSSL_SetIOReadCtx(tc->ssl, tc);
+    wolfSSL_SetIOWriteCtx(tc->ssl, tc);
+    return tc;
+}
+
+void tls_conn_free(tls_conn *tc)
+{
+    if (tc == NULL)
+        return;
+    wolfSSL_free(tc->ssl);
+    free(tc->in);
+    free(tc->out);
+    free(tc);
+}
+
+int tls_conn_feed(tls_conn *tc, const char *data, size_t len)
+{
+    if (len == 0) { /* the client closed its side */
+        tc->peer_eof = 1;
+        return 0;
+    }
+    if (tc->in_off > 0 && tc->in_off == tc->in_len)
+        tc->in_off = tc->in_len = 0;
+    if (tc->in_len - tc->in_off + len > TLS_INPUT_MAX)
+        return -1;
+    if (tc->in_len + len > tc->in_cap) {
+        if (tc->in_off > 0) { /* compact before growing */
+            memmove(tc->in, tc->in + tc->in_off, tc->in_len - tc->in_off);
+            tc->in_len -= tc->in_off;
+            tc->in_off = 0;
+        }
+        if (tc->in_len + len > tc->in_cap) {
+            size_t cap = tc->in_cap ? tc->in_cap : 16384;
+            while (cap < tc->in_len + len)
+                cap *= 2;
+            char *in = realloc(tc->in, cap);
+            if (in == NULL)
+                return -1;
+            tc->in = in;
+            tc->in_cap = cap;
+        }
+    }
+    memcpy(tc->in + tc->in_len, data, len);
+    tc->in_len += len;
+    return 0;
+}
+
+/* looks_like_smtp - the first bytes of a "ClientHello" are an SMTP command: a plaintext client */
+static int looks_like_smtp(const char *s, size_t n)
+{
+    if (n < 4)
+        return 0;
+    for (size_t i = 0; i < 4; i++)
+        if (!isalpha((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+/* describe_error - tls_conn_error's text for wolfSSL error err */
+static void describe_error(tls_conn *tc, int err)
+{
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    char text[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)err, text, sizeof(text));
+    if (tc->failed_io) {
+        snprintf(tc->error, sizeof(tc->error), "out of memory for TLS output");
+    } else if (err == SOCKET_PEER_CLOSED_E || err == SOCKET_ERROR_E || tc->peer_eof) {
+        snprintf(tc->error, sizeof(tc->error), "the client closed the connection during the TLS handshake");
+    } else if (wolfSSL_get_alert_history(tc->ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code > 0 &&
+               h.last_rx.level == 2) {
+        snprintf(tc->error, sizeof(tc->error), "the client sent TLS alert %d (%s): %s", h.last_rx.code,
+                 fault_tls_alert_name(h.last_rx.code), text);
+    } else {
+        snprintf(tc->error, sizeof(tc->error), "%s (wolfSSL error %d)", text, err);
+    }
+}
+
+tls_status tls_conn_handshake(tls_conn *tc)
+{
+    /* Seen before wolfSSL consumes it: a plaintext client on the implicit-TLS port. */
+    int plaintext =
+        !wolfSSL_is_init_finished(tc->ssl) && looks_like_smtp(tc->in + tc->in_off, tc->in_len - tc->in_off);
+    char first[16];
+    size_t nfirst = tc->in_len - tc->in_off < sizeof(first) - 1 ? tc->in_len - tc->in_off : sizeof(first) - 1;
+    if (plaintext) {
+        memcpy(first, tc->in + tc->in_off, nfirst);
+        first[nfirst] = '\0';
+    }
+    int r = wolfSSL_accept(tc->ssl);
+    if (r == WOLFSSL_SUCCESS)
+        return TLS_DONE;
+    int err = wolfSSL_get_error(tc->ssl, r);
+    if (err == WOLFSSL_ERROR_WANT_READ && !tc->peer_eof)
+        return TLS_WANT;
+    if (plaintext) {
+        for (size_t i = 0; i < nfirst; i++)
+            if (!isprint((unsigned char)first[i]))
+                first[i] = '\0';
+        snprintf(tc->error, sizeof(tc->error),
+                 "the client sent plaintext (\"%s...\") instead of a TLS ClientHello", first);
+    } else {
+        describe_error(tc, err);
+    }
+    return TLS_FAILED;
+}
+
+int tls_conn_read(tls_conn *tc, char *buf, size_t cap)
+{
+    int n = wolfSSL_read(tc->ssl, buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
+    if (n > 0)
+        return n;
+    int err = wolfSSL_get_error(tc->ssl, n);
+    if (err == WOLFSSL_ERROR_WANT_READ && !tc->peer_eof)
+        return 0;
+    if (err == WOLFSSL_ERROR_ZERO_RETURN)
+        return -1;
+    describe_error(tc, err);
+    return -2;
+}
+
+int tls_conn_write(tls_conn *tc, const char *data, size_t len)
+{
+    while (len > 0) {
+        int chunk = len > 16384 ? 16384 : (int)len;
+        int n = wolfSSL_write(tc->ssl, data, chunk);
+        if (n <= 0) {
+            describe_error(tc, wolfSSL_get_error(tc->ssl, n));
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void tls_conn_close_notify(tls_conn *tc)
+{
+    (void)wolfSSL_shutdown(tc->ssl); /* one-way: we do not wait for the client's close_notify */
+}
+
+char *tls_conn_take_output(tls_conn *tc, size_t *len)
+{
+    char *out = tc->out;
+    *len = tc->out_len;
+    if (tc->out_len == 0) {
+        *len = 0;
+        return NULL;
+    }
+    tc->out = NULL;
+    tc->out_len = tc->out_cap = 0;
+    return out;
+}
+
+const char *tls_conn_version(const tls_conn *tc)
+{
+    return wolfSSL_get_version(tc->ssl);
+}
+
+const char *tls_conn_cipher(const tls_conn *tc)
+{
+    return wolfSSL_get_cipher_name(tc->ssl);
+}
+
+int tls_conn_resumed(const tls_conn *tc)
+{
+    return wolfSSL_session_reused(tc->ssl);
+}
+
+const char *tls_conn_error(const tls_conn *tc)
+{
+    return tc->error[0] ? tc->error : "TLS error";
+}
