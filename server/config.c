@@ -18,9 +18,16 @@
 #define DEFAULT_STORE_MAX_BYTES    (256u * 1024 * 1024)
 
 static const char *const listener_names[] = {
-#define LISTENER_NAME(e, name, def) name,
-    LISTENER_LIST(LISTENER_NAME)
+#define LISTENER_NAME(e, name) name,
+    FAULT_LISTENER_LIST(LISTENER_NAME)
 #undef LISTENER_NAME
+};
+
+/* The three ports of a real provider, moved above 1024 so that no privileges are needed. */
+static const listener_policy policies[LISTENER_COUNT] = {
+    [LISTENER_SMTP] = {"127.0.0.1:2525", 0, 1, 0, 0},
+    [LISTENER_SUBMISSION] = {"127.0.0.1:2587", 0, 1, 1, 1},
+    [LISTENER_SMTPS] = {"127.0.0.1:2465", 1, 0, 0, 1},
 };
 
 const char *config_listener_name(listener_kind kind)
@@ -28,17 +35,55 @@ const char *config_listener_name(listener_kind kind)
     return listener_names[kind];
 }
 
+const listener_policy *config_listener_policy(listener_kind kind)
+{
+    return &policies[kind];
+}
+
+int config_add_user(config *cfg, const char *spec, char *err, size_t errsz)
+{
+    const char *colon = strchr(spec, ':');
+    if (colon == NULL || colon == spec) {
+        snprintf(err, errsz, "'%s' is not NAME:PASSWORD", spec);
+        return -1;
+    }
+    const char **names = realloc(cfg->user_names, (cfg->nusers + 1) * sizeof(*names));
+    if (names != NULL)
+        cfg->user_names = names;
+    const char **pws = realloc(cfg->user_passwords, (cfg->nusers + 1) * sizeof(*pws));
+    if (pws != NULL)
+        cfg->user_passwords = pws;
+    char *name = strndup(spec, (size_t)(colon - spec)), *pw = strdup(colon + 1);
+    if (names == NULL || pws == NULL || name == NULL || pw == NULL) {
+        free(name);
+        free(pw);
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    cfg->user_names[cfg->nusers] = name;
+    cfg->user_passwords[cfg->nusers] = pw;
+    cfg->nusers++;
+    return 0;
+}
+
+void config_free(config *cfg)
+{
+    for (size_t i = 0; i < cfg->nusers; i++) {
+        free((char *)cfg->user_names[i]);
+        free((char *)cfg->user_passwords[i]);
+    }
+    free(cfg->user_names);
+    free(cfg->user_passwords);
+    cfg->user_names = cfg->user_passwords = NULL;
+    cfg->nusers = 0;
+}
+
 void config_defaults(config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    static const char *const defaults[] = {
-#define LISTENER_DEFAULT(e, name, def) def,
-        LISTENER_LIST(LISTENER_DEFAULT)
-#undef LISTENER_DEFAULT
-    };
     char err[128];
     for (int i = 0; i < LISTENER_COUNT; i++)
-        (void)config_parse_addr(defaults[i], &cfg->listen[i], err, sizeof(err));
+        (void)config_parse_addr(policies[i].default_addr, &cfg->listen[i], err, sizeof(err));
     snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
     cfg->max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
     cfg->max_recipients = DEFAULT_MAX_RECIPIENTS;
@@ -49,6 +94,7 @@ void config_defaults(config *cfg)
     cfg->store_max_bytes = DEFAULT_STORE_MAX_BYTES;
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->log_level = LOG_INFO;
+    cfg->magic = 1;
 }
 
 int config_parse_addr(const char *text, listen_addr *out, char *err, size_t errsz)

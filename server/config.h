@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fault_stage.h"
 #include "log.h"
 
 #define CONFIG_HOST_MAX 64
@@ -17,17 +18,25 @@ typedef struct listen_addr {
     int port;                   /* 0: the kernel picks a free port */
 } listen_addr;
 
-/* The listeners, in the order they are opened and reported. */
-#define LISTENER_LIST(X)                                                                                     \
-    X(SMTP, "smtp", "127.0.0.1:2525")                                                                        \
-    X(SUBMISSION, "submission", "off")
-
+/* The listeners, in the order they are opened and reported (names in faults/fault_stage.h). */
 typedef enum listener_kind {
-#define LISTENER_ENUM(e, name, def) LISTENER_##e,
-    LISTENER_LIST(LISTENER_ENUM)
+#define LISTENER_ENUM(e, name) LISTENER_##e,
+    FAULT_LISTENER_LIST(LISTENER_ENUM)
 #undef LISTENER_ENUM
         LISTENER_COUNT
 } listener_kind;
+
+/* listener_policy - what each kind of listener does, as real providers' ports do */
+typedef struct listener_policy {
+    const char *default_addr;
+    int implicit_tls;  /* TLS from the first byte (RFC 8314) */
+    int starttls;      /* STARTTLS offered (RFC 3207) */
+    int tls_required;  /* MAIL and plaintext AUTH only after STARTTLS (RFC 6409 practice) */
+    int auth_required; /* MAIL only after AUTH: 530 5.7.0 */
+} listener_policy;
+
+/* config_listener_policy - the policy of a listener kind */
+const listener_policy *config_listener_policy(listener_kind kind);
 
 typedef struct config {
     listen_addr listen[LISTENER_COUNT];
@@ -39,8 +48,16 @@ typedef struct config {
     unsigned drain_timeout_s;
     size_t store_max_messages;
     uint64_t store_max_bytes;
-    const char *store_dir;  /* NULL: memory only */
-    const char *ports_file; /* NULL: none */
+    const char *store_dir;            /* NULL: memory only */
+    const char *ports_file;           /* NULL: none */
+    const char *cert_file, *key_file; /* the user's own certificate for "valid", PEM */
+    const char *certs_dir;            /* load the test PKI from here, or write a new one here */
+    int no_tls;                       /* no STARTTLS, no implicit-TLS listener */
+    const char **user_names;          /* --user NAME:PASSWORD, in order (strings owned by the config) */
+    const char **user_passwords;
+    size_t nusers;
+    const char *profile; /* --profile FILE */
+    int magic;           /* magic addresses, unless a profile says otherwise (--no-magic: 0) */
     log_format log_format;
     log_level log_level;
 } config;
@@ -56,6 +73,12 @@ const char *config_listener_name(listener_kind kind);
  * reason in err.
  */
 int config_parse_addr(const char *text, listen_addr *out, char *err, size_t errsz);
+
+/* config_add_user - "NAME:PASSWORD" (split at the first colon); 0, or -1 with a reason in err */
+int config_add_user(config *cfg, const char *spec, char *err, size_t errsz);
+
+/* config_free - what config_add_user allocated */
+void config_free(config *cfg);
 
 /* config_parse_u64 - a decimal number within [min, max], with an optional K/M/G (binary) suffix */
 int config_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out);

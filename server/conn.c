@@ -1,14 +1,20 @@
 /*
- * conn.c - a client connection: socket I/O, idle timer, output buffering, commit of accepted messages,
- * and the one close path.
+ * conn.c - a client connection: socket I/O, TLS, timers, output buffering, commit of accepted messages,
+ * the fault actions that need the socket or the clock, and the one close path.
  *
  * Lifetime: conn_accept() allocates; conn_close() is the only way out and is idempotent; memory is freed
  * in on_handle_closed() once both handles are closed and no --store-dir write still refers to the
- * connection. A graceful end (QUIT, 421) shuts the write side down after the last reply and keeps reading
- * for a short linger period, so the client is not sent an RST while its last reply is in flight.
+ * connection. A graceful end (QUIT, 421) writes the last reply (and TLS close_notify), shuts the write side
+ * down and keeps reading for a short linger period, so the client is not sent an RST while its last reply
+ * is in flight. A reset fault closes with an RST at once and never mixes with uv_shutdown.
+ *
+ * One timer per connection serves every wait in turn: the idle timeout, a fault's delay, a drip's next
+ * byte, the linger after our FIN. TLS (tls.c) sits between the socket and the session: ciphertext in,
+ * plaintext to the session, the session's replies encrypted on the way out.
  */
 #include "conn.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +22,12 @@
 #include "listener.h"
 #include "log.h"
 #include "store_disk.h"
+#include "tls.h"
 
 #define CONN_WRITE_QUEUE_MAX (256 * 1024) /* stop reading while this much output waits for the client */
 #define CONN_LINGER_MS       2000         /* after our FIN, wait this long for the client's */
 #define CONN_OUT_INITIAL     512          /* first output buffer; most batches are a reply or two */
+#define CONN_DRIP_TICK_MS    100          /* a drip faster than 10 bytes/s sends every tick */
 
 typedef enum conn_phase {
     CONN_OPEN,      /* the session is talking */
@@ -28,25 +36,54 @@ typedef enum conn_phase {
     CONN_CLOSED,    /* handles closing */
 } conn_phase;
 
+typedef enum conn_timer_use {
+    TIMER_IDLE,      /* the client has this long to say something */
+    TIMER_WAIT,      /* a fault's delay: then session_resume() */
+    TIMER_DRIP,      /* the next bytes of a drip */
+    TIMER_TLS_DELAY, /* a fault's delay before the handshake */
+    TIMER_START,     /* a fault's delay at the connect stage, before the session starts */
+    TIMER_LINGER,    /* after our FIN */
+} conn_timer_use;
+
+typedef enum conn_tls {
+    CONN_TLS_NONE,      /* plaintext */
+    CONN_TLS_PENDING,   /* STARTTLS accepted: the handshake starts once the 220 is queued */
+    CONN_TLS_HANDSHAKE, /* the handshake runs */
+    CONN_TLS_ACTIVE,    /* application data is encrypted */
+    CONN_TLS_STALLED,   /* a fault: ciphertext is read and ignored */
+    CONN_TLS_ALERT,     /* a fault: the first ciphertext gets an alert, then the connection closes */
+} conn_tls;
+
 struct conn {
     server *srv;
     listener *l;
     uv_tcp_t tcp;
-    uv_timer_t timer; /* idle timeout while open, linger timeout while lingering */
+    uv_timer_t timer;
     uv_shutdown_t shutdown_req;
     session *s;
+    fault_conn *faults;
+    tls_conn *tls;
+    conn_tls tls_phase;
+    int tls_alert;                   /* CONN_TLS_ALERT: the description to send */
+    int implicit_tls;                /* the session starts after the handshake */
+    const fault_action *pending_act; /* a tls_handshake or connect fault waiting for its delay */
+    conn_timer_use timer_use;
     conn *prev, *next;
     uint64_t id;
     conn_phase phase;
     int handles_open;
     int commit_pending; /* a --store-dir write refers to this connection */
     int reading;
-    int drain_requested; /* the server is stopping: 421 once the transaction in flight ends */
-    int eof;             /* the client shut its side down */
+    int drain_requested;    /* the server is stopping: 421 once the transaction in flight ends */
+    int eof;                /* the client shut its side down */
+    int hanging;            /* a connect-stage hang: no session, input discarded */
     const char *end_reason; /* why the session ended, for the close log line */
     char client[STORE_CLIENT_MAX];
-    char *out; /* output of the current batch, handed to uv_write as is */
+    char *out; /* plaintext output of the current batch */
     size_t out_len, out_cap;
+    uint32_t drip_bps; /* the batch being built is dripped at this rate */
+    char *drip;        /* output being dripped: drip[drip_off .. drip_len) */
+    size_t drip_len, drip_off;
     uint64_t bytes_in, bytes_out;
     uint64_t started_ms;
 };
@@ -57,12 +94,54 @@ typedef struct write_req {
     char *data;
 } write_req;
 
-static void conn_close(conn *c, const char *reason);
+static void conn_close(conn *c, const char *reason, int reset);
 static void after_session(conn *c);
+static void update_reading(conn *c);
 
 conn *conn_next(conn *c)
 {
     return c->next;
+}
+
+/* -- events --------------------------------------------------------------------------------------------- */
+
+static void conn_event(conn *c, int level, const char *name, const char *text, size_t len)
+{
+    log_session((log_level)level, c->id, name, text, len);
+}
+
+static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
+{
+    if (!log_enabled((log_level)level))
+        return;
+    char text[400];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        conn_event(c, level, name, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+}
+
+/* -- timer ------------------------------------------------------------------------------------------------
+ */
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_set(conn *c, conn_timer_use use, uint64_t ms)
+{
+    c->timer_use = use;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* timer_idle - the idle timeout; its repeat value lets each read restart it with uv_timer_again */
+static void timer_idle(conn *c)
+{
+    uint64_t ms = (uint64_t)c->srv->cfg->idle_timeout_s * 1000;
+    c->timer_use = TIMER_IDLE;
+    uv_timer_start(&c->timer, on_timer, ms, ms);
 }
 
 /* -- freeing -------------------------------------------------------------------------------------------- */
@@ -80,7 +159,10 @@ static void maybe_free(conn *c)
         c->next->prev = c->prev;
     srv->nconns--;
     session_free(c->s);
+    fault_conn_free(c->faults);
+    tls_conn_free(c->tls);
     free(c->out);
+    free(c->drip);
     free(c);
     server_conn_gone(srv);
 }
@@ -93,23 +175,23 @@ static void on_handle_closed(uv_handle_t *h)
 }
 
 /* conn_close - the one close path: idempotent; frees once every handle has closed */
-static void conn_close(conn *c, const char *reason)
+static void conn_close(conn *c, const char *reason, int reset)
 {
     if (c->phase == CONN_CLOSED)
         return;
     c->phase = CONN_CLOSED;
-    char text[160];
-    int n = snprintf(text, sizeof(text), "%s (in %llu bytes, out %llu bytes, %llu ms)", reason,
-                     (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-                     (unsigned long long)(uv_now(c->srv->loop) - c->started_ms));
-    log_session(LOG_INFO, c->id, "close", text, (size_t)n);
+    conn_eventf(c, LOG_INFO, "close", "%s (in %llu bytes, out %llu bytes, %llu ms)", reason,
+                (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+                (unsigned long long)(uv_now(c->srv->loop) - c->started_ms));
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed); /* cancels queued writes: their callbacks free them */
+    /* Either close cancels queued writes: their callbacks free them. */
+    if (reset && uv_tcp_close_reset(&c->tcp, (uv_close_cb)on_handle_closed) == 0)
+        return;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
-/* -- output ----------------------------------------------------------------------------------------------- */
-
-static void update_reading(conn *c);
+/* -- output -----------------------------------------------------------------------------------------------
+ */
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -119,36 +201,110 @@ static void on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0) {
         if (status != UV_ECANCELED)
-            conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? "client reset the connection"
-                                                                        : "write failed");
+            conn_close(c,
+                       status == UV_EPIPE || status == UV_ECONNRESET ? "client reset the connection"
+                                                                     : "write failed",
+                       0);
         return;
     }
     if (c->phase == CONN_OPEN)
         update_reading(c); /* the queue may have drained below the limit */
 }
 
-/* flush - hand the batch's output to libuv; the buffer travels with the write request */
+/* queue_write - hand data (malloc'd, ownership passes) to libuv */
+static void queue_write(conn *c, char *data, size_t len)
+{
+    if (c->phase == CONN_CLOSED || len == 0) {
+        free(data);
+        return;
+    }
+    write_req *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        free(data);
+        conn_close(c, "out of memory", 0);
+        return;
+    }
+    w->c = c;
+    w->data = data;
+    uv_buf_t buf = uv_buf_init(data, (unsigned)len);
+    c->bytes_out += len;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+        free(data);
+        free(w);
+        conn_close(c, "write failed", 0);
+    }
+}
+
+/* send_tls_output - whatever wolfSSL produced (handshake records, alerts, application data) */
+static void send_tls_output(conn *c)
+{
+    size_t len;
+    char *data = tls_conn_take_output(c->tls, &len);
+    queue_write(c, data, len);
+}
+
+/* send_plain - session output to the client, encrypted when TLS is active */
+static void send_plain(conn *c, char *data, size_t len)
+{
+    if (c->tls_phase != CONN_TLS_ACTIVE) {
+        queue_write(c, data, len);
+        return;
+    }
+    int r = tls_conn_write(c->tls, data, len);
+    free(data);
+    send_tls_output(c);
+    if (r != 0)
+        conn_close(c, tls_conn_error(c->tls), 0);
+}
+
+static void drip_tick(conn *c)
+{
+    size_t left = c->drip_len - c->drip_off;
+    if (left == 0) {
+        free(c->drip);
+        c->drip = NULL;
+        c->drip_len = c->drip_off = 0;
+        timer_idle(c);
+        session_resume(c->s);
+        after_session(c);
+        return;
+    }
+    /* Below 10 bytes/s, one byte per 1/bps seconds; above, bps/10 bytes per tick. */
+    uint32_t bps = c->drip_bps ? c->drip_bps : 1;
+    size_t n = bps < 10 ? 1 : bps / 10;
+    uint64_t wait = bps < 10 ? 1000 / bps : CONN_DRIP_TICK_MS;
+    if (n > left)
+        n = left;
+    char *chunk = malloc(n);
+    if (chunk == NULL) {
+        conn_close(c, "out of memory", 0);
+        return;
+    }
+    memcpy(chunk, c->drip + c->drip_off, n);
+    c->drip_off += n;
+    send_plain(c, chunk, n);
+    if (c->phase != CONN_CLOSED)
+        timer_set(c, TIMER_DRIP, c->drip_off == c->drip_len ? 0 : wait);
+}
+
+/* flush - the batch's output: written now, or handed to the drip */
 static void flush(conn *c)
 {
     if (c->out_len == 0 || c->phase == CONN_CLOSED)
         return;
-    write_req *w = malloc(sizeof(*w));
-    if (w == NULL) {
-        conn_close(c, "out of memory");
-        return;
-    }
-    w->c = c;
-    w->data = c->out;
-    uv_buf_t buf = uv_buf_init(c->out, (unsigned)c->out_len);
-    c->bytes_out += c->out_len;
+    char *data = c->out;
+    size_t len = c->out_len;
     c->out = NULL;
     c->out_len = c->out_cap = 0;
-    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (r != 0) {
-        free(w->data);
-        free(w);
-        conn_close(c, "write failed");
+    if (c->drip_bps > 0) {
+        free(c->drip);
+        c->drip = data;
+        c->drip_len = len;
+        c->drip_off = 0;
+        drip_tick(c);
+        return;
     }
+    send_plain(c, data, len);
 }
 
 static void host_send(void *ctx, const char *data, size_t len)
@@ -162,7 +318,7 @@ static void host_send(void *ctx, const char *data, size_t len)
             cap *= 2;
         char *out = realloc(c->out, cap);
         if (out == NULL) {
-            conn_close(c, "out of memory");
+            conn_close(c, "out of memory", 0);
             return;
         }
         c->out = out;
@@ -172,13 +328,8 @@ static void host_send(void *ctx, const char *data, size_t len)
     c->out_len += len;
 }
 
-/* -- graceful end ----------------------------------------------------------------------------------------- */
-
-static void on_linger_timeout(uv_timer_t *t)
-{
-    conn *c = t->data;
-    conn_close(c, c->end_reason);
-}
+/* -- graceful end -----------------------------------------------------------------------------------------
+ */
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -186,35 +337,40 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (c->phase == CONN_CLOSED)
         return;
     if (status < 0 || c->eof) {
-        conn_close(c, status < 0 ? "shutdown failed" : c->end_reason);
+        conn_close(c, status < 0 ? "shutdown failed" : c->end_reason, 0);
         return;
     }
     /* Keep reading (and discarding) until the client's FIN, so unread input cannot turn our close into an
      * RST that destroys the reply the client has not read yet. */
     c->phase = CONN_LINGERING;
-    uv_timer_start(&c->timer, on_linger_timeout, CONN_LINGER_MS, 0);
+    timer_set(c, TIMER_LINGER, CONN_LINGER_MS);
     update_reading(c);
 }
 
-static void host_close(void *ctx, const char *reason)
+/* end_gracefully - write what is queued (and close_notify), then FIN */
+static void end_gracefully(conn *c, const char *reason)
 {
-    conn *c = ctx;
     if (c->phase != CONN_OPEN)
         return;
     c->phase = CONN_FLUSHING;
     c->end_reason = reason;
 }
 
+static void host_close(void *ctx, const char *reason, int reset)
+{
+    conn *c = ctx;
+    if (reset)
+        conn_close(c, reason, 1);
+    else
+        end_gracefully(c, reason);
+}
+
 /* -- commit --------------------------------------------------------------------------------------------- */
 
-static void log_stored(conn *c, const store_msg *m)
+static void log_stored(conn *c, const store_msg *m, const char *how)
 {
-    if (!log_enabled(LOG_INFO))
-        return;
-    char text[200];
-    int n = snprintf(text, sizeof(text), "%s: %zu bytes, %zu recipient%s", m->id, m->size, m->nrcpts,
-                     m->nrcpts == 1 ? "" : "s");
-    log_session(LOG_INFO, c->id, "message", text, (size_t)n);
+    conn_eventf(c, LOG_INFO, "message", "%s: %zu bytes, %zu recipient%s%s", m->id, m->size, m->nrcpts,
+                m->nrcpts == 1 ? "" : "s", how);
 }
 
 static void on_disk_done(void *ctx, store_msg *m, int status)
@@ -223,7 +379,7 @@ static void on_disk_done(void *ctx, store_msg *m, int status)
     c->commit_pending = 0;
     if (status == 0) {
         store_add(&c->srv->store, m);
-        log_stored(c, m);
+        log_stored(c, m, "");
     } else {
         log_server(LOG_ERROR, "cannot write message %s to %s: %s", m->id, c->srv->cfg->store_dir,
                    uv_strerror(status));
@@ -241,16 +397,24 @@ static void host_commit(void *ctx, store_msg *m)
     conn *c = ctx;
     server *srv = c->srv;
     store_assign_id(&srv->store, m);
+    if (m->discard) {
+        srv->discarded++;
+        log_stored(c, m, ", discarded by the fault (not kept)");
+        session_commit_done(c->s, m->id);
+        store_msg_unref(m);
+        return;
+    }
     if (srv->cfg->store_dir == NULL) {
         store_add(&srv->store, m);
-        log_stored(c, m);
+        log_stored(c, m, "");
         session_commit_done(c->s, m->id);
         store_msg_unref(m);
         return;
     }
     int r = store_disk_write(srv->loop, srv->cfg->store_dir, m, on_disk_done, c);
     if (r != 0) {
-        log_server(LOG_ERROR, "cannot queue message %s for %s: %s", m->id, srv->cfg->store_dir, uv_strerror(r));
+        log_server(LOG_ERROR, "cannot queue message %s for %s: %s", m->id, srv->cfg->store_dir,
+                   uv_strerror(r));
         session_commit_done(c->s, NULL);
     } else {
         c->commit_pending = 1;
@@ -258,9 +422,206 @@ static void host_commit(void *ctx, store_msg *m)
     store_msg_unref(m);
 }
 
-static const session_host conn_host = {host_send, host_close, host_commit};
+/* -- faults and TLS the session asks for ---------------------------------------------------------------- */
 
-/* -- input ------------------------------------------------------------------------------------------------ */
+static void host_wait(void *ctx, uint32_t ms)
+{
+    conn *c = ctx;
+    timer_set(c, TIMER_WAIT, ms);
+}
+
+static void host_drip(void *ctx, uint32_t bps)
+{
+    conn *c = ctx;
+    c->drip_bps = bps;
+}
+
+static int64_t host_now(void *ctx)
+{
+    (void)ctx;
+    return server_now_ms();
+}
+
+static void host_event(void *ctx, int level, const char *name, const char *text, size_t len)
+{
+    conn_event(ctx, level, name, text, len);
+}
+
+static void host_starttls(void *ctx)
+{
+    conn *c = ctx;
+    c->tls_phase = CONN_TLS_PENDING;
+}
+
+static const session_host conn_host = {host_send, host_close, host_commit, host_starttls,
+                                       host_wait, host_drip,  host_now,    host_event};
+
+static void tls_fail(conn *c, const char *why)
+{
+    conn_eventf(c, LOG_INFO, "tls", "handshake failed: %s", why);
+    if (c->tls != NULL)
+        send_tls_output(c); /* the alert wolfSSL made, if any */
+    end_gracefully(c, "TLS handshake failed");
+}
+
+/* tls_established - the handshake is done: the session starts, or restarts after STARTTLS */
+static void tls_established(conn *c)
+{
+    c->tls_phase = CONN_TLS_ACTIVE;
+    const char *version = tls_conn_version(c->tls), *cipher = tls_conn_cipher(c->tls);
+    conn_eventf(c, LOG_INFO, "tls", "%s %s%s", version, cipher, tls_conn_resumed(c->tls) ? " (resumed)" : "");
+    session_tls_established(c->s, version, cipher);
+    if (c->implicit_tls)
+        session_start(c->s);
+}
+
+/* tls_pump - run the ciphertext read so far through the handshake and then to the session */
+static void tls_pump(conn *c)
+{
+    if (c->tls_phase == CONN_TLS_HANDSHAKE) {
+        tls_status st = tls_conn_handshake(c->tls);
+        send_tls_output(c);
+        if (st == TLS_WANT)
+            return;
+        if (st == TLS_FAILED) {
+            tls_fail(c, tls_conn_error(c->tls));
+            return;
+        }
+        tls_established(c);
+    }
+    while (c->tls_phase == CONN_TLS_ACTIVE && c->phase == CONN_OPEN) {
+        int n = tls_conn_read(c->tls, c->srv->plain_buf, sizeof(c->srv->plain_buf));
+        if (n == 0)
+            break;
+        if (n == -1) {
+            conn_close(c, "client sent TLS close_notify", 0);
+            return;
+        }
+        if (n < 0) {
+            conn_eventf(c, LOG_INFO, "tls", "%s", tls_conn_error(c->tls));
+            conn_close(c, "TLS error", 0);
+            return;
+        }
+        if (session_discards_input(c->s))
+            continue;
+        session_feed(c->s, c->srv->plain_buf, (size_t)n);
+        flush(c); /* before the next record: output stays in order with what the session decides */
+    }
+}
+
+/* tls_policy_for - the profile's TLS settings, then the rule's */
+static tls_policy tls_policy_for(const conn *c, const fault_action *a)
+{
+    tls_policy p = TLS_POLICY_DEFAULT;
+    const fault_settings *fs = fault_profile_settings(fault_run_profile(fault_conn_run(c->faults)));
+    if (fs->certificate >= 0)
+        p.cert = (cert_kind)fs->certificate;
+    if (fs->tls_min >= 0) {
+        p.min = (tls_version)fs->tls_min;
+        p.max = (tls_version)fs->tls_max;
+    }
+    if (a != NULL && a->certificate >= 0)
+        p.cert = (cert_kind)a->certificate;
+    if (a != NULL && a->tls_min >= 0) {
+        p.min = (tls_version)a->tls_min;
+        p.max = (tls_version)a->tls_max;
+    }
+    return p;
+}
+
+/* tls_decision - the fault engine at the tls_handshake stage (the decision lives in the server) */
+static const fault_action *tls_decision(conn *c)
+{
+    fault_facts f;
+    memset(&f, 0, sizeof(f));
+    if (c->s != NULL) {
+        f.helo = session_helo(c->s);
+        f.user = session_user(c->s);
+        f.authenticated = f.user != NULL;
+    }
+    fault_decision *d = &c->srv->decision;
+    fault_decide(c->faults, FAULT_STAGE_TLS_HANDSHAKE, &f, server_now_ms(), d);
+    if (d->act == NULL)
+        return NULL;
+    char what[300];
+    fault_decision_describe(d, what, sizeof(what));
+    conn_eventf(c, LOG_INFO, "fault", "%s at tls_handshake: %s", d->why, what);
+    return d->act;
+}
+
+/* tls_start - begin the handshake under policy (the decision's delay, if any, is over) */
+static void tls_start(conn *c, const fault_action *a)
+{
+    if (a != NULL && a->hang) {
+        c->tls_phase = CONN_TLS_STALLED;
+        return;
+    }
+    if (a != NULL && a->tls_plaintext) {
+        c->tls_phase = CONN_TLS_NONE;
+        if (c->implicit_tls)
+            session_start(c->s); /* the greeting in plain text, on the TLS port */
+        else
+            session_tls_abandoned(c->s); /* after the 220, the server goes on in plain text */
+        return;
+    }
+    if (a != NULL && a->raw != NULL) {
+        char *raw = malloc(a->raw_len);
+        if (raw != NULL) {
+            memcpy(raw, a->raw, a->raw_len);
+            queue_write(c, raw, a->raw_len);
+        }
+        end_gracefully(c, "fault: raw bytes instead of a TLS handshake");
+        return;
+    }
+    if (a != NULL && a->close != FAULT_CLOSE_NONE) {
+        if (a->close == FAULT_CLOSE_RST)
+            conn_close(c, "fault: reset at the TLS handshake", 1);
+        else
+            end_gracefully(c, "fault: closed at the TLS handshake");
+        return;
+    }
+    if (a != NULL && a->tls_alert >= 0) {
+        c->tls_phase = CONN_TLS_ALERT;
+        c->tls_alert = a->tls_alert;
+        return;
+    }
+    tls_policy p = tls_policy_for(c, a);
+    char err[200];
+    c->tls = tls_conn_new(c->srv->tls, &p, err, sizeof(err));
+    if (c->tls == NULL) {
+        conn_eventf(c, LOG_WARN, "tls", "cannot start TLS: %s", err);
+        end_gracefully(c, "TLS set-up failed");
+        return;
+    }
+    c->tls_phase = CONN_TLS_HANDSHAKE;
+}
+
+/* tls_begin - the TLS handshake is due (implicit TLS at accept, or after the STARTTLS 220) */
+static void tls_begin(conn *c)
+{
+    const fault_action *a = tls_decision(c);
+    if (a != NULL && a->delay_ms > 0) {
+        c->tls_phase = CONN_TLS_STALLED; /* until the delay is over; ciphertext waits in the kernel */
+        c->pending_act = a;              /* a rule's action: it lives as long as the profile we hold */
+        timer_set(c, TIMER_TLS_DELAY, a->delay_ms);
+        return;
+    }
+    tls_start(c, a);
+}
+
+/* on_tls_delay_over - the delayed handshake starts, with the decision taken before the delay */
+static void on_tls_delay_over(conn *c)
+{
+    const fault_action *a = c->pending_act;
+    c->pending_act = NULL;
+    c->tls_phase = CONN_TLS_NONE;
+    timer_idle(c);
+    tls_start(c, a);
+    after_session(c);
+}
+
+/* -- input ------------------------------------------------------------------------------------------------
+ */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -269,11 +630,50 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
 }
 
-static void on_idle_timeout(uv_timer_t *t)
+static void start_session(conn *c);
+
+static void on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
-    session_timeout(c->s);
-    after_session(c);
+    switch (c->timer_use) {
+    case TIMER_IDLE:
+        if (c->s == NULL || c->hanging) {
+            conn_close(c, "idle timeout", 0);
+            return;
+        }
+        session_timeout(c->s);
+        after_session(c);
+        return;
+    case TIMER_WAIT:
+        timer_idle(c);
+        session_resume(c->s);
+        after_session(c);
+        return;
+    case TIMER_DRIP:
+        drip_tick(c);
+        return;
+    case TIMER_TLS_DELAY:
+        on_tls_delay_over(c);
+        return;
+    case TIMER_START:
+        timer_idle(c);
+        start_session(c);
+        return;
+    case TIMER_LINGER:
+        conn_close(c, c->end_reason, 0);
+        return;
+    }
+}
+
+/* clienthello_on_plain - the first bytes on a plaintext port are a TLS record: say so in the transcript */
+static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
+{
+    if (n >= 3 && (unsigned char)buf[0] == 0x16 && buf[1] == 3)
+        conn_eventf(
+            c, LOG_INFO, "tls",
+            "the client started a TLS handshake on a plaintext port: it expects implicit TLS (port 465), "
+            "this listener speaks %s",
+            c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -285,24 +685,66 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_EOF) {
             c->eof = 1;
             if (c->phase == CONN_LINGERING) {
-                conn_close(c, c->end_reason);
+                conn_close(c, c->end_reason, 0);
             } else if (c->phase == CONN_OPEN) {
-                conn_close(c, session_in_transaction(c->s) ? "client closed the connection mid-transaction"
-                                                           : "client closed the connection");
+                if (c->tls_phase == CONN_TLS_HANDSHAKE)
+                    conn_eventf(c, LOG_INFO, "tls",
+                                "the client closed the connection during the TLS handshake");
+                conn_close(c,
+                           c->s != NULL && session_in_transaction(c->s)
+                               ? "client closed the connection mid-transaction"
+                               : "client closed the connection",
+                           0);
             } else {
                 uv_read_stop(stream); /* FLUSHING: the shutdown callback closes */
                 c->reading = 0;
             }
         } else {
-            conn_close(c, nread == UV_ECONNRESET ? "client reset the connection" : uv_strerror((int)nread));
+            conn_close(c, nread == UV_ECONNRESET ? "client reset the connection" : uv_strerror((int)nread),
+                       0);
         }
         return;
     }
+    if (c->bytes_in == 0 && c->tls_phase == CONN_TLS_NONE && c->tls == NULL && !c->implicit_tls)
+        note_clienthello_on_plain(c, buf->base, (size_t)nread);
     c->bytes_in += (uint64_t)nread;
-    if (c->phase != CONN_OPEN)
-        return; /* lingering or flushing: input after the last reply is discarded */
-    uv_timer_again(&c->timer);
-    session_feed(c->s, buf->base, (size_t)nread);
+    if (c->phase != CONN_OPEN || c->hanging)
+        return; /* lingering, flushing or hanging: input is discarded */
+    if (c->timer_use == TIMER_IDLE)
+        uv_timer_again(&c->timer);
+    switch (c->tls_phase) {
+    case CONN_TLS_NONE:
+        if (c->s == NULL || session_discards_input(c->s))
+            return;
+        session_feed(c->s, buf->base, (size_t)nread);
+        break;
+    case CONN_TLS_PENDING:
+        return; /* cannot happen: the handshake starts in the same turn as the 220 */
+    case CONN_TLS_STALLED:
+        return;
+    case CONN_TLS_ALERT: {
+        unsigned char rec[7];
+        size_t n = tls_alert_record(c->tls_alert, rec);
+        char *out = malloc(n);
+        if (out != NULL) {
+            memcpy(out, rec, n);
+            queue_write(c, out, n);
+        }
+        conn_eventf(c, LOG_INFO, "tls", "refused the ClientHello with alert %s",
+                    fault_tls_alert_name(c->tls_alert));
+        c->tls_phase = CONN_TLS_STALLED;
+        end_gracefully(c, "fault: TLS alert");
+        break;
+    }
+    case CONN_TLS_HANDSHAKE:
+    case CONN_TLS_ACTIVE:
+        if (tls_conn_feed(c->tls, buf->base, (size_t)nread) != 0) {
+            conn_close(c, "TLS input over the limit", 0);
+            return;
+        }
+        tls_pump(c);
+        break;
+    }
     after_session(c);
 }
 
@@ -312,8 +754,13 @@ static void update_reading(conn *c)
     int want;
     if (c->phase == CONN_LINGERING)
         want = !c->eof;
+    else if (c->hanging || c->tls_phase == CONN_TLS_STALLED || c->tls_phase == CONN_TLS_ALERT)
+        want = c->phase == CONN_OPEN && !c->eof && c->timer_use != TIMER_TLS_DELAY;
+    else if (c->tls_phase == CONN_TLS_HANDSHAKE)
+        want = c->phase == CONN_OPEN && !c->eof;
     else
-        want = c->phase == CONN_OPEN && !c->eof && session_wants_input(c->s) &&
+        want = c->phase == CONN_OPEN && !c->eof && c->s != NULL &&
+               (session_wants_input(c->s) || session_discards_input(c->s)) && c->drip == NULL &&
                c->tcp.write_queue_size <= CONN_WRITE_QUEUE_MAX;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -329,15 +776,27 @@ static void after_session(conn *c)
 {
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->phase == CONN_OPEN && c->drain_requested && !session_in_transaction(c->s))
+    if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s))
         session_shutdown(c->s);
     flush(c);
-    if (c->phase == CONN_FLUSHING) {
+    c->drip_bps = 0;
+    if (c->phase == CONN_OPEN && c->tls_phase == CONN_TLS_PENDING) {
+        tls_begin(c); /* the 220 is queued in plaintext, ahead of anything TLS */
+        if (c->phase == CONN_OPEN && c->tls_phase == CONN_TLS_NONE)
+            flush(c); /* a plaintext fault: the session spoke again */
+    }
+    if (c->phase == CONN_CLOSED)
+        return;
+    if (c->phase == CONN_FLUSHING && c->drip == NULL) {
         uv_timer_stop(&c->timer);
+        if (c->tls_phase == CONN_TLS_ACTIVE) {
+            tls_conn_close_notify(c->tls);
+            send_tls_output(c);
+        }
         c->shutdown_req.data = c;
         /* uv_shutdown waits for the queued writes, then sends FIN. */
         if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
-            conn_close(c, "shutdown failed");
+            conn_close(c, "shutdown failed", 0);
         else
             update_reading(c);
         return;
@@ -346,23 +805,88 @@ static void after_session(conn *c)
         update_reading(c);
 }
 
-/* -- accept and stop ---------------------------------------------------------------------------------------- */
+/* -- accept and stop ----------------------------------------------------------------------------------------
+ */
 
-static void format_peer(const struct sockaddr_storage *ss, char *out, size_t outsz)
+static void format_peer(const struct sockaddr_storage *ss, char *out, size_t outsz, fault_addr *addr)
 {
     char host[64] = "?";
-    int port = 0;
+    memset(addr, 0, sizeof(*addr));
     if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         uv_ip6_name(a, host, sizeof(host));
-        port = ntohs(a->sin6_port);
-        snprintf(out, outsz, "[%s]:%d", host, port);
+        snprintf(out, outsz, "[%s]:%d", host, ntohs(a->sin6_port));
+        addr->family = 6;
+        memcpy(addr->bytes, &a->sin6_addr, 16);
     } else {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         uv_ip4_name(a, host, sizeof(host));
-        port = ntohs(a->sin_port);
-        snprintf(out, outsz, "%s:%d", host, port);
+        snprintf(out, outsz, "%s:%d", host, ntohs(a->sin_port));
+        addr->family = 4;
+        memcpy(addr->bytes, &a->sin_addr, 4);
     }
+}
+
+/* start_session - the connect stage is passed: greet, or begin the implicit TLS handshake */
+static void start_session(conn *c)
+{
+    if (c->implicit_tls)
+        tls_begin(c);
+    else
+        session_start(c->s);
+    after_session(c);
+}
+
+/* connect_stage - the fault engine before the greeting; 1 when the session may start now */
+static int connect_stage(conn *c)
+{
+    fault_facts f;
+    memset(&f, 0, sizeof(f));
+    fault_decision *d = &c->srv->decision;
+    fault_decide(c->faults, FAULT_STAGE_CONNECT, &f, server_now_ms(), d);
+    const fault_action *a = d->act;
+    if (a == NULL)
+        return 1;
+    char what[300];
+    fault_decision_describe(d, what, sizeof(what));
+    conn_eventf(c, LOG_INFO, "fault", "%s at connect: %s", d->why, what);
+    if (a->hang) {
+        c->hanging = 1;
+        update_reading(c);
+        return 0;
+    }
+    if (a->reply != NULL || a->raw != NULL) {
+        /* Said instead of the greeting; the connection then closes (a refusal at connect). */
+        const char *data = a->reply ? a->reply : a->raw;
+        size_t len = a->reply ? a->reply_len : a->raw_len;
+        if (a->truncate > 0 && a->truncate < len)
+            len = a->truncate;
+        conn_event(c, LOG_INFO, "reply", data, len >= 2 && data[len - 2] == '\r' ? len - 2 : len);
+        host_send(c, data, len);
+        c->drip_bps = a->drip_bps;
+        if (a->close == FAULT_CLOSE_RST) {
+            flush(c);
+            conn_close(c, "fault: reset at connect", 1);
+        } else {
+            end_gracefully(c, "fault: refused at connect");
+            after_session(c);
+        }
+        return 0;
+    }
+    if (a->close != FAULT_CLOSE_NONE) {
+        if (a->close == FAULT_CLOSE_RST) {
+            conn_close(c, "fault: reset at connect", 1);
+        } else {
+            end_gracefully(c, "fault: closed at connect");
+            after_session(c);
+        }
+        return 0;
+    }
+    if (a->delay_ms > 0) {
+        timer_set(c, TIMER_START, a->delay_ms);
+        return 0;
+    }
+    return 1;
 }
 
 void conn_accept(listener *l)
@@ -392,34 +916,31 @@ void conn_accept(listener *l)
     c->timer.data = c;
     c->handles_open++;
 
-    int r = uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp);
+    int r = uv_accept((uv_stream_t *)l->tcp, (uv_stream_t *)&c->tcp);
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (r == 0)
         r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
     if (r != 0) {
-        c->phase = CONN_OPEN;
-        conn_close(c, uv_strerror(r));
+        conn_close(c, uv_strerror(r), 0);
         return;
     }
-    format_peer(&ss, c->client, sizeof(c->client));
+    fault_addr addr;
+    format_peer(&ss, c->client, sizeof(c->client), &addr);
     uv_tcp_nodelay(&c->tcp, 1); /* replies are small and latency-bound */
+    c->implicit_tls = l->implicit_tls;
 
-    session_info info = {c->id, c->client, l->name};
-    c->s = session_new(&srv->session_cfg, &conn_host, c, &info);
+    c->faults = fault_conn_new(srv->fault_run, l->name, &addr);
+    session_info info = {c->id, c->client, l->name, c->faults};
+    c->s = c->faults ? session_new(&l->cfg, &conn_host, c, &info) : NULL;
     if (c->s == NULL) {
-        conn_close(c, "out of memory");
+        conn_close(c, "out of memory", 0);
         return;
     }
-    if (log_enabled(LOG_INFO)) {
-        char text[200];
-        int n = snprintf(text, sizeof(text), "%s on %s %s", c->client, l->name, l->bound);
-        log_session(LOG_INFO, c->id, "connect", text, (size_t)n);
-    }
-    uint64_t idle_ms = (uint64_t)srv->cfg->idle_timeout_s * 1000;
-    uv_timer_start(&c->timer, on_idle_timeout, idle_ms, idle_ms);
-    session_start(c->s);
-    after_session(c);
+    conn_eventf(c, LOG_INFO, "connect", "%s on %s %s", c->client, l->name, l->bound);
+    timer_idle(c);
+    if (connect_stage(c))
+        start_session(c);
 }
 
 void conn_shutdown(conn *c, int force)
@@ -428,13 +949,18 @@ void conn_shutdown(conn *c, int force)
         return;
     if (c->phase != CONN_OPEN) {
         if (force)
-            conn_close(c, "server shutdown");
+            conn_close(c, "server shutdown", 0);
+        return;
+    }
+    int mid_handshake = c->tls_phase != CONN_TLS_ACTIVE && c->tls_phase != CONN_TLS_NONE;
+    if (c->hanging || mid_handshake || (c->implicit_tls && c->tls_phase == CONN_TLS_NONE && c->tls == NULL)) {
+        conn_close(c, "server shutdown", 0); /* no session to drain yet */
         return;
     }
     c->drain_requested = 1;
     if (force && session_in_transaction(c->s)) {
         if (c->commit_pending) {
-            conn_close(c, "server shutdown");
+            conn_close(c, "server shutdown", 0);
             return;
         }
         session_shutdown(c->s);

@@ -13,22 +13,40 @@
 #include <wolfssl/options.h>
 #include <wolfssl/version.h>
 
+#include "certs.h"
 #include "config.h"
+#include "profiles.h"
 #include "log.h"
 #include "server.h"
 
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
-    "Usage: smtpfault [OPTIONS]\n"
+    "Usage: smtpfault [OPTIONS]                  run the server\n"
+    "       smtpfault check FILE...              validate fault profiles (exit 0 when all are valid)\n"
+    "       smtpfault certs DIR                  write a test PKI (CA, valid and broken certificates) to "
+    "DIR\n"
     "\n"
     "A fake SMTP server for fault injection: it speaks real ESMTP, keeps every message it accepts, and\n"
     "reproduces the errors mail clients meet in production.\n"
     "\n"
     "Listeners (HOST:PORT, [IPV6]:PORT or off; port 0 picks a free port):\n"
-    "  --smtp ADDR                SMTP listener (default 127.0.0.1:2525)\n"
-    "  --submission ADDR          submission listener (default off)\n"
+    "  --smtp ADDR                SMTP, STARTTLS offered (default 127.0.0.1:2525)\n"
+    "  --submission ADDR          submission: STARTTLS, then AUTH, required (default 127.0.0.1:2587)\n"
+    "  --smtps ADDR               implicit TLS, AUTH required (default 127.0.0.1:2465)\n"
     "  --ports-file PATH          write the bound addresses as JSON once listening\n"
+    "\n"
+    "TLS and AUTH:\n"
+    "  --certs-dir DIR            use the test PKI in DIR, or write a new one there (clients trust "
+    "DIR/ca.pem)\n"
+    "  --cert FILE                present this certificate (PEM) instead of the generated one\n"
+    "  --key FILE                 the private key of --cert (PEM)\n"
+    "  --no-tls                   no STARTTLS and no implicit-TLS listener\n"
+    "  --user NAME:PASSWORD       an account for AUTH (repeatable); with none, any credentials are accepted\n"
+    "\n"
+    "Faults:\n"
+    "  --profile FILE             the fault profile in force at start (see docs/profiles.md)\n"
+    "  --no-magic                 magic addresses (rcpt550@..., mail452@...) behave like any other\n"
     "\n"
     "Protocol:\n"
     "  --hostname NAME            name in the greeting and replies (default localhost)\n"
@@ -53,6 +71,14 @@ static const char usage_text[] =
 enum {
     OPT_SMTP = 256,
     OPT_SUBMISSION,
+    OPT_SMTPS,
+    OPT_CERTS_DIR,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_NO_TLS,
+    OPT_USER,
+    OPT_PROFILE,
+    OPT_NO_MAGIC,
     OPT_PORTS_FILE,
     OPT_HOSTNAME,
     OPT_MAX_MESSAGE_SIZE,
@@ -70,6 +96,14 @@ enum {
 static const struct option long_options[] = {
     {"smtp", required_argument, NULL, OPT_SMTP},
     {"submission", required_argument, NULL, OPT_SUBMISSION},
+    {"smtps", required_argument, NULL, OPT_SMTPS},
+    {"certs-dir", required_argument, NULL, OPT_CERTS_DIR},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"no-tls", no_argument, NULL, OPT_NO_TLS},
+    {"user", required_argument, NULL, OPT_USER},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"no-magic", no_argument, NULL, OPT_NO_MAGIC},
     {"ports-file", required_argument, NULL, OPT_PORTS_FILE},
     {"hostname", required_argument, NULL, OPT_HOSTNAME},
     {"max-message-size", required_argument, NULL, OPT_MAX_MESSAGE_SIZE},
@@ -107,7 +141,8 @@ static int number_option(const char *name, const char *value, uint64_t min, uint
     if (config_parse_u64(value, min, max, out) == 0)
         return 0;
     char range[96];
-    snprintf(range, sizeof(range), "a number from %llu to %llu", (unsigned long long)min, (unsigned long long)max);
+    snprintf(range, sizeof(range), "a number from %llu to %llu", (unsigned long long)min,
+             (unsigned long long)max);
     fprintf(stderr, "smtpfault: --%s: '%s' is not %s\n", name, value, range);
     return -1;
 }
@@ -124,9 +159,35 @@ static int parse_args(int argc, char **argv, config *cfg)
         switch (opt) {
         case OPT_SMTP:
         case OPT_SUBMISSION:
-            if (config_parse_addr(optarg, &cfg->listen[opt == OPT_SMTP ? LISTENER_SMTP : LISTENER_SUBMISSION], err,
-                                  sizeof(err)) != 0)
+        case OPT_SMTPS: {
+            listener_kind kind = opt == OPT_SMTP         ? LISTENER_SMTP
+                                 : opt == OPT_SUBMISSION ? LISTENER_SUBMISSION
+                                                         : LISTENER_SMTPS;
+            if (config_parse_addr(optarg, &cfg->listen[kind], err, sizeof(err)) != 0)
                 return usage_error("--%s: %s", name, err);
+            break;
+        }
+        case OPT_CERTS_DIR:
+            cfg->certs_dir = optarg;
+            break;
+        case OPT_CERT:
+            cfg->cert_file = optarg;
+            break;
+        case OPT_KEY:
+            cfg->key_file = optarg;
+            break;
+        case OPT_NO_TLS:
+            cfg->no_tls = 1;
+            break;
+        case OPT_USER:
+            if (config_add_user(cfg, optarg, err, sizeof(err)) != 0)
+                return usage_error("--%s: %s", name, err);
+            break;
+        case OPT_PROFILE:
+            cfg->profile = optarg;
+            break;
+        case OPT_NO_MAGIC:
+            cfg->magic = 0;
             break;
         case OPT_PORTS_FILE:
             cfg->ports_file = optarg;
@@ -204,16 +265,109 @@ static int parse_args(int argc, char **argv, config *cfg)
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if ((cfg->cert_file == NULL) != (cfg->key_file == NULL))
+        return usage_error("--cert and --key go together");
+    if (cfg->no_tls && (cfg->cert_file || cfg->certs_dir))
+        return usage_error("--no-tls cannot be combined with --cert or --certs-dir");
     return -1;
+}
+
+/* print_errors - every error of a profile, one per line, on stderr */
+static void print_errors(const fault_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* cmd_check - `smtpfault check FILE...`: validate each, report every error, exit 1 if any is invalid */
+static int cmd_check(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fprintf(argc < 2 ? stderr : stdout,
+                "Usage: smtpfault check FILE...\n"
+                "Validate fault profiles; every error is printed with its JSON path.\n");
+        return argc < 2 ? EXIT_USAGE : EXIT_SUCCESS;
+    }
+    int bad = 0;
+    for (int i = 1; i < argc; i++) {
+        fault_errors errs = {NULL, 0};
+        fault_profile *p = profiles_load(argv[i], &errs);
+        if (p == NULL) {
+            print_errors(&errs);
+            bad = 1;
+        } else {
+            const fault_settings *fs = fault_profile_settings(p);
+            printf("%s: ok (%s%s%s, %zu rule%s)\n", argv[i], fs->name[0] ? "\"" : "",
+                   fs->name[0] ? fs->name : "unnamed", fs->name[0] ? "\"" : "", fault_profile_nrules(p),
+                   fault_profile_nrules(p) == 1 ? "" : "s");
+        }
+        fault_errors_free(&errs);
+        fault_profile_unref(p);
+    }
+    return bad ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* cmd_certs - `smtpfault certs DIR [--hostname NAME]`: write a test PKI */
+static int cmd_certs(int argc, char **argv)
+{
+    const char *dir = NULL, *host = "localhost";
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "--hostname") == 0) && i + 1 < argc)
+            host = argv[++i];
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: smtpfault certs DIR [--hostname NAME]\n"
+                   "Write a test CA and server certificates (valid, expired, wrong host, self-signed, "
+                   "untrusted)\n"
+                   "to DIR, with a README saying which is which. Start the server with --certs-dir DIR to "
+                   "use them.\n");
+            return EXIT_SUCCESS;
+        } else if (dir == NULL && argv[i][0] != '-')
+            dir = argv[i];
+        else
+            return usage_error("certs: unexpected argument '%s'", argv[i]);
+    }
+    if (dir == NULL)
+        return usage_error("certs: which directory? (smtpfault certs DIR)");
+    cert_set cs;
+    char err[300];
+    if (cert_set_generate(&cs, host, err, sizeof(err)) != 0 ||
+        cert_set_write(&cs, dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "smtpfault: certs: %s\n", err);
+        cert_set_free(&cs);
+        return EXIT_FAILURE;
+    }
+    cert_set_free(&cs);
+    printf("wrote a test PKI for %s to %s (see %s/README); clients trust %s/ca.pem\n", host, dir, dir, dir);
+    return EXIT_SUCCESS;
 }
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "certs") == 0)
+        return cmd_certs(argc - 1, argv + 1);
     config cfg;
     config_defaults(&cfg);
     int rc = parse_args(argc, argv, &cfg);
-    if (rc >= 0)
+    if (rc >= 0) {
+        config_free(&cfg);
         return rc;
+    }
+    fault_profile *profile;
+    if (cfg.profile != NULL) {
+        fault_errors errs = {NULL, 0};
+        profile = profiles_load(cfg.profile, &errs);
+        if (profile == NULL) {
+            fprintf(stderr, "smtpfault: --profile %s is not valid:\n", cfg.profile);
+            print_errors(&errs);
+            fault_errors_free(&errs);
+            config_free(&cfg);
+            return EXIT_USAGE;
+        }
+    } else {
+        profile = fault_profile_default();
+    }
     log_setup(stderr, cfg.log_format, cfg.log_level);
     signal(SIGPIPE, SIG_IGN); /* a vanished client is a write error, not a reason to die */
 
@@ -223,11 +377,12 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     server *srv = calloc(1, sizeof(*srv));
-    if (srv == NULL) {
+    if (srv == NULL || profile == NULL) {
         fprintf(stderr, "smtpfault: out of memory\n");
         return EXIT_FAILURE;
     }
-    int started = server_start(srv, &loop, &cfg) == 0;
+    int started = server_start(srv, &loop, &cfg, profile) == 0;
+    fault_profile_unref(profile);
     if (started)
         log_server(LOG_INFO, "smtpfault %s ready", SMTPFAULT_VERSION);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -235,5 +390,6 @@ int main(int argc, char **argv)
     free(srv);
     if (uv_loop_close(&loop) != 0)
         log_server(LOG_WARN, "event loop closed with handles still open");
+    config_free(&cfg);
     return started ? EXIT_SUCCESS : EXIT_FAILURE;
 }

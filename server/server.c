@@ -1,16 +1,18 @@
 /*
- * server.c - start-up (listeners, ports file), signals and the graceful stop.
+ * server.c - start-up (TLS, profile, listeners, ports file), profile swaps, signals and the graceful stop.
  */
 #include "server.h"
 
-#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cJSON.h>
 
 #include "conn.h"
+#include "fsutil.h"
 #include "listener.h"
 #include "log.h"
 #include "store_disk.h"
@@ -33,25 +35,9 @@ static int write_ports_file(server *srv, const char *path)
     if (text == NULL)
         return UV_ENOMEM;
 
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, NULL);
-    uv_fs_req_cleanup(&req);
-    int r = fd;
-    if (fd >= 0) {
-        size_t len = strlen(text);
-        text[len] = '\n'; /* replaces the NUL; the length says where the text ends */
-        uv_buf_t buf = uv_buf_init(text, (unsigned)len + 1);
-        r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
-        uv_fs_req_cleanup(&req);
-        uv_fs_close(NULL, &req, fd, NULL);
-        uv_fs_req_cleanup(&req);
-        if (r >= 0) {
-            r = uv_fs_rename(NULL, &req, tmp, path, NULL);
-            uv_fs_req_cleanup(&req);
-        }
-    }
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the NUL; the length says where the text ends */
+    int r = fsutil_write(path, text, len + 1, 0644, 0);
     cJSON_free(text);
     return r < 0 ? r : 0;
 }
@@ -67,7 +53,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 static void on_drain_timeout(uv_timer_t *t)
 {
     server *srv = t->data;
-    log_server(LOG_INFO, "drain period over: closing %zu connection%s", srv->nconns, srv->nconns == 1 ? "" : "s");
+    log_server(LOG_INFO, "drain period over: closing %zu connection%s", srv->nconns,
+               srv->nconns == 1 ? "" : "s");
     server_stop(srv);
 }
 
@@ -77,10 +64,11 @@ static void finish(server *srv)
     if (uv_is_closing((uv_handle_t *)&srv->drain))
         return;
     uv_close((uv_handle_t *)&srv->drain, NULL);
+    uv_close((uv_handle_t *)&srv->modes, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
-    log_server(LOG_INFO, "stopped: %llu messages accepted, %llu evicted", (unsigned long long)srv->store.accepted,
-               (unsigned long long)srv->store.evicted);
+    log_server(LOG_INFO, "stopped: %llu messages accepted, %llu evicted",
+               (unsigned long long)srv->store.accepted, (unsigned long long)srv->store.evicted);
 }
 
 void server_conn_gone(server *srv)
@@ -108,14 +96,124 @@ void server_stop(server *srv)
         uv_timer_start(&srv->drain, on_drain_timeout, (uint64_t)srv->cfg->drain_timeout_s * 1000, 0);
 }
 
-int server_start(server *srv, uv_loop_t *loop, const config *cfg)
+int64_t server_now_ms(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000);
+}
+
+static void on_modes_timer(uv_timer_t *t);
+
+/* apply_modes - each listener as the profile's refuse/blackhole rules say now; the timer for the next change
+ */
+static void apply_modes(server *srv)
+{
+    uv_timer_stop(&srv->modes);
+    if (srv->stopping)
+        return;
+    int64_t now = server_now_ms(), next = INT64_MAX;
+    for (int i = 0; i < LISTENER_COUNT; i++) {
+        listener *l = &srv->listeners[i];
+        if (!l->open)
+            continue;
+        int64_t when;
+        int kind = fault_run_listener_mode(srv->fault_run, l->name, now, &when);
+        listener_set_mode(l, kind == FAULT_ACTION_REFUSE      ? LISTENER_REFUSE
+                             : kind == FAULT_ACTION_BLACKHOLE ? LISTENER_BLACKHOLE
+                                                              : LISTENER_ACCEPT);
+        if (when < next)
+            next = when;
+    }
+    if (next != INT64_MAX)
+        uv_timer_start(&srv->modes, on_modes_timer, (uint64_t)(next > now ? next - now : 0), 0);
+}
+
+static void on_modes_timer(uv_timer_t *t)
+{
+    apply_modes(t->data);
+}
+
+int server_set_profile(server *srv, fault_profile *p)
+{
+    fault_run *run = fault_run_new(p, server_now_ms(), srv->cfg->magic);
+    if (run == NULL)
+        return -1;
+    fault_run_unref(srv->fault_run); /* connections keep theirs */
+    srv->fault_run = run;
+    const fault_settings *fs = fault_profile_settings(p);
+    log_server(LOG_INFO, "profile %s%s%s in force: %zu rule%s", fs->name[0] ? "\"" : "",
+               fs->name[0] ? fs->name : "(default)", fs->name[0] ? "\"" : "", fault_profile_nrules(p),
+               fault_profile_nrules(p) == 1 ? "" : "s");
+    apply_modes(srv);
+    return 0;
+}
+
+/* setup_tls - the test PKI (loaded, or generated and maybe written) and the TLS contexts; 0 or -1 */
+static int setup_tls(server *srv, const config *cfg)
+{
+    cert_set cs;
+    char err[300];
+    int r = 1;
+    if (cfg->certs_dir != NULL && (r = cert_set_load(&cs, cfg->certs_dir, err, sizeof(err))) < 0) {
+        log_server(LOG_ERROR, "--certs-dir %s: %s", cfg->certs_dir, err);
+        return -1;
+    }
+    if (r == 1) {
+        if (cert_set_generate(&cs, cfg->hostname, err, sizeof(err)) != 0) {
+            log_server(LOG_ERROR, "TLS: %s", err);
+            return -1;
+        }
+        if (cfg->certs_dir != NULL && cert_set_write(&cs, cfg->certs_dir, err, sizeof(err)) != 0) {
+            log_server(LOG_ERROR, "--certs-dir %s: %s", cfg->certs_dir, err);
+            cert_set_free(&cs);
+            return -1;
+        }
+    }
+    if (cfg->cert_file != NULL && cert_set_use(&cs, cfg->cert_file, cfg->key_file, err, sizeof(err)) != 0) {
+        log_server(LOG_ERROR, "--cert/--key: %s", err);
+        cert_set_free(&cs);
+        return -1;
+    }
+    srv->tls = tls_server_new(&cs, err, sizeof(err));
+    cert_set_free(&cs);
+    if (srv->tls == NULL) {
+        log_server(LOG_ERROR, "TLS: %s%s", err, cfg->cert_file ? " (check --cert and --key)" : "");
+        return -1;
+    }
+    if (cfg->cert_file != NULL)
+        log_server(LOG_INFO, "TLS: certificate %s", cfg->cert_file);
+    else if (cfg->certs_dir != NULL)
+        log_server(LOG_INFO, "TLS: test PKI in %s (clients trust %s/ca.pem)", cfg->certs_dir, cfg->certs_dir);
+    else
+        log_server(LOG_INFO,
+                   "TLS: generated a test CA and certificate for %s (use --certs-dir DIR to give clients "
+                   "its ca.pem)",
+                   cfg->hostname);
+    return 0;
+}
+
+/* listener_config - what sessions on listener kind start from */
+static void listener_config(const server *srv, const config *cfg, listener_kind kind, listener *l)
+{
+    const listener_policy *p = config_listener_policy(kind);
+    session_config *sc = &l->cfg;
+    sc->hostname = cfg->hostname;
+    sc->max_message_size = cfg->max_message_size;
+    sc->max_recipients = cfg->max_recipients;
+    sc->max_errors = cfg->max_errors;
+    sc->starttls = p->starttls && srv->tls != NULL;
+    sc->tls_required = p->tls_required && srv->tls != NULL;
+    sc->auth_required = p->auth_required;
+    sc->auth_mechs = SASL_ALL_MECHS;
+    sc->users.names = cfg->user_names;
+    sc->users.passwords = cfg->user_passwords;
+    sc->users.n = cfg->nusers;
+    l->implicit_tls = p->implicit_tls;
+}
+
+int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile *profile)
 {
     srv->loop = loop;
     srv->cfg = cfg;
-    srv->session_cfg.hostname = cfg->hostname;
-    srv->session_cfg.max_message_size = cfg->max_message_size;
-    srv->session_cfg.max_recipients = cfg->max_recipients;
-    srv->session_cfg.max_errors = cfg->max_errors;
 
     /* Ids: start time and 16 random bits, then a counter, so runs sharing a --store-dir never collide. */
     unsigned char rnd[2] = {0, 0};
@@ -127,10 +225,19 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg)
 
     uv_timer_init(loop, &srv->drain);
     srv->drain.data = srv;
+    uv_timer_init(loop, &srv->modes);
+    srv->modes.data = srv;
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     srv->sigterm.data = srv->sigint.data = srv;
 
+    srv->fault_run = fault_run_new(profile, server_now_ms(), cfg->magic);
+    if (srv->fault_run == NULL) {
+        log_server(LOG_ERROR, "out of memory");
+        goto fail;
+    }
+    if (!cfg->no_tls && setup_tls(srv, cfg) != 0)
+        goto fail;
     if (cfg->store_dir != NULL) {
         int r = store_disk_prepare(loop, cfg->store_dir);
         if (r != 0) {
@@ -140,20 +247,32 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg)
     }
     int any = 0;
     for (int i = 0; i < LISTENER_COUNT; i++) {
-        if (!cfg->listen[i].enabled)
+        listener *l = &srv->listeners[i];
+        if (!cfg->listen[i].enabled ||
+            (config_listener_policy((listener_kind)i)->implicit_tls && srv->tls == NULL))
             continue;
         char err[256];
-        if (listener_open(&srv->listeners[i], srv, (listener_kind)i, &cfg->listen[i], err, sizeof(err)) != 0) {
+        if (listener_open(l, srv, (listener_kind)i, &cfg->listen[i], err, sizeof(err)) != 0) {
             log_server(LOG_ERROR, "%s", err);
             goto fail;
         }
-        log_server(LOG_INFO, "listening for %s on %s", srv->listeners[i].name, srv->listeners[i].bound);
+        listener_config(srv, cfg, (listener_kind)i, l);
+        log_server(LOG_INFO, "listening for %s on %s (%s)", l->name, l->bound,
+                   l->implicit_tls ? "implicit TLS"
+                   : l->cfg.starttls
+                       ? (l->cfg.tls_required ? "STARTTLS required, then AUTH" : "STARTTLS offered")
+                       : "plain SMTP, no TLS");
         any = 1;
     }
     if (!any) {
         log_server(LOG_ERROR, "every listener is off: nothing to serve");
         goto fail;
     }
+    const fault_settings *fs = fault_profile_settings(profile);
+    if (fs->name[0])
+        log_server(LOG_INFO, "profile \"%s\" in force: %zu rule%s", fs->name, fault_profile_nrules(profile),
+                   fault_profile_nrules(profile) == 1 ? "" : "s");
+    apply_modes(srv);
     if (cfg->ports_file != NULL) {
         int r = write_ports_file(srv, cfg->ports_file);
         if (r != 0) {
@@ -175,4 +294,8 @@ fail:
 void server_free(server *srv)
 {
     store_free(&srv->store);
+    fault_run_unref(srv->fault_run);
+    srv->fault_run = NULL;
+    tls_server_free(srv->tls);
+    srv->tls = NULL;
 }

@@ -1,5 +1,6 @@
 /*
- * server.h - the server: listeners, live connections, the message store and the process lifecycle.
+ * server.h - the server: listeners, live connections, TLS, the fault profile in force, the message store
+ * and the process lifecycle.
  *
  * One libuv loop, one thread for all protocol work; the thread pool only writes --store-dir files.
  * SIGTERM/SIGINT stop accepting, let transactions in flight finish for the drain period, then close what is
@@ -11,21 +12,36 @@
 #include <uv.h>
 
 #include "config.h"
+#include "fault.h"
 #include "session.h"
 #include "store.h"
+#include "tls.h"
 
-#define SERVER_READ_BUFFER (64 * 1024) /* one read; shared, since reads are handled one at a time */
+#define SERVER_READ_BUFFER  (64 * 1024) /* one read; shared, since reads are handled one at a time */
+#define SERVER_PLAIN_BUFFER (16 * 1024) /* one decrypted TLS record */
 
 typedef struct conn conn;
 typedef struct server server;
+
+/* listener_mode - how a listener answers a connection attempt (a profile's refuse and blackhole rules) */
+typedef enum listener_mode {
+    LISTENER_ACCEPT,    /* normally */
+    LISTENER_REFUSE,    /* nothing listens: the client gets ECONNREFUSED */
+    LISTENER_BLACKHOLE, /* a full backlog that is never accepted: SYNs are dropped, the connect times out */
+} listener_mode;
 
 typedef struct listener {
     server *srv;
     listener_kind kind;
     const char *name;
-    uv_tcp_t tcp;
     int open;
-    char bound[80]; /* "127.0.0.1:2525" or "[::1]:2525", as bound */
+    listener_mode mode;
+    uv_tcp_t *tcp;         /* the accepting socket (LISTENER_ACCEPT) */
+    uv_tcp_t *hole;        /* the never-accepted socket (LISTENER_BLACKHOLE) */
+    uv_tcp_t *hole_filler; /* our own connection that fills its backlog */
+    int implicit_tls;
+    session_config cfg; /* what sessions on this listener start from */
+    char bound[80];     /* "127.0.0.1:2525" or "[::1]:2525", as bound */
     char host[CONFIG_HOST_MAX];
     int port;
 } listener;
@@ -33,20 +49,37 @@ typedef struct listener {
 struct server {
     uv_loop_t *loop;
     const config *cfg;
-    session_config session_cfg;
     store store;
+    tls_server *tls;         /* NULL with --no-tls */
+    fault_run *fault_run;    /* the profile in force; connections hold the one they started under */
+    fault_decision decision; /* scratch for connect and tls_handshake decisions, used at once */
     listener listeners[LISTENER_COUNT];
     uv_signal_t sigterm, sigint;
     uv_timer_t drain;
-    int stopping; /* 1: draining, 2: forced */
-    conn *conns;  /* live connections, newest first */
+    uv_timer_t modes; /* the next time a listener's refuse/blackhole window opens or closes */
+    int stopping;     /* 1: draining, 2: forced */
+    conn *conns;      /* live connections, newest first */
     size_t nconns;
     uint64_t next_session_id;
+    uint64_t discarded; /* messages answered 250 and dropped by a fault */
     char read_buf[SERVER_READ_BUFFER];
+    char plain_buf[SERVER_PLAIN_BUFFER];
 };
 
-/* server_start - open every enabled listener and write the ports file; 0, or -1 after logging why */
-int server_start(server *srv, uv_loop_t *loop, const config *cfg);
+/* server_now_ms - the monotonic clock faults are timed with */
+int64_t server_now_ms(void);
+
+/*
+ * server_start - TLS, every enabled listener, the ports file, with profile in force (a reference is
+ * taken); 0, or -1 after logging why
+ */
+int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile *profile);
+
+/*
+ * server_set_profile - put p in force for new connections (a reference is taken) and apply its listener
+ * modes. Connections already open keep the profile they started with. 0, or -1 when out of memory.
+ */
+int server_set_profile(server *srv, fault_profile *p);
 
 /* server_stop - begin the graceful stop (what a first SIGTERM does); again to force it */
 void server_stop(server *srv);

@@ -1,10 +1,17 @@
 /*
- * session.c - the ESMTP state machine (RFC 5321 sections 3 and 4).
+ * session.c - the ESMTP state machine (RFC 5321 sections 3 and 4), with STARTTLS, AUTH and fault gates.
  *
  * Input is framed into command lines, or into DATA/BDAT content while a message is being received, and
  * processed in order, so a whole pipelined group (RFC 2920) in one read is answered in order. The session
- * stops taking input while a message is being committed, which keeps replies ordered and bounds what it
- * buffers: the connection stops reading until session_wants_input() says otherwise.
+ * stops taking input while it waits (a commit, a fault's delay or drip, a TLS handshake), which keeps
+ * replies ordered and bounds what it buffers: the connection stops reading until session_wants_input()
+ * says otherwise.
+ *
+ * Faults: each command asks the engine once, at the point where the facts the rules match on are known
+ * and before anything happens (gate()). A delay pauses there; the command is then run again from the top
+ * with the decision kept, so everything before the gate must be free of side effects. A positive injected
+ * reply (2xx, 3xx) lets the command happen with the injected text instead of its own; a negative one
+ * (4xx, 5xx) replaces it. Injected replies do not count as client errors.
  *
  * Reply texts follow RFC 5321 section 4.2 with the enhanced codes of RFC 3463, on every reply but the
  * greeting, the EHLO/HELO replies and 354 (RFC 2034 section 4).
@@ -17,25 +24,29 @@
 #include <string.h>
 #include <time.h>
 
-#include "fault_stage.h"
 #include "log.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
 
-#define REPLY_MAX        600  /* one formatted reply line, CRLF included */
+#define REPLY_MAX         600                          /* one formatted reply line, CRLF included */
 #define SESSION_INBUF_MAX (SMTP_AUTH_LINE_MAX + 65536) /* a partial line plus one read while paused */
+#define TLS_NAME_MAX      64
 
 /* X(ENUM, "name") - the session states */
-#define SESSION_STATE_LIST(X)                                                                                \
-    X(INIT, "init")             /* before the greeting */                                                   \
-    X(GREETED, "greeted")       /* waiting for EHLO/HELO */                                                 \
-    X(READY, "ready")           /* EHLO done, no transaction */                                             \
-    X(MAIL, "mail")             /* MAIL FROM accepted, no recipient yet */                                  \
-    X(RCPT, "rcpt")             /* at least one recipient */                                                \
-    X(DATA, "data")             /* reading DATA content */                                                  \
-    X(BDAT, "bdat")             /* reading a BDAT chunk */                                                  \
-    X(COMMIT, "commit")         /* message accepted, waiting for the store */                               \
-    X(CLOSING, "closing")       /* last reply sent, input ignored */
+#define SESSION_STATE_LIST(X)                                                                  \
+    X(INIT, "init")         /* before the greeting */                                          \
+    X(GREETED, "greeted")   /* waiting for EHLO/HELO */                                        \
+    X(READY, "ready")       /* EHLO done, no transaction */                                    \
+    X(MAIL, "mail")         /* MAIL FROM accepted, no recipient yet */                         \
+    X(RCPT, "rcpt")         /* at least one recipient */                                       \
+    X(DATA, "data")         /* reading DATA content */                                         \
+    X(BDAT, "bdat")         /* reading a BDAT chunk */                                         \
+    X(AUTH, "auth")         /* a SASL exchange waits for the client's response */              \
+    X(TLS, "tls")           /* STARTTLS accepted: the handshake runs, plaintext is ignored */  \
+    X(COMMIT, "commit")     /* message accepted, waiting for the store */                      \
+    X(REJECTED, "rejected") /* the greeting refused service: only QUIT is answered normally */ \
+    X(HANG, "hang")         /* a fault: never answer again */                                  \
+    X(CLOSING, "closing")   /* last reply sent, input ignored */
 
 typedef enum session_state {
 #define STATE_ENUM(e, s) ST_##e,
@@ -49,6 +60,15 @@ static const char *const state_names[] = {
 #undef STATE_NAME
 };
 
+/* What session_resume() continues with, after a wait or a drip. */
+typedef enum resume_kind {
+    RESUME_CONTINUE, /* the step is complete: read on */
+    RESUME_GREETING, /* send the greeting */
+    RESUME_LINE,     /* run the command line at the head of the input again */
+    RESUME_AUTH,     /* finish the SASL exchange with its stored result */
+    RESUME_DATA_END, /* finish the message just received */
+} resume_kind;
+
 struct session {
     uint64_t id;
     session_state state;
@@ -58,19 +78,52 @@ struct session {
     char client[STORE_CLIENT_MAX];
     char listener[STORE_LISTENER_MAX];
 
+    /* the listener's policy with the profile's settings applied */
+    fault_conn *faults;
+    const char *hostname;
+    const char *greeting;
+    uint64_t max_size;
+    size_t max_rcpts;
+    unsigned ehlo_remove;
+    unsigned mechs;
+    sasl_users users;
+
     char *helo; /* last EHLO/HELO argument */
     int esmtp;  /* EHLO (not HELO): extensions and their parameters are allowed */
     unsigned errors;
 
-    store_msg *tx;     /* the transaction in progress, NULL outside one */
-    int tx_bdat;       /* the transaction uses BDAT: DATA is no longer allowed */
-    int tx_oversize;   /* content passed max_message_size: it is read and dropped */
-    int tx_oom;        /* memory ran out while storing content */
+    int tls; /* the session is encrypted */
+    char tls_version[TLS_NAME_MAX], tls_cipher[TLS_NAME_MAX];
+    const char *tls_version_static, *tls_cipher_static; /* the host's strings, for the envelope */
+    char *user;                                         /* authenticated user */
+    sasl_exchange sasl;
+    sasl_result sasl_result; /* SASL_OK or SASL_BAD_CREDS while the auth gate waits */
+
+    store_msg *tx;   /* the transaction in progress, NULL outside one */
+    int tx_bdat;     /* the transaction uses BDAT: DATA is no longer allowed */
+    int tx_oversize; /* content passed the size limit: it is read and dropped */
+    int tx_oom;      /* memory ran out while storing content */
     smtp_data_decoder data;
-    uint64_t bdat_size;        /* size of the chunk being read */
-    uint64_t bdat_left;        /* chunk bytes still to read */
-    int bdat_last;             /* the chunk is the last one */
-    const char *bdat_reject;   /* reply for a rejected chunk, sent once its bytes are read */
+    uint64_t bdat_size;      /* size of the chunk being read */
+    uint64_t bdat_left;      /* chunk bytes still to read */
+    int bdat_last;           /* the chunk is the last one */
+    const char *bdat_reject; /* reply for a rejected chunk, sent once its bytes are read */
+    int bdat_reject_raw;     /* bdat_reject is a formatted reply (CRLFs included), not one line */
+
+    /* fault state of the current step */
+    fault_decision decision; /* the last decision that fired */
+    int pending;             /* decision waits for its delay to pass, at pending_stage */
+    fault_stage pending_stage;
+    int waiting; /* the host owes a session_resume() */
+    resume_kind resume;
+    const char *override; /* a positive injected reply replacing the step's own */
+    size_t override_len;
+    int override_sent;
+    int discard;       /* data_end: answer as usual, keep nothing */
+    uint32_t drip_bps; /* the step's output is dripped */
+    int truncating;    /* the step's output stops after truncate_left bytes, then the session closes */
+    size_t truncate_left;
+    fault_close close_after; /* close once the step is done */
 
     int discarding; /* an over-long line is being skipped up to its LF */
     int feeding;    /* inside session_feed: a synchronous commit must not re-enter it */
@@ -80,11 +133,29 @@ struct session {
 
 /* -- helpers ------------------------------------------------------------------------------------------- */
 
-static int64_t now_ms(void)
+static int64_t wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void event(session *s, int level, const char *name, const char *text, size_t len)
+{
+    s->host->event(s->ctx, level, name, text, len);
+}
+
+static void eventf(session *s, int level, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void eventf(session *s, int level, const char *name, const char *fmt, ...)
+{
+    char text[400];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        event(s, level, name, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
 }
 
 /* set_state - the one place states change; logged at debug level */
@@ -92,19 +163,50 @@ static void set_state(session *s, session_state next)
 {
     if (s->state == next)
         return;
-    if (log_enabled(LOG_DEBUG)) {
-        char text[64];
-        int n = snprintf(text, sizeof(text), "%s -> %s", state_names[s->state], state_names[next]);
-        log_session(LOG_DEBUG, s->id, "state", text, (size_t)n);
-    }
+    if (log_enabled(LOG_DEBUG))
+        eventf(s, LOG_DEBUG, "state", "%s -> %s", state_names[s->state], state_names[next]);
     s->state = next;
 }
 
+/* emit - bytes to the client, cut short when a truncate fault is in force */
+static void emit(session *s, const char *data, size_t len)
+{
+    if (s->truncating) {
+        if (len > s->truncate_left)
+            len = s->truncate_left;
+        s->truncate_left -= len;
+    }
+    if (len > 0)
+        s->host->send(s->ctx, data, len);
+}
+
+/* emit_reply - a formatted reply (CRLF after every line), each line logged */
+static void emit_reply(session *s, const char *reply, size_t len)
+{
+    for (const char *p = reply, *end = reply + len; p < end;) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+        event(s, LOG_INFO, "reply", p, n);
+        p += n + 2;
+    }
+    emit(s, reply, len);
+}
+
+/* send_line - one reply line of the session's own; replaced by an injected reply when one is in force */
 static void send_line(session *s, const char *line, size_t len)
 {
-    log_session(LOG_INFO, s->id, "reply", line, len);
-    s->host->send(s->ctx, line, len);
-    s->host->send(s->ctx, "\r\n", 2);
+    if (s->override != NULL) {
+        if (!s->override_sent)
+            emit_reply(s, s->override, s->override_len);
+        s->override_sent = 1;
+        return;
+    }
+    event(s, LOG_INFO, "reply", line, len);
+    char buf[REPLY_MAX + 2];
+    memcpy(buf, line, len);
+    buf[len] = '\r';
+    buf[len + 1] = '\n';
+    emit(s, buf, len + 2);
 }
 
 /* reply - one single-line reply, printf-style, CRLF added */
@@ -121,10 +223,12 @@ static void reply(session *s, const char *fmt, ...)
     send_line(s, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-static void close_session(session *s, const char *reason)
+static void close_session(session *s, const char *reason, int reset)
 {
+    if (s->state == ST_CLOSING)
+        return;
     set_state(s, ST_CLOSING);
-    s->host->close(s->ctx, reason);
+    s->host->close(s->ctx, reason, reset);
 }
 
 /* error_reply - a reply to a bad command; too many of them end the session (RFC 5321 4.2.1 allows 421) */
@@ -139,8 +243,8 @@ static void error_reply(session *s, const char *fmt, ...)
     if (n > 0)
         send_line(s, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     if (++s->errors >= s->cfg->max_errors) {
-        reply(s, "421 4.7.0 %s Error: too many errors, closing connection", s->cfg->hostname);
-        close_session(s, "too many errors");
+        reply(s, "421 4.7.0 %s Error: too many errors, closing connection", s->hostname);
+        close_session(s, "too many errors", 0);
     }
 }
 
@@ -152,14 +256,17 @@ static session_state command_state(const session *s)
     return s->helo != NULL ? ST_READY : ST_GREETED;
 }
 
-static void reset_transaction(session *s)
+static void drop_transaction(session *s)
 {
     store_msg_unref(s->tx);
     s->tx = NULL;
-    s->tx_bdat = 0;
-    s->tx_oversize = 0;
-    s->tx_oom = 0;
-    if (s->state != ST_CLOSING && s->state != ST_INIT)
+    s->tx_bdat = s->tx_oversize = s->tx_oom = 0;
+}
+
+static void reset_transaction(session *s)
+{
+    drop_transaction(s);
+    if (s->state != ST_CLOSING && s->state != ST_INIT && s->state != ST_HANG)
         set_state(s, command_state(s));
 }
 
@@ -169,7 +276,7 @@ static void content_sink(void *ctx, const char *data, size_t len)
     session *s = ctx;
     if (s->tx_oversize || s->tx_oom)
         return;
-    if (s->tx->size + len > s->cfg->max_message_size) {
+    if (s->tx->size + len > s->max_size) {
         s->tx_oversize = 1;
         return;
     }
@@ -177,14 +284,147 @@ static void content_sink(void *ctx, const char *data, size_t len)
         s->tx_oom = 1;
 }
 
-/* -- end of data ------------------------------------------------------------------------------------------ */
+/* -- fault gates ------------------------------------------------------------------------------------------
+ */
+
+typedef enum gate_result {
+    GATE_PROCEED, /* do the command (an injected positive reply, drip or truncate may change its output) */
+    GATE_TAKEN,   /* the fault answered instead (or closed, or hangs): the command does not happen */
+    GATE_PAUSED,  /* a delay runs: stop; the step resumes through session_resume() */
+} gate_result;
+
+/* facts - what the session knows, for the rules to match on */
+static void facts(const session *s, fault_facts *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->helo = s->helo;
+    f->user = s->user;
+    f->authenticated = s->user != NULL;
+    f->tls = s->tls;
+    if (s->tx != NULL) {
+        f->sender = s->tx->sender;
+        f->rcpts = (const char *const *)s->tx->rcpts;
+        f->nrcpts = s->tx->nrcpts;
+    }
+}
+
+/* pause - ask the host to wait; resume says what to do when it is over */
+static void pause_for(session *s, uint32_t ms, resume_kind resume)
+{
+    s->waiting = 1;
+    s->resume = resume;
+    s->host->wait(s->ctx, ms);
+}
+
+/*
+ * gate - ask the fault engine at stage. resume says how the step restarts after a delay (it must be
+ * re-entrant up to this call). On GATE_TAKEN the step is over; on GATE_PROCEED the command goes on.
+ */
+static gate_result gate(session *s, fault_stage stage, const fault_facts *f, resume_kind resume)
+{
+    if (s->faults == NULL)
+        return GATE_PROCEED;
+    fault_decision *d = &s->decision;
+    int delayed = 0;
+    if (s->pending && s->pending_stage == stage) {
+        s->pending = 0;
+        delayed = 1; /* the decision was taken before the delay; it is not taken again */
+    } else {
+        fault_decide(s->faults, stage, f, s->host->now(s->ctx), d);
+        if (d->act == NULL)
+            return GATE_PROCEED;
+        char what[300];
+        fault_decision_describe(d, what, sizeof(what));
+        eventf(s, LOG_INFO, "fault", "%s at %s: %s", d->why, fault_stage_name(stage), what);
+    }
+    const fault_action *a = d->act;
+    if (a->delay_ms > 0 && !delayed) {
+        s->pending = 1;
+        s->pending_stage = stage;
+        pause_for(s, a->delay_ms, resume);
+        return GATE_PAUSED;
+    }
+    if (a->hang) {
+        set_state(s, ST_HANG);
+        return GATE_TAKEN;
+    }
+    if (a->drip_bps > 0)
+        s->drip_bps = a->drip_bps;
+    if (a->truncate > 0) {
+        s->truncating = 1;
+        s->truncate_left = a->truncate;
+    }
+    s->close_after = a->close;
+    if (a->reply != NULL && a->reply_code == 421)
+        s->close_after = a->close == FAULT_CLOSE_RST ? FAULT_CLOSE_RST : FAULT_CLOSE_FIN;
+    if (a->raw != NULL) {
+        emit(s, a->raw, a->raw_len);
+        event(s, LOG_INFO, "reply", a->raw, a->raw_len);
+        return GATE_TAKEN;
+    }
+    if (a->reply != NULL) {
+        if (a->reply_code < 400) {
+            s->override = a->reply;
+            s->override_len = a->reply_len;
+            s->override_sent = 0;
+            return GATE_PROCEED;
+        }
+        emit_reply(s, a->reply, a->reply_len);
+        return GATE_TAKEN;
+    }
+    if (a->discard)
+        s->discard = 1;
+    if (a->close != FAULT_CLOSE_NONE && a->drip_bps == 0 && a->truncate == 0 && !a->discard)
+        return GATE_TAKEN; /* close without a word */
+    return GATE_PROCEED;
+}
+
+/*
+ * step_done - the end of one step (a command, the end of a message, the greeting): carry out what the
+ * fault asked for after it (close, a truncated reply, a drip) and forget the step's fault state.
+ */
+static void step_done(session *s)
+{
+    if ((s->waiting && s->pending) || s->state == ST_COMMIT)
+        return; /* paused in a gate, or the reply waits for the store: the step is not over */
+    s->override = NULL;
+    s->discard = 0;
+    if (s->state == ST_CLOSING || s->state == ST_HANG) {
+        s->close_after = FAULT_CLOSE_NONE;
+        s->truncating = 0;
+        s->drip_bps = 0;
+        return;
+    }
+    if (s->truncating) {
+        s->truncating = 0;
+        s->close_after = FAULT_CLOSE_NONE;
+        close_session(s, "fault: reply truncated", 0);
+        return;
+    }
+    if (s->close_after != FAULT_CLOSE_NONE) {
+        int reset = s->close_after == FAULT_CLOSE_RST;
+        s->close_after = FAULT_CLOSE_NONE;
+        close_session(s, reset ? "fault: connection reset" : "fault: connection closed", reset);
+        return;
+    }
+    if (s->drip_bps > 0) {
+        uint32_t bps = s->drip_bps;
+        s->drip_bps = 0;
+        s->waiting = 1;
+        s->resume = RESUME_CONTINUE;
+        s->host->drip(s->ctx, bps);
+    }
+}
+
+/* -- end of data ------------------------------------------------------------------------------------------
+ */
 
 /* end_of_message - the content is complete: reject it, or hand it to the host to keep */
 static void end_of_message(session *s)
 {
     if (s->tx_oversize) {
         reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
-              (unsigned long long)s->cfg->max_message_size);
+              (unsigned long long)s->max_size);
         reset_transaction(s);
         return;
     }
@@ -194,14 +434,26 @@ static void end_of_message(session *s)
         return;
     }
     if (!s->tx_bdat && s->data.longest_line > SMTP_TEXT_LINE_MAX) {
-        reply(s, "554 5.6.0 Error: message has a line of %zu octets, over the limit of %d (RFC 5321 4.5.3.1.6)",
+        reply(s,
+              "554 5.6.0 Error: message has a line of %zu octets, over the limit of %d (RFC 5321 4.5.3.1.6)",
               s->data.longest_line, SMTP_TEXT_LINE_MAX);
+        reset_transaction(s);
+        return;
+    }
+    fault_facts f;
+    facts(s, &f);
+    gate_result g = gate(s, FAULT_STAGE_DATA_END, &f, RESUME_DATA_END);
+    if (g == GATE_PAUSED)
+        return;
+    if (g == GATE_TAKEN) {
         reset_transaction(s);
         return;
     }
     store_msg *m = s->tx;
     s->tx = NULL;
-    m->received_ms = now_ms();
+    m->received_ms = wall_ms();
+    /* A discarded message goes the same way, so that its reply cannot be told from a kept one's. */
+    m->discard = s->discard;
     set_state(s, ST_COMMIT);
     s->host->commit(s->ctx, m);
 }
@@ -213,11 +465,15 @@ void session_commit_done(session *s, const char *id)
 {
     if (s->state != ST_COMMIT)
         return;
-    if (id != NULL)
+    if (id != NULL) {
         reply(s, "250 2.0.0 Ok: queued as %s", id);
-    else
+        if (s->faults != NULL)
+            fault_conn_message_accepted(s->faults, s->host->now(s->ctx));
+    } else {
         reply(s, "451 4.3.0 Error: could not store the message, try again later");
+    }
     reset_transaction(s);
+    step_done(s);
     /* Input that arrived while the commit was in flight waits in s->in. */
     if (!s->feeding)
         process_input(s);
@@ -236,6 +492,21 @@ static int need_no_arg(session *s, const smtp_command *cmd, const char *syntax)
     return 0;
 }
 
+static int offered(const session *s, fault_ehlo_cap cap)
+{
+    return !(s->ehlo_remove & (1u << cap));
+}
+
+static int starttls_offered(const session *s)
+{
+    return s->cfg->starttls && !s->tls && offered(s, FAULT_EHLO_STARTTLS);
+}
+
+static int auth_offered(const session *s)
+{
+    return s->mechs != 0 && offered(s, FAULT_EHLO_AUTH) && (!s->cfg->tls_required || s->tls);
+}
+
 static void cmd_ehlo_helo(session *s, const smtp_command *cmd, int esmtp)
 {
     if (cmd->arg_len == 0) {
@@ -245,36 +516,62 @@ static void cmd_ehlo_helo(session *s, const smtp_command *cmd, int esmtp)
     size_t n = 0;
     while (n < cmd->arg_len && cmd->arg[n] != ' ')
         n++;
-    char *helo = malloc(n + 1);
+    char name[SMTP_COMMAND_LINE_MAX];
+    memcpy(name, cmd->arg, n);
+    name[n] = '\0';
+    fault_facts f;
+    facts(s, &f);
+    f.helo = name;
+    if (gate(s, FAULT_STAGE_EHLO, &f, RESUME_LINE) != GATE_PROCEED)
+        return;
+    char *helo = strdup(name);
     if (helo == NULL) {
         reply(s, "451 4.3.0 Error: out of memory");
         return;
     }
-    memcpy(helo, cmd->arg, n);
-    helo[n] = '\0';
     free(s->helo);
     s->helo = helo;
     s->esmtp = esmtp;
     /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
-    store_msg_unref(s->tx);
-    s->tx = NULL;
-    s->tx_bdat = s->tx_oversize = s->tx_oom = 0;
+    drop_transaction(s);
     set_state(s, ST_READY);
 
     if (!esmtp) {
-        reply(s, "250 %s", s->cfg->hostname);
+        reply(s, "250 %s", s->hostname);
         return;
     }
-    char size_line[48];
-    snprintf(size_line, sizeof(size_line), "SIZE %llu", (unsigned long long)s->cfg->max_message_size);
-    const char *caps[] = {
-        size_line,  "PIPELINING", "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-        "DSN",      "HELP",
+    char size_line[48], auth_line[80];
+    snprintf(size_line, sizeof(size_line), "SIZE %llu", (unsigned long long)s->max_size);
+    size_t o = (size_t)snprintf(auth_line, sizeof(auth_line), "AUTH");
+    for (int m = 0; m < SASL_MECH_COUNT; m++)
+        if (s->mechs & (1u << m))
+            o += (size_t)snprintf(auth_line + o, sizeof(auth_line) - o, " %s", sasl_mech_name((sasl_mech)m));
+    /* Postfix's order, which clients have met for decades. */
+    struct {
+        fault_ehlo_cap cap;
+        const char *text;
+        int on;
+    } caps[] = {
+        {FAULT_EHLO_PIPELINING, "PIPELINING", 1},
+        {FAULT_EHLO_SIZE, size_line, 1},
+        {FAULT_EHLO_STARTTLS, "STARTTLS", starttls_offered(s)},
+        {FAULT_EHLO_AUTH, auth_line, auth_offered(s)},
+        {FAULT_EHLO_ENHANCEDSTATUSCODES, "ENHANCEDSTATUSCODES", 1},
+        {FAULT_EHLO_8BITMIME, "8BITMIME", 1},
+        {FAULT_EHLO_DSN, "DSN", 1},
+        {FAULT_EHLO_SMTPUTF8, "SMTPUTF8", 1},
+        {FAULT_EHLO_CHUNKING, "CHUNKING", 1},
+        {FAULT_EHLO_BINARYMIME, "BINARYMIME", offered(s, FAULT_EHLO_CHUNKING)},
+        {FAULT_EHLO_HELP, "HELP", 1},
     };
-    size_t ncaps = sizeof(caps) / sizeof(caps[0]);
-    reply(s, "250-%s", s->cfg->hostname);
-    for (size_t i = 0; i < ncaps; i++)
-        reply(s, "250%c%s", i + 1 == ncaps ? ' ' : '-', caps[i]);
+    const char *lines[sizeof(caps) / sizeof(caps[0])];
+    size_t nlines = 0;
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+        if (caps[i].on && offered(s, caps[i].cap))
+            lines[nlines++] = caps[i].text;
+    reply(s, "250%c%s", nlines ? '-' : ' ', s->hostname);
+    for (size_t i = 0; i < nlines; i++)
+        reply(s, "250%c%s", i + 1 == nlines ? ' ' : '-', lines[i]);
 }
 
 static void cmd_ehlo(session *s, const smtp_command *cmd)
@@ -296,7 +593,7 @@ static int need_helo(session *s)
     return 0;
 }
 
-/* params_ok - common checks for MAIL/RCPT parameters: ESMTP only, no duplicates */
+/* param_seen - one occurrence of each MAIL/RCPT parameter */
 static int param_seen(session *s, unsigned *seen, unsigned bit, const smtp_param *p)
 {
     if (*seen & bit) {
@@ -307,10 +604,154 @@ static int param_seen(session *s, unsigned *seen, unsigned bit, const smtp_param
     return 0;
 }
 
+static void cmd_starttls(session *s, const smtp_command *cmd)
+{
+    if (!need_no_arg(s, cmd, "STARTTLS"))
+        return;
+    if (s->tls) { /* RFC 3207 section 4.2: not offered, and not accepted, twice */
+        error_reply(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (!starttls_offered(s)) {
+        error_reply(s, "502 5.5.1 Error: command not implemented");
+        return;
+    }
+    if (s->tx != NULL) {
+        error_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    fault_facts f;
+    facts(s, &f);
+    if (gate(s, FAULT_STAGE_STARTTLS, &f, RESUME_LINE) != GATE_PROCEED)
+        return;
+    reply(s, "220 2.0.0 Ready to start TLS");
+    set_state(s, ST_TLS);
+    s->host->starttls(s->ctx);
+}
+
+/* -- AUTH ------------------------------------------------------------------------------------------------ */
+
+/* auth_finish - a SASL exchange ended in s->sasl_result (SASL_OK or SASL_BAD_CREDS): the auth stage */
+static void auth_finish(session *s)
+{
+    fault_facts f;
+    facts(s, &f);
+    f.user = s->sasl.user;
+    f.authenticated = s->sasl_result == SASL_OK;
+    gate_result g = gate(s, FAULT_STAGE_AUTH, &f, RESUME_AUTH);
+    if (g == GATE_PAUSED)
+        return;
+    set_state(s, command_state(s));
+    if (g == GATE_TAKEN)
+        return;
+    /* An injected positive reply authenticates whatever was sent, as an "accept all" server does. */
+    if (s->sasl_result == SASL_OK || s->override != NULL) {
+        free(s->user);
+        s->user = strdup(s->sasl.user);
+        eventf(s, LOG_INFO, "auth", "%s as %s", sasl_mech_name(s->sasl.mech), s->sasl.user);
+        reply(s, "235 2.7.0 Authentication successful");
+        return;
+    }
+    eventf(s, LOG_INFO, "auth", "%s as %s: wrong credentials", sasl_mech_name(s->sasl.mech), s->sasl.user);
+    error_reply(s, "535 5.7.8 Authentication credentials invalid");
+}
+
+/* auth_result - what to answer for a step of the SASL exchange */
+static void auth_result(session *s, sasl_result r, const char *challenge)
+{
+    switch (r) {
+    case SASL_CHALLENGE:
+        set_state(s, ST_AUTH);
+        reply(s, "334 %s", challenge);
+        return;
+    case SASL_OK:
+    case SASL_BAD_CREDS:
+        s->sasl_result = r;
+        auth_finish(s);
+        return;
+    case SASL_BAD_BASE64:
+        set_state(s, command_state(s));
+        error_reply(s, "501 5.5.2 Error: cannot decode the response (not base64)");
+        return;
+    case SASL_BAD_SYNTAX:
+        set_state(s, command_state(s));
+        error_reply(s, "501 5.5.4 Error: malformed %s response", sasl_mech_name(s->sasl.mech));
+        return;
+    case SASL_CANCELLED:
+        set_state(s, command_state(s));
+        error_reply(s, "501 5.0.0 Error: authentication cancelled");
+        return;
+    }
+}
+
+static sasl_context sasl_ctx(const session *s)
+{
+    sasl_context c = {&s->users, s->hostname, (unsigned long long)s->id};
+    return c;
+}
+
+static void cmd_auth(session *s, const smtp_command *cmd)
+{
+    if (!s->esmtp) {
+        error_reply(s, "503 5.5.1 Error: send EHLO first");
+        return;
+    }
+    if (s->user != NULL) {
+        error_reply(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    if (s->tx != NULL) {
+        error_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    if (s->mechs == 0 || !offered(s, FAULT_EHLO_AUTH)) {
+        error_reply(s, "502 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    size_t n = 0;
+    while (n < cmd->arg_len && cmd->arg[n] != ' ')
+        n++;
+    int m = sasl_mech_parse(cmd->arg, n);
+    if (m < 0 || !(s->mechs & (1u << m))) {
+        error_reply(s, "504 5.5.4 Error: unsupported authentication mechanism %.*s", (int)(n > 32 ? 32 : n),
+                    cmd->arg);
+        return;
+    }
+    if (s->cfg->tls_required && !s->tls && sasl_mech_is_plaintext((sasl_mech)m)) {
+        error_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+        return;
+    }
+    const char *initial = n < cmd->arg_len ? cmd->arg + n + 1 : NULL;
+    size_t ilen = initial ? cmd->arg_len - n - 1 : 0;
+    char challenge[SASL_CHALLENGE_MAX];
+    sasl_context c = sasl_ctx(s);
+    auth_result(s, sasl_start(&s->sasl, (sasl_mech)m, initial, ilen, &c, challenge, sizeof(challenge)),
+                challenge);
+}
+
+/* auth_line - the client's answer to a 334 challenge */
+static void auth_line(session *s, const char *line, size_t len)
+{
+    char challenge[SASL_CHALLENGE_MAX];
+    sasl_context c = sasl_ctx(s);
+    auth_result(s, sasl_step(&s->sasl, line, len, &c, challenge, sizeof(challenge)), challenge);
+}
+
+/* -- MAIL, RCPT, DATA, BDAT
+ * ----------------------------------------------------------------------------------- */
+
 static void cmd_mail(session *s, const smtp_command *cmd)
 {
     if (!need_helo(s))
         return;
+    if (s->cfg->tls_required && !s->tls) {
+        error_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
+    if (s->cfg->auth_required && s->user == NULL) {
+        error_reply(s, "530 5.7.0 Authentication required");
+        return;
+    }
     if (s->tx != NULL) {
         error_reply(s, "503 5.5.1 Error: nested MAIL command");
         return;
@@ -351,9 +792,9 @@ static void cmd_mail(session *s, const smtp_command *cmd)
                 error_reply(s, "501 5.5.4 Error: SIZE needs a number");
                 return;
             }
-            if (declared > s->cfg->max_message_size) { /* RFC 1870 section 6.1 */
+            if (declared > s->max_size) { /* RFC 1870 section 6.1 */
                 reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
-                      (unsigned long long)s->cfg->max_message_size);
+                      (unsigned long long)s->max_size);
                 return;
             }
         } else if (smtp_param_is(&p, "BODY")) {
@@ -399,8 +840,8 @@ static void cmd_mail(session *s, const smtp_command *cmd)
                 return;
             }
         } else {
-            error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s", (int)(p.key_len > 64 ? 64 : p.key_len),
-                        p.key);
+            error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s",
+                        (int)(p.key_len > 64 ? 64 : p.key_len), p.key);
             return;
         }
     }
@@ -412,10 +853,16 @@ static void cmd_mail(session *s, const smtp_command *cmd)
         reply(s, "553 5.6.7 Error: non-ASCII sender address needs the SMTPUTF8 parameter");
         return;
     }
+    fault_facts f;
+    facts(s, &f);
+    f.sender = path.mailbox;
+    if (gate(s, FAULT_STAGE_MAIL, &f, RESUME_LINE) != GATE_PROCEED)
+        return;
 
     store_msg *m = store_msg_new();
     if (m == NULL || store_msg_set_sender(m, path.mailbox, path.len) != 0 ||
-        store_msg_set_helo(m, s->helo, strlen(s->helo)) != 0) {
+        store_msg_set_helo(m, s->helo, strlen(s->helo)) != 0 ||
+        (s->user != NULL && store_msg_set_auth_user(m, s->user, strlen(s->user)) != 0)) {
         store_msg_unref(m);
         reply(s, "451 4.3.0 Error: out of memory");
         return;
@@ -426,7 +873,9 @@ static void cmd_mail(session *s, const smtp_command *cmd)
     m->body_type = body_type;
     m->smtputf8 = smtputf8;
     m->declared_size = declared;
-    m->started_ms = now_ms();
+    m->tls_version = s->tls ? s->tls_version_static : NULL;
+    m->tls_cipher = s->tls ? s->tls_cipher_static : NULL;
+    m->started_ms = wall_ms();
     /* A declared SIZE is a good first guess for the buffer; never more than the limit. */
     if (declared > 0)
         (void)store_msg_reserve(m, (size_t)declared + 2);
@@ -447,7 +896,8 @@ static int notify_valid(const smtp_param *p)
         const char *comma = memchr(v, ',', (size_t)(end - v));
         const char *item_end = comma ? comma : end;
         smtp_param item = {.value = v, .value_len = (size_t)(item_end - v)};
-        if (!smtp_value_is(&item, "SUCCESS") && !smtp_value_is(&item, "FAILURE") && !smtp_value_is(&item, "DELAY"))
+        if (!smtp_value_is(&item, "SUCCESS") && !smtp_value_is(&item, "FAILURE") &&
+            !smtp_value_is(&item, "DELAY"))
             return 0;
         v = comma ? comma + 1 : end;
         if (comma && v == end)
@@ -508,8 +958,8 @@ static void cmd_rcpt(session *s, const smtp_command *cmd)
                 return;
             }
         } else {
-            error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s", (int)(p.key_len > 64 ? 64 : p.key_len),
-                        p.key);
+            error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s",
+                        (int)(p.key_len > 64 ? 64 : p.key_len), p.key);
             return;
         }
     }
@@ -521,10 +971,15 @@ static void cmd_rcpt(session *s, const smtp_command *cmd)
         reply(s, "553 5.6.7 Error: non-ASCII recipient address needs SMTPUTF8 in MAIL FROM");
         return;
     }
-    if (s->tx->nrcpts >= s->cfg->max_recipients) { /* RFC 5321 4.5.3.1.10 */
+    if (s->tx->nrcpts >= s->max_rcpts) { /* RFC 5321 4.5.3.1.10 */
         reply(s, "452 4.5.3 Error: too many recipients");
         return;
     }
+    fault_facts f;
+    facts(s, &f);
+    f.rcpt = path.mailbox;
+    if (gate(s, FAULT_STAGE_RCPT, &f, RESUME_LINE) != GATE_PROCEED)
+        return;
     if (store_msg_add_rcpt(s->tx, path.mailbox, path.len) != 0) {
         reply(s, "451 4.3.0 Error: out of memory");
         return;
@@ -559,6 +1014,10 @@ static void cmd_data(session *s, const smtp_command *cmd)
         error_reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT, not DATA");
         return;
     }
+    fault_facts f;
+    facts(s, &f);
+    if (gate(s, FAULT_STAGE_DATA, &f, RESUME_LINE) != GATE_PROCEED)
+        return;
     smtp_data_init(&s->data);
     set_state(s, ST_DATA);
     reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -575,14 +1034,29 @@ static void cmd_bdat(session *s, const smtp_command *cmd)
     }
     /* RFC 3030 section 2: a rejected chunk is still read in full before the reply. */
     s->bdat_reject = NULL;
+    s->bdat_reject_raw = 0;
     if (!s->esmtp)
         s->bdat_reject = "503 5.5.1 Error: BDAT needs EHLO";
     else if (s->tx == NULL)
         s->bdat_reject = "503 5.5.1 Error: need MAIL command";
     else if (s->tx->nrcpts == 0)
         s->bdat_reject = "554 5.5.1 Error: no valid recipients";
-    else if (size > s->cfg->max_message_size - s->tx->size)
+    else if (size > s->max_size - s->tx->size)
         s->tx_oversize = 1;
+    if (s->bdat_reject == NULL && !s->tx_bdat) { /* the first chunk is the DATA stage */
+        fault_facts f;
+        facts(s, &f);
+        gate_result g = gate(s, FAULT_STAGE_DATA, &f, RESUME_LINE);
+        if (g == GATE_PAUSED)
+            return;
+        if (g == GATE_TAKEN) {
+            if (s->state == ST_CLOSING || s->state == ST_HANG)
+                return;
+            /* The reply is out already; the chunk is still read and dropped, and answered by nothing more. */
+            s->bdat_reject = "";
+            s->bdat_reject_raw = 1;
+        }
+    }
     if (s->tx != NULL && s->bdat_reject == NULL)
         s->tx_bdat = 1;
     s->bdat_size = s->bdat_left = size;
@@ -596,8 +1070,10 @@ static void cmd_bdat(session *s, const smtp_command *cmd)
 static void bdat_chunk_done(session *s, uint64_t size)
 {
     if (s->bdat_reject != NULL) {
-        error_reply(s, "%s", s->bdat_reject);
+        if (!s->bdat_reject_raw)
+            error_reply(s, "%s", s->bdat_reject);
         s->bdat_reject = NULL;
+        s->bdat_reject_raw = 0;
         if (s->state == ST_BDAT)
             set_state(s, command_state(s));
         return;
@@ -610,9 +1086,19 @@ static void bdat_chunk_done(session *s, uint64_t size)
     reply(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
 }
 
+/* -- the other commands ------------------------------------------------------------------------------- */
+
+/* simple_gate - the fault gate of a command with no facts of its own */
+static int simple_gate(session *s, fault_stage stage)
+{
+    fault_facts f;
+    facts(s, &f);
+    return gate(s, stage, &f, RESUME_LINE) == GATE_PROCEED;
+}
+
 static void cmd_rset(session *s, const smtp_command *cmd)
 {
-    if (!need_no_arg(s, cmd, "RSET"))
+    if (!need_no_arg(s, cmd, "RSET") || !simple_gate(s, FAULT_STAGE_RSET))
         return;
     reset_transaction(s);
     reply(s, "250 2.0.0 Ok");
@@ -621,7 +1107,8 @@ static void cmd_rset(session *s, const smtp_command *cmd)
 static void cmd_noop(session *s, const smtp_command *cmd)
 {
     (void)cmd; /* RFC 5321 4.1.1.9: a parameter is allowed and ignored */
-    reply(s, "250 2.0.0 Ok");
+    if (simple_gate(s, FAULT_STAGE_NOOP))
+        reply(s, "250 2.0.0 Ok");
 }
 
 static void cmd_vrfy(session *s, const smtp_command *cmd)
@@ -631,50 +1118,52 @@ static void cmd_vrfy(session *s, const smtp_command *cmd)
         return;
     }
     /* RFC 5321 3.5.3: 252 when the server will not verify but accepts mail for the address. */
-    reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+    if (simple_gate(s, FAULT_STAGE_VRFY))
+        reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void cmd_expn(session *s, const smtp_command *cmd)
 {
     (void)cmd;
-    reply(s, "502 5.5.1 Error: EXPN not available");
+    if (simple_gate(s, FAULT_STAGE_VRFY))
+        reply(s, "502 5.5.1 Error: EXPN not available");
 }
 
 static void cmd_help(session *s, const smtp_command *cmd)
 {
     (void)cmd;
+    if (!simple_gate(s, FAULT_STAGE_HELP))
+        return;
     reply(s, "214-2.0.0 smtpfault, a fake SMTP server for fault injection");
-    reply(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT");
+    reply(s, "214-2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT");
     reply(s, "214 2.0.0 End of HELP info");
 }
 
 static void cmd_quit(session *s, const smtp_command *cmd)
 {
     (void)cmd;
-    reply(s, "221 2.0.0 %s Bye", s->cfg->hostname);
-    close_session(s, "client quit");
+    if (simple_gate(s, FAULT_STAGE_QUIT))
+        reply(s, "221 2.0.0 %s Bye", s->hostname);
+    /* QUIT ends the session whatever the reply (RFC 5321 4.1.1.10), unless a fault hangs it. */
+    if (s->state != ST_HANG && !(s->waiting && s->pending))
+        close_session(s, "client quit", 0);
 }
 
 typedef struct command_def {
     const char *verb;
-    fault_stage stage; /* where the fault engine is asked before the command proceeds */
-    size_t max_line;   /* longest command line accepted, CRLF included */
+    size_t max_line; /* longest command line accepted, CRLF included */
     command_fn proceed;
 } command_def;
 
+/* Each command's fault stage is where its function calls gate(): the engine is asked once per command. */
 static const command_def commands[] = {
-    {"EHLO", FAULT_STAGE_EHLO, SMTP_COMMAND_LINE_MAX, cmd_ehlo},
-    {"HELO", FAULT_STAGE_EHLO, SMTP_COMMAND_LINE_MAX, cmd_helo},
-    {"MAIL", FAULT_STAGE_MAIL, SMTP_COMMAND_LINE_MAX, cmd_mail},
-    {"RCPT", FAULT_STAGE_RCPT, SMTP_COMMAND_LINE_MAX, cmd_rcpt},
-    {"DATA", FAULT_STAGE_DATA, SMTP_COMMAND_LINE_MAX, cmd_data},
-    {"BDAT", FAULT_STAGE_DATA, SMTP_COMMAND_LINE_MAX, cmd_bdat},
-    {"RSET", FAULT_STAGE_RSET, SMTP_COMMAND_LINE_MAX, cmd_rset},
-    {"NOOP", FAULT_STAGE_NOOP, SMTP_COMMAND_LINE_MAX, cmd_noop},
-    {"VRFY", FAULT_STAGE_VRFY, SMTP_COMMAND_LINE_MAX, cmd_vrfy},
-    {"EXPN", FAULT_STAGE_VRFY, SMTP_COMMAND_LINE_MAX, cmd_expn},
-    {"HELP", FAULT_STAGE_HELP, SMTP_COMMAND_LINE_MAX, cmd_help},
-    {"QUIT", FAULT_STAGE_QUIT, SMTP_COMMAND_LINE_MAX, cmd_quit},
+    {"EHLO", SMTP_COMMAND_LINE_MAX, cmd_ehlo},         {"HELO", SMTP_COMMAND_LINE_MAX, cmd_helo},
+    {"STARTTLS", SMTP_COMMAND_LINE_MAX, cmd_starttls}, {"AUTH", SMTP_AUTH_LINE_MAX, cmd_auth},
+    {"MAIL", SMTP_COMMAND_LINE_MAX, cmd_mail},         {"RCPT", SMTP_COMMAND_LINE_MAX, cmd_rcpt},
+    {"DATA", SMTP_COMMAND_LINE_MAX, cmd_data},         {"BDAT", SMTP_COMMAND_LINE_MAX, cmd_bdat},
+    {"RSET", SMTP_COMMAND_LINE_MAX, cmd_rset},         {"NOOP", SMTP_COMMAND_LINE_MAX, cmd_noop},
+    {"VRFY", SMTP_COMMAND_LINE_MAX, cmd_vrfy},         {"EXPN", SMTP_COMMAND_LINE_MAX, cmd_expn},
+    {"HELP", SMTP_COMMAND_LINE_MAX, cmd_help},         {"QUIT", SMTP_COMMAND_LINE_MAX, cmd_quit},
 };
 
 static const command_def *find_command(const smtp_command *cmd)
@@ -685,10 +1174,29 @@ static const command_def *find_command(const smtp_command *cmd)
     return NULL;
 }
 
+/* unknown_command - 500, unless a fault at the unknown stage answers */
+static void unknown_command(session *s, const smtp_command *cmd)
+{
+    char verb[64];
+    size_t n = cmd->verb_len < sizeof(verb) - 1 ? cmd->verb_len : sizeof(verb) - 1;
+    memcpy(verb, cmd->verb, n);
+    verb[n] = '\0';
+    fault_facts f;
+    facts(s, &f);
+    f.verb = verb;
+    if (gate(s, FAULT_STAGE_UNKNOWN, &f, RESUME_LINE) == GATE_PROCEED)
+        error_reply(s, "500 5.5.2 Error: command not recognized");
+}
+
 /* handle_line - one command line, terminator removed */
 static void handle_line(session *s, const char *line, size_t len, size_t raw_len)
 {
-    log_session(LOG_INFO, s->id, "command", line, len);
+    if (!s->pending) /* a line run again after a delay is logged once */
+        event(s, LOG_INFO, "command", line, len);
+    if (s->state == ST_AUTH) {
+        auth_line(s, line, len);
+        return;
+    }
     if (memchr(line, '\0', len) != NULL) {
         error_reply(s, "500 5.5.2 Error: NUL character in command");
         return;
@@ -696,22 +1204,35 @@ static void handle_line(session *s, const char *line, size_t len, size_t raw_len
     smtp_command cmd;
     smtp_split_command(line, len, &cmd);
     const command_def *def = find_command(&cmd);
+    if (s->state == ST_REJECTED) { /* RFC 5321 section 3.1: 503 to everything but QUIT */
+        if (def != NULL && def->proceed == cmd_quit) {
+            reply(s, "221 2.0.0 %s Bye", s->hostname);
+            close_session(s, "client quit", 0);
+        } else {
+            error_reply(s,
+                        "503 5.5.1 Error: the server refused service at the greeting; only QUIT is accepted");
+        }
+        return;
+    }
     if (def == NULL) {
-        error_reply(s, "500 5.5.2 Error: command not recognized");
+        unknown_command(s, &cmd);
         return;
     }
     if (raw_len > def->max_line) {
-        error_reply(s, "500 5.5.2 Error: line too long (limit %zu octets, RFC 5321 4.5.3.1.4)", def->max_line);
+        error_reply(s, "500 5.5.2 Error: line too long (limit %zu octets, RFC 5321 4.5.3.1.4)",
+                    def->max_line);
         return;
     }
     def->proceed(s, &cmd);
 }
 
-/* -- input ------------------------------------------------------------------------------------------------ */
+/* -- input ------------------------------------------------------------------------------------------------
+ */
 
 static int accepts_input(const session *s)
 {
-    return s->state != ST_COMMIT && s->state != ST_CLOSING && s->state != ST_INIT;
+    return !s->waiting && s->state != ST_COMMIT && s->state != ST_CLOSING && s->state != ST_INIT &&
+           s->state != ST_TLS && s->state != ST_HANG;
 }
 
 /* consume - process what can be processed of buf; returns the bytes taken */
@@ -724,8 +1245,10 @@ static size_t consume(session *s, const char *buf, size_t len)
         if (s->state == ST_DATA) {
             int done;
             off += smtp_data_decode(&s->data, p, avail, content_sink, s, &done);
-            if (done)
+            if (done) {
                 end_of_message(s);
+                step_done(s);
+            }
             continue;
         }
         if (s->state == ST_BDAT) {
@@ -734,8 +1257,10 @@ static size_t consume(session *s, const char *buf, size_t len)
                 content_sink(s, p, take);
             off += take;
             s->bdat_left -= take;
-            if (s->bdat_left == 0)
+            if (s->bdat_left == 0) {
                 bdat_chunk_done(s, s->bdat_size);
+                step_done(s);
+            }
             continue;
         }
         if (s->discarding) {
@@ -749,14 +1274,19 @@ static size_t consume(session *s, const char *buf, size_t len)
         if (st == SMTP_LINE_NEED_MORE)
             break;
         if (st == SMTP_LINE_TOO_LONG) {
-            log_session(LOG_INFO, s->id, "command", p, avail);
+            event(s, LOG_INFO, "command", p, avail);
             s->discarding = 1;
+            if (s->state == ST_AUTH)
+                set_state(s, command_state(s));
             error_reply(s, "500 5.5.2 Error: line too long (limit %d octets, RFC 5321 4.5.3.1.4)",
                         SMTP_COMMAND_LINE_MAX);
             continue;
         }
-        off += used;
         handle_line(s, p, line_len, used);
+        if (s->waiting && s->pending && s->resume == RESUME_LINE)
+            break; /* the line runs again once the delay is over */
+        off += used;
+        step_done(s);
     }
     return off;
 }
@@ -781,6 +1311,13 @@ static int keep(session *s, const char *data, size_t len)
     return 0;
 }
 
+static void drop_input(session *s)
+{
+    free(s->in);
+    s->in = NULL;
+    s->in_len = s->in_cap = 0;
+}
+
 /* process_input - run the saved input through the state machine */
 static void process_input(session *s)
 {
@@ -790,19 +1327,15 @@ static void process_input(session *s)
     size_t used = consume(s, s->in, s->in_len);
     s->feeding = 0;
     s->in_len -= used;
-    if (s->in_len > 0) {
+    if (s->in_len > 0)
         memmove(s->in, s->in + used, s->in_len);
-    } else {
-        /* Idle sessions hold no input buffer. */
-        free(s->in);
-        s->in = NULL;
-        s->in_cap = 0;
-    }
+    else
+        drop_input(s); /* idle sessions hold no input buffer */
 }
 
 void session_feed(session *s, const char *data, size_t len)
 {
-    if (s->state == ST_CLOSING)
+    if (s->state == ST_CLOSING || s->state == ST_HANG)
         return;
     if (s->in_len == 0) {
         /* The common case: straight from the read buffer, keeping only a partial line. */
@@ -815,9 +1348,9 @@ void session_feed(session *s, const char *data, size_t len)
         process_input(s);
         return;
     }
-    if (len > 0 && s->state != ST_CLOSING && keep(s, data, len) != 0) {
-        reply(s, "421 4.7.0 %s Error: too much input while busy, closing connection", s->cfg->hostname);
-        close_session(s, "input buffer overflow");
+    if (len > 0 && s->state != ST_CLOSING && s->state != ST_HANG && keep(s, data, len) != 0) {
+        reply(s, "421 4.7.0 %s Error: too much input while busy, closing connection", s->hostname);
+        close_session(s, "input buffer overflow", 0);
     }
 }
 
@@ -833,21 +1366,128 @@ session *session_new(const session_config *cfg, const session_host *host, void *
     s->host = host;
     s->ctx = ctx;
     s->state = ST_INIT;
+    s->faults = info->faults;
     snprintf(s->client, sizeof(s->client), "%s", info->client);
     snprintf(s->listener, sizeof(s->listener), "%s", info->listener);
+
+    s->hostname = cfg->hostname;
+    s->max_size = cfg->max_message_size;
+    s->max_rcpts = cfg->max_recipients;
+    s->mechs = cfg->auth_mechs;
+    s->users = cfg->users;
+    if (s->faults != NULL) {
+        /* The profile the connection started under applies for the whole session. */
+        const fault_settings *fs = fault_profile_settings(fault_run_profile(fault_conn_run(s->faults)));
+        if (fs->hostname)
+            s->hostname = fs->hostname;
+        s->greeting = fs->greeting;
+        if (fs->size)
+            s->max_size = fs->size;
+        if (fs->max_recipients)
+            s->max_rcpts = fs->max_recipients;
+        if (fs->auth_mechs && s->mechs)
+            s->mechs = fs->auth_mechs;
+        s->ehlo_remove = fs->ehlo_remove;
+        if (fs->has_users) {
+            s->users.names = fs->user_names;
+            s->users.passwords = fs->user_passwords;
+            s->users.n = fs->nusers;
+        }
+    }
     return s;
+}
+
+/* greet - the greeting stage, and the 220 (RFC 2034 section 4: no enhanced code on the greeting) */
+static void greet(session *s)
+{
+    fault_facts f;
+    facts(s, &f);
+    gate_result g = gate(s, FAULT_STAGE_GREETING, &f, RESUME_GREETING);
+    if (g == GATE_PAUSED)
+        return;
+    if (g == GATE_TAKEN) {
+        const fault_action *a = s->decision.act;
+        /* A refusal that does not close: RFC 5321 section 3.1, answer 503 until QUIT. */
+        if (s->state == ST_INIT)
+            set_state(s, a->reply != NULL && a->reply_code >= 400 ? ST_REJECTED : ST_GREETED);
+        step_done(s);
+        return;
+    }
+    if (s->greeting != NULL)
+        reply(s, "220 %s %s", s->hostname, s->greeting);
+    else
+        reply(s, "220 %s ESMTP smtpfault", s->hostname);
+    if (s->state == ST_INIT)
+        set_state(s, ST_GREETED);
+    step_done(s);
 }
 
 void session_start(session *s)
 {
-    /* RFC 2034 section 4: no enhanced code on the greeting. */
-    reply(s, "220 %s ESMTP smtpfault", s->cfg->hostname);
+    greet(s);
+}
+
+void session_resume(session *s)
+{
+    if (!s->waiting)
+        return;
+    s->waiting = 0;
+    switch (s->resume) {
+    case RESUME_GREETING:
+        greet(s);
+        break;
+    case RESUME_AUTH:
+        auth_finish(s);
+        step_done(s);
+        break;
+    case RESUME_DATA_END:
+        end_of_message(s);
+        step_done(s);
+        break;
+    case RESUME_LINE:     /* process_input runs the line again */
+    case RESUME_CONTINUE: /* a drip ended */
+        break;
+    }
+    if (!s->feeding)
+        process_input(s);
+}
+
+void session_tls_established(session *s, const char *version, const char *cipher)
+{
+    s->tls = 1;
+    s->tls_version_static = version;
+    s->tls_cipher_static = cipher;
+    snprintf(s->tls_version, sizeof(s->tls_version), "%s", version ? version : "?");
+    snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", cipher ? cipher : "?");
+    if (s->state != ST_TLS)
+        return;        /* implicit TLS, before the greeting */
+    if (s->in_len > 0) /* RFC 3207 section 5: plaintext after STARTTLS could be an injection */
+        eventf(s, LOG_INFO, "tls", "discarded %zu bytes the client sent after STARTTLS, before the handshake",
+               s->in_len);
+    drop_input(s);
+    s->discarding = 0;
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    free(s->user);
+    s->user = NULL;
     set_state(s, ST_GREETED);
+}
+
+void session_tls_abandoned(session *s)
+{
+    if (s->state == ST_TLS)
+        set_state(s, command_state(s));
 }
 
 int session_wants_input(const session *s)
 {
     return accepts_input(s);
+}
+
+int session_discards_input(const session *s)
+{
+    return s->state == ST_HANG;
 }
 
 int session_in_transaction(const session *s)
@@ -859,21 +1499,37 @@ void session_timeout(session *s)
 {
     if (s->state == ST_CLOSING)
         return;
-    reply(s, "421 4.4.2 %s Error: timeout exceeded, closing connection", s->cfg->hostname);
-    close_session(s, "idle timeout");
+    if (s->state == ST_HANG) {
+        close_session(s, "idle timeout while hanging", 0);
+        return;
+    }
+    reply(s, "421 4.4.2 %s Error: timeout exceeded, closing connection", s->hostname);
+    close_session(s, "idle timeout", 0);
 }
 
 void session_shutdown(session *s)
 {
     if (s->state == ST_CLOSING)
         return;
-    reply(s, "421 4.3.2 %s Service shutting down, closing connection", s->cfg->hostname);
-    close_session(s, "server shutdown");
+    s->truncating = 0;
+    s->override = NULL;
+    reply(s, "421 4.3.2 %s Service shutting down, closing connection", s->hostname);
+    close_session(s, "server shutdown", 0);
 }
 
 const char *session_state_name(const session *s)
 {
     return state_names[s->state];
+}
+
+const char *session_user(const session *s)
+{
+    return s->user;
+}
+
+const char *session_helo(const session *s)
+{
+    return s->helo;
 }
 
 void session_free(session *s)
@@ -882,6 +1538,7 @@ void session_free(session *s)
         return;
     store_msg_unref(s->tx);
     free(s->helo);
+    free(s->user);
     free(s->in);
     free(s);
 }

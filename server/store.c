@@ -34,6 +34,7 @@ void store_msg_unref(store_msg *m)
     free(m->rcpts);
     free(m->sender);
     free(m->helo);
+    free(m->auth_user);
     free(m->body);
     free(m);
 }
@@ -65,6 +66,16 @@ int store_msg_set_helo(store_msg *m, const char *s, size_t n)
         return -1;
     free(m->helo);
     m->helo = c;
+    return 0;
+}
+
+int store_msg_set_auth_user(store_msg *m, const char *s, size_t n)
+{
+    char *c = copy_text(s, n);
+    if (c == NULL)
+        return -1;
+    free(m->auth_user);
+    m->auth_user = c;
     return 0;
 }
 
@@ -137,6 +148,17 @@ cJSON *store_msg_envelope_json(const store_msg *m)
     cJSON_AddStringToObject(o, "client", m->client);
     cJSON_AddStringToObject(o, "listener", m->listener);
     cJSON_AddNumberToObject(o, "session", (double)m->session_id);
+    if (m->tls_version != NULL) {
+        cJSON *t = cJSON_AddObjectToObject(o, "tls");
+        cJSON_AddStringToObject(t, "version", m->tls_version);
+        cJSON_AddStringToObject(t, "cipher", m->tls_cipher ? m->tls_cipher : "");
+    } else {
+        cJSON_AddNullToObject(o, "tls");
+    }
+    if (m->auth_user != NULL)
+        cJSON_AddStringToObject(o, "auth", m->auth_user);
+    else
+        cJSON_AddNullToObject(o, "auth");
     cJSON_AddNumberToObject(o, "size", (double)m->size);
     if (m->body_type != NULL)
         cJSON_AddStringToObject(o, "body", m->body_type);

@@ -32,7 +32,11 @@ typedef struct store_msg {
     char listener[STORE_LISTENER_MAX];
     const char *body_type; /* "7BIT", "8BITMIME", "BINARYMIME", or NULL when MAIL had no BODY= */
     int smtputf8;
-    uint64_t declared_size; /* MAIL FROM SIZE=, 0 when absent */
+    int discard;             /* a fault: answer as if kept, but keep nothing */
+    uint64_t declared_size;  /* MAIL FROM SIZE=, 0 when absent */
+    char *auth_user;         /* NULL when the session did not authenticate */
+    const char *tls_version; /* "TLSv1.3", or NULL without TLS (static strings from wolfSSL) */
+    const char *tls_cipher;
     int64_t session_id;
     int64_t started_ms;  /* wall clock, ms: MAIL FROM accepted */
     int64_t received_ms; /* wall clock, ms: end of data */
@@ -49,10 +53,11 @@ store_msg *store_msg_new(void);
 store_msg *store_msg_ref(store_msg *m);
 void store_msg_unref(store_msg *m);
 
-/* store_msg_set_sender / add_rcpt / set_helo - copy the text in; -1 when out of memory */
+/* store_msg_set_sender / add_rcpt / set_helo / set_auth_user - copy the text in; -1 when out of memory */
 int store_msg_set_sender(store_msg *m, const char *s, size_t n);
 int store_msg_add_rcpt(store_msg *m, const char *s, size_t n);
 int store_msg_set_helo(store_msg *m, const char *s, size_t n);
+int store_msg_set_auth_user(store_msg *m, const char *s, size_t n);
 
 /* store_msg_reserve - make room for at least n more body bytes; -1 when out of memory */
 int store_msg_reserve(store_msg *m, size_t n);
@@ -67,7 +72,7 @@ typedef struct store {
     size_t max_messages;
     size_t max_bytes;
     size_t count, bytes;
-    uint64_t accepted;           /* messages ever added */
+    uint64_t accepted; /* messages ever added */
     uint64_t evicted, evicted_bytes;
     uint64_t next_seq;
     char id_prefix[STORE_ID_MAX - 12];

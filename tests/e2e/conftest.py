@@ -106,6 +106,32 @@ def run_binary(args, timeout=30.0, check_sanitizers=True):
     return proc
 
 
+# -- the test PKI ---------------------------------------------------------------------------------------------
+
+_PKI_DIR = None
+
+
+def suite_pki():
+    """A test PKI written once per pytest process by `smtpfault certs DIR`; every server presents it.
+
+    Clients verify against ca.pem; the broken certificates (expired.pem, wrong-host.pem, ...) are there
+    for the TLS fault tests.
+    """
+    global _PKI_DIR
+    if _PKI_DIR is None:
+        import tempfile
+
+        path = Path(tempfile.mkdtemp(prefix="smtpfault-pki-"))
+        proc = run_binary(["certs", str(path)])
+        assert proc.returncode == 0, f"smtpfault certs failed: {proc.stdout}{proc.stderr}"
+        _PKI_DIR = path
+    return _PKI_DIR
+
+
+def ca_file():
+    return str(suite_pki() / "ca.pem")
+
+
 # -- captured messages --------------------------------------------------------------------------------------
 
 
@@ -160,7 +186,9 @@ class Server:
         self.ports_file = self.workdir / "ports.json"
         self.stderr_path = self.workdir / log_name
         self.stdout_path = self.workdir / "stdout.log"
-        self.argv = [str(smtpfault_bin()), "--smtp", smtp, "--ports-file", str(self.ports_file)]
+        # Every listener on an ephemeral port, so that tests run side by side; the PKI is the suite's.
+        self.argv = [str(smtpfault_bin()), "--smtp", smtp, "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
+                     "--certs-dir", str(suite_pki()), "--ports-file", str(self.ports_file)]
         if self.store_dir is not None:
             self.argv += ["--store-dir", str(self.store_dir)]
         self.argv += [str(a) for a in args]

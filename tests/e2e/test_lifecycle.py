@@ -17,8 +17,9 @@ from conftest import make_message, poll, queued_id, run_binary, transaction
 def test_help():
     proc = run_binary(["--help"])
     assert proc.returncode == 0
-    assert proc.stdout.startswith("Usage: smtpfault [OPTIONS]\n")
-    for option in ("--smtp", "--submission", "--ports-file", "--hostname", "--max-message-size", "--max-recipients",
+    assert proc.stdout.startswith("Usage: smtpfault [OPTIONS] ")
+    for option in ("--smtp", "--submission", "--smtps", "--ports-file", "--certs-dir", "--cert", "--key", "--no-tls",
+                   "--user", "--profile", "--no-magic", "--hostname", "--max-message-size", "--max-recipients",
                    "--max-errors", "--idle-timeout", "--store-max-messages", "--store-max-bytes", "--store-dir",
                    "--drain-timeout", "--log-format", "--log-level", "--quiet", "--help", "--version"):
         assert re.search(rf"^\s+(-\w, )?{option}\b", proc.stdout, re.M), f"--help does not describe {option}"
@@ -76,7 +77,8 @@ def test_address_in_use(tmp_path, which):
 
 
 def test_every_listener_off(tmp_path):
-    proc = run_binary(["--smtp", "off", "--ports-file", str(tmp_path / "ports.json")], timeout=30)
+    proc = run_binary(["--smtp", "off", "--submission", "off", "--smtps", "off", "--ports-file",
+                       str(tmp_path / "ports.json")], timeout=30)
     assert proc.returncode == 1, proc
     assert "every listener is off" in proc.stderr
     assert not (tmp_path / "ports.json").exists()
@@ -218,15 +220,18 @@ def test_ipv6_listener(server_factory):
     assert srv.wait_for_log(rf"listening for smtp on \[::1\]:{listener['port']}")
 
 
-def test_submission_listener(server_factory):
-    srv = server_factory("--submission", "127.0.0.1:0")
-    sub = srv.listener("submission")
-    assert sub["port"] != srv.port
+def test_submission_listener_requires_starttls_first(server):
+    """Port 587 practice (RFC 6409, 8314): STARTTLS first, AUTH offered only after it, MAIL refused before."""
+    sub = server.listener("submission")
+    assert sub["port"] != server.port
     with smtplib.SMTP(sub["host"], sub["port"], timeout=20) as client:
-        client.ehlo("sub.example")
-        assert client.sendmail("a@example.org", ["b@example.org"], make_message("submitted", "x")) == {}
-    (m,) = srv.wait_for_messages(1)
-    assert m["listener"] == "submission"
+        code, text = client.ehlo("sub.example")
+        assert code == 250
+        assert client.has_extn("starttls") and not client.has_extn("auth"), text
+        with pytest.raises(smtplib.SMTPSenderRefused) as e:
+            client.sendmail("a@example.org", ["b@example.org"], make_message("submitted", "x"))
+        assert e.value.smtp_code == 530
+        assert e.value.smtp_error == b"5.7.0 Must issue a STARTTLS command first"
 
 
 # -- logs -------------------------------------------------------------------------------------------------------

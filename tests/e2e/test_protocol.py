@@ -449,7 +449,7 @@ def test_help_vrfy_noop_rset_expn(server):
         c.expect(220)
         r = c.cmd("HELP", 214)
         assert r.lines == ["2.0.0 smtpfault, a fake SMTP server for fault injection",
-                           "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+                           "2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
                            "2.0.0 End of HELP info"]
         c.cmd("HELP MAIL", 214)
         c.cmd("EHLO cmds.example", 250)
@@ -473,8 +473,9 @@ def test_ehlo_and_helo_replies(server_factory):
     with srv.connect() as c:
         assert c.reply().text == "mx.test.example ESMTP smtpfault"
         r = c.cmd("EHLO client.example", 250)
-        assert r.lines == ["mx.test.example", "SIZE 10485760", "PIPELINING", "8BITMIME", "BINARYMIME", "CHUNKING",
-                           "SMTPUTF8", "ENHANCEDSTATUSCODES", "DSN", "HELP"]
+        assert r.lines == ["mx.test.example", "PIPELINING", "SIZE 10485760", "STARTTLS",
+                           "AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8",
+                           "CHUNKING", "BINARYMIME", "HELP"]
         r = c.cmd("HELO client.example", 250)
         assert r.lines == ["mx.test.example"]
         c.cmd("MAIL FROM:<a@example.org> SIZE=10", 555, "parameters need EHLO")

@@ -20,6 +20,11 @@ typedef struct fake {
     size_t out_len;
     int closed;
     const char *reason;
+    int reset;
+    int starttls;   /* the session asked for a TLS handshake */
+    unsigned waits; /* wait() calls */
+    uint32_t wait_ms, drip_bps;
+    int64_t now;
     int async;           /* commit() leaves the answer for the test to give */
     store_msg *pending;  /* the commit waiting for an answer */
     store_msg *kept[64]; /* committed messages, in order */
@@ -36,10 +41,11 @@ static void fake_send(void *ctx, const char *data, size_t len)
     f->out[f->out_len] = '\0';
 }
 
-static void fake_close(void *ctx, const char *reason)
+static void fake_close(void *ctx, const char *reason, int reset)
 {
     fake *f = ctx;
     f->closed = 1;
+    f->reset = reset;
     f->reason = reason;
 }
 
@@ -56,16 +62,47 @@ static void fake_commit(void *ctx, store_msg *m)
     session_commit_done(f->s, m->id);
 }
 
-static const session_host fake_host = {fake_send, fake_close, fake_commit};
+static void fake_starttls(void *ctx)
+{
+    fake *f = ctx;
+    f->starttls = 1;
+}
 
-static session_config cfg = {"mx.test", 1000, 100, 5};
+static void fake_wait(void *ctx, uint32_t ms)
+{
+    fake *f = ctx;
+    f->waits++;
+    f->wait_ms = ms;
+}
+
+static void fake_drip(void *ctx, uint32_t bps)
+{
+    fake *f = ctx;
+    f->drip_bps = bps;
+}
+
+static int64_t fake_now(void *ctx)
+{
+    fake *f = ctx;
+    return f->now;
+}
+
+static void fake_event(void *ctx, int level, const char *event, const char *text, size_t len)
+{
+    (void)ctx, (void)level, (void)event, (void)text, (void)len;
+}
+
+static const session_host fake_host = {fake_send, fake_close, fake_commit, fake_starttls,
+                                       fake_wait, fake_drip,  fake_now,    fake_event};
+
+static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}};
 
 static fake *fake_new(void)
 {
     fake *f = calloc(1, sizeof(*f));
     f->out = malloc(OUT_MAX);
     f->out[0] = '\0';
-    session_info info = {1, "127.0.0.1:1234", "smtp"};
+    session_info info = {1, "127.0.0.1:1234", "smtp", NULL};
     f->s = session_new(&cfg, &fake_host, f, &info);
     session_start(f->s);
     return f;
@@ -257,7 +294,8 @@ static void test_helo_disables_extensions(void **state)
 {
     (void)state;
     fake *f = fake_new();
-    feed(f, "HELO c\r\nMAIL FROM:<a@x.test> SIZE=10\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 2\r\nxy");
+    feed(f, "HELO c\r\nMAIL FROM:<a@x.test> SIZE=10\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT "
+            "2\r\nxy");
     assert_codes(f, "250 555 250 250 503");
     fake_free(f);
 }
@@ -278,8 +316,9 @@ static void test_parameters(void **state)
     fake_free(f);
 
     f = fake_new();
-    feed(f, "EHLO c\r\nMAIL FROM:<j\xc3\xbc@x.test> SMTPUTF8 RET=HDRS ENVID=abc+2B\r\n"
-            "RCPT TO:<\xc3\xa9@y.test> ORCPT=rfc822;e+40y.test\r\nRCPT TO:<x@y.test> NOTIFY=NEVER,SUCCESS\r\n");
+    feed(f,
+         "EHLO c\r\nMAIL FROM:<j\xc3\xbc@x.test> SMTPUTF8 RET=HDRS ENVID=abc+2B\r\n"
+         "RCPT TO:<\xc3\xa9@y.test> ORCPT=rfc822;e+40y.test\r\nRCPT TO:<x@y.test> NOTIFY=NEVER,SUCCESS\r\n");
     assert_codes(f, "250 250 250 501");
     fake_free(f);
 }
