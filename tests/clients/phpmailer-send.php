@@ -1,12 +1,19 @@
 <?php
 /*
- * phpmailer-send.php - send mail with Debian's PHPMailer over plain SMTP and print what PHPMailer reports.
+ * phpmailer-send.php - send mail with Debian's PHPMailer and print what PHPMailer reports.
  *
  * Input: one JSON object, as the first argument or on stdin:
  *   {
  *     "host": "127.0.0.1", "port": 2525,
  *     "exceptions": true,             new PHPMailer(true): failures throw
  *     "keepAlive": false,             SMTPKeepAlive: every message over one connection
+ *     "secure": "" | "ssl" | "tls",   SMTPSecure: implicit TLS ("ssl") or STARTTLS ("tls"); default none
+ *     "autoTLS": false,               SMTPAutoTLS: STARTTLS when offered (default off)
+ *     "timeout": 20,                  Timeout in seconds
+ *     "ssl": {"cafile": "...", "verify_peer": true, "verify_peer_name": true, "peer_name": "localhost",
+ *             "allow_self_signed": false},   SMTPOptions['ssl'], as PHP stream context options
+ *     "auth": {"user": "...", "password": "...", "type": "PLAIN"|"LOGIN"|"CRAM-MD5"|"XOAUTH2"|""},
+ *                                     SMTPAuth on; for XOAUTH2 the password is the access token
  *     "messages": [{                  sent in order, one PHPMailer object reused
  *        "from": "a@example.com", "sender": "bounce@example.com" (optional),
  *        "to": ["b@example.com"], "cc": [], "bcc": [],
@@ -24,8 +31,27 @@
  */
 require '/usr/share/php/libphp-phpmailer/autoload.php';
 
+use PHPMailer\PHPMailer\OAuthTokenProvider;
 use PHPMailer\PHPMailer\PHPMailer;
 use PHPMailer\PHPMailer\SMTP;
+
+/* A fixed bearer token for XOAUTH2: PHPMailer asks a provider object for the SASL string. */
+class StaticToken implements OAuthTokenProvider
+{
+    private $user;
+    private $token;
+
+    public function __construct($user, $token)
+    {
+        $this->user = $user;
+        $this->token = $token;
+    }
+
+    public function getOauth64()
+    {
+        return base64_encode("user=" . $this->user . "\001auth=Bearer " . $this->token . "\001\001");
+    }
+}
 
 $raw = $argc > 1 ? $argv[1] : stream_get_contents(STDIN);
 $input = json_decode($raw, true);
@@ -41,9 +67,21 @@ $mail->isSMTP();
 $mail->Host = $input['host'];
 $mail->Port = (int)$input['port'];
 $mail->SMTPAuth = false;
-$mail->SMTPAutoTLS = false; // no STARTTLS yet
-$mail->SMTPSecure = '';
-$mail->Timeout = 20;
+$mail->SMTPAutoTLS = !empty($input['autoTLS']);
+$mail->SMTPSecure = $input['secure'] ?? '';
+$mail->Timeout = (int)($input['timeout'] ?? 20);
+if (isset($input['ssl']) && is_array($input['ssl'])) {
+    $mail->SMTPOptions = ['ssl' => $input['ssl']];
+}
+if (isset($input['auth']) && is_array($input['auth'])) {
+    $mail->SMTPAuth = true;
+    $mail->Username = $input['auth']['user'] ?? '';
+    $mail->Password = $input['auth']['password'] ?? '';
+    $mail->AuthType = $input['auth']['type'] ?? '';
+    if ($mail->AuthType === 'XOAUTH2') {
+        $mail->setOAuth(new StaticToken($mail->Username, $mail->Password));
+    }
+}
 $mail->SMTPKeepAlive = !empty($input['keepAlive']);
 $mail->SMTPDebug = SMTP::DEBUG_SERVER; // client and server lines, kept below
 $mail->Debugoutput = function ($line, $level) use (&$debug) {
