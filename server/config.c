@@ -16,6 +16,7 @@
 #define DEFAULT_DRAIN_TIMEOUT_S    5
 #define DEFAULT_STORE_MAX_MESSAGES 10000
 #define DEFAULT_STORE_MAX_BYTES    (256u * 1024 * 1024)
+#define DEFAULT_ADMIN_ADDR         "127.0.0.1:2580"
 
 static const char *const listener_names[] = {
 #define LISTENER_NAME(e, name) name,
@@ -38,6 +39,35 @@ const char *config_listener_name(listener_kind kind)
 const listener_policy *config_listener_policy(listener_kind kind)
 {
     return &policies[kind];
+}
+
+int config_add_admin(config *cfg, const char *text, char *err, size_t errsz)
+{
+    if (!cfg->admin_given) {
+        cfg->admin_given = 1;
+        cfg->nadmin = 0;
+    }
+    if (strcmp(text, "off") == 0) {
+        cfg->nadmin = 0;
+        return 0;
+    }
+    if (cfg->nadmin == CONFIG_ADMIN_MAX) {
+        snprintf(err, errsz, "at most %d admin addresses", CONFIG_ADMIN_MAX);
+        return -1;
+    }
+    admin_addr *a = &cfg->admin[cfg->nadmin];
+    memset(a, 0, sizeof(*a));
+    if (strncmp(text, "unix:", 5) == 0) {
+        if (text[5] == '\0' || strlen(text + 5) >= sizeof(a->unix_path)) {
+            snprintf(err, errsz, "'%s' is not unix:PATH (at most %zu bytes)", text, sizeof(a->unix_path) - 1);
+            return -1;
+        }
+        snprintf(a->unix_path, sizeof(a->unix_path), "%s", text + 5);
+    } else if (config_parse_addr(text, &a->tcp, err, errsz) != 0) {
+        return -1;
+    }
+    cfg->nadmin++;
+    return 0;
 }
 
 int config_add_user(config *cfg, const char *spec, char *err, size_t errsz)
@@ -95,6 +125,8 @@ void config_defaults(config *cfg)
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->log_level = LOG_INFO;
     cfg->magic = 1;
+    (void)config_parse_addr(DEFAULT_ADMIN_ADDR, &cfg->admin[0].tcp, err, sizeof(err));
+    cfg->nadmin = 1;
 }
 
 int config_parse_addr(const char *text, listen_addr *out, char *err, size_t errsz)

@@ -38,6 +38,15 @@ typedef struct listener_policy {
 /* config_listener_policy - the policy of a listener kind */
 const listener_policy *config_listener_policy(listener_kind kind);
 
+#define CONFIG_ADMIN_MAX      4   /* admin addresses (TCP and unix sockets) */
+#define CONFIG_ADMIN_PATH_MAX 108 /* sun_path */
+
+/* admin_addr - a TCP address, or a unix socket when unix_path is set */
+typedef struct admin_addr {
+    listen_addr tcp;
+    char unix_path[CONFIG_ADMIN_PATH_MAX];
+} admin_addr;
+
 typedef struct config {
     listen_addr listen[LISTENER_COUNT];
     char hostname[256];
@@ -57,7 +66,12 @@ typedef struct config {
     const char **user_passwords;
     size_t nusers;
     const char *profile; /* --profile FILE */
-    int magic;           /* magic addresses, unless a profile says otherwise (--no-magic: 0) */
+    admin_addr admin[CONFIG_ADMIN_MAX];
+    size_t nadmin;
+    int admin_given;         /* --admin was given: the default address is replaced */
+    int admin_remote;        /* a non-loopback admin address is allowed */
+    const char *admin_token; /* required in every admin request when set */
+    int magic;               /* magic addresses, unless a profile says otherwise (--no-magic: 0) */
     log_format log_format;
     log_level log_level;
 } config;
@@ -73,6 +87,9 @@ const char *config_listener_name(listener_kind kind);
  * reason in err.
  */
 int config_parse_addr(const char *text, listen_addr *out, char *err, size_t errsz);
+
+/* config_add_admin - "HOST:PORT", "unix:/path" or "off" (the first --admin replaces the default); 0 or -1 */
+int config_add_admin(config *cfg, const char *text, char *err, size_t errsz);
 
 /* config_add_user - "NAME:PASSWORD" (split at the first colon); 0, or -1 with a reason in err */
 int config_add_user(config *cfg, const char *spec, char *err, size_t errsz);

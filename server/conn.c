@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "listener.h"
 #include "log.h"
@@ -85,7 +86,10 @@ struct conn {
     char *drip;        /* output being dripped: drip[drip_off .. drip_len) */
     size_t drip_len, drip_off;
     uint64_t bytes_in, bytes_out;
-    uint64_t started_ms;
+    uint64_t started_ms;     /* loop time */
+    int64_t started_wall_ms; /* wall clock, for the admin socket */
+    uint64_t messages;       /* kept */
+    transcript transcript;
 };
 
 typedef struct write_req {
@@ -105,9 +109,28 @@ conn *conn_next(conn *c)
 
 /* -- events --------------------------------------------------------------------------------------------- */
 
+void format_wall(int64_t ms, char *out, size_t outsz)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outsz - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static int64_t wall_ms(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* conn_event - one transcript event: the connection's own transcript, the log, admin subscribers */
 static void conn_event(conn *c, int level, const char *name, const char *text, size_t len)
 {
-    log_session((log_level)level, c->id, name, text, len);
+    if (level <= LOG_INFO)
+        transcript_add(&c->transcript, wall_ms(), name, text, len);
+    server_event(c->srv, c->id, level, name, text, len);
 }
 
 static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
@@ -163,6 +186,7 @@ static void maybe_free(conn *c)
     tls_conn_free(c->tls);
     free(c->out);
     free(c->drip);
+    transcript_free(&c->transcript);
     free(c);
     server_conn_gone(srv);
 }
@@ -174,6 +198,33 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_free(c);
 }
 
+/* record_session - what the admin socket keeps of a closed session */
+static void record_session(conn *c, const char *reason)
+{
+    session_record rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.id = c->id;
+    snprintf(rec.client, sizeof(rec.client), "%s", c->client);
+    rec.listener = c->l->name;
+    if (c->s != NULL) {
+        const char *helo = session_helo(c->s), *user = session_user(c->s);
+        rec.helo = helo ? strdup(helo) : NULL;
+        rec.user = user ? strdup(user) : NULL;
+    }
+    if (c->tls != NULL && c->tls_phase == CONN_TLS_ACTIVE) {
+        rec.tls_version = tls_conn_version(c->tls);
+        rec.tls_cipher = tls_conn_cipher(c->tls);
+    }
+    snprintf(rec.end_reason, sizeof(rec.end_reason), "%s", reason);
+    rec.started_ms = c->started_wall_ms;
+    rec.ended_ms = wall_ms();
+    rec.bytes_in = c->bytes_in;
+    rec.bytes_out = c->bytes_out;
+    rec.messages = c->messages;
+    transcript_move(&rec.transcript, &c->transcript);
+    server_record_session(c->srv, &rec);
+}
+
 /* conn_close - the one close path: idempotent; frees once every handle has closed */
 static void conn_close(conn *c, const char *reason, int reset)
 {
@@ -183,6 +234,7 @@ static void conn_close(conn *c, const char *reason, int reset)
     conn_eventf(c, LOG_INFO, "close", "%s (in %llu bytes, out %llu bytes, %llu ms)", reason,
                 (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
                 (unsigned long long)(uv_now(c->srv->loop) - c->started_ms));
+    record_session(c, reason);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     /* Either close cancels queued writes: their callbacks free them. */
     if (reset && uv_tcp_close_reset(&c->tcp, (uv_close_cb)on_handle_closed) == 0)
@@ -378,8 +430,9 @@ static void on_disk_done(void *ctx, store_msg *m, int status)
     conn *c = ctx;
     c->commit_pending = 0;
     if (status == 0) {
-        store_add(&c->srv->store, m);
+        c->messages++;
         log_stored(c, m, "");
+        server_message_stored(c->srv, m);
     } else {
         log_server(LOG_ERROR, "cannot write message %s to %s: %s", m->id, c->srv->cfg->store_dir,
                    uv_strerror(status));
@@ -405,8 +458,9 @@ static void host_commit(void *ctx, store_msg *m)
         return;
     }
     if (srv->cfg->store_dir == NULL) {
-        store_add(&srv->store, m);
+        c->messages++;
         log_stored(c, m, "");
+        server_message_stored(srv, m);
         session_commit_done(c->s, m->id);
         store_msg_unref(m);
         return;
@@ -907,6 +961,7 @@ void conn_accept(listener *l)
     c->handles_open = 1;
     c->id = ++srv->next_session_id;
     c->started_ms = uv_now(srv->loop);
+    c->started_wall_ms = wall_ms();
     c->next = srv->conns;
     if (srv->conns != NULL)
         srv->conns->prev = c;
@@ -941,6 +996,60 @@ void conn_accept(listener *l)
     timer_idle(c);
     if (connect_stage(c))
         start_session(c);
+}
+
+cJSON *conn_json(const conn *c, int with_transcript)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)c->id);
+    cJSON_AddStringToObject(o, "client", c->client);
+    cJSON_AddStringToObject(o, "listener", c->l->name);
+    cJSON_AddBoolToObject(o, "live", 1);
+    const char *state = c->phase != CONN_OPEN ? "closing"
+                        : c->hanging          ? "hang"
+                        : c->tls_phase == CONN_TLS_HANDSHAKE || c->tls_phase == CONN_TLS_STALLED
+                            ? "tls handshake"
+                        : c->s != NULL ? session_state_name(c->s)
+                                       : "init";
+    cJSON_AddStringToObject(o, "state", state);
+    const char *helo = c->s ? session_helo(c->s) : NULL, *user = c->s ? session_user(c->s) : NULL;
+    if (helo)
+        cJSON_AddStringToObject(o, "helo", helo);
+    else
+        cJSON_AddNullToObject(o, "helo");
+    if (c->tls != NULL && c->tls_phase == CONN_TLS_ACTIVE) {
+        cJSON *t = cJSON_AddObjectToObject(o, "tls");
+        cJSON_AddStringToObject(t, "version", tls_conn_version(c->tls));
+        cJSON_AddStringToObject(t, "cipher", tls_conn_cipher(c->tls));
+    } else {
+        cJSON_AddNullToObject(o, "tls");
+    }
+    if (user)
+        cJSON_AddStringToObject(o, "auth", user);
+    else
+        cJSON_AddNullToObject(o, "auth");
+    char when[40];
+    format_wall(c->started_wall_ms, when, sizeof(when));
+    cJSON_AddStringToObject(o, "started", when);
+    cJSON_AddNumberToObject(o, "bytes_in", (double)c->bytes_in);
+    cJSON_AddNumberToObject(o, "bytes_out", (double)c->bytes_out);
+    cJSON_AddNumberToObject(o, "messages", (double)c->messages);
+    if (with_transcript) {
+        cJSON_AddItemToObject(o, "transcript", transcript_json(&c->transcript));
+        cJSON_AddNumberToObject(o, "transcript_dropped", (double)c->transcript.dropped);
+    }
+    return o;
+}
+
+uint64_t conn_id(const conn *c)
+{
+    return c->id;
+}
+
+void conn_bytes(const conn *c, uint64_t *in, uint64_t *out)
+{
+    *in = c->bytes_in;
+    *out = c->bytes_out;
 }
 
 void conn_shutdown(conn *c, int force)

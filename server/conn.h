@@ -15,4 +15,14 @@ void conn_shutdown(conn *c, int force);
 /* conn_next - the next live connection of the server's list */
 conn *conn_next(conn *c);
 
+/* conn_json - a live session for the admin socket (with its transcript when asked) */
+cJSON *conn_json(const conn *c, int with_transcript);
+
+/* conn_id, conn_bytes - the session id; bytes read and written so far */
+uint64_t conn_id(const conn *c);
+void conn_bytes(const conn *c, uint64_t *in, uint64_t *out);
+
+/* format_wall - wall-clock milliseconds as "2026-12-03T16:41:00.983Z" */
+void format_wall(int64_t ms, char *out, size_t outsz);
+
 #endif

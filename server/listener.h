@@ -7,8 +7,9 @@
 
 #include "server.h"
 
-#define LISTENER_BACKLOG 511 /* what the kernel caps somaxconn to by default; bursts of connects are common \
-                              */
+#define LISTENER_BACKLOG                                                               \
+    511 /* what the kernel caps somaxconn to by default; bursts of connects are common \
+         */
 
 /* listener_open - bind and listen; 0, or -1 with a one-line reason in err */
 int listener_open(listener *l, server *srv, listener_kind kind, const listen_addr *addr, char *err,

@@ -15,6 +15,7 @@
 
 #include "certs.h"
 #include "config.h"
+#include "ctl.h"
 #include "profiles.h"
 #include "log.h"
 #include "server.h"
@@ -43,6 +44,11 @@ static const char usage_text[] =
     "  --key FILE                 the private key of --cert (PEM)\n"
     "  --no-tls                   no STARTTLS and no implicit-TLS listener\n"
     "  --user NAME:PASSWORD       an account for AUTH (repeatable); with none, any credentials are accepted\n"
+    "\n"
+    "Admin socket (newline-delimited JSON, see docs/admin.md):\n"
+    "  --admin ADDR               HOST:PORT, unix:PATH or off; repeatable (default 127.0.0.1:2580)\n"
+    "  --admin-remote             allow a non-loopback admin address (inside a container)\n"
+    "  --admin-token TOKEN        require \"token\": TOKEN in every admin request\n"
     "\n"
     "Faults:\n"
     "  --profile FILE             the fault profile in force at start (see docs/profiles.md)\n"
@@ -79,6 +85,9 @@ enum {
     OPT_USER,
     OPT_PROFILE,
     OPT_NO_MAGIC,
+    OPT_ADMIN,
+    OPT_ADMIN_REMOTE,
+    OPT_ADMIN_TOKEN,
     OPT_PORTS_FILE,
     OPT_HOSTNAME,
     OPT_MAX_MESSAGE_SIZE,
@@ -104,6 +113,9 @@ static const struct option long_options[] = {
     {"user", required_argument, NULL, OPT_USER},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"no-magic", no_argument, NULL, OPT_NO_MAGIC},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE},
+    {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
     {"ports-file", required_argument, NULL, OPT_PORTS_FILE},
     {"hostname", required_argument, NULL, OPT_HOSTNAME},
     {"max-message-size", required_argument, NULL, OPT_MAX_MESSAGE_SIZE},
@@ -188,6 +200,18 @@ static int parse_args(int argc, char **argv, config *cfg)
             break;
         case OPT_NO_MAGIC:
             cfg->magic = 0;
+            break;
+        case OPT_ADMIN:
+            if (config_add_admin(cfg, optarg, err, sizeof(err)) != 0)
+                return usage_error("--%s: %s", name, err);
+            break;
+        case OPT_ADMIN_REMOTE:
+            cfg->admin_remote = 1;
+            break;
+        case OPT_ADMIN_TOKEN:
+            if (optarg[0] == '\0')
+                return usage_error("--%s: the token cannot be empty", name);
+            cfg->admin_token = optarg;
             break;
         case OPT_PORTS_FILE:
             cfg->ports_file = optarg;
@@ -347,6 +371,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "certs") == 0)
         return cmd_certs(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return ctl_main(argc - 1, argv + 1);
     config cfg;
     config_defaults(&cfg);
     int rc = parse_args(argc, argv, &cfg);

@@ -11,6 +11,7 @@
 
 #include <cJSON.h>
 
+#include "admin.h"
 #include "conn.h"
 #include "fsutil.h"
 #include "listener.h"
@@ -30,6 +31,8 @@ static int write_ports_file(server *srv, const char *path)
         cJSON_AddNumberToObject(o, "port", l->port);
         cJSON_AddStringToObject(o, "address", l->bound);
     }
+    if (root != NULL)
+        admin_ports_json(srv->admin, root);
     char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (text == NULL)
@@ -63,6 +66,7 @@ static void finish(server *srv)
 {
     if (uv_is_closing((uv_handle_t *)&srv->drain))
         return;
+    admin_stop(srv->admin);
     uv_close((uv_handle_t *)&srv->drain, NULL);
     uv_close((uv_handle_t *)&srv->modes, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -143,6 +147,183 @@ int server_set_profile(server *srv, fault_profile *p)
     log_server(LOG_INFO, "profile %s%s%s in force: %zu rule%s", fs->name[0] ? "\"" : "",
                fs->name[0] ? fs->name : "(default)", fs->name[0] ? "\"" : "", fault_profile_nrules(p),
                fault_profile_nrules(p) == 1 ? "" : "s");
+    apply_modes(srv);
+    return 0;
+}
+
+void server_event(server *srv, uint64_t sid, int level, const char *event, const char *text, size_t len)
+{
+    log_session((log_level)level, sid, event, text, len);
+    if (level <= LOG_INFO)
+        admin_publish(srv->admin, sid, event, text, len);
+}
+
+void server_message_stored(server *srv, store_msg *m)
+{
+    store_add(&srv->store, m);
+    admin_message_stored(srv->admin, m);
+}
+
+static void record_free(session_record *r)
+{
+    free(r->helo);
+    free(r->user);
+    transcript_free(&r->transcript);
+    memset(r, 0, sizeof(*r));
+}
+
+void server_record_session(server *srv, session_record *rec)
+{
+    srv->bytes_in += rec->bytes_in;
+    srv->bytes_out += rec->bytes_out;
+    session_record *slot = &srv->recent[srv->recent_next];
+    record_free(slot);
+    *slot = *rec;
+    memset(rec, 0, sizeof(*rec));
+    srv->recent_next = (srv->recent_next + 1) % SERVER_RECENT_MAX;
+    if (srv->recent_count < SERVER_RECENT_MAX)
+        srv->recent_count++;
+}
+
+static void add_string_or_null(cJSON *o, const char *key, const char *value)
+{
+    if (value != NULL)
+        cJSON_AddStringToObject(o, key, value);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static cJSON *record_json(const session_record *r, int with_transcript)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddStringToObject(o, "client", r->client);
+    cJSON_AddStringToObject(o, "listener", r->listener);
+    cJSON_AddBoolToObject(o, "live", 0);
+    cJSON_AddStringToObject(o, "state", "closed");
+    add_string_or_null(o, "helo", r->helo);
+    if (r->tls_version != NULL) {
+        cJSON *t = cJSON_AddObjectToObject(o, "tls");
+        cJSON_AddStringToObject(t, "version", r->tls_version);
+        cJSON_AddStringToObject(t, "cipher", r->tls_cipher ? r->tls_cipher : "");
+    } else {
+        cJSON_AddNullToObject(o, "tls");
+    }
+    add_string_or_null(o, "auth", r->user);
+    char when[40];
+    format_wall(r->started_ms, when, sizeof(when));
+    cJSON_AddStringToObject(o, "started", when);
+    format_wall(r->ended_ms, when, sizeof(when));
+    cJSON_AddStringToObject(o, "ended", when);
+    cJSON_AddStringToObject(o, "close_reason", r->end_reason);
+    cJSON_AddNumberToObject(o, "bytes_in", (double)r->bytes_in);
+    cJSON_AddNumberToObject(o, "bytes_out", (double)r->bytes_out);
+    cJSON_AddNumberToObject(o, "messages", (double)r->messages);
+    if (with_transcript) {
+        cJSON_AddItemToObject(o, "transcript", transcript_json(&r->transcript));
+        cJSON_AddNumberToObject(o, "transcript_dropped", (double)r->transcript.dropped);
+    }
+    return o;
+}
+
+/* recent_at - the i-th most recent closed session (0: the newest) */
+static const session_record *recent_at(const server *srv, size_t i)
+{
+    size_t slot = (srv->recent_next + SERVER_RECENT_MAX - 1 - i) % SERVER_RECENT_MAX;
+    return &srv->recent[slot];
+}
+
+void server_sessions_json(server *srv, cJSON *out)
+{
+    cJSON *live = cJSON_AddArrayToObject(out, "live");
+    for (conn *c = srv->conns; c != NULL; c = conn_next(c))
+        cJSON_AddItemToArray(live, conn_json(c, 0));
+    cJSON *recent = cJSON_AddArrayToObject(out, "recent");
+    for (size_t i = 0; i < srv->recent_count; i++)
+        cJSON_AddItemToArray(recent, record_json(recent_at(srv, i), 0));
+}
+
+cJSON *server_session_json(server *srv, uint64_t id)
+{
+    for (conn *c = srv->conns; c != NULL; c = conn_next(c))
+        if (conn_id(c) == id)
+            return conn_json(c, 1);
+    for (size_t i = 0; i < srv->recent_count; i++)
+        if (recent_at(srv, i)->id == id)
+            return record_json(recent_at(srv, i), 1);
+    return NULL;
+}
+
+static const char *const mode_names[] = {"accept", "refuse", "blackhole"};
+
+void server_stats_json(server *srv, cJSON *out)
+{
+    cJSON_AddNumberToObject(out, "uptime_ms", (double)(server_now_ms() - srv->started_ms));
+    cJSON *s = cJSON_AddObjectToObject(out, "sessions");
+    cJSON_AddNumberToObject(s, "live", (double)srv->nconns);
+    cJSON_AddNumberToObject(s, "total", (double)srv->next_session_id);
+    cJSON *m = cJSON_AddObjectToObject(out, "messages");
+    cJSON_AddNumberToObject(m, "accepted", (double)srv->store.accepted);
+    cJSON_AddNumberToObject(m, "kept", (double)srv->store.count);
+    cJSON_AddNumberToObject(m, "kept_bytes", (double)srv->store.bytes);
+    cJSON_AddNumberToObject(m, "evicted", (double)srv->store.evicted);
+    cJSON_AddNumberToObject(m, "evicted_bytes", (double)srv->store.evicted_bytes);
+    cJSON_AddNumberToObject(m, "discarded", (double)srv->discarded);
+    uint64_t in = srv->bytes_in, outb = srv->bytes_out;
+    for (conn *c = srv->conns; c != NULL; c = conn_next(c)) {
+        uint64_t ci, co;
+        conn_bytes(c, &ci, &co);
+        in += ci;
+        outb += co;
+    }
+    cJSON *b = cJSON_AddObjectToObject(out, "bytes");
+    cJSON_AddNumberToObject(b, "in", (double)in);
+    cJSON_AddNumberToObject(b, "out", (double)outb);
+
+    const fault_profile *p = fault_run_profile(srv->fault_run);
+    fault_stats st;
+    fault_run_stats(srv->fault_run, &st);
+    cJSON *f = cJSON_AddObjectToObject(out, "faults");
+    cJSON_AddStringToObject(f, "profile", fault_profile_settings(p)->name);
+    cJSON_AddNumberToObject(f, "fired", (double)st.fired_total);
+    cJSON *by_stage = cJSON_AddObjectToObject(f, "by_stage");
+    for (int i = 0; i < FAULT_STAGE_COUNT; i++)
+        if (st.fired_by_stage[i] > 0)
+            cJSON_AddNumberToObject(by_stage, fault_stage_name((fault_stage)i), (double)st.fired_by_stage[i]);
+    cJSON *by_rule = cJSON_AddArrayToObject(f, "by_rule");
+    for (size_t i = 0; i < fault_profile_nrules(p); i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "rule", (double)i);
+        cJSON_AddStringToObject(r, "name", fault_profile_rule_name(p, i));
+        cJSON_AddNumberToObject(r, "fired", (double)st.fired_by_rule[i]);
+        cJSON_AddItemToArray(by_rule, r);
+    }
+    cJSON_AddNumberToObject(f, "limits", (double)st.limits);
+    cJSON_AddNumberToObject(f, "greylisted", (double)st.greylisted);
+    cJSON_AddNumberToObject(f, "magic", (double)st.magic);
+    cJSON *l = cJSON_AddObjectToObject(out, "listeners");
+    for (int i = 0; i < LISTENER_COUNT; i++) {
+        const listener *ls = &srv->listeners[i];
+        if (!ls->open)
+            continue;
+        cJSON *o = cJSON_AddObjectToObject(l, ls->name);
+        cJSON_AddStringToObject(o, "address", ls->bound);
+        cJSON_AddStringToObject(o, "mode", mode_names[ls->mode]);
+    }
+}
+
+int server_reset(server *srv, size_t *cleared)
+{
+    fault_run *run = fault_run_new(srv->start_profile, server_now_ms(), srv->cfg->magic);
+    if (run == NULL)
+        return -1;
+    fault_run_unref(srv->fault_run);
+    srv->fault_run = run;
+    *cleared = store_clear(&srv->store);
+    srv->store.accepted = srv->store.evicted = srv->store.evicted_bytes = 0;
+    srv->discarded = 0;
+    log_server(LOG_INFO, "reset: %zu message%s cleared, profile and counters back to the start", *cleared,
+               *cleared == 1 ? "" : "s");
     apply_modes(srv);
     return 0;
 }
@@ -231,6 +412,8 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     uv_signal_init(loop, &srv->sigint);
     srv->sigterm.data = srv->sigint.data = srv;
 
+    srv->started_ms = server_now_ms();
+    srv->start_profile = fault_profile_ref(profile);
     srv->fault_run = fault_run_new(profile, server_now_ms(), cfg->magic);
     if (srv->fault_run == NULL) {
         log_server(LOG_ERROR, "out of memory");
@@ -268,6 +451,10 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
         log_server(LOG_ERROR, "every listener is off: nothing to serve");
         goto fail;
     }
+    int admin_failed;
+    srv->admin = admin_start(srv, &admin_failed);
+    if (admin_failed)
+        goto fail;
     const fault_settings *fs = fault_profile_settings(profile);
     if (fs->name[0])
         log_server(LOG_INFO, "profile \"%s\" in force: %zu rule%s", fs->name, fault_profile_nrules(profile),
@@ -287,6 +474,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
 fail:
     for (int i = 0; i < LISTENER_COUNT; i++)
         listener_close(&srv->listeners[i]);
+    srv->stopping = 1;
     finish(srv);
     return -1;
 }
@@ -294,6 +482,12 @@ fail:
 void server_free(server *srv)
 {
     store_free(&srv->store);
+    for (size_t i = 0; i < SERVER_RECENT_MAX; i++)
+        record_free(&srv->recent[i]);
+    admin_free(srv->admin);
+    srv->admin = NULL;
+    fault_profile_unref(srv->start_profile);
+    srv->start_profile = NULL;
     fault_run_unref(srv->fault_run);
     srv->fault_run = NULL;
     tls_server_free(srv->tls);

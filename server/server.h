@@ -16,12 +16,30 @@
 #include "session.h"
 #include "store.h"
 #include "tls.h"
+#include "transcript.h"
+
+typedef struct admin admin;
 
 #define SERVER_READ_BUFFER  (64 * 1024) /* one read; shared, since reads are handled one at a time */
 #define SERVER_PLAIN_BUFFER (16 * 1024) /* one decrypted TLS record */
 
 typedef struct conn conn;
 typedef struct server server;
+
+#define SERVER_RECENT_MAX 200 /* closed sessions sessions.list and sessions.get still show */
+
+/* session_record - a closed session, kept for the admin socket */
+typedef struct session_record {
+    uint64_t id;
+    char client[STORE_CLIENT_MAX];
+    const char *listener;
+    char *helo, *user;
+    const char *tls_version, *tls_cipher; /* wolfSSL's static strings */
+    char end_reason[160];
+    int64_t started_ms, ended_ms; /* wall clock */
+    uint64_t bytes_in, bytes_out, messages;
+    transcript transcript;
+} session_record;
 
 /* listener_mode - how a listener answers a connection attempt (a profile's refuse and blackhole rules) */
 typedef enum listener_mode {
@@ -61,7 +79,13 @@ struct server {
     conn *conns;      /* live connections, newest first */
     size_t nconns;
     uint64_t next_session_id;
-    uint64_t discarded; /* messages answered 250 and dropped by a fault */
+    uint64_t discarded;           /* messages answered 250 and dropped by a fault */
+    uint64_t bytes_in, bytes_out; /* of closed connections */
+    int64_t started_ms;           /* monotonic, for uptime */
+    fault_profile *start_profile; /* what reset goes back to */
+    admin *admin;
+    session_record recent[SERVER_RECENT_MAX]; /* a ring, recent_next is the slot written next */
+    size_t recent_next, recent_count;
     char read_buf[SERVER_READ_BUFFER];
     char plain_buf[SERVER_PLAIN_BUFFER];
 };
@@ -80,6 +104,26 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
  * modes. Connections already open keep the profile they started with. 0, or -1 when out of memory.
  */
 int server_set_profile(server *srv, fault_profile *p);
+
+/*
+ * server_reset - the admin "reset": the start profile again with fresh counters, greylist and rate-limit
+ * state, no messages, counters at zero; all in one step. *cleared says how many messages went.
+ */
+int server_reset(server *srv, size_t *cleared);
+
+/* server_message_stored - m was kept: the store has it; tell the admin socket */
+void server_message_stored(server *srv, store_msg *m);
+
+/* server_record_session - a session closed: keep *rec (taken over) among the recent ones */
+void server_record_session(server *srv, session_record *rec);
+
+/* server_event - one session event: the log, and the admin socket's subscribers */
+void server_event(server *srv, uint64_t sid, int level, const char *event, const char *text, size_t len);
+
+/* server_stats_json / server_sessions_json / server_session_json - for the admin socket */
+void server_stats_json(server *srv, cJSON *out);
+void server_sessions_json(server *srv, cJSON *out);
+cJSON *server_session_json(server *srv, uint64_t id);
 
 /* server_stop - begin the graceful stop (what a first SIGTERM does); again to force it */
 void server_stop(server *srv);

@@ -222,8 +222,35 @@ void store_add(store *st, store_msg *m)
     st->bytes += m->size;
 }
 
-void store_clear(store *st)
+store_msg *store_find(const store *st, const char *id)
 {
+    /* Newest first: tests mostly ask for what just arrived. */
+    for (store_msg *m = st->tail; m != NULL; m = m->prev)
+        if (strcmp(m->id, id) == 0)
+            return m;
+    return NULL;
+}
+
+void store_remove(store *st, store_msg *m)
+{
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        st->head = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    else
+        st->tail = m->prev;
+    m->prev = m->next = NULL;
+    st->count--;
+    st->bytes -= m->size;
+    store_msg_unref(m);
+}
+
+size_t store_clear(store *st)
+{
+    size_t n = st->count;
     while (st->head != NULL)
         unlink_oldest(st);
+    return n;
 }

@@ -88,8 +88,14 @@ void store_assign_id(store *st, store_msg *m);
 /* store_add - keep m (takes a new reference), evicting the oldest messages to stay within the limits */
 void store_add(store *st, store_msg *m);
 
-/* store_clear - drop every message (not counted as evictions) */
-void store_clear(store *st);
+/* store_find - the kept message with this id, or NULL */
+store_msg *store_find(const store *st, const char *id);
+
+/* store_remove - drop one kept message (not counted as an eviction) */
+void store_remove(store *st, store_msg *m);
+
+/* store_clear - drop every message (not counted as evictions); the number dropped */
+size_t store_clear(store *st);
 
 #define store_free store_clear
 

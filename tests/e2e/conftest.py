@@ -188,6 +188,7 @@ class Server:
         self.stdout_path = self.workdir / "stdout.log"
         # Every listener on an ephemeral port, so that tests run side by side; the PKI is the suite's.
         self.argv = [str(smtpfault_bin()), "--smtp", smtp, "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
+                     "--admin", "127.0.0.1:0",
                      "--certs-dir", str(suite_pki()), "--ports-file", str(self.ports_file)]
         if self.store_dir is not None:
             self.argv += ["--store-dir", str(self.store_dir)]

@@ -1,0 +1,590 @@
+/*
+ * admin.c - the admin socket's transport: listeners (TCP and unix), clients, line framing, responses in
+ * order, deferred waits and event streams. The commands themselves are in admin_cmd.c.
+ *
+ * Every client handle is closed through admin_client_close() and freed when its last handle's close
+ * callback runs. Input is framed into lines of at most ADMIN_LINE_MAX bytes; a longer line is answered
+ * with line_too_long and skipped up to its newline. Output is bounded per client: one that lets more than
+ * ADMIN_WRITE_MAX bytes queue up (an events subscriber that stopped reading) is disconnected, so no client
+ * can make the server hold unbounded memory.
+ */
+#include "admin.h"
+
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "admin_cmd.h"
+#include "log.h"
+#include "server.h"
+
+#define ADMIN_LINE_MAX    (8 * 1024 * 1024)  /* one request: an inline profile (4 MiB) with room to spare */
+#define ADMIN_WRITE_MAX   (16 * 1024 * 1024) /* queued output per client before it is dropped */
+#define ADMIN_READ_BUFFER 65536
+#define ADMIN_BACKLOG     64
+
+typedef union admin_handle {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} admin_handle;
+
+typedef struct admin_listener {
+    admin *a;
+    admin_handle h;
+    int open;
+    int is_unix;
+    char bound[CONFIG_ADMIN_PATH_MAX + 8];
+    char host[CONFIG_HOST_MAX];
+    int port;
+} admin_listener;
+
+struct admin_client {
+    admin *a;
+    admin_handle h;
+    uv_timer_t timer; /* messages.wait's timeout */
+    int handles_open;
+    int closing;
+    admin_client *prev, *next;
+    char *in; /* input not yet framed into requests */
+    size_t in_len, in_cap;
+    int discarding; /* an over-long line is being skipped to its newline */
+    int subscribed;
+    int waiting; /* a messages.wait holds the queue */
+    cJSON *wait_id;
+    admin_filter filter;
+};
+
+struct admin {
+    server *srv;
+    admin_listener listeners[CONFIG_ADMIN_MAX];
+    size_t nlisteners;
+    admin_client *clients;
+    size_t nsubscribers;
+    char read_buf[ADMIN_READ_BUFFER];
+};
+
+static void process_lines(admin_client *c);
+
+server *admin_server(const admin_client *c)
+{
+    return c->a->srv;
+}
+
+/* -- clients: lifetime ------------------------------------------------------------------------------ */
+
+static void filter_free(admin_filter *f)
+{
+    free(f->to);
+    free(f->from);
+    memset(f, 0, sizeof(*f));
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    admin_client *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    admin *a = c->a;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    cJSON_Delete(c->wait_id);
+    filter_free(&c->filter);
+    free(c->in);
+    free(c);
+}
+
+static void admin_client_close(admin_client *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (why != NULL)
+        log_server(LOG_INFO, "admin: closing a client: %s", why);
+    if (c->subscribed)
+        c->a->nsubscribers--;
+    c->subscribed = 0;
+    uv_close(&c->h.handle, on_client_closed);
+    uv_close((uv_handle_t *)&c->timer, on_client_closed);
+}
+
+/* -- output --------------------------------------------------------------------------------------------- */
+
+typedef struct write_req {
+    uv_write_t req;
+    char *data;
+} write_req;
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_req *w = (write_req *)req;
+    admin_client *c = req->handle->data;
+    free(w->data);
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        admin_client_close(c, NULL);
+}
+
+/* send_text - one line to the client (text is taken over; a newline is added) */
+static void send_text(admin_client *c, char *text)
+{
+    if (c->closing || text == NULL) {
+        free(text);
+        return;
+    }
+    if (c->h.stream.write_queue_size > ADMIN_WRITE_MAX) {
+        free(text);
+        admin_client_close(c, "it does not read its responses (more than 16 MiB queued)");
+        return;
+    }
+    size_t len = strlen(text);
+    char *line = realloc(text, len + 2);
+    write_req *w = malloc(sizeof(*w));
+    if (line == NULL || w == NULL) {
+        free(line ? line : text);
+        free(w);
+        admin_client_close(c, "out of memory");
+        return;
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    w->data = line;
+    uv_buf_t buf = uv_buf_init(line, (unsigned)len + 1);
+    if (uv_write(&w->req, &c->h.stream, &buf, 1, on_write) != 0) {
+        free(line);
+        free(w);
+        admin_client_close(c, NULL);
+    }
+}
+
+/* respond - send obj (taken over) with the request's id first */
+static void respond(admin_client *c, cJSON *obj, cJSON *id)
+{
+    cJSON *out = cJSON_CreateObject();
+    if (out == NULL) {
+        cJSON_Delete(obj);
+        cJSON_Delete(id);
+        return;
+    }
+    cJSON_AddItemToObject(out, "id", id ? id : cJSON_CreateNull());
+    /* Move obj's members after "id", so that the id reads first. */
+    while (obj != NULL && obj->child != NULL) {
+        cJSON *item = cJSON_DetachItemViaPointer(obj, obj->child);
+        cJSON_AddItemToObject(out, item->string, item);
+    }
+    cJSON_Delete(obj);
+    send_text(c, cJSON_PrintUnformatted(out));
+    cJSON_Delete(out);
+}
+
+/* -- requests --------------------------------------------------------------------------------------- */
+
+static const char *request_token(const cJSON *req)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "token");
+    return cJSON_IsString(t) ? t->valuestring : NULL;
+}
+
+/* handle_line - one request line */
+static void handle_line(admin_client *c, const char *line, size_t len)
+{
+    const char *end = NULL;
+    cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    if (req == NULL) {
+        size_t at = end ? (size_t)(end - line) : 0;
+        respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
+        return;
+    }
+    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
+    cJSON *id = idv ? cJSON_Duplicate(idv, 1) : NULL;
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+    const config *cfg = c->a->srv->cfg;
+    cJSON *resp;
+    if (!cJSON_IsObject(req))
+        resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
+    else if (!cJSON_IsString(cmd))
+        resp = admin_error("bad_request", "the request has no \"cmd\" string");
+    else if (cfg->admin_token != NULL &&
+             (request_token(req) == NULL || strcmp(request_token(req), cfg->admin_token) != 0))
+        resp =
+            admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
+    else
+        resp = admin_command(c, req, id);
+    if (resp != NULL)
+        respond(c, resp, id);
+    cJSON_Delete(req);
+}
+
+/* process_lines - run the complete lines in the input, unless a wait holds the queue */
+static void process_lines(admin_client *c)
+{
+    size_t off = 0;
+    while (!c->closing && !c->waiting && off < c->in_len) {
+        char *p = c->in + off;
+        size_t avail = c->in_len - off;
+        char *nl = memchr(p, '\n', avail);
+        if (c->discarding) {
+            off = nl ? (size_t)(nl - c->in) + 1 : c->in_len;
+            c->discarding = nl == NULL;
+            continue;
+        }
+        if (nl == NULL) {
+            if (avail > ADMIN_LINE_MAX) {
+                respond(c, admin_error("line_too_long", "a request line is at most %d bytes", ADMIN_LINE_MAX),
+                        NULL);
+                c->discarding = 1;
+                off = c->in_len;
+            }
+            break;
+        }
+        size_t len = (size_t)(nl - p);
+        off += len + 1;
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        if (len > ADMIN_LINE_MAX) {
+            respond(c, admin_error("line_too_long", "a request line is at most %d bytes", ADMIN_LINE_MAX),
+                    NULL);
+            continue;
+        }
+        size_t blank = 0;
+        while (blank < len && (p[blank] == ' ' || p[blank] == '\t'))
+            blank++;
+        if (blank == len)
+            continue; /* empty lines are keep-alives */
+        handle_line(c, p, len);
+    }
+    if (c->closing)
+        return;
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    admin_client *c = h->data;
+    *buf = uv_buf_init(c->a->read_buf, sizeof(c->a->read_buf));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    admin_client *c = stream->data;
+    if (nread == 0 || c->closing)
+        return;
+    if (nread < 0) {
+        admin_client_close(c, NULL);
+        return;
+    }
+    size_t n = (size_t)nread;
+    /* While skipping an over-long line or waiting, keep only what is needed: bounded either way. */
+    if (c->in_len + n > ADMIN_LINE_MAX + ADMIN_READ_BUFFER && !c->discarding && c->waiting) {
+        admin_client_close(c, "too many requests queued behind messages.wait");
+        return;
+    }
+    if (c->in_len + n > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 4096;
+        while (cap < c->in_len + n)
+            cap *= 2;
+        char *in = realloc(c->in, cap);
+        if (in == NULL) {
+            admin_client_close(c, "out of memory");
+            return;
+        }
+        c->in = in;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, buf->base, n);
+    c->in_len += n;
+    process_lines(c);
+    /* An idle client holds no input buffer. */
+    if (c->in_len == 0 && c->in_cap > 4096) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+/* -- waits and streams ------------------------------------------------------------------------------- */
+
+static void end_wait(admin_client *c, cJSON *resp)
+{
+    uv_timer_stop(&c->timer);
+    c->waiting = 0;
+    cJSON *id = c->wait_id;
+    c->wait_id = NULL;
+    filter_free(&c->filter);
+    respond(c, resp, id);
+    process_lines(c); /* requests that queued behind the wait */
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+    admin_client *c = t->data;
+    if (c->waiting)
+        end_wait(c, admin_error("timeout", "no matching message arrived in time"));
+}
+
+void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms)
+{
+    c->waiting = 1;
+    c->wait_id = id;
+    c->filter = *filter;
+    memset(filter, 0, sizeof(*filter));
+    uv_timer_start(&c->timer, on_wait_timeout, timeout_ms, 0);
+}
+
+void admin_subscribe(admin_client *c)
+{
+    if (!c->subscribed)
+        c->a->nsubscribers++;
+    c->subscribed = 1;
+}
+
+int admin_filter_match(const admin_filter *f, const store_msg *m)
+{
+    if (m->seq <= f->since_seq)
+        return 0;
+    if (f->from != NULL && fnmatch(f->from, m->sender ? m->sender : "", 0) != 0)
+        return 0;
+    if (f->to != NULL) {
+        size_t i;
+        for (i = 0; i < m->nrcpts; i++)
+            if (fnmatch(f->to, m->rcpts[i], 0) == 0)
+                break;
+        if (i == m->nrcpts)
+            return 0;
+    }
+    return 1;
+}
+
+void admin_message_stored(admin *a, store_msg *m)
+{
+    if (a == NULL)
+        return;
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->closing && c->waiting && admin_filter_match(&c->filter, m)) {
+            cJSON *resp = cJSON_CreateObject();
+            cJSON_AddBoolToObject(resp, "ok", 1);
+            cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
+            end_wait(c, resp);
+        }
+    }
+}
+
+int admin_has_subscribers(const admin *a)
+{
+    return a != NULL && a->nsubscribers > 0;
+}
+
+void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, size_t len)
+{
+    if (!admin_has_subscribers(a))
+        return;
+    char clean[LOG_TEXT_MAX * 6 + 32], when[40];
+    log_sanitize(text, len, clean, sizeof(clean));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", event);
+    if (sid != 0)
+        cJSON_AddNumberToObject(o, "session", (double)sid);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON_AddStringToObject(o, "text", clean);
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (line == NULL)
+        return;
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->subscribed && !c->closing)
+            send_text(c, strdup(line));
+    }
+    cJSON_free(line);
+}
+
+/* -- listeners ------------------------------------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *server_stream, int status)
+{
+    admin_listener *l = server_stream->data;
+    admin *a = l->a;
+    if (status < 0) {
+        log_server(LOG_WARN, "admin: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    admin_client *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->a = a;
+    int r = l->is_unix ? uv_pipe_init(a->srv->loop, &c->h.pipe, 0) : uv_tcp_init(a->srv->loop, &c->h.tcp);
+    if (r != 0) {
+        free(c);
+        return;
+    }
+    c->h.handle.data = c;
+    uv_timer_init(a->srv->loop, &c->timer);
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->next = a->clients;
+    if (a->clients)
+        a->clients->prev = c;
+    a->clients = c;
+    if (uv_accept(server_stream, &c->h.stream) != 0 || uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
+        admin_client_close(c, NULL);
+}
+
+/* is_loopback - 127.0.0.0/8 or ::1 */
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
+static int open_listener(admin *a, admin_listener *l, const admin_addr *addr)
+{
+    uv_loop_t *loop = a->srv->loop;
+    l->a = a;
+    int r;
+    if (addr->unix_path[0]) {
+        l->is_unix = 1;
+        snprintf(l->bound, sizeof(l->bound), "unix:%s", addr->unix_path);
+        uv_fs_t req;
+        uv_fs_t st;
+        /* A socket file left by a process that is gone would make bind fail: remove it (sockets only). */
+        if (uv_fs_lstat(NULL, &st, addr->unix_path, NULL) == 0 && S_ISSOCK(st.statbuf.st_mode)) {
+            uv_fs_unlink(NULL, &req, addr->unix_path, NULL);
+            uv_fs_req_cleanup(&req);
+        }
+        uv_fs_req_cleanup(&st);
+        if ((r = uv_pipe_init(loop, &l->h.pipe, 0)) != 0)
+            return r;
+        l->h.handle.data = l;
+        l->open = 1;
+        if ((r = uv_pipe_bind(&l->h.pipe, addr->unix_path)) != 0)
+            return r;
+    } else {
+        struct sockaddr_storage ss;
+        const char *host = addr->tcp.host;
+        r = strchr(host, ':') ? uv_ip6_addr(host, addr->tcp.port, (struct sockaddr_in6 *)&ss)
+                              : uv_ip4_addr(host, addr->tcp.port, (struct sockaddr_in *)&ss);
+        if (r != 0 || (r = uv_tcp_init(loop, &l->h.tcp)) != 0)
+            return r;
+        l->h.handle.data = l;
+        l->open = 1;
+        if ((r = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&ss, 0)) != 0)
+            return r;
+        int len = sizeof(ss);
+        if ((r = uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len)) != 0)
+            return r;
+        snprintf(l->host, sizeof(l->host), "%s", host);
+        l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+        int v6 = strchr(host, ':') != NULL;
+        snprintf(l->bound, sizeof(l->bound), "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", l->port);
+    }
+    return uv_listen(&l->h.stream, ADMIN_BACKLOG, on_connection);
+}
+
+admin *admin_start(server *srv, int *failed)
+{
+    const config *cfg = srv->cfg;
+    *failed = 0;
+    if (cfg->nadmin == 0)
+        return NULL;
+    admin *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        log_server(LOG_ERROR, "admin: out of memory");
+        *failed = 1;
+        return NULL;
+    }
+    a->srv = srv;
+    for (size_t i = 0; i < cfg->nadmin; i++) {
+        const admin_addr *addr = &cfg->admin[i];
+        if (!addr->unix_path[0] && !is_loopback(addr->tcp.host) && !cfg->admin_remote) {
+            log_server(LOG_ERROR,
+                       "--admin %s is not a loopback address: add --admin-remote to allow it (and set "
+                       "--admin-token)",
+                       addr->tcp.host);
+            *failed = 1;
+            break;
+        }
+        admin_listener *l = &a->listeners[a->nlisteners++];
+        int r = open_listener(a, l, addr);
+        if (r != 0) {
+            if (addr->unix_path[0])
+                log_server(LOG_ERROR, "cannot listen for admin on unix:%s: %s", addr->unix_path,
+                           uv_strerror(r));
+            else
+                log_server(LOG_ERROR, "cannot listen for admin on %s:%d: %s", addr->tcp.host, addr->tcp.port,
+                           uv_strerror(r));
+            *failed = 1;
+            break;
+        }
+        log_server(LOG_INFO, "listening for admin on %s", l->bound);
+        if (!addr->unix_path[0] && !is_loopback(addr->tcp.host) && cfg->admin_token == NULL)
+            log_server(LOG_WARN,
+                       "admin socket on %s without --admin-token: anyone who can reach it controls the "
+                       "server",
+                       l->bound);
+    }
+    if (*failed) {
+        admin_stop(a);
+        return a; /* freed after the loop, once its handles are closed */
+    }
+    return a;
+}
+
+void admin_stop(admin *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->nlisteners; i++)
+        if (a->listeners[i].open) {
+            a->listeners[i].open = 0;
+            uv_close(&a->listeners[i].h.handle, NULL);
+        }
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        admin_client_close(c, NULL);
+    }
+}
+
+void admin_free(admin *a)
+{
+    free(a);
+}
+
+void admin_ports_json(const admin *a, cJSON *root)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->nlisteners; i++) {
+        const admin_listener *l = &a->listeners[i];
+        if (!l->open)
+            continue;
+        if (l->is_unix) {
+            if (cJSON_GetObjectItemCaseSensitive(root, "admin_unix") == NULL)
+                cJSON_AddStringToObject(root, "admin_unix", l->bound + 5);
+            continue;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(root, "admin") != NULL)
+            continue;
+        cJSON *o = cJSON_AddObjectToObject(root, "admin");
+        cJSON_AddStringToObject(o, "host", l->host);
+        cJSON_AddNumberToObject(o, "port", l->port);
+        cJSON_AddStringToObject(o, "address", l->bound);
+    }
+}

@@ -1,0 +1,63 @@
+/*
+ * admin.h - the JSON admin socket: newline-delimited JSON requests, one response each, in order.
+ *
+ * Listens on TCP (127.0.0.1:2580 by default) and optionally on unix sockets. A request is one JSON object
+ * on one line: {"id": any, "cmd": "messages.wait", ...}; the response echoes the id:
+ * {"id": ..., "ok": true, ...} or {"id": ..., "ok": false, "error": {"code": "...", "message": "..."}}.
+ * Nothing a client sends can crash or stall the server: bad lines get an error and the connection stays
+ * usable; a client that does not read its responses is disconnected once too much is queued for it.
+ * messages.wait defers its response (that client's later requests wait behind it, other clients do not);
+ * events.subscribe turns the connection into a stream of event lines. docs/admin.md is the reference.
+ */
+#ifndef SMTPFAULT_ADMIN_H
+#define SMTPFAULT_ADMIN_H
+
+#include <cJSON.h>
+
+#include "store.h"
+
+typedef struct server server;
+typedef struct admin admin;
+typedef struct admin_client admin_client;
+
+/* admin_start - listen on every --admin address; NULL (after logging why) on failure, or when none is set */
+admin *admin_start(server *srv, int *failed);
+
+/* admin_stop - close the listeners and every client (the server is stopping) */
+void admin_stop(admin *a);
+
+/* admin_free - after the loop is done */
+void admin_free(admin *a);
+
+/* admin_ports_json - the bound admin addresses, for the ports file */
+void admin_ports_json(const admin *a, cJSON *root);
+
+/* admin_message_stored - a message was kept: answer matching waits, tell subscribers */
+void admin_message_stored(admin *a, store_msg *m);
+
+/* admin_publish - a session event for subscribers (cheap when there are none) */
+void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, size_t len);
+
+/* admin_has_subscribers - 1 when events.subscribe streams are open */
+int admin_has_subscribers(const admin *a);
+
+/* -- for the command handlers (admin_cmd.c) ---------------------------------------------------------- */
+
+/* admin_wait - defer the response of client's current request until a message matches, or ms pass */
+typedef struct admin_filter {
+    char *to, *from;    /* globs, or NULL */
+    uint64_t since_seq; /* only messages after this sequence number */
+} admin_filter;
+
+void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms);
+
+/* admin_subscribe - the client gets every event from now on */
+void admin_subscribe(admin_client *c);
+
+/* admin_filter_match - m passes filter */
+int admin_filter_match(const admin_filter *f, const store_msg *m);
+
+/* admin_server - the server behind the admin socket */
+server *admin_server(const admin_client *c);
+
+#endif

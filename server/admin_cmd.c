@@ -1,0 +1,610 @@
+/*
+ * admin_cmd.c - the admin commands: read the request's arguments, act on the server, build the response.
+ *
+ * Arguments are checked like profiles are: an unknown argument or one of the wrong type is an error
+ * (bad_argument) that names it, and nothing is done. Error codes are stable: bad_request, invalid_json,
+ * line_too_long, unknown_command, bad_argument, invalid_profile, not_found, timeout, unauthorized,
+ * unavailable, internal.
+ */
+#include "admin_cmd.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+
+#include <wolfssl/version.h>
+#include <wolfssl/wolfcrypt/coding.h>
+
+#include "conn.h"
+#include "profiles.h"
+#include "server.h"
+#include "utf8.h"
+
+#define LIST_LIMIT_DEFAULT 1000
+#define LIST_LIMIT_MAX     100000
+#define WAIT_DEFAULT_S     10
+#define WAIT_MAX_S         600
+#define HEADERS_MAX        200 /* header fields shown by messages.get */
+
+typedef cJSON *(*command_fn)(admin_client *c, const cJSON *req, cJSON *id);
+
+cJSON *admin_error(const char *code, const char *fmt, ...)
+{
+    char text[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 0);
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", text);
+    return o;
+}
+
+static cJSON *ok(void)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 1);
+    return o;
+}
+
+/* -- arguments ---------------------------------------------------------------------------------------- */
+
+/* check_args - every key of req is cmd, id, token or one of allowed (a NULL-terminated list) */
+static cJSON *check_args(const cJSON *req, const char *const *allowed)
+{
+    for (const cJSON *k = req->child; k != NULL; k = k->next) {
+        if (strcmp(k->string, "cmd") == 0 || strcmp(k->string, "id") == 0 || strcmp(k->string, "token") == 0)
+            continue;
+        size_t i;
+        for (i = 0; allowed[i] != NULL; i++)
+            if (strcmp(k->string, allowed[i]) == 0)
+                break;
+        if (allowed[i] != NULL)
+            continue;
+        char list[300];
+        size_t o = 0;
+        list[0] = '\0';
+        for (i = 0; allowed[i] != NULL && o < sizeof(list); i++)
+            o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", allowed[i]);
+        return admin_error("bad_argument", "unknown argument \"%.64s\" (expected %s%s)", k->string,
+                           o ? "one of: " : "none", list);
+    }
+    return NULL;
+}
+
+static const cJSON *arg(const cJSON *req, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(req, key);
+}
+
+/* string_arg - an optional string argument; *err set when it has another type */
+static const char *string_arg(const cJSON *req, const char *key, cJSON **err)
+{
+    const cJSON *v = arg(req, key);
+    if (v == NULL || *err != NULL)
+        return NULL;
+    if (!cJSON_IsString(v)) {
+        *err = admin_error("bad_argument", "\"%s\" must be a string", key);
+        return NULL;
+    }
+    return v->valuestring;
+}
+
+/* number_arg - an optional number within [min, max], dflt when absent */
+static double number_arg(const cJSON *req, const char *key, double min, double max, double dflt, cJSON **err)
+{
+    const cJSON *v = arg(req, key);
+    if (v == NULL || *err != NULL)
+        return dflt;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max)) {
+        *err = admin_error("bad_argument", "\"%s\" must be a number from %g to %g", key, min, max);
+        return dflt;
+    }
+    return v->valuedouble;
+}
+
+/* filter_args - to, from (globs) and since (a message id) */
+static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
+{
+    cJSON *err = NULL;
+    const char *to = string_arg(req, "to", &err), *from = string_arg(req, "from", &err);
+    const char *since = string_arg(req, "since", &err);
+    if (err != NULL)
+        return err;
+    memset(f, 0, sizeof(*f));
+    if (since != NULL) {
+        store_msg *m = store_find(&srv->store, since);
+        /* An id that was evicted or deleted still orders: ids end with the sequence number in hex. */
+        size_t n = strlen(since);
+        if (m != NULL)
+            f->since_seq = m->seq;
+        else if (n > 8 && strncmp(since, srv->store.id_prefix, strlen(srv->store.id_prefix)) == 0)
+            f->since_seq = strtoull(since + n - 8, NULL, 16);
+        else
+            return admin_error("not_found", "no message has the id \"%.64s\" (for \"since\")", since);
+    }
+    f->to = to ? strdup(to) : NULL;
+    f->from = from ? strdup(from) : NULL;
+    return NULL;
+}
+
+/* -- messages ---------------------------------------------------------------------------------------------
+ */
+
+cJSON *admin_message_summary(const store_msg *m)
+{
+    return store_msg_envelope_json(m);
+}
+
+/* base64 - of len bytes, as a cJSON string (NULL when out of memory) */
+static cJSON *base64_string(const char *data, size_t len)
+{
+    if (len == 0)
+        return cJSON_CreateString("");
+    word32 n = (word32)((len + 2) / 3 * 4 + 1);
+    char *out = malloc(n);
+    if (out == NULL || Base64_Encode_NoNl((const byte *)data, (word32)len, (byte *)out, &n) != 0) {
+        free(out);
+        return NULL;
+    }
+    out[n] = '\0';
+    cJSON *s = cJSON_CreateString(out);
+    free(out);
+    return s;
+}
+
+/* add_text_or_base64 - key: the bytes as text when they are UTF-8, else key_base64 */
+static void add_text_or_base64(cJSON *o, const char *key, const char *data, size_t len)
+{
+    if (memchr(data, '\0', len) == NULL && utf8_valid(data, len)) {
+        char *text = strndup(data, len);
+        if (text != NULL)
+            cJSON_AddStringToObject(o, key, text);
+        free(text);
+        return;
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "%s_base64", key);
+    cJSON_AddNullToObject(o, key);
+    cJSON_AddItemToObject(o, name, base64_string(data, len));
+}
+
+/* add_headers - the header section (RFC 5322 section 2.2, unfolded) as [[name, value], ...]; body offset */
+static size_t add_headers(cJSON *o, const char *msg, size_t len)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, "headers");
+    size_t off = 0;
+    cJSON *last = NULL;
+    int count = 0;
+    while (off < len) {
+        const char *line = msg + off;
+        const char *lf = memchr(line, '\n', len - off);
+        size_t n = lf ? (size_t)(lf - line) : len - off;
+        size_t next = off + n + (lf ? 1 : 0);
+        size_t l = n > 0 && line[n - 1] == '\r' ? n - 1 : n;
+        if (l == 0)
+            return next; /* the empty line before the body */
+        if ((line[0] == ' ' || line[0] == '\t') && last != NULL) {
+            /* a folded continuation: append to the previous field's value */
+            cJSON *val = cJSON_GetArrayItem(last, 1);
+            size_t old = strlen(val->valuestring);
+            char *joined = malloc(old + l + 1);
+            if (joined != NULL) {
+                memcpy(joined, val->valuestring, old);
+                memcpy(joined + old, line, l);
+                joined[old + l] = '\0';
+                cJSON_ReplaceItemInArray(last, 1, cJSON_CreateString(joined));
+                free(joined);
+            }
+        } else {
+            const char *colon = memchr(line, ':', l);
+            if (colon == NULL)
+                return off; /* not a header: the message has no header section */
+            if (count++ >= HEADERS_MAX) {
+                off = next;
+                continue;
+            }
+            const char *v = colon + 1;
+            while (v < line + l && (*v == ' ' || *v == '\t'))
+                v++;
+            char *name = strndup(line, (size_t)(colon - line));
+            char *value = strndup(v, (size_t)(line + l - v));
+            last = cJSON_CreateArray();
+            cJSON_AddItemToArray(last, cJSON_CreateString(name ? name : ""));
+            cJSON_AddItemToArray(last, cJSON_CreateString(value ? value : ""));
+            cJSON_AddItemToArray(arr, last);
+            free(name);
+            free(value);
+        }
+        off = next;
+    }
+    return off;
+}
+
+static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {"to", "from", "since", "limit", NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    server *srv = admin_server(c);
+    admin_filter f;
+    if ((err = filter_args(req, &f, srv)) != NULL)
+        return err;
+    double limit = number_arg(req, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &err);
+    if (err != NULL) {
+        free(f.to);
+        free(f.from);
+        return err;
+    }
+    cJSON *resp = ok();
+    cJSON *arr = cJSON_AddArrayToObject(resp, "messages");
+    size_t n = 0, matched = 0;
+    for (store_msg *m = srv->store.head; m != NULL; m = m->next) {
+        if (!admin_filter_match(&f, m))
+            continue;
+        matched++;
+        if (n < (size_t)limit) {
+            cJSON_AddItemToArray(arr, admin_message_summary(m));
+            n++;
+        }
+    }
+    cJSON_AddNumberToObject(resp, "count", (double)n);
+    cJSON_AddBoolToObject(resp, "truncated", matched > n);
+    free(f.to);
+    free(f.from);
+    return resp;
+}
+
+static store_msg *find_message(admin_client *c, const cJSON *req, cJSON **err)
+{
+    const cJSON *v = arg(req, "message");
+    if (!cJSON_IsString(v)) {
+        *err = admin_error("bad_argument", "\"message\" must be the id of a message (from messages.list)");
+        return NULL;
+    }
+    store_msg *m = store_find(&admin_server(c)->store, v->valuestring);
+    if (m == NULL)
+        *err = admin_error("not_found", "no message has the id \"%.64s\" (evicted, deleted or never kept)",
+                           v->valuestring);
+    return m;
+}
+
+static cJSON *cmd_messages_get(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {"message", "raw", NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    store_msg *m = find_message(c, req, &err);
+    if (m == NULL)
+        return err;
+    const cJSON *raw = arg(req, "raw");
+    if (raw != NULL && !cJSON_IsBool(raw))
+        return admin_error("bad_argument", "\"raw\" must be true or false");
+    cJSON *resp = ok();
+    cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
+    const char *body = m->body ? m->body : "";
+    size_t body_at = add_headers(resp, body, m->size);
+    add_text_or_base64(resp, "body", body + body_at, m->size - body_at);
+    if (cJSON_IsTrue(raw))
+        cJSON_AddItemToObject(resp, "raw_base64", base64_string(body, m->size));
+    return resp;
+}
+
+static cJSON *cmd_messages_delete(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {"message", NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    store_msg *m = find_message(c, req, &err);
+    if (m == NULL)
+        return err;
+    cJSON *resp = ok();
+    cJSON_AddStringToObject(resp, "deleted", m->id);
+    store_remove(&admin_server(c)->store, m);
+    return resp;
+}
+
+static cJSON *cmd_messages_clear(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    cJSON *resp = ok();
+    cJSON_AddNumberToObject(resp, "cleared", (double)store_clear(&admin_server(c)->store));
+    return resp;
+}
+
+static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
+{
+    static const char *const args[] = {"to", "from", "since", "timeout", NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    server *srv = admin_server(c);
+    double timeout = number_arg(req, "timeout", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &err);
+    if (err != NULL)
+        return err;
+    admin_filter f;
+    if ((err = filter_args(req, &f, srv)) != NULL)
+        return err;
+    /* A match already kept answers at once: a test may send first and wait after. */
+    for (store_msg *m = srv->store.head; m != NULL; m = m->next)
+        if (admin_filter_match(&f, m)) {
+            free(f.to);
+            free(f.from);
+            cJSON *resp = ok();
+            cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
+            return resp;
+        }
+    admin_defer_wait(c, id, &f, (uint64_t)llround(timeout * 1000));
+    return NULL;
+}
+
+/* -- profiles ------------------------------------------------------------------------------------------- */
+
+/* compile_request - the profile of profile.load/validate: inline ("profile") or a server-side file ("path")
+ */
+static fault_profile *compile_request(const cJSON *req, cJSON **err)
+{
+    static const char *const args[] = {"profile", "path", "source", NULL};
+    if ((*err = check_args(req, args)) != NULL)
+        return NULL;
+    const cJSON *inline_p = arg(req, "profile"), *path = arg(req, "path"), *source = arg(req, "source");
+    if (source != NULL && !cJSON_IsString(source)) {
+        *err =
+            admin_error("bad_argument", "\"source\" must be a string (the name errors are reported under)");
+        return NULL;
+    }
+    if ((inline_p == NULL) == (path == NULL)) {
+        *err = admin_error("bad_argument",
+                           "give either \"profile\" (the profile as JSON) or \"path\" (a file on the "
+                           "server)");
+        return NULL;
+    }
+    if (path != NULL && !cJSON_IsString(path)) {
+        *err = admin_error("bad_argument", "\"path\" must be a string");
+        return NULL;
+    }
+    fault_errors errs = {NULL, 0};
+    fault_profile *p = NULL;
+    if (path != NULL) {
+        p = profiles_load(path->valuestring, &errs);
+    } else {
+        char *text = cJSON_PrintUnformatted(inline_p);
+        if (text != NULL)
+            p = fault_profile_compile(text, strlen(text), source ? source->valuestring : "profile", &errs);
+        cJSON_free(text);
+    }
+    if (p == NULL) {
+        if (errs.n == 0)
+            *err = admin_error("internal", "out of memory");
+        else if (errs.n == 1)
+            *err = admin_error("invalid_profile", "%s", errs.msgs[0]);
+        else
+            *err = admin_error("invalid_profile", "%s (and %zu more errors)", errs.msgs[0], errs.n - 1);
+        cJSON *list = cJSON_AddArrayToObject(*err, "errors");
+        for (size_t i = 0; i < errs.n; i++)
+            cJSON_AddItemToArray(list, cJSON_CreateString(errs.msgs[i]));
+    }
+    fault_errors_free(&errs);
+    return p;
+}
+
+static void add_profile_facts(cJSON *o, const fault_profile *p)
+{
+    const fault_settings *fs = fault_profile_settings(p);
+    cJSON_AddStringToObject(o, "name", fs->name);
+    cJSON_AddNumberToObject(o, "rules", (double)fault_profile_nrules(p));
+}
+
+static cJSON *cmd_profile_load(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    cJSON *err = NULL;
+    fault_profile *p = compile_request(req, &err);
+    if (p == NULL)
+        return err;
+    int r = server_set_profile(admin_server(c), p);
+    cJSON *resp = r == 0 ? ok() : admin_error("internal", "out of memory");
+    if (r == 0)
+        add_profile_facts(resp, p);
+    fault_profile_unref(p);
+    return resp;
+}
+
+static cJSON *cmd_profile_validate(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)c, (void)id;
+    cJSON *err = NULL;
+    fault_profile *p = compile_request(req, &err);
+    if (p == NULL)
+        return err;
+    cJSON *resp = ok();
+    cJSON_AddBoolToObject(resp, "valid", 1);
+    add_profile_facts(resp, p);
+    fault_profile_unref(p);
+    return resp;
+}
+
+static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    const fault_profile *p = fault_run_profile(admin_server(c)->fault_run);
+    cJSON *resp = ok();
+    add_profile_facts(resp, p);
+    cJSON *src = cJSON_Parse(fault_profile_source(p));
+    cJSON_AddItemToObject(resp, "profile", src ? src : cJSON_CreateObject());
+    return resp;
+}
+
+static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    fault_profile *p = fault_profile_default();
+    int r = p ? server_set_profile(admin_server(c), p) : -1;
+    fault_profile_unref(p);
+    return r == 0 ? ok() : admin_error("internal", "out of memory");
+}
+
+/* -- the rest
+ * ------------------------------------------------------------------------------------------------ */
+
+static cJSON *no_args(const cJSON *req)
+{
+    static const char *const args[] = {NULL};
+    return check_args(req, args);
+}
+
+static cJSON *cmd_ping(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)c, (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    cJSON *resp = ok();
+    cJSON_AddBoolToObject(resp, "pong", 1);
+    return resp;
+}
+
+static cJSON *cmd_version(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)c, (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    cJSON *resp = ok();
+    cJSON_AddStringToObject(resp, "version", SMTPFAULT_VERSION);
+    cJSON_AddStringToObject(resp, "libuv", uv_version_string());
+    cJSON_AddStringToObject(resp, "wolfssl", LIBWOLFSSL_VERSION_STRING);
+    cJSON_AddStringToObject(resp, "cjson", cJSON_Version());
+    return resp;
+}
+
+static cJSON *cmd_stats(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    server *srv = admin_server(c);
+    cJSON *resp = ok();
+    server_stats_json(srv, resp);
+    return resp;
+}
+
+static cJSON *cmd_sessions_list(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    cJSON *resp = ok();
+    server_sessions_json(admin_server(c), resp);
+    return resp;
+}
+
+static cJSON *cmd_sessions_get(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    static const char *const args[] = {"session", NULL};
+    cJSON *err = check_args(req, args);
+    if (err != NULL)
+        return err;
+    double sid = number_arg(req, "session", 1, 9007199254740991.0, 0, &err);
+    if (err == NULL && sid == 0)
+        err = admin_error("bad_argument", "\"session\" must be a session id (from sessions.list)");
+    if (err != NULL)
+        return err;
+    cJSON *s = server_session_json(admin_server(c), (uint64_t)sid);
+    if (s == NULL)
+        return admin_error("not_found", "no live or recent session has the id %.0f", sid);
+    cJSON *resp = ok();
+    cJSON_AddItemToObject(resp, "session", s);
+    return resp;
+}
+
+static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    admin_subscribe(c);
+    cJSON *resp = ok();
+    cJSON_AddBoolToObject(resp, "subscribed", 1);
+    return resp;
+}
+
+static cJSON *cmd_tls_ca(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    server *srv = admin_server(c);
+    if (srv->tls == NULL)
+        return admin_error("unavailable", "TLS is off (--no-tls)");
+    cJSON *resp = ok();
+    cJSON_AddStringToObject(resp, "pem", tls_server_ca_pem(srv->tls));
+    return resp;
+}
+
+static cJSON *cmd_reset(admin_client *c, const cJSON *req, cJSON *id)
+{
+    (void)id;
+    cJSON *err = no_args(req);
+    if (err != NULL)
+        return err;
+    size_t cleared;
+    if (server_reset(admin_server(c), &cleared) != 0)
+        return admin_error("internal", "out of memory");
+    cJSON *resp = ok();
+    cJSON_AddNumberToObject(resp, "cleared", (double)cleared);
+    add_profile_facts(resp, fault_run_profile(admin_server(c)->fault_run));
+    return resp;
+}
+
+static const struct {
+    const char *name;
+    command_fn fn;
+} commands[] = {
+#define ADMIN_COMMAND_ROW(name, fn, args, summary) {name, cmd_##fn},
+    ADMIN_COMMAND_LIST(ADMIN_COMMAND_ROW)
+#undef ADMIN_COMMAND_ROW
+};
+
+cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
+{
+    const char *name = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].fn(c, req, id);
+    char list[600];
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", commands[i].name);
+    return admin_error("unknown_command", "unknown command \"%.64s\" (expected one of: %s)", name, list);
+}

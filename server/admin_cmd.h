@@ -1,0 +1,43 @@
+/*
+ * admin_cmd.h - the admin socket's commands: one handler per command, from one table.
+ */
+#ifndef SMTPFAULT_ADMIN_CMD_H
+#define SMTPFAULT_ADMIN_CMD_H
+
+#include <cJSON.h>
+
+#include "admin.h"
+
+/* X(name, handler suffix, "arguments", "summary") - the commands, as docs/admin.md lists them */
+#define ADMIN_COMMAND_LIST(X)                                                                      \
+    X("ping", ping, "", "answers pong")                                                            \
+    X("version", version, "", "smtpfault and library versions")                                    \
+    X("stats", stats, "", "sessions, messages, bytes, faults fired, uptime")                       \
+    X("profile.load", profile_load, "profile|path", "put a profile in force (all or nothing)")     \
+    X("profile.validate", profile_validate, "profile|path", "check a profile without loading it")  \
+    X("profile.get", profile_get, "", "the profile in force")                                      \
+    X("profile.clear", profile_clear, "", "back to the default profile (no rules)")                \
+    X("messages.list", messages_list, "to, from, since, limit", "captured messages, oldest first") \
+    X("messages.get", messages_get, "id, raw", "one message: envelope, headers, body")             \
+    X("messages.delete", messages_delete, "id", "forget one message")                              \
+    X("messages.clear", messages_clear, "", "forget every message")                                \
+    X("messages.wait", messages_wait, "to, from, since, timeout", "wait for a matching message")   \
+    X("sessions.list", sessions_list, "", "live and recent sessions")                              \
+    X("sessions.get", sessions_get, "id", "one session with its transcript")                       \
+    X("events.subscribe", events_subscribe, "", "stream every event until the connection closes")  \
+    X("tls.ca", tls_ca, "", "the CA certificate clients should trust (PEM)")                       \
+    X("reset", reset, "", "profile, counters, messages and rate limits back to the start")
+
+/*
+ * admin_command - run request req (already checked to be an object with a string "cmd") for client c.
+ * Returns the response object (without "id"), or NULL when the response was deferred or will stream.
+ */
+cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id);
+
+/* admin_error - {"ok": false, "error": {"code": code, "message": message}} */
+cJSON *admin_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* admin_message_summary - a captured message's envelope, as messages.list shows it */
+cJSON *admin_message_summary(const store_msg *m);
+
+#endif

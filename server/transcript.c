@@ -1,0 +1,112 @@
+/*
+ * transcript.c - bounded per-session event records.
+ */
+#include "transcript.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define TRANSCRIPT_INITIAL 256
+#define HEADER             (sizeof(int64_t) + 2 * sizeof(uint16_t))
+#define NAME_MAX_LEN       32
+
+typedef struct record_header {
+    int64_t ms;
+    uint16_t name_len, text_len;
+} record_header;
+
+static size_t record_size(const char *p)
+{
+    record_header h;
+    memcpy(&h, p, sizeof(h));
+    return HEADER + h.name_len + h.text_len;
+}
+
+/* drop_oldest - remove whole records from the front until need more bytes fit */
+static void drop_oldest(transcript *t, size_t need)
+{
+    size_t cut = 0;
+    while (cut < t->len && t->len - cut + need > TRANSCRIPT_MAX) {
+        cut += record_size(t->buf + cut);
+        t->dropped++;
+    }
+    memmove(t->buf, t->buf + cut, t->len - cut);
+    t->len -= cut;
+}
+
+void transcript_add(transcript *t, int64_t ms, const char *event, const char *text, size_t len)
+{
+    size_t nlen = strnlen(event, NAME_MAX_LEN);
+    if (len > LOG_TEXT_MAX)
+        len = LOG_TEXT_MAX;
+    size_t need = HEADER + nlen + len;
+    if (t->len + need > TRANSCRIPT_MAX)
+        drop_oldest(t, need);
+    if (t->len + need > t->cap) {
+        size_t cap = t->cap ? t->cap : TRANSCRIPT_INITIAL;
+        while (cap < t->len + need)
+            cap *= 2;
+        if (cap > TRANSCRIPT_MAX)
+            cap = TRANSCRIPT_MAX;
+        char *buf = realloc(t->buf, cap);
+        if (buf == NULL) {
+            t->dropped++;
+            return;
+        }
+        t->buf = buf;
+        t->cap = cap;
+    }
+    record_header h = {ms, (uint16_t)nlen, (uint16_t)len};
+    memcpy(t->buf + t->len, &h, sizeof(h));
+    memcpy(t->buf + t->len + HEADER, event, nlen);
+    memcpy(t->buf + t->len + HEADER + nlen, text, len);
+    t->len += need;
+}
+
+static void format_time(int64_t ms, char *out, size_t outsz)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outsz - n, ".%03dZ", (int)(ms % 1000));
+}
+
+cJSON *transcript_json(const transcript *t)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (arr == NULL)
+        return NULL;
+    for (size_t off = 0; off < t->len;) {
+        record_header h;
+        memcpy(&h, t->buf + off, sizeof(h));
+        const char *name = t->buf + off + HEADER;
+        char ev[NAME_MAX_LEN + 1], when[40], text[LOG_TEXT_MAX * 6 + 32];
+        memcpy(ev, name, h.name_len);
+        ev[h.name_len] = '\0';
+        log_sanitize(name + h.name_len, h.text_len, text, sizeof(text));
+        format_time(h.ms, when, sizeof(when));
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "time", when);
+        cJSON_AddStringToObject(o, "event", ev);
+        cJSON_AddStringToObject(o, "text", text);
+        cJSON_AddItemToArray(arr, o);
+        off += HEADER + h.name_len + h.text_len;
+    }
+    return arr;
+}
+
+void transcript_move(transcript *to, transcript *t)
+{
+    *to = *t;
+    memset(t, 0, sizeof(*t));
+}
+
+void transcript_free(transcript *t)
+{
+    free(t->buf);
+    memset(t, 0, sizeof(*t));
+}
