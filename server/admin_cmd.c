@@ -135,6 +135,12 @@ static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
     return NULL;
 }
 
+static cJSON *no_args(const cJSON *req)
+{
+    static const char *const args[] = {NULL};
+    return check_args(req, args);
+}
+
 /* -- messages ---------------------------------------------------------------------------------------------
  */
 
@@ -320,8 +326,7 @@ static cJSON *cmd_messages_delete(admin_client *c, const cJSON *req, cJSON *id)
 static cJSON *cmd_messages_clear(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {NULL};
-    cJSON *err = check_args(req, args);
+    cJSON *err = no_args(req);
     if (err != NULL)
         return err;
     cJSON *resp = ok();
@@ -444,8 +449,7 @@ static cJSON *cmd_profile_validate(admin_client *c, const cJSON *req, cJSON *id)
 static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {NULL};
-    cJSON *err = check_args(req, args);
+    cJSON *err = no_args(req);
     if (err != NULL)
         return err;
     const fault_profile *p = fault_run_profile(admin_server(c)->fault_run);
@@ -459,8 +463,7 @@ static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
 static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {NULL};
-    cJSON *err = check_args(req, args);
+    cJSON *err = no_args(req);
     if (err != NULL)
         return err;
     fault_profile *p = fault_profile_default();
@@ -471,12 +474,6 @@ static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
 
 /* -- the rest
  * ------------------------------------------------------------------------------------------------ */
-
-static cJSON *no_args(const cJSON *req)
-{
-    static const char *const args[] = {NULL};
-    return check_args(req, args);
-}
 
 static cJSON *cmd_ping(admin_client *c, const cJSON *req, cJSON *id)
 {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonutil.h"
 #include "listener.h"
 #include "log.h"
 #include "store_disk.h"
@@ -108,15 +109,6 @@ conn *conn_next(conn *c)
 }
 
 /* -- events --------------------------------------------------------------------------------------------- */
-
-void format_wall(int64_t ms, char *out, size_t outsz)
-{
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outsz - n, ".%03dZ", (int)(ms % 1000));
-}
 
 static int64_t wall_ms(void)
 {
@@ -1013,24 +1005,11 @@ cJSON *conn_json(const conn *c, int with_transcript)
                                        : "init";
     cJSON_AddStringToObject(o, "state", state);
     const char *helo = c->s ? session_helo(c->s) : NULL, *user = c->s ? session_user(c->s) : NULL;
-    if (helo)
-        cJSON_AddStringToObject(o, "helo", helo);
-    else
-        cJSON_AddNullToObject(o, "helo");
-    if (c->tls != NULL && c->tls_phase == CONN_TLS_ACTIVE) {
-        cJSON *t = cJSON_AddObjectToObject(o, "tls");
-        cJSON_AddStringToObject(t, "version", tls_conn_version(c->tls));
-        cJSON_AddStringToObject(t, "cipher", tls_conn_cipher(c->tls));
-    } else {
-        cJSON_AddNullToObject(o, "tls");
-    }
-    if (user)
-        cJSON_AddStringToObject(o, "auth", user);
-    else
-        cJSON_AddNullToObject(o, "auth");
-    char when[40];
-    format_wall(c->started_wall_ms, when, sizeof(when));
-    cJSON_AddStringToObject(o, "started", when);
+    int tls = c->tls != NULL && c->tls_phase == CONN_TLS_ACTIVE;
+    json_add_string_or_null(o, "helo", helo);
+    json_add_tls(o, tls ? tls_conn_version(c->tls) : NULL, tls ? tls_conn_cipher(c->tls) : NULL);
+    json_add_string_or_null(o, "auth", user);
+    json_add_time(o, "started", c->started_wall_ms);
     cJSON_AddNumberToObject(o, "bytes_in", (double)c->bytes_in);
     cJSON_AddNumberToObject(o, "bytes_out", (double)c->bytes_out);
     cJSON_AddNumberToObject(o, "messages", (double)c->messages);

@@ -22,7 +22,4 @@ cJSON *conn_json(const conn *c, int with_transcript);
 uint64_t conn_id(const conn *c);
 void conn_bytes(const conn *c, uint64_t *in, uint64_t *out);
 
-/* format_wall - wall-clock milliseconds as "2026-12-03T16:41:00.983Z" */
-void format_wall(int64_t ms, char *out, size_t outsz);
-
 #endif

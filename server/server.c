@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "conn.h"
 #include "fsutil.h"
+#include "jsonutil.h"
 #include "listener.h"
 #include "log.h"
 #include "store_disk.h"
@@ -185,14 +186,6 @@ void server_record_session(server *srv, session_record *rec)
         srv->recent_count++;
 }
 
-static void add_string_or_null(cJSON *o, const char *key, const char *value)
-{
-    if (value != NULL)
-        cJSON_AddStringToObject(o, key, value);
-    else
-        cJSON_AddNullToObject(o, key);
-}
-
 static cJSON *record_json(const session_record *r, int with_transcript)
 {
     cJSON *o = cJSON_CreateObject();
@@ -201,20 +194,11 @@ static cJSON *record_json(const session_record *r, int with_transcript)
     cJSON_AddStringToObject(o, "listener", r->listener);
     cJSON_AddBoolToObject(o, "live", 0);
     cJSON_AddStringToObject(o, "state", "closed");
-    add_string_or_null(o, "helo", r->helo);
-    if (r->tls_version != NULL) {
-        cJSON *t = cJSON_AddObjectToObject(o, "tls");
-        cJSON_AddStringToObject(t, "version", r->tls_version);
-        cJSON_AddStringToObject(t, "cipher", r->tls_cipher ? r->tls_cipher : "");
-    } else {
-        cJSON_AddNullToObject(o, "tls");
-    }
-    add_string_or_null(o, "auth", r->user);
-    char when[40];
-    format_wall(r->started_ms, when, sizeof(when));
-    cJSON_AddStringToObject(o, "started", when);
-    format_wall(r->ended_ms, when, sizeof(when));
-    cJSON_AddStringToObject(o, "ended", when);
+    json_add_string_or_null(o, "helo", r->helo);
+    json_add_tls(o, r->tls_version, r->tls_cipher);
+    json_add_string_or_null(o, "auth", r->user);
+    json_add_time(o, "started", r->started_ms);
+    json_add_time(o, "ended", r->ended_ms);
     cJSON_AddStringToObject(o, "close_reason", r->end_reason);
     cJSON_AddNumberToObject(o, "bytes_in", (double)r->bytes_in);
     cJSON_AddNumberToObject(o, "bytes_out", (double)r->bytes_out);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonutil.h"
+
 #define STORE_BODY_INITIAL 4096 /* first body allocation; grows by doubling */
 
 store_msg *store_msg_new(void)
@@ -123,17 +125,6 @@ int store_msg_append(store_msg *m, const char *data, size_t n)
     return 0;
 }
 
-static void add_time(cJSON *o, const char *key, int64_t ms)
-{
-    char text[40];
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(text + n, sizeof(text) - n, ".%03dZ", (int)(ms % 1000));
-    cJSON_AddStringToObject(o, key, text);
-}
-
 cJSON *store_msg_envelope_json(const store_msg *m)
 {
     cJSON *o = cJSON_CreateObject();
@@ -148,25 +139,16 @@ cJSON *store_msg_envelope_json(const store_msg *m)
     cJSON_AddStringToObject(o, "client", m->client);
     cJSON_AddStringToObject(o, "listener", m->listener);
     cJSON_AddNumberToObject(o, "session", (double)m->session_id);
-    if (m->tls_version != NULL) {
-        cJSON *t = cJSON_AddObjectToObject(o, "tls");
-        cJSON_AddStringToObject(t, "version", m->tls_version);
-        cJSON_AddStringToObject(t, "cipher", m->tls_cipher ? m->tls_cipher : "");
-    } else {
-        cJSON_AddNullToObject(o, "tls");
-    }
-    if (m->auth_user != NULL)
-        cJSON_AddStringToObject(o, "auth", m->auth_user);
-    else
-        cJSON_AddNullToObject(o, "auth");
+    json_add_tls(o, m->tls_version, m->tls_cipher);
+    json_add_string_or_null(o, "auth", m->auth_user);
     cJSON_AddNumberToObject(o, "size", (double)m->size);
     if (m->body_type != NULL)
         cJSON_AddStringToObject(o, "body", m->body_type);
     cJSON_AddBoolToObject(o, "smtputf8", m->smtputf8);
     if (m->declared_size > 0)
         cJSON_AddNumberToObject(o, "declared_size", (double)m->declared_size);
-    add_time(o, "started", m->started_ms);
-    add_time(o, "received", m->received_ms);
+    json_add_time(o, "started", m->started_ms);
+    json_add_time(o, "received", m->received_ms);
     return o;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonutil.h"
 #include "log.h"
 
 #define TRANSCRIPT_INITIAL 256
@@ -66,15 +67,6 @@ void transcript_add(transcript *t, int64_t ms, const char *event, const char *te
     t->len += need;
 }
 
-static void format_time(int64_t ms, char *out, size_t outsz)
-{
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outsz - n, ".%03dZ", (int)(ms % 1000));
-}
-
 cJSON *transcript_json(const transcript *t)
 {
     cJSON *arr = cJSON_CreateArray();
@@ -88,7 +80,7 @@ cJSON *transcript_json(const transcript *t)
         memcpy(ev, name, h.name_len);
         ev[h.name_len] = '\0';
         log_sanitize(name + h.name_len, h.text_len, text, sizeof(text));
-        format_time(h.ms, when, sizeof(when));
+        format_wall(h.ms, when, sizeof(when));
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "time", when);
         cJSON_AddStringToObject(o, "event", ev);
