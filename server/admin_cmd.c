@@ -362,32 +362,42 @@ static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
 
 /* -- profiles ------------------------------------------------------------------------------------------- */
 
-/* compile_request - the profile of profile.load/validate: inline ("profile") or a server-side file ("path")
- */
+/* compile_request - the profile of profile.load/validate: inline, a shipped one by name, or a server file */
 static fault_profile *compile_request(const cJSON *req, cJSON **err)
 {
-    static const char *const args[] = {"profile", "path", "source", NULL};
+    static const char *const args[] = {"profile", "path", "name", "source", NULL};
     if ((*err = check_args(req, args)) != NULL)
         return NULL;
     const cJSON *inline_p = arg(req, "profile"), *path = arg(req, "path"), *source = arg(req, "source");
+    const cJSON *name = arg(req, "name");
     if (source != NULL && !cJSON_IsString(source)) {
         *err =
             admin_error("bad_argument", "\"source\" must be a string (the name errors are reported under)");
         return NULL;
     }
-    if ((inline_p == NULL) == (path == NULL)) {
-        *err = admin_error("bad_argument",
-                           "give either \"profile\" (the profile as JSON) or \"path\" (a file on the "
-                           "server)");
+    if ((inline_p != NULL) + (path != NULL) + (name != NULL) != 1) {
+        *err =
+            admin_error("bad_argument", "give one of \"profile\" (the profile as JSON), \"name\" (a shipped "
+                                        "profile) or \"path\" (a file on the server)");
         return NULL;
     }
-    if (path != NULL && !cJSON_IsString(path)) {
-        *err = admin_error("bad_argument", "\"path\" must be a string");
+    if ((path != NULL && !cJSON_IsString(path)) || (name != NULL && !cJSON_IsString(name))) {
+        *err = admin_error("bad_argument", "\"%s\" must be a string", path ? "path" : "name");
         return NULL;
     }
     fault_errors errs = {NULL, 0};
     fault_profile *p = NULL;
-    if (path != NULL) {
+    if (name != NULL) {
+        char file[4096];
+        if (strchr(name->valuestring, '/') != NULL ||
+            profiles_find(name->valuestring, file, sizeof(file)) != 0) {
+            *err = admin_error("not_found",
+                               "no shipped profile is named \"%.100s\" (smtpfault profiles lists them)",
+                               name->valuestring);
+            return NULL;
+        }
+        p = profiles_load(file, &errs);
+    } else if (path != NULL) {
         p = profiles_load(path->valuestring, &errs);
     } else {
         char *text = cJSON_PrintUnformatted(inline_p);

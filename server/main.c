@@ -51,7 +51,8 @@ static const char usage_text[] =
     "  --admin-token TOKEN        require \"token\": TOKEN in every admin request\n"
     "\n"
     "Faults:\n"
-    "  --profile FILE             the fault profile in force at start (see docs/profiles.md)\n"
+    "  --profile FILE|NAME        the fault profile in force at start: a file, or the name of a shipped\n"
+    "                             profile (smtpfault profiles; docs/profiles.md, docs/errors.md)\n"
     "  --no-magic                 magic addresses (rcpt550@..., mail452@...) behave like any other\n"
     "\n"
     "Protocol:\n"
@@ -373,6 +374,8 @@ int main(int argc, char **argv)
         return cmd_certs(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "ctl") == 0)
         return ctl_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "profiles") == 0)
+        return argc == 2 ? profiles_list() : usage_error("profiles takes no arguments");
     config cfg;
     config_defaults(&cfg);
     int rc = parse_args(argc, argv, &cfg);
@@ -383,7 +386,15 @@ int main(int argc, char **argv)
     fault_profile *profile;
     if (cfg.profile != NULL) {
         fault_errors errs = {NULL, 0};
-        profile = profiles_load(cfg.profile, &errs);
+        char path[4096];
+        if (profiles_find(cfg.profile, path, sizeof(path)) != 0) {
+            fprintf(stderr,
+                    "smtpfault: --profile %s: no such file or shipped profile (see smtpfault profiles)\n",
+                    cfg.profile);
+            config_free(&cfg);
+            return EXIT_USAGE;
+        }
+        profile = profiles_load(path, &errs);
         if (profile == NULL) {
             fprintf(stderr, "smtpfault: --profile %s is not valid:\n", cfg.profile);
             print_errors(&errs);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <uv.h>
 
@@ -20,6 +21,127 @@ static void add_error(fault_errors *errs, const char *text)
     errs->msgs = msgs;
     if ((errs->msgs[errs->n] = strdup(text)) != NULL)
         errs->n++;
+}
+
+/* The directories searched for a profile by name, in order ($SMTPFAULT_PROFILES first). */
+static size_t search_dirs(const char **dirs, size_t max, char *env_copy, size_t env_size)
+{
+    size_t n = 0;
+    const char *env = getenv("SMTPFAULT_PROFILES");
+    if (env != NULL && env[0] != '\0') {
+        snprintf(env_copy, env_size, "%s", env);
+        char *save = NULL;
+        for (char *d = strtok_r(env_copy, ":", &save); d != NULL && n < max; d = strtok_r(NULL, ":", &save))
+            dirs[n++] = d;
+    }
+    static const char *const builtin[] = {SMTPFAULT_PROFILES_DIR, SMTPFAULT_SOURCE_PROFILES_DIR};
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]) && n < max; i++)
+        dirs[n++] = builtin[i];
+    return n;
+}
+
+static int exists(const char *path)
+{
+    uv_fs_t req;
+    int r = uv_fs_stat(NULL, &req, path, NULL);
+    int file = r == 0 && (req.statbuf.st_mode & S_IFMT) == S_IFREG;
+    uv_fs_req_cleanup(&req);
+    return file;
+}
+
+int profiles_find(const char *name, char *out, size_t outsz)
+{
+    if (strchr(name, '/') != NULL || exists(name)) {
+        snprintf(out, outsz, "%s", name);
+        return exists(name) ? 0 : -1;
+    }
+    size_t len = strlen(name);
+    int has_ext = len > 5 && strcmp(name + len - 5, ".json") == 0;
+    const char *dirs[16];
+    char env[4096];
+    size_t n = search_dirs(dirs, 16, env, sizeof(env));
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out, outsz, "%s/%s%s", dirs[i], name, has_ext ? "" : ".json");
+        if (w > 0 && (size_t)w < outsz && exists(out))
+            return 0;
+    }
+    snprintf(out, outsz, "%s", name);
+    return -1;
+}
+
+/* first_sentence - the description up to its first ". " (or all of it), cut to max */
+static void first_sentence(const char *d, char *out, size_t max)
+{
+    const char *stop = strstr(d, ". ");
+    size_t n = stop ? (size_t)(stop - d) + 1 : strlen(d);
+    if (n >= max) {
+        snprintf(out, max, "%.*s...", (int)(max - 4), d);
+        return;
+    }
+    snprintf(out, max, "%.*s", (int)n, d);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int profiles_list(void)
+{
+    const char *dirs[16];
+    char env[4096];
+    size_t ndirs = search_dirs(dirs, 16, env, sizeof(env));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t d = 0; d < ndirs; d++) {
+        uv_fs_t req;
+        if (uv_fs_scandir(NULL, &req, dirs[d], 0, NULL) < 0) {
+            uv_fs_req_cleanup(&req);
+            continue;
+        }
+        uv_dirent_t ent;
+        while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+            size_t len = strlen(ent.name);
+            if (len <= 5 || strcmp(ent.name + len - 5, ".json") != 0)
+                continue;
+            int seen = 0; /* a name found in an earlier directory wins, as with --profile NAME */
+            for (size_t i = 0; i < n && !seen; i++)
+                seen = strncmp(names[i], ent.name, len - 5) == 0 && names[i][len - 5] == '\0';
+            if (seen)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                char **grown = realloc(names, cap * sizeof(*names));
+                if (grown == NULL)
+                    break;
+                names = grown;
+            }
+            names[n++] = strndup(ent.name, len - 5);
+        }
+        uv_fs_req_cleanup(&req);
+    }
+    qsort(names, n, sizeof(*names), name_cmp);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[4200], line[90];
+        fault_errors errs = {NULL, 0};
+        fault_profile *p =
+            profiles_find(names[i], path, sizeof(path)) == 0 ? profiles_load(path, &errs) : NULL;
+        if (p == NULL) {
+            printf("%-44s (invalid: smtpfault check %s)\n", names[i], path);
+            bad = 1;
+        } else {
+            first_sentence(fault_profile_settings(p)->description, line, sizeof(line));
+            printf("%-44s %s\n", names[i], line);
+        }
+        fault_errors_free(&errs);
+        fault_profile_unref(p);
+        free(names[i]);
+    }
+    free(names);
+    if (n == 0)
+        fprintf(stderr, "smtpfault: no profiles found (set SMTPFAULT_PROFILES to a directory of *.json)\n");
+    return n == 0 || bad ? 1 : 0;
 }
 
 fault_profile *profiles_load(const char *path, fault_errors *errs)

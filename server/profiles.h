@@ -9,6 +9,17 @@
 #define PROFILES_FILE_MAX (4 * 1024 * 1024)
 
 /*
+ * profiles_find - the file of a profile named by path or by name: an existing path as it is; a name
+ * ("auth-535-wrong-password", ".json" optional) looked up in $SMTPFAULT_PROFILES (colon-separated
+ * directories), then in the installed and the source-tree profile directories. 0 with the path in out,
+ * or -1 when there is no such profile.
+ */
+int profiles_find(const char *name_or_path, char *out, size_t outsz);
+
+/* profiles_list - every shipped profile, as "name  description" lines on stdout (`smtpfault profiles`) */
+int profiles_list(void);
+
+/*
  * profiles_load - compile the profile in file path. NULL when it cannot be read or has errors; errs holds
  * every message then ("PATH: rules[2].when.stage: ..."), and the caller frees it.
  */
