@@ -77,6 +77,10 @@ int config_add_user(config *cfg, const char *spec, char *err, size_t errsz)
         snprintf(err, errsz, "'%s' is not NAME:PASSWORD", spec);
         return -1;
     }
+    if (!cfg->users_given) {
+        cfg->users_given = 1;
+        config_free(cfg);
+    }
     const char **names = realloc(cfg->user_names, (cfg->nusers + 1) * sizeof(*names));
     if (names != NULL)
         cfg->user_names = names;

@@ -1,12 +1,14 @@
 /*
  * main.c - command line and process set-up for the smtpfault server.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cJSON.h>
 #include <uv.h>
@@ -73,7 +75,12 @@ static const char usage_text[] =
     "  --log-level LEVEL          error, warn, info (default: the transcript) or debug\n"
     "  -q, --quiet                same as --log-level warn\n"
     "  -h, --help                 show this help and exit\n"
-    "  -V, --version              show the version and exit\n";
+    "  -V, --version              show the version and exit\n"
+    "\n"
+    "Environment: every option can also be given as SMTPFAULT_<OPTION>, dashes as underscores\n"
+    "(SMTPFAULT_PROFILE=NAME, SMTPFAULT_ADMIN_TOKEN=secret, SMTPFAULT_SMTP=0.0.0.0:2525, ...). Flags take\n"
+    "true or false; SMTPFAULT_USER and SMTPFAULT_ADMIN take several values separated by spaces. The command\n"
+    "line wins over the environment. SMTPFAULT_PROFILES lists directories searched for profiles by name.\n";
 
 enum {
     OPT_SMTP = 256,
@@ -156,122 +163,209 @@ static int number_option(const char *name, const char *value, uint64_t min, uint
     char range[96];
     snprintf(range, sizeof(range), "a number from %llu to %llu", (unsigned long long)min,
              (unsigned long long)max);
-    fprintf(stderr, "smtpfault: --%s: '%s' is not %s\n", name, value, range);
+    fprintf(stderr, "smtpfault: %s: '%s' is not %s\n", name, value, range);
     return -1;
 }
 
-/* parse_args - fill cfg from argv; returns -1 to go on, or an exit code */
+/*
+ * apply_option - one setting from the command line or the environment. name is how the user gave it
+ * ("--max-recipients" or "SMTPFAULT_MAX_RECIPIENTS"), for the error message. -1 to go on, or an exit code.
+ */
+static int apply_option(config *cfg, int opt, const char *name, const char *value)
+{
+    uint64_t v;
+    char err[256];
+    switch (opt) {
+    case OPT_SMTP:
+    case OPT_SUBMISSION:
+    case OPT_SMTPS: {
+        listener_kind kind = opt == OPT_SMTP         ? LISTENER_SMTP
+                             : opt == OPT_SUBMISSION ? LISTENER_SUBMISSION
+                                                     : LISTENER_SMTPS;
+        if (config_parse_addr(value, &cfg->listen[kind], err, sizeof(err)) != 0)
+            return usage_error("%s: %s", name, err);
+        break;
+    }
+    case OPT_CERTS_DIR:
+        cfg->certs_dir = value;
+        break;
+    case OPT_CERT:
+        cfg->cert_file = value;
+        break;
+    case OPT_KEY:
+        cfg->key_file = value;
+        break;
+    case OPT_NO_TLS:
+        cfg->no_tls = 1;
+        break;
+    case OPT_USER:
+        if (config_add_user(cfg, value, err, sizeof(err)) != 0)
+            return usage_error("%s: %s", name, err);
+        break;
+    case OPT_PROFILE:
+        cfg->profile = value;
+        break;
+    case OPT_NO_MAGIC:
+        cfg->magic = 0;
+        break;
+    case OPT_ADMIN:
+        if (config_add_admin(cfg, value, err, sizeof(err)) != 0)
+            return usage_error("%s: %s", name, err);
+        break;
+    case OPT_ADMIN_REMOTE:
+        cfg->admin_remote = 1;
+        break;
+    case OPT_ADMIN_TOKEN:
+        if (value[0] == '\0')
+            return usage_error("%s: the token cannot be empty", name);
+        cfg->admin_token = value;
+        break;
+    case OPT_PORTS_FILE:
+        cfg->ports_file = value;
+        break;
+    case OPT_HOSTNAME:
+        if (value[0] == '\0' || strlen(value) >= sizeof(cfg->hostname) || strpbrk(value, " \r\n\t"))
+            return usage_error("%s: '%s' is not a host name", name, value);
+        snprintf(cfg->hostname, sizeof(cfg->hostname), "%s", value);
+        break;
+    case OPT_MAX_MESSAGE_SIZE:
+        if (number_option(name, value, 1024, UINT64_C(1) << 40, &cfg->max_message_size) != 0)
+            return EXIT_USAGE;
+        break;
+    case OPT_MAX_RECIPIENTS:
+        if (number_option(name, value, 100, 1000000, &v) != 0)
+            return EXIT_USAGE;
+        cfg->max_recipients = (size_t)v;
+        break;
+    case OPT_MAX_ERRORS:
+        if (number_option(name, value, 1, 1000000, &v) != 0)
+            return EXIT_USAGE;
+        cfg->max_errors = (unsigned)v;
+        break;
+    case OPT_IDLE_TIMEOUT:
+        if (number_option(name, value, 1, 86400, &v) != 0)
+            return EXIT_USAGE;
+        cfg->idle_timeout_s = (unsigned)v;
+        break;
+    case OPT_STORE_MAX_MESSAGES:
+        if (number_option(name, value, 0, 100000000, &v) != 0)
+            return EXIT_USAGE;
+        cfg->store_max_messages = (size_t)v;
+        break;
+    case OPT_STORE_MAX_BYTES:
+        if (number_option(name, value, 0, UINT64_C(1) << 40, &cfg->store_max_bytes) != 0)
+            return EXIT_USAGE;
+        break;
+    case OPT_STORE_DIR:
+        cfg->store_dir = value;
+        break;
+    case OPT_DRAIN_TIMEOUT:
+        if (number_option(name, value, 0, 3600, &v) != 0)
+            return EXIT_USAGE;
+        cfg->drain_timeout_s = (unsigned)v;
+        break;
+    case OPT_LOG_FORMAT: {
+        int f = log_parse_format(value);
+        if (f < 0)
+            return usage_error("%s: '%s' is not text or json", name, value);
+        cfg->log_format = (log_format)f;
+        break;
+    }
+    case OPT_LOG_LEVEL: {
+        int l = log_parse_level(value);
+        if (l < 0)
+            return usage_error("%s: '%s' is not error, warn, info or debug", name, value);
+        cfg->log_level = (log_level)l;
+        break;
+    }
+    default:
+        break;
+    }
+    return -1;
+}
+
+/* env_name - SMTPFAULT_ and the option's name in capitals, dashes as underscores */
+static void env_name(const char *option, char *out, size_t outsz)
+{
+    size_t o = (size_t)snprintf(out, outsz, "SMTPFAULT_");
+    for (const char *p = option; *p && o + 1 < outsz; p++)
+        out[o++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[o] = '\0';
+}
+
+/* env_flag - a no-argument option given in the environment: 1 (on), 0 (off), -1 (not a boolean) */
+static int env_flag(const char *value)
+{
+    static const char *const on[] = {"1", "true", "yes", "on"}, *const off[] = {"0", "false", "no", "off",
+                                                                                ""};
+    for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++)
+        if (strcasecmp(value, on[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++)
+        if (strcasecmp(value, off[i]) == 0)
+            return 0;
+    return -1;
+}
+
+/*
+ * apply_environment - every option also reads SMTPFAULT_<NAME> (the command line wins, being applied
+ * after). Repeatable options (--user, --admin) take several values separated by spaces.
+ */
+static int apply_environment(config *cfg)
+{
+    for (const struct option *o = long_options; o->name != NULL; o++) {
+        if (o->val < 256)
+            continue; /* --help, --version, --quiet */
+        char name[64];
+        env_name(o->name, name, sizeof(name));
+        const char *value = getenv(name);
+        if (value == NULL)
+            continue;
+        if (o->has_arg == no_argument) {
+            int on = env_flag(value);
+            if (on < 0)
+                return usage_error("%s: '%s' is not true or false", name, value);
+            if (on && apply_option(cfg, o->val, name, value) >= 0)
+                return EXIT_USAGE;
+            continue;
+        }
+        if (o->val != OPT_USER && o->val != OPT_ADMIN) {
+            int rc = apply_option(cfg, o->val, name, value);
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
+        char *copy = strdup(value), *save = NULL;
+        int rc = copy ? -1 : EXIT_FAILURE;
+        for (char *t = copy ? strtok_r(copy, " \t\n", &save) : NULL; t != NULL && rc < 0;
+             t = strtok_r(NULL, " \t\n", &save))
+            rc = apply_option(cfg, o->val, name, t);
+        free(copy); /* the values were copied by config_add_user / config_add_admin */
+        if (rc >= 0)
+            return rc;
+    }
+    return -1;
+}
+
+/* parse_args - fill cfg from the environment, then argv; returns -1 to go on, or an exit code */
 static int parse_args(int argc, char **argv, config *cfg)
 {
     int opt, idx;
-    uint64_t v;
-    char err[256];
+    int rc = apply_environment(cfg);
+    if (rc >= 0)
+        return rc;
+    cfg->admin_given = cfg->users_given = 0; /* the first --admin or --user replaces the environment's */
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":qhV", long_options, &idx)) != -1) {
-        const char *name = opt >= 256 ? long_options[idx].name : "";
+        if (opt >= 256) {
+            char name[64];
+            snprintf(name, sizeof(name), "--%s", long_options[idx].name);
+            rc = apply_option(cfg, opt, name, optarg);
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (opt) {
-        case OPT_SMTP:
-        case OPT_SUBMISSION:
-        case OPT_SMTPS: {
-            listener_kind kind = opt == OPT_SMTP         ? LISTENER_SMTP
-                                 : opt == OPT_SUBMISSION ? LISTENER_SUBMISSION
-                                                         : LISTENER_SMTPS;
-            if (config_parse_addr(optarg, &cfg->listen[kind], err, sizeof(err)) != 0)
-                return usage_error("--%s: %s", name, err);
-            break;
-        }
-        case OPT_CERTS_DIR:
-            cfg->certs_dir = optarg;
-            break;
-        case OPT_CERT:
-            cfg->cert_file = optarg;
-            break;
-        case OPT_KEY:
-            cfg->key_file = optarg;
-            break;
-        case OPT_NO_TLS:
-            cfg->no_tls = 1;
-            break;
-        case OPT_USER:
-            if (config_add_user(cfg, optarg, err, sizeof(err)) != 0)
-                return usage_error("--%s: %s", name, err);
-            break;
-        case OPT_PROFILE:
-            cfg->profile = optarg;
-            break;
-        case OPT_NO_MAGIC:
-            cfg->magic = 0;
-            break;
-        case OPT_ADMIN:
-            if (config_add_admin(cfg, optarg, err, sizeof(err)) != 0)
-                return usage_error("--%s: %s", name, err);
-            break;
-        case OPT_ADMIN_REMOTE:
-            cfg->admin_remote = 1;
-            break;
-        case OPT_ADMIN_TOKEN:
-            if (optarg[0] == '\0')
-                return usage_error("--%s: the token cannot be empty", name);
-            cfg->admin_token = optarg;
-            break;
-        case OPT_PORTS_FILE:
-            cfg->ports_file = optarg;
-            break;
-        case OPT_HOSTNAME:
-            if (optarg[0] == '\0' || strlen(optarg) >= sizeof(cfg->hostname) || strpbrk(optarg, " \r\n\t"))
-                return usage_error("--%s: '%s' is not a host name", name, optarg);
-            snprintf(cfg->hostname, sizeof(cfg->hostname), "%s", optarg);
-            break;
-        case OPT_MAX_MESSAGE_SIZE:
-            if (number_option(name, optarg, 1024, UINT64_C(1) << 40, &cfg->max_message_size) != 0)
-                return EXIT_USAGE;
-            break;
-        case OPT_MAX_RECIPIENTS:
-            if (number_option(name, optarg, 100, 1000000, &v) != 0)
-                return EXIT_USAGE;
-            cfg->max_recipients = (size_t)v;
-            break;
-        case OPT_MAX_ERRORS:
-            if (number_option(name, optarg, 1, 1000000, &v) != 0)
-                return EXIT_USAGE;
-            cfg->max_errors = (unsigned)v;
-            break;
-        case OPT_IDLE_TIMEOUT:
-            if (number_option(name, optarg, 1, 86400, &v) != 0)
-                return EXIT_USAGE;
-            cfg->idle_timeout_s = (unsigned)v;
-            break;
-        case OPT_STORE_MAX_MESSAGES:
-            if (number_option(name, optarg, 0, 100000000, &v) != 0)
-                return EXIT_USAGE;
-            cfg->store_max_messages = (size_t)v;
-            break;
-        case OPT_STORE_MAX_BYTES:
-            if (number_option(name, optarg, 0, UINT64_C(1) << 40, &cfg->store_max_bytes) != 0)
-                return EXIT_USAGE;
-            break;
-        case OPT_STORE_DIR:
-            cfg->store_dir = optarg;
-            break;
-        case OPT_DRAIN_TIMEOUT:
-            if (number_option(name, optarg, 0, 3600, &v) != 0)
-                return EXIT_USAGE;
-            cfg->drain_timeout_s = (unsigned)v;
-            break;
-        case OPT_LOG_FORMAT: {
-            int f = log_parse_format(optarg);
-            if (f < 0)
-                return usage_error("--%s: '%s' is not text or json", name, optarg);
-            cfg->log_format = (log_format)f;
-            break;
-        }
-        case OPT_LOG_LEVEL: {
-            int l = log_parse_level(optarg);
-            if (l < 0)
-                return usage_error("--%s: '%s' is not error, warn, info or debug", name, optarg);
-            cfg->log_level = (log_level)l;
-            break;
-        }
         case 'q':
             cfg->log_level = LOG_WARN;
             break;
