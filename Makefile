@@ -5,8 +5,9 @@ ASAN   ?= OFF
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 ARGS   ?=
 CTEST_ARGS ?=
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan format clean bench
+.PHONY: all deps build run test test-asan fuzz format clean bench
 
 all: build
 
@@ -29,6 +30,9 @@ test: deps build
 test-asan:
 	$(MAKE) test BUILD=build-asan ASAN=ON
 
+fuzz: deps
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 bench: deps build
 	bench/run.sh ./$(BUILD)/smtpfault
 
@@ -36,4 +40,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <uv.h>
 
@@ -16,13 +17,17 @@
 int fsutil_read(const char *path, size_t max, char **data, size_t *len)
 {
     uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, path, O_RDONLY, 0, NULL);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (an admin "path" could name one). */
+    int fd = uv_fs_open(NULL, &req, path, O_RDONLY | O_NONBLOCK, 0, NULL);
     uv_fs_req_cleanup(&req);
     if (fd < 0)
         return fd;
     int r = uv_fs_fstat(NULL, &req, fd, NULL);
     uint64_t size = req.statbuf.st_size;
+    int regular = (req.statbuf.st_mode & S_IFMT) == S_IFREG;
     uv_fs_req_cleanup(&req);
+    if (r == 0 && !regular)
+        r = UV_EINVAL; /* devices, FIFOs, directories: not a file to read whole */
     char *buf = NULL;
     size_t got = 0;
     if (r == 0 && size > max)

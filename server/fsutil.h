@@ -11,7 +11,8 @@
 
 /*
  * fsutil_read - the whole file at path, NUL-terminated (the NUL is not counted in *len), in a malloc'd
- * buffer the caller frees. Files over max bytes are refused with UV_EFBIG. 0 or a libuv error code.
+ * buffer the caller frees. Files over max bytes are refused with UV_EFBIG, anything but a regular file
+ * with UV_EINVAL. 0 or a libuv error code.
  */
 int fsutil_read(const char *path, size_t max, char **data, size_t *len);
 
