@@ -32,6 +32,7 @@ struct tls_server {
 
 struct tls_conn {
     WOLFSSL *ssl;
+    tls_policy policy;
     char *in; /* ciphertext fed and not yet taken by wolfSSL: in[in_off .. in_len) */
     size_t in_off, in_len, in_cap;
     char *out; /* ciphertext wolfSSL produced, for the connection to send */
@@ -224,6 +225,7 @@ tls_conn *tls_conn_new(tls_server *ts, const tls_policy *policy, char *err, size
     }
     wolfSSL_SetIOReadCtx(tc->ssl, tc);
     wolfSSL_SetIOWriteCtx(tc->ssl, tc);
+    tc->policy = *policy;
     return tc;
 }
 
@@ -317,6 +319,21 @@ tls_status tls_conn_handshake(tls_conn *tc)
     int err = wolfSSL_get_error(tc->ssl, r);
     if (err == WOLFSSL_ERROR_WANT_READ && !tc->peer_eof)
         return TLS_WANT;
+    if (!plaintext && tc->policy.max < TLS_V1_2 && (err == MATCH_SUITE_ERROR || err == VERSION_ERROR)) {
+        /* A server limited to TLS 1.1 facing a client that offers only 1.2 and later: wolfSSL finds no
+         * common cipher suite and says handshake_failure; OpenSSL-based servers, which users meet, say
+         * protocol_version (RFC 5246 appendix E.1), and clients then report a version error. */
+        unsigned char rec[7];
+        size_t n = tls_alert_record(70, rec);
+        tc->out_len = 0;
+        (void)io_send(tc->ssl, (char *)rec, (int)n, tc);
+        snprintf(
+            tc->error, sizeof(tc->error),
+            "the client offers only TLS 1.2 or later; this handshake allows TLS %s at most (protocol_version "
+            "alert)",
+            fault_tls_version_name((int)tc->policy.max));
+        return TLS_FAILED;
+    }
     if (plaintext) {
         for (size_t i = 0; i < nfirst; i++)
             if (!isprint((unsigned char)first[i]))
