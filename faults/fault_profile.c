@@ -1260,17 +1260,23 @@ static void default_reply(compiler *c, const char *text, fault_action *act)
 static void compile_limit(compiler *c, const cJSON *v, const char *path, fault_limit *l, const char *dflt,
                           int with_per)
 {
-    static const char *const keys[] = {"max", "reply", "per", "comment"};
+    /* "per" last: only messages_per_minute takes it; every limit may hold a comment */
+    static const char *const keys[] = {"max", "reply", "comment", "per"};
     long long n;
-    const cJSON *max = v, *reply = NULL, *per = NULL;
+    const cJSON *max = v, *reply = NULL, *per = NULL, *comment = NULL;
     if (cJSON_IsObject(v)) {
-        if (check_keys(c, v, path, keys, with_per ? COUNT(keys) : 2) != 0)
+        if (check_keys(c, v, path, keys, with_per ? COUNT(keys) : COUNT(keys) - 1) != 0)
             return;
         max = get(v, "max");
         reply = get(v, "reply");
         per = get(v, "per");
+        comment = get(v, "comment");
     }
     char p[PATH_MAX_LEN];
+    if (comment != NULL) {
+        sub(p, path, "comment", 0);
+        get_text(c, comment, p, 4096);
+    }
     sub(p, path, "max", 0);
     if (max == NULL)
         error(c, p, "missing");
