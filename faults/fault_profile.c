@@ -568,10 +568,17 @@ static void compile_reply(compiler *c, const cJSON *v, const char *path, fault_a
             c->oom = 1;
             return;
         }
-        for (char *line = copy, *next; line != NULL && n < COUNT(lines); line = next) {
+        for (char *line = copy, *next; line != NULL; line = next) {
             next = strchr(line, '\n');
             if (next != NULL)
                 *next++ = '\0';
+            if (next != NULL && *next == '\0')
+                next = NULL; /* "550 x\r\n": a final line break ends the last line, it starts none */
+            if (n == COUNT(lines)) {
+                error(c, path, "expected a reply of at most %zu lines", COUNT(lines));
+                free(copy);
+                return;
+            }
             lines[n++] = line;
         }
     } else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0 && cJSON_GetArraySize(v) <= (int)COUNT(lines)) {
