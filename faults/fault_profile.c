@@ -1424,6 +1424,14 @@ fault_profile *fault_profile_compile(const char *json, size_t len, const char *s
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (root != NULL) { /* cJSON stops after the first value: anything but white space after it is an error */
+        while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            end++;
+        if (end < json + len) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
     if (root == NULL) {
         int line, col;
         json_error_position(json, end ? end : json, &line, &col);
