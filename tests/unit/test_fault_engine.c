@@ -10,24 +10,15 @@
 #include <cmocka.h>
 
 #include "fault_internal.h"
+#include "fault_run_helper.h"
 
 #define T0 1000000 /* when the runs start, in the engine's clock */
 
 /* -- helpers ------------------------------------------------------------------------------------------- */
 
-/* run_of - json compiled and put in force at T0 (the run holds the only reference to the profile) */
 static fault_run *run_of(const char *json, int magic)
 {
-    fault_errors e = {0};
-    fault_profile *p = fault_profile_compile(json, strlen(json), "t.json", &e);
-    for (size_t i = 0; i < e.n; i++)
-        print_error("%s\n", e.msgs[i]);
-    fault_errors_free(&e);
-    assert_non_null(p);
-    fault_run *r = fault_run_new(p, T0, magic);
-    assert_non_null(r);
-    fault_profile_unref(p);
-    return r;
+    return test_run(json, T0, magic);
 }
 
 static fault_run *rules_of(const char *rules)
