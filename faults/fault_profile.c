@@ -568,10 +568,17 @@ static void compile_reply(compiler *c, const cJSON *v, const char *path, fault_a
             c->oom = 1;
             return;
         }
-        for (char *line = copy, *next; line != NULL && n < COUNT(lines); line = next) {
+        for (char *line = copy, *next; line != NULL; line = next) {
             next = strchr(line, '\n');
             if (next != NULL)
                 *next++ = '\0';
+            if (next != NULL && *next == '\0')
+                next = NULL; /* "550 x\r\n": a final line break ends the last line, it starts none */
+            if (n == COUNT(lines)) {
+                error(c, path, "expected a reply of at most %zu lines", COUNT(lines));
+                free(copy);
+                return;
+            }
             lines[n++] = line;
         }
     } else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0 && cJSON_GetArraySize(v) <= (int)COUNT(lines)) {
@@ -1260,17 +1267,23 @@ static void default_reply(compiler *c, const char *text, fault_action *act)
 static void compile_limit(compiler *c, const cJSON *v, const char *path, fault_limit *l, const char *dflt,
                           int with_per)
 {
-    static const char *const keys[] = {"max", "reply", "per", "comment"};
+    /* "per" last: only messages_per_minute takes it; every limit may hold a comment */
+    static const char *const keys[] = {"max", "reply", "comment", "per"};
     long long n;
-    const cJSON *max = v, *reply = NULL, *per = NULL;
+    const cJSON *max = v, *reply = NULL, *per = NULL, *comment = NULL;
     if (cJSON_IsObject(v)) {
-        if (check_keys(c, v, path, keys, with_per ? COUNT(keys) : 2) != 0)
+        if (check_keys(c, v, path, keys, with_per ? COUNT(keys) : COUNT(keys) - 1) != 0)
             return;
         max = get(v, "max");
         reply = get(v, "reply");
         per = get(v, "per");
+        comment = get(v, "comment");
     }
     char p[PATH_MAX_LEN];
+    if (comment != NULL) {
+        sub(p, path, "comment", 0);
+        get_text(c, comment, p, 4096);
+    }
     sub(p, path, "max", 0);
     if (max == NULL)
         error(c, p, "missing");
@@ -1411,6 +1424,14 @@ fault_profile *fault_profile_compile(const char *json, size_t len, const char *s
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (root != NULL) { /* cJSON stops after the first value: anything but white space after it is an error */
+        while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            end++;
+        if (end < json + len) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
     if (root == NULL) {
         int line, col;
         json_error_position(json, end ? end : json, &line, &col);

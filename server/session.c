@@ -1286,7 +1286,9 @@ static size_t consume(session *s, const char *buf, size_t len)
         if (s->waiting && s->pending && s->resume == RESUME_LINE)
             break; /* the line runs again once the delay is over */
         off += used;
-        step_done(s);
+        /* A BDAT chunk being taken in is answered once it is read: that reply ends the step. */
+        if (s->state != ST_BDAT || s->bdat_reject != NULL)
+            step_done(s);
     }
     return off;
 }

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "fault_run_helper.h"
 #include "log.h"
 #include "session.h"
 
@@ -29,6 +30,8 @@ typedef struct fake {
     store_msg *pending;  /* the commit waiting for an answer */
     store_msg *kept[64]; /* committed messages, in order */
     size_t nkept;
+    fault_run *run; /* the profile in force (NULL: no fault engine) */
+    fault_conn *faults;
 } fake;
 
 static void fake_send(void *ctx, const char *data, size_t len)
@@ -97,15 +100,26 @@ static const session_host fake_host = {fake_send, fake_close, fake_commit, fake_
 
 static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}};
 
-static fake *fake_new(void)
+/* fake_with - a session under config c, and under profile (JSON) when it is not NULL, on listener */
+static fake *fake_with(const session_config *c, const char *profile, const char *listener)
 {
     fake *f = calloc(1, sizeof(*f));
     f->out = malloc(OUT_MAX);
     f->out[0] = '\0';
-    session_info info = {1, "127.0.0.1:1234", "smtp", NULL};
-    f->s = session_new(&cfg, &fake_host, f, &info);
+    if (profile != NULL) {
+        f->run = test_run(profile, 0, 1);
+        fault_addr a = {4, {127, 0, 0, 1}};
+        f->faults = fault_conn_new(f->run, listener, &a);
+    }
+    session_info info = {1, "127.0.0.1:1234", listener, f->faults};
+    f->s = session_new(c, &fake_host, f, &info);
     session_start(f->s);
     return f;
+}
+
+static fake *fake_new(void)
+{
+    return fake_with(&cfg, NULL, "smtp");
 }
 
 static void fake_free(fake *f)
@@ -113,6 +127,8 @@ static void fake_free(fake *f)
     session_free(f->s);
     for (size_t i = 0; i < f->nkept; i++)
         store_msg_unref(f->kept[i]);
+    fault_conn_free(f->faults);
+    fault_run_unref(f->run);
     free(f->out);
     free(f);
 }
@@ -426,6 +442,613 @@ static void test_ehlo_resets_transaction(void **state)
     fake_free(f);
 }
 
+/* -- fault gates: a real fault_run compiled from JSON ------------------------------------------------- */
+
+#define TX "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+
+/* fake_rule - a session whose profile is one rule at stage doing act (JSON), under config c */
+static fake *fake_rule_cfg(const session_config *c, const char *stage, const char *act)
+{
+    char json[2048];
+    snprintf(json, sizeof(json), "{\"rules\": [{\"when\": {\"stage\": \"%s\"}, \"do\": %s}]}", stage, act);
+    return fake_with(c, json, "smtp");
+}
+
+static fake *fake_rule(const char *stage, const char *act)
+{
+    return fake_rule_cfg(&cfg, stage, act);
+}
+
+/* after_greeting - the output after the greeting line */
+static const char *after_greeting(const fake *f)
+{
+    const char *p = strstr(f->out, "\r\n");
+    assert_non_null(p);
+    return p + 2;
+}
+
+static void test_fault_reply_at_each_stage(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *stage, *script, *codes;
+    } cases[] = {
+        {"ehlo", "EHLO c\r\nMAIL FROM:<a@x.test>\r\n", "550 503"},
+        {"mail", TX, "250 550 503"},
+        {"rcpt", TX "DATA\r\n", "250 250 550 554"},
+        {"data", TX "DATA\r\nRSET\r\n", "250 250 250 550 250"},
+        {"data", TX "BDAT 2 LAST\r\nxyNOOP\r\n",
+         "250 250 250 550 250"}, /* the first BDAT is the data stage */
+        {"data_end", TX "DATA\r\nhi\r\n.\r\nRSET\r\n", "250 250 250 354 550 250"},
+        {"rset", "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRSET\r\nRCPT TO:<b@y.test>\r\n", "250 250 550 250"},
+        {"vrfy", "VRFY a\r\nEXPN b\r\n", "550 550"},
+        {"noop", "NOOP\r\n", "550"},
+        {"help", "HELP\r\n", "550"},
+        {"quit", "QUIT\r\n", "550"},
+        /* injected replies are not client errors: six of them do not reach max_errors */
+        {"unknown", "FROB\r\nFROB\r\nFROB\r\nFROB\r\nFROB\r\nFROB\r\nNOOP\r\n",
+         "550 550 550 550 550 550 250"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fake *f = fake_rule(cases[i].stage, "{\"reply\": \"550 5.7.1 injected\"}");
+        feed(f, cases[i].script);
+        assert_codes(f, cases[i].codes);
+        assert_non_null(strstr(f->out, "\r\n550 5.7.1 injected\r\n"));
+        assert_int_equal(f->nkept, 0);
+        assert_int_equal(f->closed, strcmp(cases[i].stage, "quit") == 0); /* QUIT ends the session anyway */
+        fake_free(f);
+    }
+}
+
+static void test_fault_positive_reply(void **state)
+{
+    (void)state;
+    /* the command happens, with the injected text */
+    fake *f = fake_rule("data_end", "{\"reply\": \"250 2.0.0 OK id=abc\"}");
+    feed(f, TX "DATA\r\nhi\r\n.\r\nNOOP\r\n");
+    assert_codes(f, "250 250 250 354 250 250");
+    assert_non_null(strstr(f->out, "\r\n250 2.0.0 OK id=abc\r\n"));
+    assert_null(strstr(f->out, "queued as"));
+    assert_int_equal(f->nkept, 1);
+    assert_false(f->kept[0]->discard);
+    fake_free(f);
+
+    f = fake_rule("ehlo", "{\"reply\": \"250 mx.custom\"}");
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+    assert_codes(f, "250 250");
+    assert_true(strncmp(after_greeting(f), "250 mx.custom\r\n250 2.1.0", 24) ==
+                0); /* one line, not the list */
+    assert_string_equal(session_helo(f->s), "c");
+    fake_free(f);
+
+    f = fake_rule("rcpt", "{\"reply\": [\"250-2.1.5 fine\", \"but slow\"]}");
+    feed(f, TX "DATA\r\n");
+    assert_codes(f, "250 250 250 354");
+    assert_non_null(strstr(f->out, "\r\n250-2.1.5 fine\r\n250 but slow\r\n354 "));
+    fake_free(f);
+
+    /* at the first BDAT (the data stage), the text of the chunk's reply */
+    f = fake_rule("data", "{\"reply\": \"250 2.0.0 chunk custom\"}");
+    feed(f, TX "BDAT 2\r\nxyBDAT 1 LAST\r\nz");
+    assert_codes(f, "250 250 250 250 250");
+    assert_non_null(strstr(f->out, "\r\n250 2.0.0 chunk custom\r\n250 2.0.0 Ok: queued as ID1\r\n"));
+    assert_memory_equal(f->kept[0]->body, "xyz", 3);
+    fake_free(f);
+
+    f = fake_rule("noop", "{\"reply\": \"354 odd but allowed\"}");
+    feed(f, "NOOP\r\nNOOP\r\n");
+    assert_codes(f, "354 354");
+    fake_free(f);
+}
+
+static void test_fault_delay(void **state)
+{
+    (void)state;
+    /* the decision is taken once, before the delay: "times": 1 still fires after it */
+    fake *f = fake_with(&cfg,
+                        "{\"rules\": [{\"when\": {\"stage\": \"mail\", \"times\": 1},"
+                        " \"do\": {\"delay\": 2000, \"reply\": \"451 4.3.0 later\"}}]}",
+                        "smtp");
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nMAIL FROM:<b@x.test>\r\n");
+    assert_codes(f, "250");
+    assert_int_equal(f->waits, 1);
+    assert_int_equal(f->wait_ms, 2000);
+    assert_false(session_wants_input(f->s));
+    feed(f, "NOOP\r\n"); /* arrives during the delay: kept, in order */
+    assert_codes(f, "250");
+    f->now += 2000;
+    session_resume(f->s);
+    assert_codes(f, "250 451 250 250");
+    assert_true(session_wants_input(f->s));
+    assert_int_equal(f->waits, 1);
+    session_resume(f->s); /* a resume nobody asked for does nothing */
+    assert_codes(f, "250 451 250 250");
+    fake_free(f);
+
+    /* a delay alone: a slow server, then the normal reply */
+    f = fake_rule("greeting", "{\"delay\": \"15s\"}");
+    assert_string_equal(f->out, "");
+    assert_int_equal(f->wait_ms, 15000);
+    feed(f, "EHLO c\r\n");
+    assert_string_equal(f->out, "");
+    session_resume(f->s);
+    assert_true(strncmp(f->out, "220 mx.test ESMTP smtpfault\r\n", 29) == 0);
+    assert_codes(f, "250");
+    fake_free(f);
+
+    f = fake_rule("data_end", "{\"delay\": 500}");
+    feed(f, TX "DATA\r\nhi\r\n.\r\nNOOP\r\n");
+    assert_codes(f, "250 250 250 354");
+    assert_int_equal(f->nkept, 0);
+    session_resume(f->s);
+    assert_codes(f, "250 250 250 354 250 250");
+    assert_int_equal(f->nkept, 1);
+    fake_free(f);
+
+    f = fake_rule("quit", "{\"delay\": 10}");
+    feed(f, "QUIT\r\n");
+    assert_false(f->closed); /* QUIT waits for its delay too */
+    session_resume(f->s);
+    assert_codes(f, "221");
+    assert_true(f->closed);
+    fake_free(f);
+}
+
+static void test_fault_drip(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("mail", "{\"drip\": 10}");
+    feed(f, TX);
+    assert_codes(f, "250 250"); /* the reply is out, for the host to drip */
+    assert_int_equal(f->drip_bps, 10);
+    assert_false(session_wants_input(f->s)); /* nothing read meanwhile */
+    session_resume(f->s);
+    assert_codes(f, "250 250 250");
+    assert_int_equal(f->waits, 0);
+    fake_free(f);
+
+    /* the first BDAT: its chunk's reply is dripped */
+    f = fake_rule("data", "{\"drip\": 10}");
+    feed(f, TX "BDAT 2");
+    feed(f, "\r\nx");
+    assert_int_equal(f->drip_bps, 0);
+    feed(f, "yNOOP\r\n");
+    assert_codes(f, "250 250 250 250");
+    assert_int_equal(f->drip_bps, 10);
+    session_resume(f->s);
+    assert_codes(f, "250 250 250 250 250");
+    fake_free(f);
+
+    f = fake_rule("greeting", "{\"drip\": 1, \"reply\": \"220 slow.test ESMTP\"}");
+    assert_string_equal(f->out, "220 slow.test ESMTP\r\n");
+    assert_int_equal(f->drip_bps, 1);
+    feed(f, "EHLO c\r\n");
+    assert_string_equal(f->out, "220 slow.test ESMTP\r\n");
+    session_resume(f->s);
+    assert_codes(f, "250");
+    fake_free(f);
+}
+
+static void test_fault_truncate(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("ehlo", "{\"truncate\": 5}");
+    feed(f, "EHLO c\r\nNOOP\r\n");
+    assert_string_equal(after_greeting(f), "250-m");
+    assert_true(f->closed);
+    assert_false(f->reset);
+    assert_string_equal(f->reason, "fault: reply truncated");
+    fake_free(f);
+
+    f = fake_rule("mail", "{\"reply\": \"550 5.7.1 nope\", \"truncate\": 3}");
+    feed(f, TX);
+    assert_string_equal(strstr(f->out, "250 HELP\r\n") + 10, "550");
+    assert_true(f->closed);
+    fake_free(f);
+
+    /* at the data stage: the 354 of DATA, or the reply to the first BDAT chunk once it is read */
+    f = fake_rule("data", "{\"truncate\": 5}");
+    feed(f, TX "DATA\r\nxy\r\n.\r\n");
+    assert_string_equal(strstr(f->out, "250 2.1.5 Recipient <b@y.test> OK\r\n") + 35, "354 E");
+    assert_true(f->closed);
+    fake_free(f);
+    f = fake_rule("data", "{\"truncate\": 5}");
+    feed(f, TX "BDAT 2\r\n");
+    assert_false(f->closed);
+    feed(f, "xyNOOP\r\n");
+    assert_string_equal(strstr(f->out, "250 2.1.5 Recipient <b@y.test> OK\r\n") + 35, "250 2");
+    assert_true(f->closed);
+    fake_free(f);
+
+    /* longer than the reply: all of it, then the close */
+    f = fake_rule("noop", "{\"truncate\": 4096}");
+    feed(f, "NOOP\r\nNOOP\r\n");
+    assert_string_equal(after_greeting(f), "250 2.0.0 Ok\r\n");
+    assert_true(f->closed);
+    fake_free(f);
+}
+
+static void test_fault_hang(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("mail", "{\"hang\": true}");
+    feed(f, TX "NOOP\r\n");
+    assert_codes(f, "250");
+    assert_false(f->closed);
+    assert_true(session_discards_input(f->s));
+    assert_false(session_wants_input(f->s));
+    size_t len = f->out_len;
+    feed(f, "QUIT\r\n");
+    assert_int_equal(f->out_len, len);
+    assert_false(f->closed);
+    session_timeout(f->s); /* the idle timeout closes without a word */
+    assert_true(f->closed);
+    assert_int_equal(f->out_len, len);
+    fake_free(f);
+
+    f = fake_rule("quit", "{\"hang\": true}");
+    feed(f, "QUIT\r\n");
+    assert_false(f->closed); /* not even QUIT ends it */
+    assert_string_equal(session_state_name(f->s), "hang");
+    fake_free(f);
+}
+
+static void test_fault_discard(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("data_end", "{\"discard\": true}");
+    feed(f, TX "DATA\r\nhi\r\n.\r\n"
+               "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 2 LAST\r\nxy");
+    assert_codes(f, "250 250 250 354 250 250 250 250");
+    assert_non_null(strstr(f->out, "250 2.0.0 Ok: queued as ID1\r\n"));
+    assert_non_null(strstr(f->out, "250 2.0.0 Ok: queued as ID2\r\n"));
+    assert_int_equal(f->nkept, 2);
+    assert_true(f->kept[0]->discard);
+    assert_true(f->kept[1]->discard);
+    assert_memory_equal(f->kept[1]->body, "xy", 2);
+    fake_free(f);
+}
+
+static void test_fault_greeting_refusal(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("greeting", "{\"reply\": \"554 5.3.2 No service here\"}");
+    assert_string_equal(f->out, "554 5.3.2 No service here\r\n");
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nNOOP\r\nQUIT\r\nNOOP\r\n");
+    assert_codes(f, "503 503 503 221");
+    assert_non_null(strstr(f->out, "503 5.5.1 Error: the server refused service at the greeting; only QUIT"));
+    assert_true(f->closed);
+    fake_free(f);
+
+    f = fake_rule("greeting", "{\"reply\": \"421 4.3.2 Going down\"}");
+    assert_string_equal(f->out, "421 4.3.2 Going down\r\n");
+    assert_true(f->closed); /* a 421 closes */
+    feed(f, "EHLO c\r\n");
+    assert_string_equal(f->out, "421 4.3.2 Going down\r\n");
+    fake_free(f);
+}
+
+static void test_fault_close(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("rcpt", "{\"reply\": \"421 4.7.0 Try again later\"}");
+    feed(f, TX "DATA\r\n");
+    assert_codes(f, "250 250 421");
+    assert_true(f->closed);
+    assert_false(f->reset);
+    fake_free(f);
+
+    f = fake_rule("rcpt", "{\"reply\": \"421 4.7.0 bye\", \"close\": \"reset\"}");
+    feed(f, TX);
+    assert_codes(f, "250 250 421");
+    assert_true(f->reset);
+    fake_free(f);
+
+    /* a close without a reply, or after the normal one */
+    f = fake_rule("mail", "{\"close\": \"reset\"}");
+    feed(f, TX);
+    assert_codes(f, "250");
+    assert_true(f->closed);
+    assert_true(f->reset);
+    assert_string_equal(f->reason, "fault: connection reset");
+    fake_free(f);
+
+    f = fake_rule("data_end", "{\"reply\": \"250 2.0.0 kept\", \"close\": true}");
+    feed(f, TX "DATA\r\nhi\r\n.\r\nNOOP\r\n");
+    assert_codes(f, "250 250 250 354 250");
+    assert_int_equal(f->nkept, 1);
+    assert_true(f->closed);
+    assert_false(f->reset);
+    fake_free(f);
+
+    /* raw bytes instead of a reply: the command does not happen */
+    f = fake_rule("mail", "{\"raw\": \"250 no CRLF\"}");
+    feed(f, TX);
+    assert_non_null(strstr(f->out, "250 HELP\r\n250 no CRLF503 5.5.1 Error: need MAIL command\r\n"));
+    fake_free(f);
+}
+
+static void test_fault_profile_settings(void **state)
+{
+    (void)state;
+    fake *f = fake_with(&cfg,
+                        "{\"server\": {\"hostname\": \"smtp.gmail.com\", \"greeting\": \"ESMTP a1 - gsmtp\","
+                        " \"size\": \"2K\", \"max_recipients\": 1}, \"ehlo\": {\"remove\": [\"CHUNKING\"]}}",
+                        "smtp");
+    assert_true(strncmp(f->out, "220 smtp.gmail.com ESMTP a1 - gsmtp\r\n", 37) == 0);
+    feed(f, TX "RCPT TO:<c@y.test>\r\nQUIT\r\n");
+    assert_non_null(strstr(f->out, "250-smtp.gmail.com\r\n"));
+    assert_non_null(strstr(f->out, "250-SIZE 2048\r\n"));
+    assert_null(strstr(f->out, "CHUNKING"));
+    assert_null(strstr(f->out, "BINARYMIME")); /* goes with CHUNKING */
+    assert_codes(f, "250 250 250 452 221");
+    assert_non_null(strstr(f->out, "221 2.0.0 smtp.gmail.com Bye"));
+    fake_free(f);
+
+    /* a rate limit, counted from the messages the session commits */
+    f = fake_with(&cfg, "{\"limits\": {\"messages_per_connection\": 1}}", "smtp");
+    feed(f, TX "DATA\r\nhi\r\n.\r\nMAIL FROM:<a@x.test>\r\n");
+    assert_codes(f, "250 250 250 354 250 421");
+    assert_true(f->closed);
+    fake_free(f);
+
+    /* a rule on the listener: another listener is not affected */
+    const char *json = "{\"rules\": [{\"when\": {\"stage\": \"mail\", \"listener\": \"submission\"},"
+                       " \"do\": {\"reply\": \"550 sub\"}}]}";
+    f = fake_with(&cfg, json, "submission");
+    feed(f, TX);
+    assert_codes(f, "250 550 503");
+    fake_free(f);
+    f = fake_with(&cfg, json, "smtp");
+    feed(f, TX);
+    assert_codes(f, "250 250 250");
+    fake_free(f);
+}
+
+static void test_fault_greylist_and_magic(void **state)
+{
+    (void)state;
+    fake *f = fake_rule("rcpt", "{\"greylist\": \"30s\"}");
+    feed(f, TX "RCPT TO:<c@y.test>\r\n");
+    assert_codes(f, "250 250 450 450");
+    assert_non_null(strstr(f->out,
+                           "450 4.2.0 <b@y.test>: Recipient address rejected: Greylisted, try again in 30 "
+                           "seconds\r\n"));
+    f->now += 29999;
+    feed(f, "RCPT TO:<b@y.test>\r\n");
+    assert_codes(f, "250 250 450 450 450");
+    f->now += 1;
+    feed(f, "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n");
+    assert_codes(f, "250 250 450 450 450 250 250");
+    fake_free(f);
+
+    /* magic addresses work under a profile that says nothing about them */
+    f = fake_with(&cfg, "{}", "smtp");
+    feed(f,
+         "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<rcpt550@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+         "DATA\r\nhi\r\n.\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<dataend554_5.7.1@y.test>\r\nDATA\r\nhi\r\n.\r\n"
+         "MAIL FROM:<mail421@x.test>\r\nNOOP\r\n");
+    assert_codes(f, "250 250 550 250 354 250 250 250 354 554 421");
+    assert_non_null(strstr(f->out, "550 5.1.1 Recipient address rejected: User unknown\r\n"));
+    assert_non_null(strstr(f->out, "554 5.7.1 Transaction failed\r\n"));
+    assert_int_equal(f->nkept, 1);
+    assert_true(f->closed);
+    fake_free(f);
+    f = fake_with(&cfg, "{\"magic\": false}", "smtp");
+    feed(f, TX);
+    assert_codes(f, "250 250 250");
+    fake_free(f);
+}
+
+static void test_fault_delay_pipelined(void **state)
+{
+    (void)state;
+    /* a delay at the first BDAT: the command and its chunk are taken once the delay is over */
+    fake *f = fake_rule("data", "{\"delay\": 100}");
+    feed(f, TX "BDAT 3 LAST\r\nabcNOOP\r\n");
+    assert_codes(f, "250 250 250");
+    session_resume(f->s);
+    assert_codes(f, "250 250 250 250 250");
+    assert_int_equal(f->nkept, 1);
+    assert_memory_equal(f->kept[0]->body, "abc", 3);
+    fake_free(f);
+
+    /* a delay at rcpt with the rest of the transaction pipelined behind it */
+    f = fake_rule("rcpt", "{\"delay\": 100, \"reply\": \"250 2.1.5 slowly\"}");
+    feed(f, TX "DATA\r\nhi\r\n.\r\nQUIT\r\n");
+    assert_codes(f, "250 250");
+    session_resume(f->s);
+    assert_codes(f, "250 250 250 354 250 221");
+    assert_non_null(strstr(f->out, "250 2.1.5 slowly\r\n354 "));
+    fake_free(f);
+
+    /* an injected positive reply waits for an asynchronous commit */
+    f = fake_rule("data_end", "{\"reply\": \"250 2.0.0 OK id=later\"}");
+    f->async = 1;
+    feed(f, TX "DATA\r\nhi\r\n.\r\nNOOP\r\n");
+    assert_codes(f, "250 250 250 354");
+    session_commit_done(f->s, f->pending->id);
+    assert_codes(f, "250 250 250 354 250 250");
+    assert_non_null(strstr(f->out, "250 2.0.0 OK id=later\r\n250 2.0.0 Ok\r\n"));
+    fake_free(f);
+}
+
+/* -- STARTTLS and AUTH ---------------------------------------------------------------------------------- */
+
+static const char *const user_names[] = {"tim"};
+static const char *const user_passwords[] = {"pw"};
+
+static session_config tls_cfg(int tls_required, int auth_required)
+{
+    session_config c = cfg;
+    c.starttls = 1;
+    c.tls_required = tls_required;
+    c.auth_required = auth_required;
+    c.auth_mechs = SASL_ALL_MECHS;
+    c.users = (sasl_users){user_names, user_passwords, 1};
+    return c;
+}
+
+static void test_starttls(void **state)
+{
+    (void)state;
+    session_config c = tls_cfg(0, 0);
+    fake *f = fake_with(&c, NULL, "smtp");
+    feed(f, "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x.test>\r\n");
+    assert_non_null(strstr(f->out, "250-STARTTLS\r\n"));
+    assert_codes(f, "250 220");
+    assert_non_null(strstr(f->out, "220 2.0.0 Ready to start TLS\r\n"));
+    assert_true(f->starttls);
+    assert_false(session_wants_input(f->s)); /* only TLS from now */
+    /* the handshake: the pipelined plaintext is dropped, and the client starts again with EHLO */
+    session_tls_established(f->s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+    assert_true(session_wants_input(f->s));
+    assert_null(session_helo(f->s));
+    feed(f, "MAIL FROM:<a@x.test>\r\nEHLO c\r\nSTARTTLS\r\n");
+    assert_codes(f, "250 220 503 250 554");
+    assert_null(strstr(strstr(f->out, "220 2.0.0"), "STARTTLS")); /* not offered twice */
+    feed(f, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n");
+    assert_int_equal(f->nkept, 1);
+    assert_string_equal(f->kept[0]->tls_version, "TLSv1.3");
+    assert_string_equal(f->kept[0]->tls_cipher, "TLS_AES_128_GCM_SHA256");
+    fake_free(f);
+
+    /* STARTTLS in a transaction, with an argument, and after a fault refused it */
+    f = fake_with(&c, NULL, "smtp");
+    feed(f, "EHLO c\r\nSTARTTLS now\r\nMAIL FROM:<a@x.test>\r\nSTARTTLS\r\n");
+    assert_codes(f, "250 501 250 503");
+    assert_false(f->starttls);
+    fake_free(f);
+    f = fake_rule_cfg(&c, "starttls", "{\"reply\": \"454 4.7.0 TLS not available due to local problem\"}");
+    feed(f, "EHLO c\r\nSTARTTLS\r\nNOOP\r\n");
+    assert_codes(f, "250 454 250");
+    assert_false(f->starttls);
+    fake_free(f);
+
+    /* the handshake does not happen (a fault): plain text again, where the session was */
+    f = fake_with(&c, NULL, "smtp");
+    feed(f, "EHLO c\r\nSTARTTLS\r\n");
+    session_tls_abandoned(f->s);
+    feed(f, "MAIL FROM:<a@x.test>\r\n");
+    assert_codes(f, "250 220 250");
+    fake_free(f);
+
+    /* tls_required: MAIL and plaintext AUTH wait for STARTTLS; AUTH is offered after it */
+    c = tls_cfg(1, 0);
+    f = fake_with(&c, NULL, "submission");
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nAUTH PLAIN AHRpbQBwdw==\r\nAUTH LOGIN\r\nSTARTTLS\r\n");
+    assert_null(strstr(f->out, "AUTH PLAIN LOGIN"));
+    assert_codes(f, "250 530 538 538 220");
+    assert_non_null(strstr(f->out, "530 5.7.0 Must issue a STARTTLS command first\r\n"));
+    assert_non_null(
+        strstr(f->out, "538 5.7.11 Encryption required for requested authentication mechanism\r\n"));
+    session_tls_established(f->s, "TLSv1.3", "x");
+    feed(f, "EHLO c\r\nAUTH PLAIN AHRpbQBwdw==\r\nMAIL FROM:<a@x.test>\r\n");
+    assert_non_null(strstr(f->out, "250-AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2\r\n"));
+    assert_codes(f, "250 530 538 538 220 250 235 250");
+    fake_free(f);
+}
+
+static void test_auth(void **state)
+{
+    (void)state;
+    session_config c = tls_cfg(0, 1);
+    fake *f = fake_with(&c, NULL, "smtp");
+    /* auth_required: 530 until AUTH; wrong, then right credentials; AUTH twice */
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nAUTH PLAIN AHRpbQB4\r\nAUTH PLAIN AHRpbQBwdw==\r\n"
+            "AUTH PLAIN AHRpbQBwdw==\r\nMAIL FROM:<a@x.test>\r\n");
+    assert_codes(f, "250 530 535 235 503 250");
+    assert_non_null(strstr(f->out, "530 5.7.0 Authentication required\r\n"));
+    assert_non_null(strstr(f->out, "535 5.7.8 Authentication credentials invalid\r\n"));
+    assert_non_null(strstr(f->out, "503 5.5.1 Error: already authenticated\r\n"));
+    assert_string_equal(session_user(f->s), "tim");
+    feed(f, "RCPT TO:<b@y.test>\r\nDATA\r\nhi\r\n.\r\n");
+    assert_string_equal(f->kept[0]->auth_user, "tim");
+    fake_free(f);
+
+    /* LOGIN in two steps; an empty challenge for PLAIN; cancel; bad base64 */
+    c = tls_cfg(0, 0);
+    f = fake_with(&c, NULL, "smtp");
+    feed(f, "EHLO c\r\nAUTH LOGIN\r\ndGlt\r\ncHc=\r\n");
+    assert_codes(f, "250 334 334 235");
+    assert_non_null(
+        strstr(f->out, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"));
+    fake_free(f);
+    f = fake_with(&c, NULL, "smtp");
+    feed(f, "EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN\r\n!!\r\nAUTH plain\r\nAHRpbQBwdw==\r\n");
+    assert_codes(f, "250 334 501 334 501 334 235");
+    assert_non_null(strstr(f->out, "\r\n334 \r\n"));
+    assert_non_null(strstr(f->out, "501 5.0.0 Error: authentication cancelled\r\n"));
+    assert_non_null(strstr(f->out, "501 5.5.2 Error: cannot decode the response (not base64)\r\n"));
+    fake_free(f);
+    f = fake_with(&c, NULL, "smtp");
+    feed(f, "HELO c\r\nAUTH PLAIN AHRpbQBwdw==\r\nEHLO c\r\nAUTH NTLM\r\nMAIL FROM:<a@x.test>\r\n"
+            "AUTH PLAIN AHRpbQBwdw==\r\n");
+    assert_codes(f, "250 503 250 504 250 503");
+    assert_null(session_user(f->s));
+    fake_free(f);
+
+    /* the profile's users replace the server's */
+    f = fake_with(&c, "{\"server\": {\"users\": [{\"user\": \"ann\", \"password\": \"x\"}]}}", "smtp");
+    feed(f, "EHLO c\r\nAUTH PLAIN AHRpbQBwdw==\r\nAUTH PLAIN AGFubgB4\r\n");
+    assert_codes(f, "250 535 235");
+    assert_string_equal(session_user(f->s), "ann");
+    fake_free(f);
+
+    /* faults at the auth stage: an injected 235 logs in whatever was sent; a 454 refuses good ones */
+    f = fake_rule_cfg(&c, "auth", "{\"reply\": \"235 2.7.0 Accepted\"}");
+    feed(f, "EHLO c\r\nAUTH PLAIN AHRpbQB4\r\n");
+    assert_codes(f, "250 235");
+    assert_non_null(strstr(f->out, "235 2.7.0 Accepted\r\n"));
+    assert_string_equal(session_user(f->s), "tim");
+    fake_free(f);
+    f = fake_rule_cfg(&c, "auth", "{\"reply\": \"454 4.7.0 Temporary authentication failure\"}");
+    feed(f, "EHLO c\r\nAUTH PLAIN AHRpbQBwdw==\r\nNOOP\r\n");
+    assert_codes(f, "250 454 250");
+    assert_null(session_user(f->s));
+    fake_free(f);
+    /* a delay at the end of a LOGIN exchange */
+    f = fake_rule_cfg(&c, "auth", "{\"delay\": 3000}");
+    feed(f, "EHLO c\r\nAUTH LOGIN dGlt\r\ncHc=\r\nNOOP\r\n");
+    assert_codes(f, "250 334");
+    assert_int_equal(f->wait_ms, 3000);
+    session_resume(f->s);
+    assert_codes(f, "250 334 235 250");
+    fake_free(f);
+}
+
+static void test_ehlo_remove(void **state)
+{
+    (void)state;
+    session_config c = tls_cfg(0, 0);
+    fake *f = fake_with(&c, "{\"ehlo\": {\"remove\": [\"STARTTLS\", \"AUTH\", \"PIPELINING\"]}}", "smtp");
+    feed(f, "EHLO c\r\nSTARTTLS\r\nAUTH PLAIN AHRpbQBwdw==\r\nNOOP\r\n");
+    assert_null(strstr(f->out, "STARTTLS\r\n"));
+    assert_null(strstr(f->out, "250-AUTH"));
+    assert_null(strstr(f->out, "PIPELINING"));
+    assert_non_null(strstr(f->out, "250-SIZE 1000\r\n"));
+    /* sent anyway: refused as by a server without the extension */
+    assert_codes(f, "250 502 502 250");
+    assert_non_null(strstr(f->out, "502 5.5.1 Error: command not implemented\r\n"));
+    assert_non_null(strstr(f->out, "502 5.5.1 Error: authentication not enabled\r\n"));
+    assert_false(f->starttls);
+    fake_free(f);
+
+    /* without the profile, the same config offers all three */
+    f = fake_with(&c, NULL, "smtp");
+    feed(f, "EHLO c\r\n");
+    assert_non_null(strstr(f->out, "250-PIPELINING\r\n"));
+    assert_non_null(strstr(f->out, "250-STARTTLS\r\n"));
+    assert_non_null(strstr(f->out, "250-AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2\r\n"));
+    fake_free(f);
+    /* the profile's auth_mechanisms choose among them */
+    f = fake_with(&c, "{\"server\": {\"auth_mechanisms\": [\"XOAUTH2\", \"LOGIN\"]}}", "smtp");
+    feed(f, "EHLO c\r\nAUTH PLAIN AHRpbQBwdw==\r\n");
+    assert_non_null(strstr(f->out, "250-AUTH LOGIN XOAUTH2\r\n"));
+    assert_codes(f, "250 504");
+    fake_free(f);
+}
+
 int main(void)
 {
     log_setup(stderr, LOG_FORMAT_TEXT, LOG_ERROR);
@@ -445,6 +1068,21 @@ int main(void)
         cmocka_unit_test(test_nul_and_unknown),
         cmocka_unit_test(test_timeout_and_shutdown),
         cmocka_unit_test(test_ehlo_resets_transaction),
+        cmocka_unit_test(test_fault_reply_at_each_stage),
+        cmocka_unit_test(test_fault_positive_reply),
+        cmocka_unit_test(test_fault_delay),
+        cmocka_unit_test(test_fault_drip),
+        cmocka_unit_test(test_fault_truncate),
+        cmocka_unit_test(test_fault_hang),
+        cmocka_unit_test(test_fault_discard),
+        cmocka_unit_test(test_fault_greeting_refusal),
+        cmocka_unit_test(test_fault_close),
+        cmocka_unit_test(test_fault_profile_settings),
+        cmocka_unit_test(test_fault_greylist_and_magic),
+        cmocka_unit_test(test_fault_delay_pipelined),
+        cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_ehlo_remove),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
