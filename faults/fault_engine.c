@@ -829,35 +829,41 @@ void fault_decision_describe(const fault_decision *d, char *out, size_t outsz)
         if (o < outsz)                                              \
             o += (size_t)snprintf(out + o, outsz - o, __VA_ARGS__); \
     } while (0)
+/* SEP - between two parts of the description */
+#define SEP (o ? ", then " : "")
     if (a->delay_ms)
         PUT("delay %u ms", a->delay_ms);
     if (a->hang)
-        PUT("%shang", o ? ", then " : "");
+        PUT("%shang", SEP);
     if (a->reply) {
         size_t first = strcspn(a->reply, "\r");
-        PUT("%sreply %.*s%s", o ? ", then " : "", (int)(first > 120 ? 120 : first), a->reply,
+        PUT("%sreply %.*s%s", SEP, (int)(first > 120 ? 120 : first), a->reply,
             a->reply_len > first + 2 ? " (multi-line)" : "");
+    } else if (a->raw) {
+        PUT("%ssend %zu raw bytes", SEP, a->raw_len);
+    } else if (a->drip_bps || a->truncate) {
+        PUT("%sthe normal reply", SEP);
     }
-    if (a->raw)
-        PUT("%sraw %zu bytes", o ? ", then " : "", a->raw_len);
     if (a->drip_bps)
         PUT(" at %u bytes/s", a->drip_bps);
     if (a->truncate)
         PUT(" cut after %u bytes", a->truncate);
     if (a->discard)
-        PUT("%sdiscard the message", o ? ", then " : "");
+        PUT("%sdiscard the message", SEP);
+    if (a->greylist_ms && !a->reply)
+        PUT("%sgreylist for %u ms", SEP, a->greylist_ms);
     if (a->tls_alert >= 0)
-        PUT("%sTLS alert %s", o ? ", then " : "", fault_tls_alert_name(a->tls_alert));
+        PUT("%sTLS alert %s", SEP, fault_tls_alert_name(a->tls_alert));
     if (a->tls_plaintext)
-        PUT("%sanswer in plain text", o ? ", then " : "");
+        PUT("%sanswer in plain text", SEP);
     if (a->certificate >= 0)
         PUT("%scertificate %s", o ? ", " : "", fault_cert_name(a->certificate));
     if (a->tls_min >= 0)
         PUT("%sTLS %s-%s only", o ? ", " : "", fault_tls_version_name(a->tls_min),
             fault_tls_version_name(a->tls_max));
     if (a->close != FAULT_CLOSE_NONE || a->truncate)
-        PUT("%s%s", o ? ", then " : "",
-            a->close == FAULT_CLOSE_RST ? "reset the connection" : "close the connection");
+        PUT("%s%s", SEP, a->close == FAULT_CLOSE_RST ? "reset the connection" : "close the connection");
+#undef SEP
     if (o == 0)
         PUT("no change");
 #undef PUT

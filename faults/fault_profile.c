@@ -266,16 +266,27 @@ static int get_int(compiler *c, const cJSON *v, const char *path, long long min,
  * get_duration - milliseconds: a number (ms), or a string "250ms", "1.5s", "2m", "1h". Non-negative, at
  * most a day.
  */
+/* decimal_prefix - the length of a plain decimal number ("12", "1.5") at the start of s, 0 if none */
+static size_t decimal_prefix(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n > 0 && s[n] == '.' && isdigit((unsigned char)s[n + 1]))
+        n += 1 + strspn(s + n + 1, "0123456789");
+    return n;
+}
+
 static int get_duration(compiler *c, const cJSON *v, const char *path, int64_t *out)
 {
     double ms = -1;
     if (cJSON_IsNumber(v)) {
         ms = v->valuedouble;
     } else if (cJSON_IsString(v)) {
-        char *end;
-        double n = strtod(v->valuestring, &end);
+        /* strtod alone would take "0x10s" and "1e3ms": only plain decimals are durations */
+        size_t digits = decimal_prefix(v->valuestring);
+        const char *end = v->valuestring + digits;
+        double n = strtod(v->valuestring, NULL);
         double scale = 0;
-        if (end != v->valuestring && isdigit((unsigned char)v->valuestring[0])) {
+        if (digits > 0) {
             if (strcmp(end, "ms") == 0)
                 scale = 1;
             else if (strcmp(end, "s") == 0)
@@ -305,9 +316,10 @@ static int get_size(compiler *c, const cJSON *v, const char *path, uint64_t min,
     if (cJSON_IsNumber(v)) {
         n = v->valuedouble;
     } else if (cJSON_IsString(v)) {
-        char *end;
-        n = strtod(v->valuestring, &end);
-        if (end == v->valuestring || !isdigit((unsigned char)v->valuestring[0]))
+        size_t digits = decimal_prefix(v->valuestring);
+        const char *end = v->valuestring + digits;
+        n = strtod(v->valuestring, NULL);
+        if (digits == 0)
             n = -1;
         else if (*end == 'K' && end[1] == '\0')
             n *= 1024;
@@ -525,7 +537,15 @@ int fault_format_reply(const char *const *lines, size_t n, char *out, size_t out
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         const char *text = lines[i];
-        if (strncmp(text, first, 3) == 0 && (text[3] == '\0' || text[3] == ' ' || text[3] == '-'))
+        int coded = isdigit((unsigned char)text[0]) && isdigit((unsigned char)text[1]) &&
+                    isdigit((unsigned char)text[2]) && (text[3] == '\0' || text[3] == ' ' || text[3] == '-');
+        if (coded && strncmp(text, first, 3) != 0) {
+            snprintf(err, errsz,
+                     "line %zu of the reply has the code %.3s, line 1 has %.3s: a reply has one code", i + 1,
+                     text, first);
+            return -1;
+        }
+        if (coded)
             text += text[3] ? 4 : 3; /* the line repeats the code */
         size_t len = strlen(text);
         while (len > 0 && text[len - 1] == '\r')

@@ -152,6 +152,93 @@ static WOLFSSL_CTX *get_ctx(tls_server *ts, const tls_policy *p, char *err, size
     return *slot;
 }
 
+/* -- the start-up self-test ------------------------------------------------------------------------------ */
+
+/* A client half for self_test: its I/O callbacks read what the server wrote and write into the server. */
+typedef struct loopback {
+    tls_conn *server;
+    char *in; /* server output not yet read by the client */
+    size_t in_len, in_off;
+} loopback;
+
+static int loop_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    loopback *lb = ctx;
+    if (lb->in_off == lb->in_len) {
+        free(lb->in);
+        lb->in = tls_conn_take_output(lb->server, &lb->in_len);
+        lb->in_off = 0;
+        if (lb->in == NULL)
+            return WOLFSSL_CBIO_ERR_WANT_READ;
+    }
+    size_t n = lb->in_len - lb->in_off < (size_t)sz ? lb->in_len - lb->in_off : (size_t)sz;
+    memcpy(buf, lb->in + lb->in_off, n);
+    lb->in_off += n;
+    return (int)n;
+}
+
+static int loop_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    loopback *lb = ctx;
+    return tls_conn_feed(lb->server, buf, (size_t)sz) == 0 ? sz : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+/*
+ * self_test - one handshake in memory with the default context, as a client that does not verify. It
+ * catches what loading does not: wolfSSL_CTX_check_private_key accepts an ECDSA key that belongs to
+ * another certificate, and every real handshake would then fail with decrypt_error.
+ */
+static int self_test(tls_server *ts, char *err, size_t errsz)
+{
+    tls_policy def = TLS_POLICY_DEFAULT;
+    loopback lb = {NULL, NULL, 0, 0};
+    WOLFSSL_CTX *cctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    WOLFSSL *client = cctx ? wolfSSL_new(cctx) : NULL;
+    lb.server = client ? tls_conn_new(ts, &def, err, errsz) : NULL;
+    int ok = 0;
+    if (lb.server != NULL) {
+        wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, NULL);
+        wolfSSL_SSLSetIORecv(client, loop_recv);
+        wolfSSL_SSLSetIOSend(client, loop_send);
+        wolfSSL_SetIOReadCtx(client, &lb);
+        wolfSSL_SetIOWriteCtx(client, &lb);
+        int client_done = 0, server_done = 0, client_err = 0;
+        for (int round = 0; round < 20 && !(client_done && server_done); round++) {
+            if (!client_done) {
+                int r = wolfSSL_connect(client);
+                if (r == WOLFSSL_SUCCESS)
+                    client_done = 1;
+                else if ((client_err = wolfSSL_get_error(client, r)) != WOLFSSL_ERROR_WANT_READ)
+                    break;
+            }
+            if (!server_done) {
+                tls_status st = tls_conn_handshake(lb.server);
+                if (st == TLS_FAILED)
+                    break;
+                server_done = st == TLS_DONE;
+            }
+        }
+        ok = client_done && server_done;
+        char why[WOLFSSL_MAX_ERROR_SZ];
+        wolfSSL_ERR_error_string_n((unsigned long)client_err, why, sizeof(why));
+        if (!ok)
+            snprintf(err, errsz,
+                     "a test handshake with the certificate failed (the client said: %s): does the key "
+                     "belong to the certificate?",
+                     client_err != 0 && client_err != WOLFSSL_ERROR_WANT_READ ? why
+                                                                              : tls_conn_error(lb.server));
+    } else if (client == NULL) {
+        snprintf(err, errsz, "cannot create a TLS client for the start-up test");
+    }
+    tls_conn_free(lb.server);
+    free(lb.in);
+    wolfSSL_free(client);
+    wolfSSL_CTX_free(cctx);
+    return ok ? 0 : -1;
+}
+
 static char *copy_text(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -184,7 +271,7 @@ tls_server *tls_server_new(const cert_set *cs, char *err, size_t errsz)
         return NULL;
     }
     tls_policy def = TLS_POLICY_DEFAULT;
-    if (get_ctx(ts, &def, err, errsz) == NULL) {
+    if (get_ctx(ts, &def, err, errsz) == NULL || self_test(ts, err, errsz) != 0) {
         tls_server_free(ts);
         return NULL;
     }

@@ -822,7 +822,7 @@ static void test_describe(void **state)
     expect_description("rcpt", "{\"reply\": \"550-a\\nb\", \"delay\": \"2s\"}",
                        "delay 2000 ms, then reply 550-a (multi-line)");
     expect_description("mail", "{\"delay\": 100}", "delay 100 ms");
-    expect_description("mail", "{\"raw\": \"250 no CRLF\"}", "raw 11 bytes");
+    expect_description("mail", "{\"raw\": \"250 no CRLF\"}", "send 11 raw bytes");
     expect_description("mail", "{\"reply\": \"451 slow\", \"drip\": 10}", "reply 451 slow at 10 bytes/s");
     expect_description("mail", "{\"reply\": \"451 cut\", \"truncate\": 3}",
                        "reply 451 cut cut after 3 bytes, then close the connection");

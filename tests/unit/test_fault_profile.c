@@ -377,6 +377,19 @@ static void test_durations(void **state)
     assert_int_equal(delay_of("1500"), 1500);
     assert_int_equal(delay_of("0"), 0);
     assert_int_equal(delay_of("86400000"), 86400000);
+    /* only plain decimals: strtod's hex and exponent forms are not durations */
+    expect_rule_errors("{\"stage\": \"mail\"}", "{\"delay\": \"0x10s\"}",
+                       "rules[0].do.delay: expected a duration: milliseconds as a number, or a string such as "
+                       "\"250ms\", \"1.5s\", \"2m\" (at most 24h)",
+                       NULL);
+    expect_rule_errors("{\"stage\": \"mail\"}", "{\"delay\": \"1e3ms\"}",
+                       "rules[0].do.delay: expected a duration: milliseconds as a number, or a string such as "
+                       "\"250ms\", \"1.5s\", \"2m\" (at most 24h)",
+                       NULL);
+    expect_errors("{\"server\": {\"size\": \"0x10\"}}",
+                  "server.size: expected a size in bytes from 1 to 1099511627776 (a number, or a string such as "
+                  "\"10M\")",
+                  NULL);
 
     fault_profile *p =
         rule_ok("{\"stage\": \"mail\", \"after\": \"1.5s\", \"until\": \"2m\"}", "{\"close\": true}");
@@ -732,6 +745,10 @@ static void test_reply_formatting(void **state)
     expect_reply("\"550 a\\n550-b\\n550 c\"", 550, "550-a\r\n550-b\r\n550 c\r\n");
     expect_reply("\"550 a\\n\\nb\"", 550, "550-a\r\n550-\r\n550 b\r\n");
     expect_reply("\"550 a\\r\\nb\"", 550, "550-a\r\n550 b\r\n"); /* CRLF between lines */
+    /* one reply, one code */
+    expect_rule_errors("{\"stage\": \"mail\"}", "{\"reply\": [\"550 a\", \"551 b\"]}",
+                       "rules[0].do.reply: line 2 of the reply has the code 551, line 1 has 550: a reply has one code",
+                       NULL);
     /* a final line break ends the last line and starts no other */
     expect_reply("\"550 5.1.1 User unknown\\r\\n\"", 550, "550 5.1.1 User unknown\r\n");
     expect_reply("\"550 a\\nb\\n\"", 550, "550-a\r\n550 b\r\n");
