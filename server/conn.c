@@ -687,6 +687,11 @@ static void on_timer(uv_timer_t *t)
             conn_close(c, "idle timeout", 0);
             return;
         }
+        if (c->tls_phase != CONN_TLS_NONE && c->tls_phase != CONN_TLS_ACTIVE) {
+            /* No plaintext 421 where the client expects TLS records: just close. */
+            conn_close(c, "idle timeout during the TLS handshake", 0);
+            return;
+        }
         session_timeout(c->s);
         after_session(c);
         return;

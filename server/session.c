@@ -711,6 +711,10 @@ static void cmd_auth(session *s, const smtp_command *cmd)
     size_t n = 0;
     while (n < cmd->arg_len && cmd->arg[n] != ' ')
         n++;
+    if (n == 0) {
+        error_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
     int m = sasl_mech_parse(cmd->arg, n);
     if (m < 0 || !(s->mechs & (1u << m))) {
         error_reply(s, "504 5.5.4 Error: unsupported authentication mechanism %.*s", (int)(n > 32 ? 32 : n),

@@ -369,6 +369,19 @@ static int looks_like_smtp(const char *s, size_t n)
     return 1;
 }
 
+/*
+ * plaintext_alert - the description of the unencrypted alert record at the start of s, or -1. A TLS 1.3
+ * client that rejects our certificate (OpenSSL does this) sends its alert before it has handshake keys,
+ * in plain text, and wolfSSL, expecting an encrypted record, only reports a parse error.
+ */
+static int plaintext_alert(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n < 7 || p[0] != 21 || p[1] != 3 || p[3] != 0 || p[4] != 2)
+        return -1;
+    return p[6];
+}
+
 /* describe_error - tls_conn_error's text for wolfSSL error err */
 static void describe_error(tls_conn *tc, int err)
 {
@@ -400,6 +413,9 @@ tls_status tls_conn_handshake(tls_conn *tc)
         memcpy(first, tc->in + tc->in_off, nfirst);
         first[nfirst] = '\0';
     }
+    int alert = wolfSSL_is_init_finished(tc->ssl)
+                    ? -1
+                    : plaintext_alert(tc->in + tc->in_off, tc->in_len - tc->in_off);
     int r = wolfSSL_accept(tc->ssl);
     if (r == WOLFSSL_SUCCESS)
         return TLS_DONE;
@@ -427,6 +443,9 @@ tls_status tls_conn_handshake(tls_conn *tc)
                 first[i] = '\0';
         snprintf(tc->error, sizeof(tc->error),
                  "the client sent plaintext (\"%s...\") instead of a TLS ClientHello", first);
+    } else if (alert >= 0) {
+        snprintf(tc->error, sizeof(tc->error), "the client sent TLS alert %d (%s)", alert,
+                 fault_tls_alert_name(alert));
     } else {
         describe_error(tc, err);
     }

@@ -15,7 +15,11 @@
  *
  * Output: one JSON line on stdout. For "message":
  *   {"ok": true, "messageId", "response", "accepted", "rejected", "envelope", "log"}
- *   {"ok": false, "code", "responseCode", "response", "command", "message", "log"}
+ *   {"ok": false, "code", "responseCode", "response", "command", "message", "originalCode", "reason",
+ *    "library", "log"}
+ * where "code" is nodemailer's (ESOCKET, ETIMEDOUT, EAUTH, ...), "originalCode" the code of the error
+ * nodemailer wrapped (Node's or OpenSSL's: CERT_HAS_EXPIRED, ERR_SSL_WRONG_VERSION_NUMBER, ...) and
+ * "reason"/"library" OpenSSL's, when the error came from it (null otherwise).
  * For "messages": {"results": [one of the above, in input order], "log"}.
  * "log" is nodemailer's own transcript (its logger, with debug on): {"level", "tnx", "text"} entries.
  * The exit code is 0 whenever a JSON result was printed, 2 for bad input.
@@ -83,7 +87,10 @@ function failure(err) {
         responseCode: err.responseCode === undefined ? null : err.responseCode,
         response: err.response === undefined ? null : err.response,
         command: err.command === undefined ? null : err.command,
-        message: err.message
+        message: err.message,
+        originalCode: err.originalCode === undefined ? null : err.originalCode,
+        reason: err.reason === undefined ? null : err.reason,
+        library: err.library === undefined ? null : err.library
     };
 }
 

@@ -9,7 +9,11 @@
  *     "keepAlive": false,             SMTPKeepAlive: every message over one connection
  *     "secure": "" | "ssl" | "tls",   SMTPSecure: implicit TLS ("ssl") or STARTTLS ("tls"); default none
  *     "autoTLS": false,               SMTPAutoTLS: STARTTLS when offered (default off)
- *     "timeout": 20,                  Timeout in seconds
+ *     "timeout": 20,                  Timeout in seconds (connect and each read; not the wait for a reply)
+ *     "timelimit": 300,               SMTP::Timelimit in seconds: how long PHPMailer waits for a reply
+ *                                     (for the greeting too); PHPMailer's default is 300
+ *     "debugLevel": 2,                SMTPDebug: 2 (DEBUG_SERVER, default) or 3 (DEBUG_CONNECTION, which adds
+ *                                     the connection errors PHP reported, e.g. OpenSSL's)
  *     "ssl": {"cafile": "...", "verify_peer": true, "verify_peer_name": true, "peer_name": "localhost",
  *             "allow_self_signed": false},   SMTPOptions['ssl'], as PHP stream context options
  *     "auth": {"user": "...", "password": "...", "type": "PLAIN"|"LOGIN"|"CRAM-MD5"|"XOAUTH2"|""},
@@ -83,7 +87,10 @@ if (isset($input['auth']) && is_array($input['auth'])) {
     }
 }
 $mail->SMTPKeepAlive = !empty($input['keepAlive']);
-$mail->SMTPDebug = SMTP::DEBUG_SERVER; // client and server lines, kept below
+if (isset($input['timelimit'])) {
+    $mail->getSMTPInstance()->Timelimit = (int)$input['timelimit'];
+}
+$mail->SMTPDebug = (int)($input['debugLevel'] ?? SMTP::DEBUG_SERVER); // client and server lines, kept below
 $mail->Debugoutput = function ($line, $level) use (&$debug) {
     $debug[] = rtrim($line, "\r\n");
 };
