@@ -7,7 +7,7 @@ ARGS   ?=
 CTEST_ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan fuzz format clean bench
+.PHONY: all deps build run test test-asan test-valgrind fuzz format clean bench
 
 all: build
 
@@ -29,6 +29,11 @@ test: deps build
 
 test-asan:
 	$(MAKE) test BUILD=build-asan ASAN=ON
+
+# Every end-to-end test with each server under valgrind memcheck: a leak or memory error fails the test.
+test-valgrind: deps build
+	@.ci/install-deps --test
+	cd $(BUILD) && SMTPFAULT_VALGRIND=1 ctest --output-on-failure -j $(JOBS) -L e2e -LE container --timeout 1200 $(CTEST_ARGS)
 
 fuzz: deps
 	tests/fuzz/run.sh $(FUZZ_SECONDS)

@@ -381,7 +381,11 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (c->phase == CONN_CLOSED)
         return;
     if (status < 0 || c->eof) {
-        conn_close(c, status < 0 ? "shutdown failed" : c->end_reason, 0);
+        conn_close(c,
+                   status == UV_ECONNRESET || status == UV_EPIPE ? "client reset the connection"
+                   : status < 0                                  ? "shutdown failed"
+                                                                 : c->end_reason,
+                   0);
         return;
     }
     /* Keep reading (and discarding) until the client's FIN, so unread input cannot turn our close into an

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -1192,11 +1193,32 @@ static void unknown_command(session *s, const smtp_command *cmd)
         error_reply(s, "500 5.5.2 Error: command not recognized");
 }
 
+/*
+ * log_command - a command line into the transcript, credentials masked: an AUTH initial response and the
+ * lines of a SASL exchange carry passwords (base64 is not a disguise), so only their length is shown.
+ */
+static void log_command(session *s, const char *line, size_t len)
+{
+    if (s->state == ST_AUTH) {
+        eventf(s, LOG_INFO, "command", "(SASL response, %zu bytes)", len);
+        return;
+    }
+    if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+        const char *sp = memchr(line + 5, ' ', len - 5);
+        if (sp != NULL) {
+            eventf(s, LOG_INFO, "command", "%.*s (initial response, %zu bytes)", (int)(sp - line), line,
+                   len - (size_t)(sp + 1 - line));
+            return;
+        }
+    }
+    event(s, LOG_INFO, "command", line, len);
+}
+
 /* handle_line - one command line, terminator removed */
 static void handle_line(session *s, const char *line, size_t len, size_t raw_len)
 {
     if (!s->pending) /* a line run again after a delay is logged once */
-        event(s, LOG_INFO, "command", line, len);
+        log_command(s, line, len);
     if (s->state == ST_AUTH) {
         auth_line(s, line, len);
         return;
@@ -1278,12 +1300,18 @@ static size_t consume(session *s, const char *buf, size_t len)
         if (st == SMTP_LINE_NEED_MORE)
             break;
         if (st == SMTP_LINE_TOO_LONG) {
-            event(s, LOG_INFO, "command", p, avail);
+            /* SASL lines (the AUTH command and its responses) may be longer than commands: RFC 4954 4. */
+            int sasl = s->state == ST_AUTH || (avail >= 5 && strncasecmp(p, "AUTH ", 5) == 0);
+            log_command(s, p, avail);
             s->discarding = 1;
             if (s->state == ST_AUTH)
                 set_state(s, command_state(s));
-            error_reply(s, "500 5.5.2 Error: line too long (limit %d octets, RFC 5321 4.5.3.1.4)",
-                        SMTP_COMMAND_LINE_MAX);
+            if (sasl)
+                error_reply(s, "500 5.5.2 Error: line too long (limit %d octets, RFC 4954 section 4)",
+                            SMTP_AUTH_LINE_MAX);
+            else
+                error_reply(s, "500 5.5.2 Error: line too long (limit %d octets, RFC 5321 4.5.3.1.4)",
+                            SMTP_COMMAND_LINE_MAX);
             continue;
         }
         handle_line(s, p, line_len, used);
