@@ -840,6 +840,8 @@ void fault_decision_describe(const fault_decision *d, char *out, size_t outsz)
     }
     if (a->raw)
         PUT("%sraw %zu bytes", o ? ", then " : "", a->raw_len);
+    if ((a->drip_bps || a->truncate) && !a->reply && !a->raw)
+        PUT("%snormal reply", o ? ", then " : ""); /* what the drip or the cut applies to */
     if (a->drip_bps)
         PUT(" at %u bytes/s", a->drip_bps);
     if (a->truncate)
