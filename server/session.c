@@ -395,6 +395,10 @@ static void step_done(session *s)
         s->drip_bps = 0;
         return;
     }
+    if (s->drip_bps > 0 && (s->truncating || s->close_after == FAULT_CLOSE_FIN)) {
+        s->host->drip(s->ctx, s->drip_bps); /* the reply is dripped, then the connection closes */
+        s->drip_bps = 0;
+    }
     if (s->truncating) {
         s->truncating = 0;
         s->close_after = FAULT_CLOSE_NONE;
