@@ -189,9 +189,11 @@ def swaks_errors(proc):
     return re.findall(r"^<\*\* +(.*)$", proc.stdout, re.M)
 
 
-def smtplib_client(srv, listener="smtp", timeout=20, ehlo="smtplib.test.example"):
-    """An smtplib.SMTP connected to the listener, EHLO'd as `ehlo` (None: not yet)."""
-    client = smtplib.SMTP(srv.host, listener_port(srv, listener), timeout=timeout, local_hostname="smtplib.test.example")
+def smtplib_client(srv, listener="smtp", timeout=20, ehlo="smtplib.test.example", source=None):
+    """An smtplib.SMTP connected to the listener (from the loopback address `source`, e.g. "127.0.0.2",
+    when given), EHLO'd as `ehlo` (None: not yet)."""
+    client = smtplib.SMTP(srv.host, listener_port(srv, listener), timeout=timeout,
+                          local_hostname="smtplib.test.example", source_address=(source, 0) if source else None)
     if ehlo:
         client.ehlo(ehlo)
     return client
@@ -212,9 +214,10 @@ def smtplib_send(srv, sender=SENDER, rcpts=(RCPT,), msg=b"Subject: fault test\r\
 OK = "ok"  # an expectation: the client reports success
 
 
-def check_nodemailer(srv, expect, sender=SENDER, rcpts=(RCPT,), **transport):
-    """Send with Nodemailer and check the fields of its result named in expect ({"code": ..., ...})."""
-    r = nodemailer(srv, {"from": sender, "to": list(rcpts)}, **transport)
+def check_nodemailer(srv, expect, sender=SENDER, rcpts=(RCPT,), message=None, **transport):
+    """Send with Nodemailer (message: more sendMail options) and check the fields of its result named in
+    expect ({"code": ..., ...}), or that it succeeded (OK)."""
+    r = nodemailer(srv, {"from": sender, "to": list(rcpts), **(message or {})}, **transport)
     for key, value in ({"ok": True} if expect == OK else expect).items():
         assert r.get(key) == value, f"Nodemailer {key} is {r.get(key)!r}, expected {value!r}: {r}"
     return r
@@ -248,10 +251,10 @@ def check_swaks(srv, expect, *args, sender=SENDER, rcpts=(RCPT,)):
     return p
 
 
-def check_smtplib(srv, expect, sender=SENDER, rcpts=(RCPT,)):
-    """sendmail with smtplib; expect is what it returns (the refused recipients), or (exception class,
-    smtp_code, smtp_error), or (SMTPRecipientsRefused, its recipients)."""
-    got = smtplib_send(srv, sender, rcpts)
+def check_smtplib(srv, expect, sender=SENDER, rcpts=(RCPT,), **kw):
+    """sendmail with smtplib (kw: smtplib_send's msg, source...); expect is what it returns (the refused
+    recipients), or (exception class, smtp_code, smtp_error), or (SMTPRecipientsRefused, its recipients)."""
+    got = smtplib_send(srv, sender, rcpts, **kw)
     if isinstance(expect, tuple):
         assert isinstance(got, expect[0]), f"smtplib: {got!r}, expected {expect[0].__name__}"
         if expect[0] is smtplib.SMTPRecipientsRefused:

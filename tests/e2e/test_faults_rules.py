@@ -173,6 +173,14 @@ def test_client_cidr_condition(fault_server, cidr, fires):
     assert nodemailer_outcome(srv) == expected
 
 
+def test_client_condition_tells_loopback_addresses_apart(fault_server):
+    srv = fault_server([reply_rule("mail", "554 5.7.1 Your address is listed", client="127.0.0.2/32")])
+    assert outcome(smtplib_send(srv)) == "ok"
+    assert outcome(smtplib_send(srv, source="127.0.0.2")) == "554"
+    check_nodemailer(srv, {"code": "EENVELOPE", "responseCode": 554}, localAddress="127.0.0.2")
+    check_nodemailer(srv, OK, localAddress="127.0.0.3")
+
+
 def tls_context():
     return ssl.create_default_context(cafile=ca_file())
 
