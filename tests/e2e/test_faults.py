@@ -352,6 +352,39 @@ def test_positive_mail_and_rcpt_replies_only_change_the_text(fault_server):
     assert all(m.sender == SENDER and m.recipients == [RCPT] for m in messages)
 
 
+def test_positive_ehlo_and_data_replies(fault_server):
+    srv = fault_server([reply_rule("ehlo", "250 mx.example.com at your service"),
+                        reply_rule("data", "354 Go ahead, make my day")])
+    with smtplib_client(srv) as client:
+        # The one-line 250 replaces the whole EHLO reply: no extensions are offered.
+        assert client.ehlo_resp == b"mx.example.com at your service" and client.esmtp_features == {}
+        assert client.sendmail(SENDER, [RCPT], b"Subject: x\r\n\r\nx\r\n") == {}
+    r = check_nodemailer(srv, OK)
+    assert "354 Go ahead, make my day" in [e["text"] for e in r["log"] if e["tnx"] == "server"]
+    assert len(srv.wait_for_messages(2)) == 2
+
+
+def test_bdat_data_and_data_end_stages(fault_server):
+    srv = fault_server([reply_rule("data", "554 5.7.1 No chunks from you", sender="no@*"),
+                        reply_rule("data_end", "250 2.0.0 Chunks kept, id=42", sender="yes@*")])
+    with srv.connect() as c:
+        raw_envelope(c, sender="no@example.org")
+        # The first BDAT of a message is the data stage: refused, its bytes read and dropped.
+        c.send(b"BDAT 5\r\nhello")
+        c.expect(554, "5.7.1 No chunks from you")
+        c.cmd("RSET", 250)
+        c.cmd("MAIL FROM:<yes@example.org>", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.send(b"BDAT 6\r\nhello ")
+        c.expect(250, "2.0.0 6 octets received")
+        # BDAT LAST is the data_end stage.
+        c.send(b"BDAT 5 LAST\r\nworld")
+        c.expect(250, "2.0.0 Chunks kept, id=42")
+    (m,) = srv.wait_for_messages(1)
+    assert m.raw == b"hello world" and m.sender == "yes@example.org"
+    assert [f[2] for f in fault_lines(srv)] == ["data", "data_end"]
+
+
 def test_discard_every_client_succeeds_nothing_stored(fault_server):
     srv = fault_server([rule("data_end", {"discard": True})])
     out = check_clients(srv, nodemailer=OK, phpmailer=OK, swaks=(0, []), smtplib={})

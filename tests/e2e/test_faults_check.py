@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import Server, run_binary
+from conftest import Server, run_binary, sanitizer_reports
 
 STAGES = ("connect, greeting, ehlo, starttls, tls_handshake, auth, mail, rcpt, data, data_end, rset, vrfy, noop, "
           "help, quit, unknown")
@@ -186,6 +186,7 @@ def start_refused(tmp_path, profile_path):
     with pytest.raises(AssertionError, match="exited with 2 before listening"):
         srv.start()
     assert not srv.ports_file.exists()
+    assert not sanitizer_reports(srv.log()), srv.log()
     return srv.returncode, srv.log()
 
 
