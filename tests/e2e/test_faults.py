@@ -435,11 +435,11 @@ def test_delay_alone_is_a_slow_normal_reply(fault_server):
 
 
 def test_greeting_delay_longer_than_the_client_waits(fault_server):
-    srv = fault_server([rule("greeting", {"delay": "4s"})])
+    srv = fault_server([rule("greeting", {"delay": "2500ms"})])
     check_nodemailer(srv, {"code": "ETIMEDOUT", "command": "CONN", "message": "Greeting never received"},
-                     greetingTimeout=1000)
+                     greetingTimeout=500)
     with pytest.raises((smtplib.SMTPServerDisconnected, TimeoutError)):
-        smtplib.SMTP(srv.host, srv.port, timeout=1)
+        smtplib.SMTP(srv.host, srv.port, timeout=0.5)
     assert srv.message_ids() == []
 
 
