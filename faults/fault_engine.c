@@ -747,10 +747,11 @@ void fault_decide(fault_conn *fc, fault_stage stage, const fault_facts *f, int64
             d->act = &d->own;
             if (r->act.reply == NULL) {
                 char text[400];
+                long long secs = (left + 999) / 1000;
                 snprintf(
                     text, sizeof(text),
-                    "450 4.2.0 <%.256s>: Recipient address rejected: Greylisted, try again in %lld seconds",
-                    f->rcpt ? f->rcpt : "", (long long)((left + 999) / 1000));
+                    "450 4.2.0 <%.256s>: Recipient address rejected: Greylisted, try again in %lld second%s",
+                    f->rcpt ? f->rcpt : "", secs, secs == 1 ? "" : "s");
                 fault_action keep = d->own;
                 set_reply(d, text, keep.close);
                 d->own.delay_ms = keep.delay_ms;
@@ -842,7 +843,7 @@ void fault_decision_describe(const fault_decision *d, char *out, size_t outsz)
     } else if (a->raw) {
         PUT("%ssend %zu raw bytes", SEP, a->raw_len);
     } else if (a->drip_bps || a->truncate) {
-        PUT("%sthe normal reply", SEP);
+        PUT("%snormal reply", SEP);
     }
     if (a->drip_bps)
         PUT(" at %u bytes/s", a->drip_bps);

@@ -76,15 +76,18 @@ struct conn {
     int handles_open;
     int commit_pending; /* a --store-dir write refers to this connection */
     int reading;
-    int drain_requested;    /* the server is stopping: 421 once the transaction in flight ends */
-    int eof;                /* the client shut its side down */
-    int hanging;            /* a connect-stage hang: no session, input discarded */
+    int drain_requested; /* the server is stopping: 421 once the transaction in flight ends */
+    int eof;             /* the client shut its side down */
+    int hanging;         /* a connect-stage hang: no session, input discarded */
+    int reset_at_end;    /* a reset fault after a dripped reply: RST once the drip is written */
+    unsigned writes_pending;
     const char *end_reason; /* why the session ended, for the close log line */
     char client[STORE_CLIENT_MAX];
     char *out; /* plaintext output of the current batch */
     size_t out_len, out_cap;
-    uint32_t drip_bps; /* the batch being built is dripped at this rate */
-    char *drip;        /* output being dripped: drip[drip_off .. drip_len) */
+    uint32_t drip_bps;  /* the batch being built is dripped at this rate */
+    uint32_t drip_rate; /* the rate of the drip in progress (drip_bps is reset after each batch) */
+    char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
     size_t drip_len, drip_off;
     uint64_t bytes_in, bytes_out;
     uint64_t started_ms;     /* loop time */
@@ -243,6 +246,11 @@ static void on_write(uv_write_t *req, int status)
     conn *c = w->c;
     free(w->data);
     free(w);
+    c->writes_pending--;
+    if (status == 0 && c->reset_at_end && c->writes_pending == 0 && c->drip == NULL) {
+        conn_close(c, c->end_reason, 1); /* the dripped reply is out: now the reset */
+        return;
+    }
     if (status < 0) {
         if (status != UV_ECANCELED)
             conn_close(c,
@@ -276,7 +284,9 @@ static void queue_write(conn *c, char *data, size_t len)
         free(data);
         free(w);
         conn_close(c, "write failed", 0);
+        return;
     }
+    c->writes_pending++;
 }
 
 /* send_tls_output - whatever wolfSSL produced (handshake records, alerts, application data) */
@@ -313,10 +323,10 @@ static void drip_tick(conn *c)
         after_session(c);
         return;
     }
-    /* Below 10 bytes/s, one byte per 1/bps seconds; above, bps/10 bytes per tick. */
-    uint32_t bps = c->drip_bps ? c->drip_bps : 1;
+    /* About one tick per CONN_DRIP_TICK_MS: n bytes, then a wait of n/bps seconds, so any rate holds. */
+    uint32_t bps = c->drip_rate ? c->drip_rate : 1;
     size_t n = bps < 10 ? 1 : bps / 10;
-    uint64_t wait = bps < 10 ? 1000 / bps : CONN_DRIP_TICK_MS;
+    uint64_t wait = ((uint64_t)n * 1000 + bps / 2) / bps;
     if (n > left)
         n = left;
     char *chunk = malloc(n);
@@ -345,6 +355,7 @@ static void flush(conn *c)
         c->drip = data;
         c->drip_len = len;
         c->drip_off = 0;
+        c->drip_rate = c->drip_bps;
         drip_tick(c);
         return;
     }
@@ -407,10 +418,12 @@ static void end_gracefully(conn *c, const char *reason)
 static void host_close(void *ctx, const char *reason, int reset)
 {
     conn *c = ctx;
-    if (reset)
+    if (reset && c->drip_bps == 0 && c->drip == NULL) {
         conn_close(c, reason, 1);
-    else
-        end_gracefully(c, reason);
+        return;
+    }
+    c->reset_at_end = reset; /* a reply is being dripped: it goes out first */
+    end_gracefully(c, reason);
 }
 
 /* -- commit --------------------------------------------------------------------------------------------- */
@@ -842,6 +855,11 @@ static void after_session(conn *c)
     }
     if (c->phase == CONN_CLOSED)
         return;
+    if (c->phase == CONN_FLUSHING && c->drip == NULL && c->reset_at_end) {
+        if (c->writes_pending == 0)
+            conn_close(c, c->end_reason, 1);
+        return; /* on_write resets once the last bytes are written */
+    }
     if (c->phase == CONN_FLUSHING && c->drip == NULL) {
         uv_timer_stop(&c->timer);
         if (c->tls_phase == CONN_TLS_ACTIVE) {

@@ -396,6 +396,10 @@ static void step_done(session *s)
         s->drip_bps = 0;
         return;
     }
+    if (s->drip_bps > 0 && (s->truncating || s->close_after != FAULT_CLOSE_NONE)) {
+        s->host->drip(s->ctx, s->drip_bps); /* the reply is dripped, then the connection closes (or resets) */
+        s->drip_bps = 0;
+    }
     if (s->truncating) {
         s->truncating = 0;
         s->close_after = FAULT_CLOSE_NONE;
