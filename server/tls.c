@@ -422,7 +422,12 @@ tls_status tls_conn_handshake(tls_conn *tc)
     int err = wolfSSL_get_error(tc->ssl, r);
     if (err == WOLFSSL_ERROR_WANT_READ && !tc->peer_eof)
         return TLS_WANT;
-    if (!plaintext && tc->policy.max < TLS_V1_2 && (err == MATCH_SUITE_ERROR || err == VERSION_ERROR)) {
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    int client_alerted =
+        alert >= 0 || (wolfSSL_get_alert_history(tc->ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code > 0);
+    if (!plaintext && !client_alerted && tc->policy.max < TLS_V1_2 &&
+        (err == MATCH_SUITE_ERROR || err == VERSION_ERROR)) {
         /* A server limited to TLS 1.1 facing a client that offers only 1.2 and later: wolfSSL finds no
          * common cipher suite and says handshake_failure; OpenSSL-based servers, which users meet, say
          * protocol_version (RFC 5246 appendix E.1), and clients then report a version error. */

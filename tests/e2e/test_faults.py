@@ -547,7 +547,7 @@ def test_raw_reply_with_a_bad_code(fault_server):
     assert [r["lastReply"] for r in out["phpmailer"]] == [f"99 bad code\r\n{timeout_421}"] * 2
     assert 5 < took < 40, took
     assert srv.message_ids() == []
-    assert fault_lines(srv)[0][3] == "raw 13 bytes"
+    assert fault_lines(srv)[0][3] == "send 13 raw bytes"
 
 
 def test_raw_reply_without_crlf(fault_server):
