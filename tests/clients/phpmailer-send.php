@@ -9,7 +9,9 @@
  *     "keepAlive": false,             SMTPKeepAlive: every message over one connection
  *     "secure": "" | "ssl" | "tls",   SMTPSecure: implicit TLS ("ssl") or STARTTLS ("tls"); default none
  *     "autoTLS": false,               SMTPAutoTLS: STARTTLS when offered (default off)
- *     "timeout": 20,                  Timeout in seconds
+ *     "timeout": 20,                  Timeout in seconds (connecting, and each read once data flows)
+ *     "timelimit": 300,               SMTP::$Timelimit: seconds to wait for each reply (default 300; Timeout
+ *                                     does not bound that wait)
  *     "ssl": {"cafile": "...", "verify_peer": true, "verify_peer_name": true, "peer_name": "localhost",
  *             "allow_self_signed": false},   SMTPOptions['ssl'], as PHP stream context options
  *     "auth": {"user": "...", "password": "...", "type": "PLAIN"|"LOGIN"|"CRAM-MD5"|"XOAUTH2"|""},
@@ -70,6 +72,9 @@ $mail->SMTPAuth = false;
 $mail->SMTPAutoTLS = !empty($input['autoTLS']);
 $mail->SMTPSecure = $input['secure'] ?? '';
 $mail->Timeout = (int)($input['timeout'] ?? 20);
+if (isset($input['timelimit'])) {
+    $mail->getSMTPInstance()->Timelimit = (int)$input['timelimit'];
+}
 if (isset($input['ssl']) && is_array($input['ssl'])) {
     $mail->SMTPOptions = ['ssl' => $input['ssl']];
 }
