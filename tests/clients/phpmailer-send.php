@@ -74,6 +74,9 @@ $mail->SMTPAuth = false;
 $mail->SMTPAutoTLS = !empty($input['autoTLS']);
 $mail->SMTPSecure = $input['secure'] ?? '';
 $mail->Timeout = (int)($input['timeout'] ?? 20);
+if (isset($input['timelimit'])) {
+    $mail->getSMTPInstance()->Timelimit = (int)$input['timelimit'];
+}
 if (isset($input['ssl']) && is_array($input['ssl'])) {
     $mail->SMTPOptions = ['ssl' => $input['ssl']];
 }
@@ -87,9 +90,6 @@ if (isset($input['auth']) && is_array($input['auth'])) {
     }
 }
 $mail->SMTPKeepAlive = !empty($input['keepAlive']);
-if (isset($input['timelimit'])) {
-    $mail->getSMTPInstance()->Timelimit = (int)$input['timelimit'];
-}
 $mail->SMTPDebug = (int)($input['debugLevel'] ?? SMTP::DEBUG_SERVER); // client and server lines, kept below
 $mail->Debugoutput = function ($line, $level) use (&$debug) {
     $debug[] = rtrim($line, "\r\n");

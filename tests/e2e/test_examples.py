@@ -1,0 +1,55 @@
+"""
+The examples in examples/ (Node.js, PHP, Python) run against a started server, so that they cannot rot.
+
+Each example's test is run as its README says, with SMTPFAULT_SMTP and SMTPFAULT_ADMIN pointing at a server
+started here with its defaults; it must exit 0. The Node.js example uses tests/clients' Nodemailer when it
+has no node_modules of its own.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CLIENTS_DIR, PHPMAILER_AUTOLOAD, REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "examples"
+EXAMPLE_TIMEOUT = 120
+
+
+def run_example(srv, argv, cwd, extra_env=None):
+    env = dict(os.environ, SMTPFAULT_SMTP=srv.listener("smtp")["address"],
+               SMTPFAULT_ADMIN=srv.listener("admin")["address"], PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra_env or {})
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
+                          timeout=EXAMPLE_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"{' '.join(argv)} in {cwd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_node_example(server):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    env = {}
+    if not (EXAMPLES / "node" / "node_modules" / "nodemailer").is_dir():
+        if not (CLIENTS_DIR / "node_modules" / "nodemailer").is_dir():
+            pytest.skip("nodemailer is not installed (npm ci in examples/node or tests/clients)")
+        env["NODE_PATH"] = str(CLIENTS_DIR / "node_modules")
+    proc = run_example(server, [node, "--test"], EXAMPLES / "node", env)
+    assert "# fail 0" in proc.stdout, proc.stdout
+
+
+def test_php_example(server):
+    php = shutil.which("php")
+    if php is None or not PHPMAILER_AUTOLOAD.exists():
+        pytest.skip("php or Debian's libphp-phpmailer is not installed")
+    proc = run_example(server, [php, "test_send_welcome.php"], EXAMPLES / "php")
+    assert "all 4 passed" in proc.stdout, proc.stdout
+
+
+def test_python_example(server):
+    proc = run_example(server, [sys.executable, "-m", "unittest", "-v"], EXAMPLES / "python")
+    assert "Ran 5 tests" in proc.stderr and "OK" in proc.stderr, proc.stderr
