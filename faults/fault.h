@@ -86,6 +86,37 @@ typedef struct fault_action {
     int tls_min, tls_max; /* tls_handshake: tls_version range (-1: the profile's) */
 } fault_action;
 
+/* X(name, "what it becomes") - placeholders replies, the banner and the EHLO text may hold: {rcpt} */
+#define FAULT_PLACEHOLDER_LIST(X)         \
+    X(client, "the client's IP address")  \
+    X(sender, "the MAIL FROM address")    \
+    X(rcpt, "the recipient of this RCPT") \
+    X(helo, "the EHLO/HELO name")         \
+    X(user, "the authenticated user")     \
+    X(hostname, "the server's host name") \
+    X(listener, "the listener's name")
+
+typedef enum fault_placeholder {
+#define FAULT_PLACEHOLDER_ENUM(name, what) FAULT_VAR_##name,
+    FAULT_PLACEHOLDER_LIST(FAULT_PLACEHOLDER_ENUM)
+#undef FAULT_PLACEHOLDER_ENUM
+        FAULT_VAR_COUNT
+} fault_placeholder;
+
+/* fault_vars - the values placeholders become (NULL: empty) */
+typedef struct fault_vars {
+    const char *v[FAULT_VAR_COUNT];
+} fault_vars;
+
+/*
+ * fault_check_placeholders - NULL when every '{' in text starts a known placeholder ("{rcpt}") or is "{{"
+ * (a literal brace, as "}}" is); otherwise what is wrong, in a static string.
+ */
+const char *fault_check_placeholders(const char *text);
+
+/* fault_expand - text with its placeholders replaced, into out (cut to outsz); the length written */
+size_t fault_expand(const char *text, size_t len, const fault_vars *vars, char *out, size_t outsz);
+
 /* fault_addr - a client address, for CIDR conditions and per-client limits */
 typedef struct fault_addr {
     int family; /* 4 or 6 */
@@ -147,6 +178,8 @@ typedef struct fault_settings {
     const char *description;
     const char *hostname;  /* NULL: the server's */
     const char *greeting;  /* text after the host name in the 220 banner, NULL: the server's */
+    const char *banner;    /* the whole text after "220 " (placeholders allowed), NULL: as above */
+    const char *ehlo_text; /* the first line of the EHLO reply after "250-" (placeholders), NULL: host name */
     uint64_t size;         /* SIZE limit, 0: the server's */
     size_t max_recipients; /* 0: the server's */
     int magic;             /* magic addresses: 1 on, 0 off, -1 as the server says (--no-magic) */

@@ -695,11 +695,11 @@ static int limit_fires(fault_conn *fc, fault_stage stage, int64_t now, fault_dec
         fc->concurrent > p->conns_per_client.max) {
         l = &p->conns_per_client;
         name = "connections_per_client";
-    } else if (stage == FAULT_STAGE_MAIL && p->msgs_per_conn.max > 0 &&
+    } else if (stage == p->msgs_per_conn.at && p->msgs_per_conn.max > 0 &&
                fc->messages >= p->msgs_per_conn.max) {
         l = &p->msgs_per_conn;
         name = "messages_per_connection";
-    } else if (stage == FAULT_STAGE_MAIL && p->msgs_per_minute.max > 0) {
+    } else if (stage == p->msgs_per_minute.at && p->msgs_per_minute.max > 0) {
         rate_window *w = NULL;
         if (p->msgs_per_minute.per_server) {
             w = fc->run->server_messages;

@@ -39,6 +39,7 @@ typedef struct fault_rule {
 /* fault_limit - a provider-style rate limit and the reply given past it */
 typedef struct fault_limit {
     uint32_t max;   /* 0: no limit */
+    fault_stage at; /* where a message limit is checked (mail by default) */
     int per_server; /* messages_per_minute: counted for the whole server, not per client address */
     fault_action act;
 } fault_limit;

@@ -576,6 +576,66 @@ int fault_format_reply(const char *const *lines, size_t n, char *out, size_t out
     return (int)o;
 }
 
+static const char *const placeholder_names[] = {
+#define PLACEHOLDER_NAME(name, what) #name,
+    FAULT_PLACEHOLDER_LIST(PLACEHOLDER_NAME)
+#undef PLACEHOLDER_NAME
+};
+
+/* placeholder_at - the placeholder "{name}" at s (its index and length), or -1 */
+static int placeholder_at(const char *s, size_t avail, size_t *len)
+{
+    for (size_t i = 0; i < COUNT(placeholder_names); i++) {
+        size_t n = strlen(placeholder_names[i]);
+        if (avail >= n + 2 && s[0] == '{' && strncmp(s + 1, placeholder_names[i], n) == 0 &&
+            s[n + 1] == '}') {
+            *len = n + 2;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+const char *fault_check_placeholders(const char *text)
+{
+    size_t len = strlen(text), plen;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] != '{')
+            continue;
+        if (i + 1 < len && text[i + 1] == '{') {
+            i++;
+            continue;
+        }
+        if (placeholder_at(text + i, len - i, &plen) < 0)
+            return "an unknown placeholder: the text may hold {client}, {sender}, {rcpt}, {helo}, {user}, "
+                   "{hostname} and {listener} (write {{ and }} for literal braces)";
+        i += plen - 1;
+    }
+    return NULL;
+}
+
+size_t fault_expand(const char *text, size_t len, const fault_vars *vars, char *out, size_t outsz)
+{
+    size_t o = 0, plen;
+    for (size_t i = 0; i < len && o + 1 < outsz; i++) {
+        int p;
+        if ((text[i] == '{' || text[i] == '}') && i + 1 < len && text[i + 1] == text[i]) {
+            out[o++] = text[i]; /* "{{" and "}}" are literal braces */
+            i++;
+        } else if (text[i] == '{' && (p = placeholder_at(text + i, len - i, &plen)) >= 0) {
+            const char *v = vars->v[p] ? vars->v[p] : "";
+            for (; *v && o + 1 < outsz; v++)
+                if ((unsigned char)*v >= 0x20) /* a value never breaks the reply's lines */
+                    out[o++] = *v;
+            i += plen - 1;
+        } else {
+            out[o++] = text[i];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* reply_lines - a reply value: "text" (lines split at \n) or ["line", ...]; compiled into act */
 static void compile_reply(compiler *c, const cJSON *v, const char *path, fault_action *act)
 {
@@ -621,6 +681,11 @@ static void compile_reply(compiler *c, const cJSON *v, const char *path, fault_a
     free(copy);
     if (len < 0) {
         error(c, path, "%s", why);
+        return;
+    }
+    const char *bad = fault_check_placeholders(buf);
+    if (bad != NULL) {
+        error(c, path, "%s", bad);
         return;
     }
     act->reply = keep_text(c, buf);
@@ -1165,8 +1230,21 @@ static void ehlo_item(compiler *c, const cJSON *item, const char *path, void *ct
         *caps |= 1u << i;
 }
 
-static const char *const server_keys[] = {"hostname", "greeting",        "size",   "max_recipients",
-                                          "users",    "auth_mechanisms", "comment"};
+static const char *const server_keys[] = {"hostname", "greeting",       "banner", "ehlo_text",
+                                          "size",     "max_recipients", "users",  "auth_mechanisms",
+                                          "comment"};
+
+/* get_template - a one-line text that may hold placeholders */
+static const char *get_template(compiler *c, const cJSON *v, const char *path, size_t max)
+{
+    const char *t = get_text(c, v, path, max);
+    const char *bad = t ? fault_check_placeholders(t) : NULL;
+    if (bad != NULL) {
+        error(c, path, "%s", bad);
+        return NULL;
+    }
+    return t;
+}
 
 static void compile_server(compiler *c, const cJSON *v, const char *path, fault_settings *s)
 {
@@ -1182,11 +1260,27 @@ static void compile_server(compiler *c, const cJSON *v, const char *path, fault_
         else if (t != NULL)
             s->hostname = keep_text(c, t);
     }
-    if ((x = get(v, "greeting")) != NULL) {
-        sub(p, path, "greeting", 0);
-        const char *t = get_text(c, x, p, 400);
+    static const struct {
+        const char *key;
+        size_t off;
+    } templates[] = {
+        {"greeting", offsetof(fault_settings, greeting)},
+        {"banner", offsetof(fault_settings, banner)},
+        {"ehlo_text", offsetof(fault_settings, ehlo_text)},
+    };
+    for (size_t i = 0; i < COUNT(templates); i++) {
+        if ((x = get(v, templates[i].key)) == NULL)
+            continue;
+        sub(p, path, templates[i].key, 0);
+        const char *t = get_template(c, x, p, 400);
         if (t != NULL)
-            s->greeting = keep_text(c, t);
+            *(const char **)((char *)s + templates[i].off) = keep_text(c, t);
+    }
+    if (get(v, "greeting") != NULL && get(v, "banner") != NULL) {
+        sub(p, path, "banner", 0);
+        error(c, p,
+              "give either \"greeting\" (the text after the host name) or \"banner\" (the whole text), "
+              "not both");
     }
     if ((x = get(v, "size")) != NULL) {
         sub(p, path, "size", 0);
@@ -1284,20 +1378,34 @@ static void default_reply(compiler *c, const char *text, fault_action *act)
     }
 }
 
+/*
+ * compile_limit - a limit: a number, or {"max", "reply", "comment"} plus, for message limits (nkeys 4 or
+ * 5), "at" (the stage that counts) and, for messages_per_minute (nkeys 5), "per".
+ */
 static void compile_limit(compiler *c, const cJSON *v, const char *path, fault_limit *l, const char *dflt,
-                          int with_per)
+                          size_t nkeys)
 {
-    /* "per" last: only messages_per_minute takes it; every limit may hold a comment */
-    static const char *const keys[] = {"max", "reply", "comment", "per"};
+    static const char *const keys[] = {"max", "reply", "comment", "at", "per"};
     long long n;
-    const cJSON *max = v, *reply = NULL, *per = NULL, *comment = NULL;
+    const cJSON *max = v, *reply = NULL, *per = NULL, *comment = NULL, *at = NULL;
+    l->at = FAULT_STAGE_MAIL;
     if (cJSON_IsObject(v)) {
-        if (check_keys(c, v, path, keys, with_per ? COUNT(keys) : COUNT(keys) - 1) != 0)
+        if (check_keys(c, v, path, keys, nkeys) != 0)
             return;
         max = get(v, "max");
         reply = get(v, "reply");
         per = get(v, "per");
         comment = get(v, "comment");
+        at = get(v, "at");
+    }
+    if (at != NULL) {
+        static const char *const stages[] = {"mail", "rcpt", "data"};
+        static const fault_stage values[] = {FAULT_STAGE_MAIL, FAULT_STAGE_RCPT, FAULT_STAGE_DATA};
+        char q[PATH_MAX_LEN];
+        sub(q, path, "at", 0);
+        int i = get_choice(c, at, q, "stage", stages, COUNT(stages));
+        if (i >= 0)
+            l->at = values[i];
     }
     char p[PATH_MAX_LEN];
     if (comment != NULL) {
@@ -1335,16 +1443,16 @@ static void compile_limits(compiler *c, const cJSON *v, const char *path, fault_
     if ((x = get(v, "connections_per_client")) != NULL) {
         sub(p, path, "connections_per_client", 0);
         compile_limit(c, x, p, &prof->conns_per_client,
-                      "421 4.7.0 Too many connections from your IP, try again later", 0);
+                      "421 4.7.0 Too many connections from your IP, try again later", 3);
     }
     if ((x = get(v, "messages_per_connection")) != NULL) {
         sub(p, path, "messages_per_connection", 0);
         compile_limit(c, x, p, &prof->msgs_per_conn,
-                      "421 4.7.0 Too many messages for this session, try again later", 0);
+                      "421 4.7.0 Too many messages for this session, try again later", 4);
     }
     if ((x = get(v, "messages_per_minute")) != NULL) {
         sub(p, path, "messages_per_minute", 0);
-        compile_limit(c, x, p, &prof->msgs_per_minute, "450 4.7.1 Error: too much mail, slow down", 1);
+        compile_limit(c, x, p, &prof->msgs_per_minute, "450 4.7.1 Error: too much mail, slow down", 5);
     }
     if ((x = get(v, "comment")) != NULL) {
         sub(p, path, "comment", 0);

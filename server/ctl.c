@@ -39,8 +39,9 @@ static const char ctl_usage[] =
     "Commands:\n"
     "  ping                       exit 0 when the server answers (a health check)\n"
     "  version | stats | sessions | session ID | ca\n"
-    "  load FILE                  put the profile in FILE in force (read here, sent inline)\n"
-    "  validate FILE              check a profile without loading it\n"
+    "  load FILE|NAME             put a profile in force: a file here (sent inline), or the name of one\n"
+    "                             shipped with the server (smtpfault profiles)\n"
+    "  validate FILE|NAME         check a profile without loading it\n"
     "  profile                    the profile in force\n"
     "  clear-profile              back to the default profile\n"
     "  messages [--to GLOB] [--from GLOB] [--since ID] [--limit N]\n"
@@ -461,6 +462,14 @@ static cJSON *build_request(ctl *c, int argc, char **argv)
             goto usage;
         }
         cJSON_AddStringToObject(req, "cmd", strcmp(cmd, "load") == 0 ? "profile.load" : "profile.validate");
+        uv_fs_t st;
+        int is_file = uv_fs_stat(NULL, &st, argv[1], NULL) == 0;
+        uv_fs_req_cleanup(&st);
+        if (!is_file && strchr(argv[1], '/') == NULL) {
+            /* not a file here: the name of a profile shipped with the server (smtpfault profiles) */
+            cJSON_AddStringToObject(req, "name", argv[1]);
+            return req;
+        }
         if (profile_request(argv[1], req) != 0) {
             cJSON_Delete(req);
             c->exit_code = 1;

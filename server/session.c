@@ -83,6 +83,8 @@ struct session {
     fault_conn *faults;
     const char *hostname;
     const char *greeting;
+    const char *banner;    /* the profile's whole banner text (placeholders) */
+    const char *ehlo_text; /* the profile's first EHLO line (placeholders) */
     uint64_t max_size;
     size_t max_rcpts;
     unsigned ehlo_remove;
@@ -119,6 +121,7 @@ struct session {
     resume_kind resume;
     const char *override; /* a positive injected reply replacing the step's own */
     size_t override_len;
+    char *override_buf; /* override with its placeholders filled in, when it had any */
     int override_sent;
     int discard;       /* data_end: answer as usual, keep nothing */
     uint32_t drip_bps; /* the step's output is dripped */
@@ -309,6 +312,38 @@ static void facts(const session *s, fault_facts *f)
     }
 }
 
+/* client_ip - the address part of "1.2.3.4:5678" or "[::1]:5678" */
+static void client_ip(const session *s, char *out, size_t outsz)
+{
+    const char *c = s->client, *colon = strrchr(c, ':');
+    size_t n = colon ? (size_t)(colon - c) : strlen(c);
+    if (n >= 2 && c[0] == '[' && c[n - 1] == ']') {
+        c++;
+        n -= 2;
+    }
+    snprintf(out, outsz, "%.*s", (int)n, c);
+}
+
+/* expand - text (len bytes) with its placeholders filled in from the session and facts f (may be NULL) */
+static size_t expand(const session *s, const fault_facts *f, const char *text, size_t len, char *out,
+                     size_t outsz)
+{
+    char ip[64];
+    client_ip(s, ip, sizeof(ip));
+    fault_vars v;
+    memset(&v, 0, sizeof(v));
+    v.v[FAULT_VAR_client] = ip;
+    v.v[FAULT_VAR_sender] = f ? f->sender : (s->tx ? s->tx->sender : NULL);
+    v.v[FAULT_VAR_rcpt] = f ? f->rcpt : NULL;
+    v.v[FAULT_VAR_helo] = f && f->helo ? f->helo : s->helo;
+    v.v[FAULT_VAR_user] = f && f->user ? f->user : s->user;
+    v.v[FAULT_VAR_hostname] = s->hostname;
+    v.v[FAULT_VAR_listener] = s->listener;
+    return fault_expand(text, len, &v, out, outsz);
+}
+
+#define EXPANDED_MAX (FAULT_REPLY_MAX * 2) /* a reply with its placeholders filled in */
+
 /* pause - ask the host to wait; resume says what to do when it is over */
 static void pause_for(session *s, uint32_t ms, resume_kind resume)
 {
@@ -364,13 +399,22 @@ static gate_result gate(session *s, fault_stage stage, const fault_facts *f, res
         return GATE_TAKEN;
     }
     if (a->reply != NULL) {
+        const char *text = a->reply;
+        size_t len = a->reply_len;
+        char expanded[EXPANDED_MAX];
+        if (memchr(text, '{', len) != NULL) {
+            len = expand(s, f, text, len, expanded, sizeof(expanded));
+            text = expanded;
+        }
         if (a->reply_code < 400) {
-            s->override = a->reply;
-            s->override_len = a->reply_len;
+            free(s->override_buf);
+            s->override_buf = text == expanded ? strndup(expanded, len) : NULL;
+            s->override = s->override_buf ? s->override_buf : a->reply;
+            s->override_len = s->override_buf ? len : a->reply_len;
             s->override_sent = 0;
             return GATE_PROCEED;
         }
-        emit_reply(s, a->reply, a->reply_len);
+        emit_reply(s, text, len);
         return GATE_TAKEN;
     }
     if (a->discard)
@@ -389,6 +433,8 @@ static void step_done(session *s)
     if ((s->waiting && s->pending) || s->state == ST_COMMIT)
         return; /* paused in a gate, or the reply waits for the store: the step is not over */
     s->override = NULL;
+    free(s->override_buf);
+    s->override_buf = NULL;
     s->discard = 0;
     if (s->state == ST_CLOSING || s->state == ST_HANG) {
         s->close_after = FAULT_CLOSE_NONE;
@@ -574,7 +620,10 @@ static void cmd_ehlo_helo(session *s, const smtp_command *cmd, int esmtp)
     for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
         if (caps[i].on && offered(s, caps[i].cap))
             lines[nlines++] = caps[i].text;
-    reply(s, "250%c%s", nlines ? '-' : ' ', s->hostname);
+    char first[EXPANDED_MAX];
+    if (s->ehlo_text != NULL)
+        expand(s, &f, s->ehlo_text, strlen(s->ehlo_text), first, sizeof(first));
+    reply(s, "250%c%s", nlines ? '-' : ' ', s->ehlo_text ? first : s->hostname);
     for (size_t i = 0; i < nlines; i++)
         reply(s, "250%c%s", i + 1 == nlines ? ' ' : '-', lines[i]);
 }
@@ -1419,6 +1468,8 @@ session *session_new(const session_config *cfg, const session_host *host, void *
         if (fs->hostname)
             s->hostname = fs->hostname;
         s->greeting = fs->greeting;
+        s->banner = fs->banner;
+        s->ehlo_text = fs->ehlo_text;
         if (fs->size)
             s->max_size = fs->size;
         if (fs->max_recipients)
@@ -1451,10 +1502,16 @@ static void greet(session *s)
         step_done(s);
         return;
     }
-    if (s->greeting != NULL)
-        reply(s, "220 %s %s", s->hostname, s->greeting);
-    else
+    char text[EXPANDED_MAX];
+    if (s->banner != NULL) {
+        expand(s, &f, s->banner, strlen(s->banner), text, sizeof(text));
+        reply(s, "220 %s", text);
+    } else if (s->greeting != NULL) {
+        expand(s, &f, s->greeting, strlen(s->greeting), text, sizeof(text));
+        reply(s, "220 %s %s", s->hostname, text);
+    } else {
         reply(s, "220 %s ESMTP smtpfault", s->hostname);
+    }
     if (s->state == ST_INIT)
         set_state(s, ST_GREETED);
     step_done(s);
@@ -1578,5 +1635,6 @@ void session_free(session *s)
     free(s->helo);
     free(s->user);
     free(s->in);
+    free(s->override_buf);
     free(s);
 }

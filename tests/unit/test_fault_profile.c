@@ -159,8 +159,8 @@ static void test_unknown_keys(void **state)
                   "limits, rules, comment)",
                   NULL);
     expect_errors("{\"server\": {\"host\": \"x\"}}",
-                  "server.host: unknown key (expected one of: hostname, greeting, size, max_recipients, "
-                  "users, auth_mechanisms, comment)",
+                  "server.host: unknown key (expected one of: hostname, greeting, banner, ehlo_text, size, "
+                  "max_recipients, users, auth_mechanisms, comment)",
                   NULL);
     expect_errors("{\"server\": {\"users\": [{\"user\": \"a\", \"password\": \"b\", \"pw\": 1}]}}",
                   "server.users[0].pw: unknown key (expected one of: user, password)", NULL);
@@ -174,10 +174,11 @@ static void test_unknown_keys(void **state)
                   NULL);
     expect_errors(
         "{\"limits\": {\"messages_per_minute\": {\"max\": 1, \"window\": 60}}}",
-        "limits.messages_per_minute.window: unknown key (expected one of: max, reply, comment, per)", NULL);
-    expect_errors("{\"limits\": {\"messages_per_connection\": {\"max\": 1, \"per\": \"server\"}}}",
-                  "limits.messages_per_connection.per: unknown key (expected one of: max, reply, comment)",
-                  NULL);
+        "limits.messages_per_minute.window: unknown key (expected one of: max, reply, comment, at, per)",
+        NULL);
+    expect_errors(
+        "{\"limits\": {\"messages_per_connection\": {\"max\": 1, \"per\": \"server\"}}}",
+        "limits.messages_per_connection.per: unknown key (expected one of: max, reply, comment, at)", NULL);
     expect_errors("{\"rules\": [{\"whne\": {}}]}",
                   "rules[0].whne: unknown key (expected one of: name, comment, when, do)",
                   "rules[0].when: missing: every rule has a \"when\" (at least its stage)",
@@ -378,18 +379,21 @@ static void test_durations(void **state)
     assert_int_equal(delay_of("0"), 0);
     assert_int_equal(delay_of("86400000"), 86400000);
     /* only plain decimals: strtod's hex and exponent forms are not durations */
-    expect_rule_errors("{\"stage\": \"mail\"}", "{\"delay\": \"0x10s\"}",
-                       "rules[0].do.delay: expected a duration: milliseconds as a number, or a string such as "
-                       "\"250ms\", \"1.5s\", \"2m\" (at most 24h)",
-                       NULL);
-    expect_rule_errors("{\"stage\": \"mail\"}", "{\"delay\": \"1e3ms\"}",
-                       "rules[0].do.delay: expected a duration: milliseconds as a number, or a string such as "
-                       "\"250ms\", \"1.5s\", \"2m\" (at most 24h)",
-                       NULL);
-    expect_errors("{\"server\": {\"size\": \"0x10\"}}",
-                  "server.size: expected a size in bytes from 1 to 1099511627776 (a number, or a string such as "
-                  "\"10M\")",
-                  NULL);
+    expect_rule_errors(
+        "{\"stage\": \"mail\"}", "{\"delay\": \"0x10s\"}",
+        "rules[0].do.delay: expected a duration: milliseconds as a number, or a string such as "
+        "\"250ms\", \"1.5s\", \"2m\" (at most 24h)",
+        NULL);
+    expect_rule_errors(
+        "{\"stage\": \"mail\"}", "{\"delay\": \"1e3ms\"}",
+        "rules[0].do.delay: expected a duration: milliseconds as a number, or a string such as "
+        "\"250ms\", \"1.5s\", \"2m\" (at most 24h)",
+        NULL);
+    expect_errors(
+        "{\"server\": {\"size\": \"0x10\"}}",
+        "server.size: expected a size in bytes from 1 to 1099511627776 (a number, or a string such as "
+        "\"10M\")",
+        NULL);
 
     fault_profile *p =
         rule_ok("{\"stage\": \"mail\", \"after\": \"1.5s\", \"until\": \"2m\"}", "{\"close\": true}");
@@ -746,9 +750,10 @@ static void test_reply_formatting(void **state)
     expect_reply("\"550 a\\n\\nb\"", 550, "550-a\r\n550-\r\n550 b\r\n");
     expect_reply("\"550 a\\r\\nb\"", 550, "550-a\r\n550 b\r\n"); /* CRLF between lines */
     /* one reply, one code */
-    expect_rule_errors("{\"stage\": \"mail\"}", "{\"reply\": [\"550 a\", \"551 b\"]}",
-                       "rules[0].do.reply: line 2 of the reply has the code 551, line 1 has 550: a reply has one code",
-                       NULL);
+    expect_rule_errors(
+        "{\"stage\": \"mail\"}", "{\"reply\": [\"550 a\", \"551 b\"]}",
+        "rules[0].do.reply: line 2 of the reply has the code 551, line 1 has 550: a reply has one code",
+        NULL);
     /* a final line break ends the last line and starts no other */
     expect_reply("\"550 5.1.1 User unknown\\r\\n\"", 550, "550 5.1.1 User unknown\r\n");
     expect_reply("\"550 a\\nb\\n\"", 550, "550-a\r\n550 b\r\n");
@@ -991,6 +996,36 @@ static void test_default_profile(void **state)
     fault_profile_unref(p);
 }
 
+static void test_placeholders(void **state)
+{
+    (void)state;
+    expect_rule_errors(
+        "{\"stage\": \"rcpt\"}", "{\"reply\": \"550 <{recipient}>\"}",
+        "rules[0].do.reply: an unknown placeholder: the text may hold {client}, {sender}, {rcpt}, "
+        "{helo}, {user}, {hostname} and {listener} (write {{ and }} for literal braces)",
+        NULL);
+    expect_errors(
+        "{\"server\": {\"greeting\": \"x\", \"banner\": \"y {\"}}",
+        "server.banner: an unknown placeholder: the text may hold {client}, {sender}, {rcpt}, {helo}, "
+        "{user}, {hostname} and {listener} (write {{ and }} for literal braces)",
+        "server.banner: give either \"greeting\" (the text after the host name) or \"banner\" (the whole "
+        "text), not both",
+        NULL);
+    expect_errors(
+        "{\"limits\": {\"messages_per_connection\": {\"max\": 1, \"at\": \"quit\"}}}",
+        "limits.messages_per_connection.at: unknown stage \"quit\" (expected one of: mail, rcpt, data)",
+        NULL);
+    expect_errors("{\"limits\": {\"connections_per_client\": {\"max\": 1, \"at\": \"mail\"}}}",
+                  "limits.connections_per_client.at: unknown key (expected one of: max, reply, comment)",
+                  NULL);
+    char out[200];
+    fault_vars v = {{"10.0.0.1", "a@x", NULL, "h", NULL, "mx", "smtp"}};
+    const char *t = "{client}|{rcpt}|{{x}}|{hostname}}}";
+    assert_int_equal(fault_expand(t, strlen(t), &v, out, sizeof(out)), strlen("10.0.0.1||{x}|mx}"));
+    assert_string_equal(out, "10.0.0.1||{x}|mx}");
+    assert_null(fault_check_placeholders("{{ok}} {user} } x"));
+}
+
 static void test_settings(void **state)
 {
     (void)state;
@@ -1207,6 +1242,7 @@ int main(void)
         cmocka_unit_test(test_failed_compile_leaks_nothing),
         cmocka_unit_test(test_too_many_rules),
         cmocka_unit_test(test_default_profile),
+        cmocka_unit_test(test_placeholders),
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_rules_compile),
         cmocka_unit_test(test_limits_compile),

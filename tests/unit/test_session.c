@@ -805,6 +805,31 @@ static void test_fault_profile_settings(void **state)
     fake_free(f);
 }
 
+/* placeholders in injected replies, the banner and the EHLO text; a message limit at another stage */
+static void test_fault_placeholders(void **state)
+{
+    (void)state;
+    fake *f = fake_with(
+        &cfg,
+        "{\"server\": {\"banner\": \"mx.{listener} ESMTP {{ready}} for {client}\","
+        " \"ehlo_text\": \"mx at your service, [{client}], {helo}\"},"
+        " \"limits\": {\"messages_per_connection\": {\"max\": 1, \"at\": \"rcpt\"}},"
+        " \"rules\": [{\"when\": {\"stage\": \"rcpt\", \"rcpt\": \"bad*\"},"
+        " \"do\": {\"reply\": \"550 5.1.1 <{rcpt}>: unknown (from {sender} at {hostname}{user})\"}},"
+        " {\"when\": {\"stage\": \"rcpt\", \"rcpt\": \"ok*\"},"
+        " \"do\": {\"reply\": \"250 2.1.5 {rcpt} fine\"}}]}",
+        "smtp");
+    assert_true(strncmp(f->out, "220 mx.smtp ESMTP {ready} for 127.0.0.1\r\n", 42) == 0);
+    feed(f, "EHLO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<bad@y.test>\r\nRCPT TO:<ok@y.test>\r\n"
+            "DATA\r\nhi\r\n.\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<c@y.test>\r\n");
+    assert_non_null(strstr(f->out, "250-mx at your service, [127.0.0.1], c.test\r\n"));
+    assert_non_null(strstr(f->out, "550 5.1.1 <bad@y.test>: unknown (from a@x.test at mx.test)\r\n"));
+    assert_non_null(strstr(f->out, "250 2.1.5 ok@y.test fine\r\n"));
+    /* the second message's RCPT, not its MAIL, meets the limit */
+    assert_codes(f, "250 250 550 250 354 250 250 421");
+    fake_free(f);
+}
+
 static void test_fault_greylist_and_magic(void **state)
 {
     (void)state;
@@ -1078,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_fault_greeting_refusal),
         cmocka_unit_test(test_fault_close),
         cmocka_unit_test(test_fault_profile_settings),
+        cmocka_unit_test(test_fault_placeholders),
         cmocka_unit_test(test_fault_greylist_and_magic),
         cmocka_unit_test(test_fault_delay_pipelined),
         cmocka_unit_test(test_starttls),
