@@ -199,6 +199,13 @@ static void handle_line(admin_client *c, const char *line, size_t len)
 {
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    /* One value per line: what follows it (a second request, garbage) would otherwise be ignored. */
+    while (req != NULL && end < line + len && (*end == ' ' || *end == '\t'))
+        end++;
+    if (req != NULL && end < line + len) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
     if (req == NULL) {
         size_t at = end ? (size_t)(end - line) : 0;
         respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
