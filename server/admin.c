@@ -56,6 +56,8 @@ struct admin_client {
     int discarding; /* an over-long line is being skipped to its newline */
     int subscribed;
     int waiting; /* a messages.wait holds the queue */
+    int eof;     /* the client shut its side: answer what it sent, then close */
+    int writes;  /* write requests not completed yet */
     cJSON *wait_id;
     admin_filter filter;
 };
@@ -70,6 +72,7 @@ struct admin {
 };
 
 static void process_lines(admin_client *c);
+static void close_if_done(admin_client *c);
 
 server *admin_server(const admin_client *c)
 {
@@ -130,8 +133,11 @@ static void on_write(uv_write_t *req, int status)
     admin_client *c = req->handle->data;
     free(w->data);
     free(w);
+    c->writes--;
     if (status < 0 && status != UV_ECANCELED)
         admin_client_close(c, NULL);
+    else
+        close_if_done(c);
 }
 
 /* send_text - one line to the client (text is taken over; a newline is added) */
@@ -163,7 +169,9 @@ static void send_text(admin_client *c, char *text)
         free(line);
         free(w);
         admin_client_close(c, NULL);
+        return;
     }
+    c->writes++;
 }
 
 /* respond - send obj (taken over) with the request's id first */
@@ -287,6 +295,27 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     admin_client *c = stream->data;
     if (nread == 0 || c->closing)
         return;
+    if (nread == UV_EOF) {
+        /* A half-close (shutdown(SHUT_WR), `nc -N`): the requests already sent are still answered, and a
+         * last line without its newline counts as a request. The connection closes once that is done. */
+        uv_read_stop(stream);
+        c->eof = 1;
+        if (c->in_len > 0 && !c->discarding) {
+            if (c->in_len == c->in_cap) {
+                char *in = realloc(c->in, c->in_len + 1);
+                if (in == NULL) {
+                    admin_client_close(c, "out of memory");
+                    return;
+                }
+                c->in = in;
+                c->in_cap = c->in_len + 1;
+            }
+            c->in[c->in_len++] = '\n';
+            process_lines(c);
+        }
+        close_if_done(c);
+        return;
+    }
     if (nread < 0) {
         admin_client_close(c, NULL);
         return;
@@ -331,6 +360,14 @@ static void end_wait(admin_client *c, cJSON *resp)
     filter_free(&c->filter);
     respond(c, resp, id);
     process_lines(c); /* requests that queued behind the wait */
+    close_if_done(c);
+}
+
+/* close_if_done - after a half-close: close once no wait is pending and every response is written */
+static void close_if_done(admin_client *c)
+{
+    if (c->eof && !c->closing && !c->waiting && !c->subscribed && c->writes == 0)
+        admin_client_close(c, NULL);
 }
 
 static void on_wait_timeout(uv_timer_t *t)
