@@ -11,6 +11,7 @@
 #include "admin.h"
 
 #include <fnmatch.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +203,22 @@ static const char *request_token(const cJSON *req)
     return cJSON_IsString(t) ? t->valuestring : NULL;
 }
 
+/* id_copy - the request's id for its response. cJSON prints a number with 15 digits when that reads back
+ * "close enough" (a relative epsilon), which changed ids such as 1234567890123456: print it with as many
+ * digits as it takes to read back the same double. */
+static cJSON *id_copy(const cJSON *idv)
+{
+    if (!cJSON_IsNumber(idv) || !isfinite(idv->valuedouble))
+        return cJSON_Duplicate(idv, 1);
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof(text), "%.*g", digits, idv->valuedouble);
+        if (strtod(text, NULL) == idv->valuedouble)
+            break;
+    }
+    return cJSON_CreateRaw(text);
+}
+
 /* handle_line - one request line */
 static void handle_line(admin_client *c, const char *line, size_t len)
 {
@@ -220,7 +237,7 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         return;
     }
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
-    cJSON *id = idv ? cJSON_Duplicate(idv, 1) : NULL;
+    cJSON *id = idv ? id_copy(idv) : NULL;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     const config *cfg = c->a->srv->cfg;
     cJSON *resp;
