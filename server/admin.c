@@ -22,6 +22,7 @@
 #include "admin_cmd.h"
 #include "log.h"
 #include "server.h"
+#include "utf8.h"
 
 #define ADMIN_LINE_MAX    (8 * 1024 * 1024)  /* one request: an inline profile (4 MiB) with room to spare */
 #define ADMIN_WRITE_MAX   (16 * 1024 * 1024) /* queued output per client before it is dropped */
@@ -222,6 +223,11 @@ static cJSON *id_copy(const cJSON *idv)
 /* handle_line - one request line */
 static void handle_line(admin_client *c, const char *line, size_t len)
 {
+    if (!utf8_valid(line, len)) {
+        /* JSON text is UTF-8 (RFC 8259 8.1); cJSON would take the bytes, and echo them in the response. */
+        respond(c, admin_error("invalid_json", "the request is not valid JSON (not UTF-8)"), NULL);
+        return;
+    }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     /* One value per line: what follows it (a second request, garbage) would otherwise be ignored. */
