@@ -228,6 +228,17 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         respond(c, admin_error("invalid_json", "the request is not valid JSON (not UTF-8)"), NULL);
         return;
     }
+    /* Control characters are never JSON (in strings they are escaped), but cJSON skips them as blanks
+     * ("\0{...}" was a request) and keeps them in strings (a NUL cut "pi\0ng" to "pi"). Tabs may pass. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 && line[i] != '\t' && line[i] != '\r') {
+            respond(c,
+                    admin_error("invalid_json",
+                                "the request is not valid JSON (control character 0x%02x at byte %zu)",
+                                (unsigned)(unsigned char)line[i], i + 1),
+                    NULL);
+            return;
+        }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     /* One value per line: what follows it (a second request, garbage) would otherwise be ignored. */
