@@ -718,6 +718,25 @@ def short_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(params=["tcp", "unix"])
+def admin_transport(request):
+    """"tcp" or "unix": tests taking it (or `admin`) run once over each admin transport."""
+    return request.param
+
+
+@pytest.fixture
+def admin_srv(short_tmp, server_factory):
+    """A server with the usual TCP admin listener and a unix one (short_tmp/admin.sock)."""
+    return server_factory("--admin", f"unix:{short_tmp}/admin.sock")
+
+
+@pytest.fixture
+def admin(admin_srv, admin_transport):
+    """An AdminClient of admin_srv over admin_transport."""
+    with admin_srv.admin(unix=admin_transport == "unix") as client:
+        yield client
+
+
 # -- external clients ----------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """The admin socket, command by command, over TCP and over a unix socket (docs/admin.md).
 
-Every test that takes the `admin` fixture runs twice: once with a client on the TCP listener and once on the
+Every test that takes the `admin` fixture (or `admin_transport`, conftest.py) runs twice: once with a client on the TCP listener and once on the
 unix socket of the same kind of server. Mail is sent by smtplib, raw sockets, or Nodemailer where a real
 client matters. Load, concurrency and bad input are in test_admin_load.py and test_admin_input.py.
 """
@@ -24,23 +24,6 @@ ENVELOPE_KEYS = {"id", "sender", "recipients", "helo", "client", "listener", "se
                  "smtputf8", "started", "received"}
 
 
-@pytest.fixture(params=["tcp", "unix"])
-def transport(request):
-    return request.param
-
-
-@pytest.fixture
-def srv(short_tmp, server_factory):
-    """A server with the usual TCP admin listener and a unix one."""
-    return server_factory("--admin", f"unix:{short_tmp}/admin.sock")
-
-
-@pytest.fixture
-def admin(srv, transport):
-    with srv.admin(unix=transport == "unix") as client:
-        yield client
-
-
 def send(srv, sender, recipients, subject="test", body="hello\r\n", helo="admin.test.example"):
     """One message through smtplib; its ID from the 250 reply. smtplib's exceptions for a refusal."""
     msg = make_message(subject, body, sender=sender, to=recipients[0])
@@ -59,7 +42,7 @@ def send(srv, sender, recipients, subject="test", body="hello\r\n", helo="admin.
 
 
 def nodemailer_send(srv, to, sender="node@example.org", subject="from nodemailer"):
-    return run_nodemailer({"host": srv.host, "port": srv.port, "transport": {},
+    return run_nodemailer({"host": srv.host, "port": srv.port, "admin_transport": {},
                            "message": {"from": sender, "to": to, "subject": subject, "text": "Hello.\n"}})
 
 
@@ -120,7 +103,7 @@ def test_absent_id_is_null_and_errors_echo_the_id(admin):
 # -- stats ---------------------------------------------------------------------------------------------------------
 
 
-def test_stats_counts_sessions_messages_and_faults(srv, admin):
+def test_stats_counts_sessions_messages_and_faults(admin_srv, admin):
     first = admin.ok("stats")
     assert first["sessions"] == {"live": 0, "total": 0}
     assert first["messages"] == {"accepted": 0, "kept": 0, "kept_bytes": 0, "evicted": 0, "evicted_bytes": 0,
@@ -129,14 +112,14 @@ def test_stats_counts_sessions_messages_and_faults(srv, admin):
     assert first["faults"] == {"profile": "", "fired": 0, "by_stage": {}, "by_rule": [], "limits": 0,
                                "greylisted": 0, "magic": 0}
     assert set(first["listeners"]) == {"smtp", "submission", "smtps"}
-    assert first["listeners"]["smtp"] == {"address": srv.ports["smtp"]["address"], "mode": "accept"}
+    assert first["listeners"]["smtp"] == {"address": admin_srv.ports["smtp"]["address"], "mode": "accept"}
 
     admin.ok("profile.load", profile={"name": "counted", "rules": [
         {"name": "no-bob", "when": {"stage": "rcpt", "rcpt": "bob@*"}, "do": {"reply": "550 5.1.1 No bob here"}},
         {"name": "slow-sender", "when": {"stage": "mail", "sender": "slow@*"}, "do": {"reply": "451 4.3.0 Later"}},
         {"name": "never", "when": {"stage": "ehlo", "helo": "never.example"}, "do": {"reply": "550 no"}},
     ]})
-    with srv.connect() as c:
+    with admin_srv.connect() as c:
         c.greet()
         live = admin.ok("stats")["sessions"]
         assert live == {"live": 1, "total": 1}
@@ -165,21 +148,21 @@ def test_stats_counts_sessions_messages_and_faults(srv, admin):
     assert stats["bytes"]["in"] > 0 and stats["bytes"]["out"] > 0
     assert stats["uptime_ms"] >= first["uptime_ms"]
     # A closed session is no longer live; a second one counts.
-    srv.smtp().quit()
+    admin_srv.smtp().quit()
     poll(lambda: admin.ok("stats")["sessions"] == {"live": 0, "total": 2}, 10, message="2 sessions, none live")
 
 
 # -- profiles -------------------------------------------------------------------------------------------------------
 
 
-def test_profile_get_validate_load_clear(srv, admin):
+def test_profile_get_validate_load_clear(admin_srv, admin):
     assert admin.ok("profile.get") == {"id": admin._ids, "ok": True, "name": "", "rules": 0, "profile": {}}
     profile = {"name": "reject-data", "description": "every message is refused at the final dot",
                "rules": [RULE_REJECT_DATA_END]}
     resp = admin.ok("profile.validate", profile=profile)
     assert {k: resp[k] for k in ("valid", "name", "rules")} == {"valid": True, "name": "reject-data", "rules": 1}
     assert admin.ok("profile.get")["name"] == "", "validate must not load"
-    send(srv, "a@example.org", ["b@example.org"])
+    send(admin_srv, "a@example.org", ["b@example.org"])
 
     resp = admin.ok("profile.load", profile=profile)
     assert set(resp) == {"id", "ok", "name", "rules"} and resp["name"] == "reject-data" and resp["rules"] == 1
@@ -187,18 +170,18 @@ def test_profile_get_validate_load_clear(srv, admin):
     assert got["name"] == "reject-data" and got["rules"] == 1
     assert got["profile"] == profile
     with pytest.raises(smtplib.SMTPDataError) as e:
-        send(srv, "a@example.org", ["b@example.org"])
+        send(admin_srv, "a@example.org", ["b@example.org"])
     assert e.value.smtp_code == 554
 
     assert admin.ok("profile.clear") == {"id": admin._ids, "ok": True}
     assert admin.ok("profile.get")["profile"] == {}
-    send(srv, "a@example.org", ["b@example.org"])
-    srv.wait_for_log(r'profile "reject-data" in force: 1 rule')
-    srv.wait_for_log(r"profile \(default\) in force: 0 rules")
+    send(admin_srv, "a@example.org", ["b@example.org"])
+    admin_srv.wait_for_log(r'profile "reject-data" in force: 1 rule')
+    admin_srv.wait_for_log(r"profile \(default\) in force: 0 rules")
 
 
-def test_profile_loaded_mid_run_spares_the_transaction_in_flight(srv, admin):
-    with srv.connect() as old:
+def test_profile_loaded_mid_run_spares_the_transaction_in_flight(admin_srv, admin):
+    with admin_srv.connect() as old:
         old.greet()
         old.cmd("MAIL FROM:<early@example.org>", 250)
         old.cmd("RCPT TO:<rcpt@example.org>", 250)
@@ -208,18 +191,18 @@ def test_profile_loaded_mid_run_spares_the_transaction_in_flight(srv, admin):
         first = queued_id(old.expect(250).text)
         # The session keeps the profile it started with, for its next transaction too.
         second = transaction(old, "early@example.org", ["rcpt@example.org"], b"Subject: same session\r\n\r\nx\r\n")
-        with srv.connect() as new:
+        with admin_srv.connect() as new:
             new.greet()
             with pytest.raises(AssertionError, match="expected 250, got Reply.554"):
                 transaction(new, "late@example.org", ["rcpt@example.org"], b"Subject: new session\r\n\r\nx\r\n")
     # A real client, in a new session, is rejected too.
-    result = nodemailer_send(srv, "rcpt@example.org")
+    result = nodemailer_send(admin_srv, "rcpt@example.org")
     assert result["ok"] is False and result["responseCode"] == 554, result
     ids = [m["id"] for m in admin.ok("messages.list")["messages"]]
     assert ids == [first, second]
 
 
-def test_invalid_profile_is_rejected_whole_and_the_old_one_stays(srv, admin):
+def test_invalid_profile_is_rejected_whole_and_the_old_one_stays(admin_srv, admin):
     good = {"name": "block", "rules": [{"when": {"stage": "rcpt", "rcpt": "*@blocked.test"},
                                          "do": {"reply": "550 5.7.1 Blocked by the test"}}]}
     admin.ok("profile.load", profile=good)
@@ -249,13 +232,13 @@ def test_invalid_profile_is_rejected_whole_and_the_old_one_stays(srv, admin):
 
     got = admin.ok("profile.get")
     assert got["name"] == "block" and got["profile"] == good
-    result = nodemailer_send(srv, "someone@blocked.test")
+    result = nodemailer_send(admin_srv, "someone@blocked.test")
     assert result["ok"] is False and result["responseCode"] == 550, result
     assert "Blocked by the test" in result["response"]
-    assert nodemailer_send(srv, "someone@fine.test")["ok"] is True
+    assert nodemailer_send(admin_srv, "someone@fine.test")["ok"] is True
 
 
-def test_profile_load_by_name_and_by_path(short_tmp, server_factory, transport):
+def test_profile_load_by_name_and_by_path(short_tmp, server_factory, admin_transport):
     shipped = short_tmp / "profiles"
     shipped.mkdir()
     (shipped / "reject-all.json").write_text(json.dumps({"name": "reject-all", "rules": [RULE_REJECT_DATA_END]}))
@@ -263,7 +246,7 @@ def test_profile_load_by_name_and_by_path(short_tmp, server_factory, transport):
     elsewhere = short_tmp / "elsewhere.json"
     elsewhere.write_text(json.dumps({"name": "from-path", "rules": []}))
     srv = server_factory("--admin", f"unix:{short_tmp}/admin.sock", env={"SMTPFAULT_PROFILES": str(shipped)})
-    with srv.admin(unix=transport == "unix") as admin:
+    with srv.admin(unix=admin_transport == "unix") as admin:
         for name in ("reject-all", "reject-all.json"):
             resp = admin.ok("profile.validate", name=name)
             assert (resp["name"], resp["rules"]) == ("reject-all", 1)
@@ -300,11 +283,11 @@ def test_profile_load_by_name_and_by_path(short_tmp, server_factory, transport):
 # -- messages ---------------------------------------------------------------------------------------------------
 
 
-def test_messages_list_get_delete_clear(srv, admin):
-    m1 = send(srv, "alice@a.test", ["bob@b.test"], subject="one")
-    m2 = send(srv, "carol@c.test", ["dave@d.test", "erin@b.test"], subject="two")
+def test_messages_list_get_delete_clear(admin_srv, admin):
+    m1 = send(admin_srv, "alice@a.test", ["bob@b.test"], subject="one")
+    m2 = send(admin_srv, "carol@c.test", ["dave@d.test", "erin@b.test"], subject="two")
     latin1 = "Grüße aus Köln\r\n".encode("latin-1")
-    m3 = send(srv, "alice@a.test", ["frank@f.test"], subject="three", body=latin1)
+    m3 = send(admin_srv, "alice@a.test", ["frank@f.test"], subject="three", body=latin1)
 
     resp = admin.ok("messages.list")
     assert [m["id"] for m in resp["messages"]] == [m1, m2, m3]
@@ -314,7 +297,7 @@ def test_messages_list_get_delete_clear(srv, admin):
     assert first["sender"] == "alice@a.test" and first["recipients"] == ["bob@b.test"]
     assert first["helo"] == "admin.test.example" and first["listener"] == "smtp" and first["tls"] is None
     assert TIME_RE.match(first["started"]) and TIME_RE.match(first["received"])
-    assert first == srv.message(m1).envelope  # the same envelope as the store directory's ID.json
+    assert first == admin_srv.message(m1).envelope  # the same envelope as the store directory's ID.json
 
     def ids(**filters):
         return [m["id"] for m in admin.ok("messages.list", **filters)["messages"]]
@@ -338,7 +321,7 @@ def test_messages_list_get_delete_clear(srv, admin):
     assert got["body"] == "hello\r\n"
     assert "raw_base64" not in got
     raw = admin.ok("messages.get", message=m1, raw=True)
-    assert base64.b64decode(raw["raw_base64"]) == srv.message(m1).raw
+    assert base64.b64decode(raw["raw_base64"]) == admin_srv.message(m1).raw
     # A body that is not UTF-8 comes as base64.
     got = admin.ok("messages.get", message=m3)
     assert got["body"] is None and base64.b64decode(got["body_base64"]) == latin1
@@ -357,13 +340,13 @@ def test_messages_list_get_delete_clear(srv, admin):
     assert admin.ok("messages.clear")["cleared"] == 0
     stats = admin.ok("stats")["messages"]
     assert stats["accepted"] == 3 and stats["kept"] == 0
-    assert sorted(srv.message_ids()) == sorted([m1, m2, m3]), "the store directory keeps its files"
+    assert sorted(admin_srv.message_ids()) == sorted([m1, m2, m3]), "the store directory keeps its files"
 
 
-def test_folded_headers_are_unfolded(srv, admin):
+def test_folded_headers_are_unfolded(admin_srv, admin):
     msg = (b"Subject: a long\r\n subject line\r\nX-Tab:\tone\r\n\ttwo\r\nFrom: <a@example.org>\r\n\r\n"
            b"Body line\r\n")
-    with srv.smtp() as client:
+    with admin_srv.smtp() as client:
         client.sendmail("a@example.org", ["b@example.org"], msg)
     (m,) = admin.ok("messages.list")["messages"]
     got = admin.ok("messages.get", message=m["id"])
@@ -371,43 +354,43 @@ def test_folded_headers_are_unfolded(srv, admin):
     assert got["body"] == "Body line\r\n"
 
 
-def test_messages_wait_returns_when_nodemailer_sends(srv, admin):
+def test_messages_wait_returns_when_nodemailer_sends(admin_srv, admin):
     admin.send_obj({"id": "w1", "cmd": "messages.wait", "to": "*@wait.test", "timeout": 60})
     no_response_for(admin, 0.5)
-    result = nodemailer_send(srv, "someone@wait.test")
+    result = nodemailer_send(admin_srv, "someone@wait.test")
     assert result["ok"] is True, result
     resp = admin.response(timeout=20)
     assert resp["id"] == "w1" and resp["ok"] is True
     assert resp["message"]["id"] == queued_id(result["response"])
     assert resp["message"]["recipients"] == ["someone@wait.test"]
     assert resp["message"]["sender"] == "node@example.org"
-    assert resp["message"] == srv.message(resp["message"]["id"]).envelope
+    assert resp["message"] == admin_srv.message(resp["message"]["id"]).envelope
 
 
-def test_messages_wait_answers_at_once_for_a_kept_message(srv, admin):
-    msg_id = send(srv, "a@example.org", ["kept@example.org"])
+def test_messages_wait_answers_at_once_for_a_kept_message(admin_srv, admin):
+    msg_id = send(admin_srv, "a@example.org", ["kept@example.org"])
     start = time.monotonic()
     resp = admin.ok("messages.wait", to="kept@*", timeout=30, read_timeout=20)
     assert time.monotonic() - start < 2.0
     assert resp["message"]["id"] == msg_id
     # Without a filter, the oldest kept message answers.
-    send(srv, "a@example.org", ["other@example.org"])
+    send(admin_srv, "a@example.org", ["other@example.org"])
     assert admin.ok("messages.wait", timeout=30, read_timeout=20)["message"]["id"] == msg_id
 
 
-def test_messages_wait_globs_and_since(srv, admin):
+def test_messages_wait_globs_and_since(admin_srv, admin):
     admin.send_obj({"id": 1, "cmd": "messages.wait", "to": "*@target.test", "from": "app@*", "timeout": 60})
-    send(srv, "other@example.org", ["x@target.test"])  # sender does not match
-    send(srv, "app@example.org", ["x@elsewhere.test"])  # recipient does not match
+    send(admin_srv, "other@example.org", ["x@target.test"])  # sender does not match
+    send(admin_srv, "app@example.org", ["x@elsewhere.test"])  # recipient does not match
     no_response_for(admin, 0.5)
-    hit = send(srv, "app@example.org", ["first@elsewhere.test", "second@target.test"])
+    hit = send(admin_srv, "app@example.org", ["first@elsewhere.test", "second@target.test"])
     resp = admin.response(timeout=20)
     assert resp["id"] == 1 and resp["message"]["id"] == hit
 
     # since: only messages after that one, even though a match is kept.
     admin.send_obj({"id": 2, "cmd": "messages.wait", "to": "*@target.test", "since": hit, "timeout": 60})
     no_response_for(admin, 0.5)
-    later = send(srv, "anyone@example.org", ["third@target.test"])
+    later = send(admin_srv, "anyone@example.org", ["third@target.test"])
     resp = admin.response(timeout=20)
     assert resp["id"] == 2 and resp["message"]["id"] == later
     # A bad argument is answered at once.
@@ -416,18 +399,18 @@ def test_messages_wait_globs_and_since(srv, admin):
     check_error(admin.call("messages.wait", since="NOSUCH"), "not_found")
 
 
-def test_messages_wait_times_out_without_blocking_others(srv, transport):
-    unix = transport == "unix"
-    with srv.admin(unix=unix) as waiter, srv.admin(unix=not unix) as other:
+def test_messages_wait_times_out_without_blocking_others(admin_srv, admin_transport):
+    unix = admin_transport == "unix"
+    with admin_srv.admin(unix=unix) as waiter, admin_srv.admin(unix=not unix) as other:
         start = time.monotonic()
         waiter.send_obj({"id": "slow", "cmd": "messages.wait", "to": "never@nowhere.test", "timeout": 2.5})
         waiter.send_obj({"id": "after", "cmd": "ping"})  # queued behind the wait, on the same connection
         # Meanwhile other clients and SMTP sessions go on.
         t0 = time.monotonic()
         assert other.ok("ping")["pong"] is True
-        msg_id = send(srv, "a@example.org", ["b@example.org"])
+        msg_id = send(admin_srv, "a@example.org", ["b@example.org"])
         assert other.ok("messages.wait", to="b@*", timeout=5)["message"]["id"] == msg_id
-        with srv.admin(unix=unix) as third:
+        with admin_srv.admin(unix=unix) as third:
             assert third.ok("stats")["messages"]["accepted"] == 1
         assert time.monotonic() - t0 < 2.0, "others were held up by the wait"
         resp = waiter.response(timeout=20)
@@ -449,9 +432,9 @@ def transcript_pairs(session):
     return [(e["event"], e["text"]) for e in session["transcript"]]
 
 
-def test_sessions_list_and_get_live_and_closed(srv, admin):
+def test_sessions_list_and_get_live_and_closed(admin_srv, admin):
     assert admin.ok("sessions.list") == {"id": admin._ids, "ok": True, "live": [], "recent": []}
-    with srv.connect() as c:
+    with admin_srv.connect() as c:
         c.greet("live.example")
         c.cmd("MAIL FROM:<live@example.org>", 250)
         local = c.local_address()
@@ -495,7 +478,7 @@ def test_sessions_list_and_get_live_and_closed(srv, admin):
     assert pairs[-3:-1] == [("command", "QUIT"), ("reply", "221 2.0.0 localhost Bye")]
     assert pairs[-1][0] == "close" and pairs[-1][1].startswith("client quit")
     # the same lines as the text transcript on stderr
-    poll(lambda: srv.session_events(sid) == pairs, 10, message=lambda: f"{srv.session_events(sid)} == {pairs}")
+    poll(lambda: admin_srv.session_events(sid) == pairs, 10, message=lambda: f"{admin_srv.session_events(sid)} == {pairs}")
 
     check_error(admin.call("sessions.get", session=sid + 100), "not_found")
     for args in ({}, {"session": str(sid)}, {"session": 0}, {"session": -1}, {"session": sid, "x": 1}):
@@ -506,12 +489,12 @@ def test_sessions_list_and_get_live_and_closed(srv, admin):
 # -- events ---------------------------------------------------------------------------------------------------------
 
 
-def test_events_subscribe_streams_a_nodemailer_session(srv, transport):
-    unix = transport == "unix"
-    with srv.admin(unix=unix) as sub:
+def test_events_subscribe_streams_a_nodemailer_session(admin_srv, admin_transport):
+    unix = admin_transport == "unix"
+    with admin_srv.admin(unix=unix) as sub:
         resp = sub.ok("events.subscribe")
         assert resp == {"id": 1, "ok": True, "subscribed": True}
-        result = nodemailer_send(srv, "watched@example.org", subject="watched")
+        result = nodemailer_send(admin_srv, "watched@example.org", subject="watched")
         assert result["ok"] is True, result
         msg_id = queued_id(result["response"])
         events = sub.events_until(lambda e: e["event"] == "close", timeout=20)
@@ -534,24 +517,24 @@ def test_events_subscribe_streams_a_nodemailer_session(srv, transport):
 
     # Disconnected: the next session streams to nobody and the server is healthy; a new subscriber sees only
     # what happens after it subscribed.
-    assert nodemailer_send(srv, "unwatched@example.org")["ok"] is True
-    with srv.admin(unix=unix) as sub2:
+    assert nodemailer_send(admin_srv, "unwatched@example.org")["ok"] is True
+    with admin_srv.admin(unix=unix) as sub2:
         sub2.ok("events.subscribe")
-        with srv.smtp(helo="second.example") as client:
+        with admin_srv.smtp(helo="second.example") as client:
             client.noop()
         events = sub2.events_until(lambda e: e["event"] == "close", timeout=20)
         assert events[0]["event"] == "connect"
         assert ("command", "ehlo second.example") in [(e["event"], e["text"]) for e in events]
-    with srv.admin() as other:
+    with admin_srv.admin() as other:
         assert other.ok("stats")["sessions"]["total"] == 3
 
 
-def test_events_carry_faults_and_server_side_closes(srv, admin):
+def test_events_carry_faults_and_server_side_closes(admin_srv, admin):
     admin.ok("profile.load", profile={"name": "f", "rules": [
         {"name": "bye", "when": {"stage": "mail"}, "do": {"reply": "421 4.7.0 Go away"}}]})
-    with srv.admin() as sub:
+    with admin_srv.admin() as sub:
         sub.ok("events.subscribe")
-        with srv.connect() as c:
+        with admin_srv.connect() as c:
             c.greet()
             c.cmd("MAIL FROM:<a@example.org>", 421)
             c.read_until_closed()
@@ -564,13 +547,13 @@ def test_events_carry_faults_and_server_side_closes(srv, admin):
 # -- tls.ca ---------------------------------------------------------------------------------------------------------
 
 
-def test_tls_ca_verifies_the_smtps_certificate(srv, admin):
+def test_tls_ca_verifies_the_smtps_certificate(admin_srv, admin):
     pem = admin.ok("tls.ca")["pem"]
     assert pem.startswith("-----BEGIN CERTIFICATE-----\n") and pem.endswith("-----END CERTIFICATE-----\n")
     assert pem == (suite_pki() / "ca.pem").read_text()
     ctx = ssl.create_default_context(cadata=pem)
     assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
-    smtps = srv.ports["smtps"]
+    smtps = admin_srv.ports["smtps"]
     with smtplib.SMTP_SSL(smtps["host"], smtps["port"], context=ctx, timeout=20) as client:
         code, _ = client.ehlo("tls.example")
         assert code == 250
@@ -602,12 +585,12 @@ def test_tls_ca_without_tls_is_unavailable(tmp_path):
 # -- reset ----------------------------------------------------------------------------------------------------------
 
 
-def test_reset_restores_the_start_profile_counters_messages_and_limits(short_tmp, server_factory, transport):
+def test_reset_restores_the_start_profile_counters_messages_and_limits(short_tmp, server_factory, admin_transport):
     start_profile = {"name": "start", "limits": {"messages_per_minute": {"max": 1, "per": "server"}}}
     path = short_tmp / "start.json"
     path.write_text(json.dumps(start_profile))
     srv = server_factory("--admin", f"unix:{short_tmp}/admin.sock", "--profile", str(path))
-    with srv.admin(unix=transport == "unix") as admin:
+    with srv.admin(unix=admin_transport == "unix") as admin:
         assert admin.ok("profile.get")["profile"] == start_profile
         send(srv, "a@example.org", ["b@example.org"])
         with pytest.raises(smtplib.SMTPSenderRefused) as e:
