@@ -574,10 +574,14 @@ class AdminClient(SocketClient):
         """Raw bytes (or text) as they are: no newline added."""
         self.sock.sendall(data.encode("utf-8") if isinstance(data, str) else data)
 
-    def send_obj(self, obj):
+    def encode(self, obj):
+        """obj as a request line (without its newline), with the client's token when it has one."""
         if self.token is not None and isinstance(obj, dict) and "token" not in obj:
             obj = {**obj, "token": self.token}
-        self.send(json.dumps(obj).encode("utf-8") + b"\n")
+        return json.dumps(obj).encode("utf-8")
+
+    def send_obj(self, obj):
+        self.send(self.encode(obj) + b"\n")
 
     def read_line(self, timeout=None):
         """One line from the server (without its newline); ConnectionError when it closed, TimeoutError."""
@@ -684,7 +688,7 @@ def ctl_argv(server, *args, unix=False):
             f"unix:{server.admin_unix}" if unix else "%s:%d" % server.admin_address, *[str(a) for a in args]]
 
 
-def ctl(server, *args, unix=False, env=None, timeout=60.0, text=True, input=None):
+def ctl(server, *args, unix=False, env=None, timeout=60.0, text=True, input=None, cwd=None):
     """Run `smtpfault ctl --admin ADDR ARGS...` to completion; CompletedProcess (text unless text=False).
 
     server may be None to pass --admin (or none) in args yourself. env entries are added to the environment,
@@ -701,7 +705,7 @@ def ctl(server, *args, unix=False, env=None, timeout=60.0, text=True, input=None
             full_env[key] = value
     proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=full_env, text=text,
                           errors="replace" if text else None, input=input,
-                          stdin=None if input is not None else subprocess.DEVNULL)
+                          stdin=None if input is not None else subprocess.DEVNULL, cwd=cwd)
     stderr = proc.stderr if text else proc.stderr.decode("utf-8", "replace")
     reports = sanitizer_reports(stderr)
     assert not reports, f"sanitizer report from {' '.join(argv[1:])}:\n{stderr}"
