@@ -143,7 +143,7 @@ def test_many_requests_in_one_write_are_answered_in_order(admin_srv, admin):
         ({"cmd": "messages.list"}, lambda r: r["count"] == 1),
         ({"cmd": "messages.get", "message": msg_id}, lambda r: r["message"]["id"] == msg_id),
         ({"cmd": "messages.wait", "to": "b@*", "timeout": 5}, lambda r: r["message"]["id"] == msg_id),
-        ({"cmd": "messages.wait", "to": "none@*", "timeout": 0.05}, lambda r: r["error"]["code"] == "timeout"),
+        ({"cmd": "messages.wait", "to": "none@*", "timeout": 0}, lambda r: r["error"]["code"] == "timeout"),
         ({"cmd": "profile.get"}, lambda r: r["rules"] == 0),
         ({"cmd": "sessions.list"}, lambda r: "live" in r),
         ({"cmd": "nope"}, lambda r: r["error"]["code"] == "unknown_command"),
@@ -223,6 +223,18 @@ def test_silent_and_partial_connections_do_not_disturb_the_server(admin_srv, adm
         for c in idle + partial:
             c.close()
     with admin_srv.admin(unix=unix) as other:
+        assert other.ok("ping")["pong"] is True
+
+
+def test_too_many_requests_behind_a_wait_drop_the_client(admin_srv, admin):
+    admin.send_obj({"id": 1, "cmd": "messages.wait", "to": "never@*", "timeout": 60})
+    ping = b'{"cmd": "ping"}\n'
+    with pytest.raises((ConnectionError, BrokenPipeError)):
+        for _ in range(200):  # 9.6 MiB: more than the 8 MiB (+ one read) a waiting client may queue
+            admin.send(ping * 3000)
+        admin.read_line(timeout=20)
+    admin_srv.wait_for_log(r"admin: closing a client: too many requests queued behind messages.wait")
+    with admin_srv.admin() as other:
         assert other.ok("ping")["pong"] is True
 
 
