@@ -11,6 +11,7 @@
 #include "admin.h"
 
 #include <fnmatch.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "admin_cmd.h"
 #include "log.h"
 #include "server.h"
+#include "utf8.h"
 
 #define ADMIN_LINE_MAX    (8 * 1024 * 1024)  /* one request: an inline profile (4 MiB) with room to spare */
 #define ADMIN_WRITE_MAX   (16 * 1024 * 1024) /* queued output per client before it is dropped */
@@ -56,6 +58,8 @@ struct admin_client {
     int discarding; /* an over-long line is being skipped to its newline */
     int subscribed;
     int waiting; /* a messages.wait holds the queue */
+    int eof;     /* the client shut its side: answer what it sent, then close */
+    int writes;  /* write requests not completed yet */
     cJSON *wait_id;
     admin_filter filter;
 };
@@ -70,6 +74,7 @@ struct admin {
 };
 
 static void process_lines(admin_client *c);
+static void close_if_done(admin_client *c);
 
 server *admin_server(const admin_client *c)
 {
@@ -130,8 +135,11 @@ static void on_write(uv_write_t *req, int status)
     admin_client *c = req->handle->data;
     free(w->data);
     free(w);
+    c->writes--;
     if (status < 0 && status != UV_ECANCELED)
         admin_client_close(c, NULL);
+    else
+        close_if_done(c);
 }
 
 /* send_text - one line to the client (text is taken over; a newline is added) */
@@ -163,7 +171,9 @@ static void send_text(admin_client *c, char *text)
         free(line);
         free(w);
         admin_client_close(c, NULL);
+        return;
     }
+    c->writes++;
 }
 
 /* respond - send obj (taken over) with the request's id first */
@@ -194,18 +204,57 @@ static const char *request_token(const cJSON *req)
     return cJSON_IsString(t) ? t->valuestring : NULL;
 }
 
+/* id_copy - the request's id for its response. cJSON prints a number with 15 digits when that reads back
+ * "close enough" (a relative epsilon), which changed ids such as 1234567890123456: print it with as many
+ * digits as it takes to read back the same double. */
+static cJSON *id_copy(const cJSON *idv)
+{
+    if (!cJSON_IsNumber(idv) || !isfinite(idv->valuedouble))
+        return cJSON_Duplicate(idv, 1);
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof(text), "%.*g", digits, idv->valuedouble);
+        if (strtod(text, NULL) == idv->valuedouble)
+            break;
+    }
+    return cJSON_CreateRaw(text);
+}
+
 /* handle_line - one request line */
 static void handle_line(admin_client *c, const char *line, size_t len)
 {
+    if (!utf8_valid(line, len)) {
+        /* JSON text is UTF-8 (RFC 8259 8.1); cJSON would take the bytes, and echo them in the response. */
+        respond(c, admin_error("invalid_json", "the request is not valid JSON (not UTF-8)"), NULL);
+        return;
+    }
+    /* Control characters are never JSON (in strings they are escaped), but cJSON skips them as blanks
+     * ("\0{...}" was a request) and keeps them in strings (a NUL cut "pi\0ng" to "pi"). Tabs may pass. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 && line[i] != '\t' && line[i] != '\r') {
+            respond(c,
+                    admin_error("invalid_json",
+                                "the request is not valid JSON (control character 0x%02x at byte %zu)",
+                                (unsigned)(unsigned char)line[i], i + 1),
+                    NULL);
+            return;
+        }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    /* One value per line: what follows it (a second request, garbage) would otherwise be ignored. */
+    while (req != NULL && end < line + len && (*end == ' ' || *end == '\t'))
+        end++;
+    if (req != NULL && end < line + len) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
     if (req == NULL) {
         size_t at = end ? (size_t)(end - line) : 0;
         respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
         return;
     }
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
-    cJSON *id = idv ? cJSON_Duplicate(idv, 1) : NULL;
+    cJSON *id = idv ? id_copy(idv) : NULL;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     const config *cfg = c->a->srv->cfg;
     cJSON *resp;
@@ -280,6 +329,27 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     admin_client *c = stream->data;
     if (nread == 0 || c->closing)
         return;
+    if (nread == UV_EOF) {
+        /* A half-close (shutdown(SHUT_WR), `nc -N`): the requests already sent are still answered, and a
+         * last line without its newline counts as a request. The connection closes once that is done. */
+        uv_read_stop(stream);
+        c->eof = 1;
+        if (c->in_len > 0 && !c->discarding) {
+            if (c->in_len == c->in_cap) {
+                char *in = realloc(c->in, c->in_len + 1);
+                if (in == NULL) {
+                    admin_client_close(c, "out of memory");
+                    return;
+                }
+                c->in = in;
+                c->in_cap = c->in_len + 1;
+            }
+            c->in[c->in_len++] = '\n';
+            process_lines(c);
+        }
+        close_if_done(c);
+        return;
+    }
     if (nread < 0) {
         admin_client_close(c, NULL);
         return;
@@ -324,6 +394,14 @@ static void end_wait(admin_client *c, cJSON *resp)
     filter_free(&c->filter);
     respond(c, resp, id);
     process_lines(c); /* requests that queued behind the wait */
+    close_if_done(c);
+}
+
+/* close_if_done - after a half-close: close once no wait is pending and every response is written */
+static void close_if_done(admin_client *c)
+{
+    if (c->eof && !c->closing && !c->waiting && !c->subscribed && c->writes == 0)
+        admin_client_close(c, NULL);
 }
 
 static void on_wait_timeout(uv_timer_t *t)

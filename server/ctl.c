@@ -211,7 +211,7 @@ static void handle_line(ctl *c, const char *line, size_t len)
         if (cJSON_IsTrue(okv)) {
             c->exit_code = 0;
             if (c->json)
-                printf("%.*s\n", (int)len, line);
+                printf("%.*s\n", (int)len, line), fflush(stdout); /* events: a script waits for this line */
             else if (!c->follow)
                 print_human(c, o);
         } else {

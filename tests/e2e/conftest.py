@@ -186,8 +186,9 @@ def queued_id(reply):
 class Server:
     """A running smtpfault process on an ephemeral loopback port."""
 
-    def __init__(self, workdir, args=(), smtp="127.0.0.1:0", store=True, log_name="stderr.log"):
+    def __init__(self, workdir, args=(), smtp="127.0.0.1:0", store=True, log_name="stderr.log", env=None):
         self.workdir = Path(workdir)
+        self.extra_env = dict(env or {})  # on top of server_env(): SMTPFAULT_PROFILES, ...
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.store_dir = self.workdir / "store" if store else None
         self.ports_file = self.workdir / "ports.json"
@@ -213,7 +214,8 @@ class Server:
         assert binary.exists(), f"smtpfault binary not found at {binary} (set SMTPFAULT_BIN)"
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=server_env(), cwd=self.workdir
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env={**server_env(), **self.extra_env},
+                cwd=self.workdir
             )
         deadline = time.monotonic() + timeout
         while not self.ports_file.exists():
@@ -301,6 +303,23 @@ class Server:
         """A raw protocol client connected to the SMTP listener (greeting not read yet)."""
         return RawClient(self.host, self.port, timeout=timeout, rcvbuf=rcvbuf)
 
+    @property
+    def admin_address(self):
+        """(host, port) of the admin socket's TCP listener."""
+        return (self.ports["admin"]["host"], self.ports["admin"]["port"])
+
+    @property
+    def admin_unix(self):
+        """The admin socket's unix path (when started with --admin unix:PATH), else None."""
+        return self.ports.get("admin_unix")
+
+    def admin(self, unix=False, timeout=IO_TIMEOUT, token=None, rcvbuf=None):
+        """An AdminClient connected to the admin socket over TCP, or over the unix socket."""
+        if unix:
+            assert self.admin_unix, "the server has no unix admin socket (start it with --admin unix:PATH)"
+        return AdminClient(self.admin_unix if unix else self.admin_address, timeout=timeout, token=token,
+                           rcvbuf=rcvbuf)
+
     def smtp(self, timeout=IO_TIMEOUT, helo=None):
         """An smtplib.SMTP client, connected (and EHLO'd as `helo` when given)."""
         client = smtplib.SMTP(self.host, self.port, timeout=timeout)
@@ -386,22 +405,25 @@ class Reply:
         return f"Reply({self.code}, {self.lines!r})"
 
 
-class RawClient:
-    """A plain socket client that reads replies exactly as the server sends them. Every call is bounded."""
+def connect_socket(address, timeout, rcvbuf=None):
+    """A connected stream socket: address is (host, port) for TCP, or a unix socket's path."""
+    if isinstance(address, (str, Path)):
+        sock, address = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), str(address)
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        if rcvbuf is not None:  # before connect, so the window is small from the start
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
-    def __init__(self, host, port, timeout=IO_TIMEOUT, rcvbuf=None):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(timeout)
-            if rcvbuf is not None:  # before connect, so the window is small from the start
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.connect((host, port))
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+
+class SocketClient:
+    """What RawClient and AdminClient share: self.sock, closed on leaving a with block."""
 
     def __enter__(self):
         return self
@@ -414,6 +436,15 @@ class RawClient:
             self.sock.close()
         except OSError:
             pass
+
+
+class RawClient(SocketClient):
+    """A plain socket client that reads replies exactly as the server sends them. Every call is bounded."""
+
+    def __init__(self, host, port, timeout=IO_TIMEOUT, rcvbuf=None):
+        self.sock = connect_socket((host, port), timeout, rcvbuf)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
 
     def reset(self):
         """Close with an RST (SO_LINGER 0) instead of a FIN."""
@@ -517,6 +548,210 @@ def make_message(subject, body, sender="sender@example.org", to="rcpt@example.or
     return head + b"\r\n\r\n" + body
 
 
+# -- admin socket client ------------------------------------------------------------------------------------
+
+
+class AdminError(AssertionError):
+    """The admin socket answered {"ok": false}: .code, .message and the whole .response."""
+
+    def __init__(self, response):
+        self.response = response
+        err = response.get("error") or {}
+        self.code, self.message = err.get("code"), err.get("message")
+        super().__init__(f"admin error {self.code}: {self.message} ({response!r})")
+
+
+def is_event(obj):
+    """An event line of an events.subscribe stream (not a response)."""
+    return isinstance(obj, dict) and "event" in obj and "ok" not in obj
+
+
+class AdminClient(SocketClient):
+    """A client of the admin socket: one JSON object per line each way. Every read is bounded.
+
+    address is (host, port) for TCP or a path for a unix socket. request(obj) sends obj (plus "token" when the
+    client has one) and returns the next response; event lines read meanwhile are kept for next_event().
+    """
+
+    def __init__(self, address, timeout=IO_TIMEOUT, token=None, rcvbuf=None):
+        self.sock = connect_socket(address, timeout, rcvbuf)
+        self.timeout = timeout
+        self.token = token
+        self.buf = b""
+        self.events = []
+        self._ids = 0
+
+    def send(self, data):
+        """Raw bytes (or text) as they are: no newline added."""
+        self.sock.sendall(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def encode(self, obj):
+        """obj as a request line (without its newline), with the client's token when it has one."""
+        if self.token is not None and isinstance(obj, dict) and "token" not in obj:
+            obj = {**obj, "token": self.token}
+        return json.dumps(obj).encode("utf-8")
+
+    def send_obj(self, obj):
+        self.send(self.encode(obj) + b"\n")
+
+    def read_line(self, timeout=None):
+        """One line from the server (without its newline); ConnectionError when it closed, TimeoutError."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete line from the admin socket; unread: {self.buf[:200]!r}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise ConnectionError(f"the admin socket closed the connection; unread: {self.buf[:200]!r}")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def read_json(self, timeout=None):
+        line = self.read_line(timeout)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise AssertionError(f"the admin socket sent a line that is not JSON: {line[:300]!r}")
+
+    def response(self, timeout=None):
+        """The next response line; event lines before it go to self.events."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            obj = self.read_json(max(0.0, deadline - time.monotonic()))
+            if is_event(obj):
+                self.events.append(obj)
+                continue
+            assert isinstance(obj, dict) and isinstance(obj.get("ok"), bool), f"not a response: {obj!r}"
+            return obj
+
+    def request(self, obj, timeout=None):
+        """Send one request object; its response dict."""
+        self.send_obj(obj)
+        return self.response(timeout)
+
+    def new_id(self):
+        self._ids += 1
+        return self._ids
+
+    def call(self, cmd, read_timeout=None, **args):
+        """cmd with args and a fresh numeric id; the response (whose id is checked).
+
+        args are the request's arguments (messages.wait's "timeout" among them); read_timeout bounds the read.
+        """
+        rid = self.new_id()
+        resp = self.request({"id": rid, "cmd": cmd, **args}, read_timeout)
+        assert resp.get("id") == rid, f"response to id {rid} carries id {resp.get('id')!r}: {resp!r}"
+        return resp
+
+    def ok(self, cmd, read_timeout=None, **args):
+        """call(), which must succeed; the response."""
+        resp = self.call(cmd, read_timeout, **args)
+        if resp["ok"] is not True:
+            raise AdminError(resp)
+        return resp
+
+    def error(self, cmd, code, read_timeout=None, **args):
+        """call(), which must fail with code; the response, checked to be {"ok": false, "error": {code, message}}."""
+        resp = self.call(cmd, read_timeout, **args)
+        check_error(resp, code)
+        return resp
+
+    def next_event(self, timeout=None):
+        """The next event of a subscription."""
+        if self.events:
+            return self.events.pop(0)
+        obj = self.read_json(timeout)
+        assert is_event(obj), f"expected an event line, got {obj!r}"
+        return obj
+
+    def events_until(self, predicate, timeout=10.0):
+        """Events up to and including the first one for which predicate(event) holds (bounded)."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for an event; got {out[-10:]!r}")
+            e = self.next_event(left)
+            out.append(e)
+            if predicate(e):
+                return out
+
+
+def check_error(resp, code):
+    """resp is an error response with this code and a non-empty message, and nothing unexpected."""
+    assert resp.get("ok") is False, f"expected error {code}, got {resp!r}"
+    err = resp.get("error")
+    assert isinstance(err, dict) and set(err) == {"code", "message"}, f"malformed error: {resp!r}"
+    assert err["code"] == code, f"expected error code {code!r}, got {resp!r}"
+    assert isinstance(err["message"], str) and err["message"], f"empty error message: {resp!r}"
+    return err
+
+
+def ctl_argv(server, *args, unix=False):
+    return [str(smtpfault_bin()), "ctl", "--admin",
+            f"unix:{server.admin_unix}" if unix else "%s:%d" % server.admin_address, *[str(a) for a in args]]
+
+
+def ctl(server, *args, unix=False, env=None, timeout=60.0, text=True, input=None, cwd=None):
+    """Run `smtpfault ctl --admin ADDR ARGS...` to completion; CompletedProcess (text unless text=False).
+
+    server may be None to pass --admin (or none) in args yourself. env entries are added to the environment,
+    a value of None removes the variable. Sanitizer reports on stderr fail the test.
+    """
+    argv = ctl_argv(server, *args, unix=unix) if server is not None else [str(smtpfault_bin()), "ctl", *map(str, args)]
+    full_env = server_env()
+    for key in ("SMTPFAULT_ADMIN", "SMTPFAULT_ADMIN_TOKEN"):
+        full_env.pop(key, None)  # only what the test says
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=full_env, text=text,
+                          errors="replace" if text else None, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL, cwd=cwd)
+    stderr = proc.stderr if text else proc.stderr.decode("utf-8", "replace")
+    reports = sanitizer_reports(stderr)
+    assert not reports, f"sanitizer report from {' '.join(argv[1:])}:\n{stderr}"
+    return proc
+
+
+@pytest.fixture
+def short_tmp():
+    """A short directory under /tmp for unix sockets (sun_path holds 108 bytes; tmp_path may be longer)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def admin_transport(request):
+    """"tcp" or "unix": tests taking it (or `admin`) run once over each admin transport."""
+    return request.param
+
+
+@pytest.fixture
+def admin_srv(short_tmp, server_factory):
+    """A server with the usual TCP admin listener and a unix one (short_tmp/admin.sock)."""
+    return server_factory("--admin", f"unix:{short_tmp}/admin.sock")
+
+
+@pytest.fixture
+def admin(admin_srv, admin_transport):
+    """An AdminClient of admin_srv over admin_transport."""
+    with admin_srv.admin(unix=admin_transport == "unix") as client:
+        yield client
+
+
 # -- external clients ----------------------------------------------------------------------------------------
 
 
@@ -577,7 +812,7 @@ def run_swaks(server, *args, timeout=CLIENT_TIMEOUT):
 
 @pytest.fixture
 def server_factory(tmp_path):
-    """Start servers with extra arguments: server_factory("--max-recipients", "100", smtp=..., store=...).
+    """Start servers with extra arguments: server_factory("--max-recipients", "100", smtp=..., store=..., env=...).
 
     Teardown stops every server still running (SIGTERM, bounded wait) and fails the test when any of them
     exited non-zero or reported a sanitizer finding. A test that expects another exit code stops the
@@ -585,9 +820,9 @@ def server_factory(tmp_path):
     """
     servers = []
 
-    def start(*args, smtp="127.0.0.1:0", store=True):
+    def start(*args, smtp="127.0.0.1:0", store=True, env=None):
         workdir = tmp_path / f"server{len(servers)}"
-        srv = Server(workdir, args=args, smtp=smtp, store=store)
+        srv = Server(workdir, args=args, smtp=smtp, store=store, env=env)
         srv.expected_exit = 0
         servers.append(srv)
         srv.start()
