@@ -24,7 +24,7 @@ RUN cmake -S . -B /build -DSMTPFAULT_TESTS=OFF -DCMAKE_INSTALL_PREFIX=/usr \
  && cmake --build /build -j "$(nproc)" \
  && DESTDIR=/staging cmake --install /build --strip
 RUN set -eu; \
-    mkdir -p /staging/usr/share/smtpfault/profiles /staging/etc /staging/tmp /volumes/certs; \
+    mkdir -p /staging/usr/share/smtpfault/profiles /staging/etc /staging/tmp /volumes/certs /volumes/mail; \
     for lib in $(ldd /staging/usr/bin/smtpfault | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do \
         cp -L --parents "$lib" /staging; \
         real=$(readlink -f "$lib"); \
@@ -40,8 +40,9 @@ RUN set -eu; \
 
 FROM scratch
 COPY --from=build /staging/ /
-# The test PKI's directory belongs to the server's user, so a fresh volume mounted there is writable. (It is
-# an item of the copied directory, not the destination, so --chown applies to it under every builder.)
+# The server's own directories, so that a fresh volume mounted there is writable: /certs for the test PKI,
+# /mail for SMTPFAULT_STORE_DIR=/mail (not set: mount a volume and set it to keep messages on disk). They
+# are items of the copied directory, not the destination, so --chown applies to them under every builder.
 COPY --from=build --chown=10001:10001 /volumes/ /
 USER 10001:10001
 # Every listener on every interface of the container (publish the ports to choose who reaches them). The
