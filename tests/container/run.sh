@@ -297,13 +297,15 @@ test_example() {
 
 # -- main -------------------------------------------------------------------------------------------------
 
+# One run at a time (apt-get, and the image tags are shared).
+exec 9>/tmp/smtpfault-container-test.lock
+bounded 900 flock 9 || fail "another run.sh holds /tmp/smtpfault-container-test.lock"
+
 install_packages
 write_containers_conf
 export BUILDAH_FORMAT=docker # podman build keeps HEALTHCHECK (the OCI format has none), compose builds too
 
-# One run at a time (the image tags are shared); leftovers of a run that was killed go first.
-exec 9>/tmp/smtpfault-container-test.lock
-bounded 900 flock 9 || fail "another run.sh holds /tmp/smtpfault-container-test.lock"
+# Leftovers of a run that was killed (SIGKILL leaves no time for the trap) go first.
 podman ps -a -q --filter "name=^$PREFIX-" | xargs -r podman rm -f -v >/dev/null 2>&1 || true
 podman volume ls -q --filter "name=^$PREFIX-" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
 podman network ls -q --filter "name=^$PREFIX-" | xargs -r podman network rm -f >/dev/null 2>&1 || true
