@@ -32,7 +32,8 @@ static const char ctl_usage[] =
     "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n"
     "\n"
     "Talk to a running smtpfault through its admin socket (docs/admin.md).\n"
-    "  --admin ADDR     HOST:PORT or unix:PATH (default $SMTPFAULT_ADMIN, else 127.0.0.1:2580)\n"
+    "  --admin ADDR     HOST:PORT or unix:PATH (default: the first address of $SMTPFAULT_ADMIN, else\n"
+    "                   127.0.0.1:2580; 0.0.0.0 and [::] are reached on loopback)\n"
     "  --token TOKEN    the server's --admin-token (default $SMTPFAULT_ADMIN_TOKEN)\n"
     "  --json           print the server's JSON response as it is\n"
     "\n"
@@ -529,6 +530,36 @@ usage:
     return NULL;
 }
 
+/*
+ * env_admin - the first address of $SMTPFAULT_ADMIN, which may list several separated by spaces, as the
+ * server's does (a container sets it for both); NULL when it is unset or blank
+ */
+static const char *env_admin(char *buf, size_t size)
+{
+    const char *v = getenv("SMTPFAULT_ADMIN");
+    if (v == NULL)
+        return NULL;
+    v += strspn(v, " \t\n");
+    size_t n = strcspn(v, " \t\n");
+    if (n == 0)
+        return NULL;
+    if (n >= size)
+        return v; /* too long to be an address: the parser says so */
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* connect_host - where to connect to reach a server listening on host: a wildcard means loopback */
+static const char *connect_host(const char *host)
+{
+    if (strcmp(host, "0.0.0.0") == 0)
+        return "127.0.0.1";
+    if (strcmp(host, "::") == 0)
+        return "::1";
+    return host;
+}
+
 int ctl_main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -540,7 +571,10 @@ int ctl_main(int argc, char **argv)
     };
     ctl c;
     memset(&c, 0, sizeof(c));
-    c.address = getenv("SMTPFAULT_ADMIN") ? getenv("SMTPFAULT_ADMIN") : CTL_DEFAULT_ADMIN;
+    char env_addr[CONFIG_ADMIN_PATH_MAX + 8];
+    c.address = env_admin(env_addr, sizeof(env_addr));
+    if (c.address == NULL)
+        c.address = CTL_DEFAULT_ADMIN;
     const char *token = getenv("SMTPFAULT_ADMIN_TOKEN");
     int o;
     optind = 1;
@@ -616,8 +650,9 @@ int ctl_main(int argc, char **argv)
             c.exit_code = CTL_EXIT_USAGE;
             r = -1;
         } else {
-            r = strchr(a.host, ':') ? uv_ip6_addr(a.host, a.port, (struct sockaddr_in6 *)&ss)
-                                    : uv_ip4_addr(a.host, a.port, (struct sockaddr_in *)&ss);
+            const char *host = connect_host(a.host);
+            r = strchr(host, ':') ? uv_ip6_addr(host, a.port, (struct sockaddr_in6 *)&ss)
+                                  : uv_ip4_addr(host, a.port, (struct sockaddr_in *)&ss);
             if (r == 0)
                 r = uv_tcp_connect(&c.connect_req, &c.h.tcp, (const struct sockaddr *)&ss, on_connected);
             if (r != 0)
