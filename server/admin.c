@@ -8,6 +8,8 @@
  * ADMIN_WRITE_MAX bytes queue up (an events subscriber that stopped reading) is disconnected, so no client
  * can make the server hold unbounded memory.
  */
+#define _GNU_SOURCE /* FNM_CASEFOLD */
+
 #include "admin.h"
 
 #include <fnmatch.h>
@@ -16,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "admin_cmd.h"
@@ -220,6 +225,28 @@ static cJSON *id_copy(const cJSON *idv)
     return cJSON_CreateRaw(text);
 }
 
+/* duplicate_key - a key that appears twice in the request object (which one counts would be a guess) */
+static const char *duplicate_key(const cJSON *req)
+{
+    for (const cJSON *a = req->child; a != NULL; a = a->next)
+        for (const cJSON *b = a->next; b != NULL; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return a->string;
+    return NULL;
+}
+
+/* same_token - the request's token is the server's, compared in constant time */
+static int same_token(const char *given, const char *want)
+{
+    if (given == NULL)
+        return 0;
+    size_t gl = strlen(given), wl = strlen(want);
+    unsigned char diff = (unsigned char)(gl != wl);
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < gl ? given[i] : 0));
+    return diff == 0;
+}
+
 /* handle_line - one request line */
 static void handle_line(admin_client *c, const char *line, size_t len)
 {
@@ -262,8 +289,10 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
     else if (!cJSON_IsString(cmd))
         resp = admin_error("bad_request", "the request has no \"cmd\" string");
-    else if (cfg->admin_token != NULL &&
-             (request_token(req) == NULL || strcmp(request_token(req), cfg->admin_token) != 0))
+    else if (duplicate_key(req) != NULL)
+        resp =
+            admin_error("bad_request", "the key \"%.64s\" appears twice in the request", duplicate_key(req));
+    else if (cfg->admin_token != NULL && !same_token(request_token(req), cfg->admin_token))
         resp =
             admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
     else
@@ -429,14 +458,15 @@ void admin_subscribe(admin_client *c)
 
 int admin_filter_match(const admin_filter *f, const store_msg *m)
 {
-    if (m->seq <= f->since_seq)
+    if (f->since_arrival ? m->arrival <= f->since_arrival : m->seq <= f->since_seq)
         return 0;
-    if (f->from != NULL && fnmatch(f->from, m->sender ? m->sender : "", 0) != 0)
+    /* Addresses match without regard to case, as profile globs do. */
+    if (f->from != NULL && fnmatch(f->from, m->sender ? m->sender : "", FNM_CASEFOLD) != 0)
         return 0;
     if (f->to != NULL) {
         size_t i;
         for (i = 0; i < m->nrcpts; i++)
-            if (fnmatch(f->to, m->rcpts[i], 0) == 0)
+            if (fnmatch(f->to, m->rcpts[i], FNM_CASEFOLD) == 0)
                 break;
         if (i == m->nrcpts)
             return 0;
@@ -531,6 +561,24 @@ static int is_loopback(const char *host)
     return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
 }
 
+/*
+ * unix_socket_alive - a process accepts connections on path. A start-up probe, before the loop runs: a
+ * plain blocking connect(2), which on a unix socket answers at once.
+ */
+static int unix_socket_alive(const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    int alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return alive;
+}
+
 static int open_listener(admin *a, admin_listener *l, const admin_addr *addr)
 {
     uv_loop_t *loop = a->srv->loop;
@@ -541,8 +589,13 @@ static int open_listener(admin *a, admin_listener *l, const admin_addr *addr)
         snprintf(l->bound, sizeof(l->bound), "unix:%s", addr->unix_path);
         uv_fs_t req;
         uv_fs_t st;
-        /* A socket file left by a process that is gone would make bind fail: remove it (sockets only). */
+        /* A socket file left by a process that is gone would make bind fail: remove it, but only when
+         * nobody answers on it (a second server must not take the first one's socket away). */
         if (uv_fs_lstat(NULL, &st, addr->unix_path, NULL) == 0 && S_ISSOCK(st.statbuf.st_mode)) {
+            if (unix_socket_alive(addr->unix_path)) {
+                uv_fs_req_cleanup(&st);
+                return UV_EADDRINUSE;
+            }
             uv_fs_unlink(NULL, &req, addr->unix_path, NULL);
             uv_fs_req_cleanup(&req);
         }
@@ -653,6 +706,10 @@ void admin_ports_json(const admin *a, cJSON *root)
         const admin_listener *l = &a->listeners[i];
         if (!l->open)
             continue;
+        cJSON *all = cJSON_GetObjectItemCaseSensitive(root, "admin_listeners");
+        if (all == NULL)
+            all = cJSON_AddArrayToObject(root, "admin_listeners");
+        cJSON_AddItemToArray(all, cJSON_CreateString(l->bound));
         if (l->is_unix) {
             if (cJSON_GetObjectItemCaseSensitive(root, "admin_unix") == NULL)
                 cJSON_AddStringToObject(root, "admin_unix", l->bound + 5);

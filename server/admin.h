@@ -45,8 +45,9 @@ int admin_has_subscribers(const admin *a);
 
 /* admin_wait - defer the response of client's current request until a message matches, or ms pass */
 typedef struct admin_filter {
-    char *to, *from;    /* globs, or NULL */
-    uint64_t since_seq; /* only messages after this sequence number */
+    char *to, *from;        /* globs, or NULL */
+    uint64_t since_arrival; /* only messages that arrived after this one (0: see since_seq) */
+    uint64_t since_seq;     /* for a "since" message no longer kept: only messages with a later id */
 } admin_filter;
 
 void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms);

@@ -124,7 +124,7 @@ static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
         /* An id that was evicted or deleted still orders: ids end with the sequence number in hex. */
         size_t n = strlen(since);
         if (m != NULL)
-            f->since_seq = m->seq;
+            f->since_arrival = m->arrival;
         else if (n > 8 && strncmp(since, srv->store.id_prefix, strlen(srv->store.id_prefix)) == 0)
             f->since_seq = strtoull(since + n - 8, NULL, 16);
         else
@@ -291,12 +291,12 @@ static cJSON *cmd_messages_get(admin_client *c, const cJSON *req, cJSON *id)
     cJSON *err = check_args(req, args);
     if (err != NULL)
         return err;
-    store_msg *m = find_message(c, req, &err);
-    if (m == NULL)
-        return err;
     const cJSON *raw = arg(req, "raw");
     if (raw != NULL && !cJSON_IsBool(raw))
         return admin_error("bad_argument", "\"raw\" must be true or false");
+    store_msg *m = find_message(c, req, &err);
+    if (m == NULL)
+        return err;
     cJSON *resp = ok();
     cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
     const char *body = m->body ? m->body : "";
@@ -389,8 +389,7 @@ static fault_profile *compile_request(const cJSON *req, cJSON **err)
     fault_profile *p = NULL;
     if (name != NULL) {
         char file[4096];
-        if (strchr(name->valuestring, '/') != NULL ||
-            profiles_find(name->valuestring, file, sizeof(file)) != 0) {
+        if (profiles_find_shipped(name->valuestring, file, sizeof(file)) != 0) {
             *err = admin_error("not_found",
                                "no shipped profile is named \"%.100s\" (smtpfault profiles lists them)",
                                name->valuestring);
@@ -540,9 +539,11 @@ static cJSON *cmd_sessions_get(admin_client *c, const cJSON *req, cJSON *id)
     cJSON *err = check_args(req, args);
     if (err != NULL)
         return err;
-    double sid = number_arg(req, "session", 1, 9007199254740991.0, 0, &err);
-    if (err == NULL && sid == 0)
-        err = admin_error("bad_argument", "\"session\" must be a session id (from sessions.list)");
+    const cJSON *sv = arg(req, "session");
+    double sid = cJSON_IsNumber(sv) ? sv->valuedouble : 0;
+    if (sid < 1 || sid > 9007199254740991.0 || sid != floor(sid))
+        return admin_error("bad_argument",
+                           "\"session\" must be a session id, a whole number (from sessions.list)");
     if (err != NULL)
         return err;
     cJSON *s = server_session_json(admin_server(c), (uint64_t)sid);

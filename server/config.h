@@ -65,7 +65,7 @@ typedef struct config {
     const char **user_names;          /* --user NAME:PASSWORD, in order (strings owned by the config) */
     const char **user_passwords;
     size_t nusers;
-    int users_given; /* --user was given: the first one replaces what the environment said */
+    int users_given;     /* --user was given: the first one replaces what the environment said */
     const char *profile; /* --profile FILE */
     admin_addr admin[CONFIG_ADMIN_MAX];
     size_t nadmin;

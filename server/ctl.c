@@ -233,6 +233,11 @@ static void handle_line(ctl *c, const char *line, size_t len)
                 }
             }
         }
+        if (c->follow && c->exit_code == 0 && !c->json) {
+            /* on stderr: stdout carries only events, for scripts */
+            fprintf(stderr, "smtpfault ctl: following the events of %s (Ctrl-C to stop)\n", c->address);
+            fflush(stderr);
+        }
         if (!c->follow || c->exit_code != 0)
             ctl_close(c);
     }

@@ -319,7 +319,8 @@ static int apply_environment(config *cfg)
         char name[64];
         env_name(o->name, name, sizeof(name));
         const char *value = getenv(name);
-        if (value == NULL)
+        /* Unset and empty are the same: compose files pass ${VAR:-} through for options left out. */
+        if (value == NULL || value[0] == '\0')
             continue;
         if (o->has_arg == no_argument) {
             int on = env_flag(value);

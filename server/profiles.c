@@ -55,6 +55,15 @@ int profiles_find(const char *name, char *out, size_t outsz)
         snprintf(out, outsz, "%s", name);
         return exists(name) ? 0 : -1;
     }
+    return profiles_find_shipped(name, out, outsz);
+}
+
+int profiles_find_shipped(const char *name, char *out, size_t outsz)
+{
+    if (name[0] == '\0' || name[0] == '.' || strchr(name, '/') != NULL) {
+        snprintf(out, outsz, "%s", name);
+        return -1; /* a name, never a path: nothing outside the profile directories */
+    }
     size_t len = strlen(name);
     int has_ext = len > 5 && strcmp(name + len - 5, ".json") == 0;
     const char *dirs[16];

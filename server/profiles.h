@@ -16,6 +16,9 @@
  */
 int profiles_find(const char *name_or_path, char *out, size_t outsz);
 
+/* profiles_find_shipped - the same for a name only: files outside the profile directories are never found */
+int profiles_find_shipped(const char *name, char *out, size_t outsz);
+
 /* profiles_list - every shipped profile, as "name  description" lines on stdout (`smtpfault profiles`) */
 int profiles_list(void);
 

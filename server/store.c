@@ -190,6 +190,7 @@ void store_add(store *st, store_msg *m)
         unlink_oldest(st);
     }
     st->accepted++;
+    m->arrival = ++st->next_arrival;
     if (st->max_messages == 0)
         return;
     store_msg_ref(m);

@@ -20,7 +20,8 @@
 
 typedef struct store_msg {
     char id[STORE_ID_MAX];
-    uint64_t seq;
+    uint64_t seq;     /* from the id, assigned before a --store-dir write */
+    uint64_t arrival; /* the order in which messages joined the store (writes may finish out of order) */
     unsigned refs;
 
     /* envelope */
@@ -75,6 +76,7 @@ typedef struct store {
     uint64_t accepted; /* messages ever added */
     uint64_t evicted, evicted_bytes;
     uint64_t next_seq;
+    uint64_t next_arrival;
     char id_prefix[STORE_ID_MAX - 12];
     store_msg *head, *tail;
 } store;
