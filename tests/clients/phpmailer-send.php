@@ -9,7 +9,10 @@
  *     "keepAlive": false,             SMTPKeepAlive: every message over one connection
  *     "secure": "" | "ssl" | "tls",   SMTPSecure: implicit TLS ("ssl") or STARTTLS ("tls"); default none
  *     "autoTLS": false,               SMTPAutoTLS: STARTTLS when offered (default off)
- *     "timeout": 20,                  Timeout in seconds
+ *     "timeout": 20,                  Timeout in seconds (connect() and each read)
+ *     "timelimit": 300,               SMTP::Timelimit in seconds: the longest wait for one reply, the
+ *                                     greeting included (Timeout does not bound it)
+ *     "debugLevel": 2,                SMTPDebug; 3 (DEBUG_CONNECTION) adds the reason a connection failed
  *     "ssl": {"cafile": "...", "verify_peer": true, "verify_peer_name": true, "peer_name": "localhost",
  *             "allow_self_signed": false},   SMTPOptions['ssl'], as PHP stream context options
  *     "auth": {"user": "...", "password": "...", "type": "PLAIN"|"LOGIN"|"CRAM-MD5"|"XOAUTH2"|""},
@@ -25,7 +28,8 @@
  *
  * Output: one JSON line on stdout:
  *   {"results": [{"ok": bool, "returned": bool|null, "exception": null|{"class","message","code"},
- *                 "errorInfo": "...", "messageId": "...", "lastReply": "...", "transactionId": ...}],
+ *                 "errorInfo": "...", "messageId": "...", "lastReply": "...", "transactionId": ...,
+ *                 "smtpError": SMTP::getError(): {"error", "detail", "smtp_code", "smtp_code_ex"}}],
  *    "debug": [PHPMailer's SMTP transcript lines]}
  * The exit code is 0 whenever the JSON was printed, 2 for bad input.
  */
@@ -70,6 +74,9 @@ $mail->SMTPAuth = false;
 $mail->SMTPAutoTLS = !empty($input['autoTLS']);
 $mail->SMTPSecure = $input['secure'] ?? '';
 $mail->Timeout = (int)($input['timeout'] ?? 20);
+if (isset($input['timelimit'])) {
+    $mail->getSMTPInstance()->Timelimit = (int)$input['timelimit'];
+}
 if (isset($input['ssl']) && is_array($input['ssl'])) {
     $mail->SMTPOptions = ['ssl' => $input['ssl']];
 }
@@ -83,7 +90,7 @@ if (isset($input['auth']) && is_array($input['auth'])) {
     }
 }
 $mail->SMTPKeepAlive = !empty($input['keepAlive']);
-$mail->SMTPDebug = SMTP::DEBUG_SERVER; // client and server lines, kept below
+$mail->SMTPDebug = (int)($input['debugLevel'] ?? SMTP::DEBUG_SERVER); // client and server lines, kept below
 $mail->Debugoutput = function ($line, $level) use (&$debug) {
     $debug[] = rtrim($line, "\r\n");
 };
@@ -130,6 +137,7 @@ foreach ($input['messages'] as $m) {
     $smtp = $mail->getSMTPInstance();
     $result['lastReply'] = rtrim($smtp->getLastReply(), "\r\n");
     $result['transactionId'] = $smtp->getLastTransactionID();
+    $result['smtpError'] = $smtp->getError();
     $results[] = $result;
 }
 if ($mail->SMTPKeepAlive) {
