@@ -83,8 +83,9 @@ struct conn {
     char client[STORE_CLIENT_MAX];
     char *out; /* plaintext output of the current batch */
     size_t out_len, out_cap;
-    uint32_t drip_bps; /* the batch being built is dripped at this rate */
-    char *drip;        /* output being dripped: drip[drip_off .. drip_len) */
+    uint32_t drip_bps;  /* the batch being built is dripped at this rate */
+    char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
+    uint32_t drip_rate; /* ... at this rate (drip_bps is reset once the batch is handed over) */
     size_t drip_len, drip_off;
     uint64_t bytes_in, bytes_out;
     uint64_t started_ms;
@@ -272,7 +273,7 @@ static void drip_tick(conn *c)
         return;
     }
     /* Below 10 bytes/s, one byte per 1/bps seconds; above, bps/10 bytes per tick. */
-    uint32_t bps = c->drip_bps ? c->drip_bps : 1;
+    uint32_t bps = c->drip_rate ? c->drip_rate : 1;
     size_t n = bps < 10 ? 1 : bps / 10;
     uint64_t wait = bps < 10 ? 1000 / bps : CONN_DRIP_TICK_MS;
     if (n > left)
@@ -303,6 +304,7 @@ static void flush(conn *c)
         c->drip = data;
         c->drip_len = len;
         c->drip_off = 0;
+        c->drip_rate = c->drip_bps;
         drip_tick(c);
         return;
     }
