@@ -83,9 +83,10 @@ struct conn {
     char client[STORE_CLIENT_MAX];
     char *out; /* plaintext output of the current batch */
     size_t out_len, out_cap;
-    uint32_t drip_bps;  /* the batch being built is dripped at this rate */
-    char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
-    uint32_t drip_rate; /* ... at this rate (drip_bps is reset once the batch is handed over) */
+    uint32_t drip_bps;   /* the batch being built is dripped at this rate */
+    char *drip;          /* output being dripped: drip[drip_off .. drip_len) */
+    uint32_t drip_rate;  /* ... at this rate (drip_bps is reset once the batch is handed over) */
+    uint64_t drip_ticks; /* ticks of this drip so far, at 10 bytes/s and more */
     size_t drip_len, drip_off;
     uint64_t bytes_in, bytes_out;
     uint64_t started_ms;
@@ -272,9 +273,10 @@ static void drip_tick(conn *c)
         after_session(c);
         return;
     }
-    /* Below 10 bytes/s, one byte per 1/bps seconds; above, bps/10 bytes per tick. */
+    /* Below 10 bytes/s, one byte per 1/bps seconds; above, what is due after this many ticks (bps/10 bytes
+     * per tick on average, so that 15 bytes/s does not fall to 10). */
     uint32_t bps = c->drip_rate ? c->drip_rate : 1;
-    size_t n = bps < 10 ? 1 : bps / 10;
+    size_t n = bps < 10 ? 1 : (size_t)((uint64_t)bps * ++c->drip_ticks / 10 - c->drip_off);
     uint64_t wait = bps < 10 ? 1000 / bps : CONN_DRIP_TICK_MS;
     if (n > left)
         n = left;
@@ -305,6 +307,7 @@ static void flush(conn *c)
         c->drip_len = len;
         c->drip_off = 0;
         c->drip_rate = c->drip_bps;
+        c->drip_ticks = 0;
         drip_tick(c);
         return;
     }
