@@ -646,6 +646,12 @@ static void on_timer(uv_timer_t *t)
             conn_close(c, "idle timeout", 0);
             return;
         }
+        if (c->tls_phase != CONN_TLS_NONE && c->tls_phase != CONN_TLS_ACTIVE) {
+            /* In the middle of a handshake (or a fault that stalls it) a 421 in plain text would be read as
+             * a TLS record: close without a word, as a hang does. */
+            conn_close(c, "idle timeout during the TLS handshake", 0);
+            return;
+        }
         session_timeout(c->s);
         after_session(c);
         return;
