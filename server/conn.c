@@ -54,6 +54,7 @@ typedef enum conn_tls {
     CONN_TLS_ACTIVE,    /* application data is encrypted */
     CONN_TLS_STALLED,   /* a fault: ciphertext is read and ignored */
     CONN_TLS_ALERT,     /* a fault: the first ciphertext gets an alert, then the connection closes */
+    CONN_TLS_RAW,       /* a fault: the first ciphertext gets the raw bytes, then the connection closes */
 } conn_tls;
 
 struct conn {
@@ -67,6 +68,7 @@ struct conn {
     tls_conn *tls;
     conn_tls tls_phase;
     int tls_alert;                   /* CONN_TLS_ALERT: the description to send */
+    const fault_action *tls_raw;     /* CONN_TLS_RAW: the rule whose raw bytes answer the ClientHello */
     int implicit_tls;                /* the session starts after the handshake */
     const fault_action *pending_act; /* a tls_handshake or connect fault waiting for its delay */
     conn_timer_use timer_use;
@@ -628,12 +630,10 @@ static void tls_start(conn *c, const fault_action *a)
         return;
     }
     if (a != NULL && a->raw != NULL) {
-        char *raw = malloc(a->raw_len);
-        if (raw != NULL) {
-            memcpy(raw, a->raw, a->raw_len);
-            queue_write(c, raw, a->raw_len);
-        }
-        end_gracefully(c, "fault: raw bytes instead of a TLS handshake");
+        /* Sent as the answer to the ClientHello: written at once after a STARTTLS 220, the bytes would
+         * reach the client with the 220 and be read as plaintext, never by its TLS layer. */
+        c->tls_phase = CONN_TLS_RAW;
+        c->tls_raw = a; /* a rule's action: it lives as long as the profile we hold */
         return;
     }
     if (a != NULL && a->close != FAULT_CLOSE_NONE) {
@@ -705,7 +705,8 @@ static void on_timer(uv_timer_t *t)
             return;
         }
         if (c->tls_phase != CONN_TLS_NONE && c->tls_phase != CONN_TLS_ACTIVE) {
-            /* No plaintext 421 where the client expects TLS records: just close. */
+            /* In the middle of a handshake (or a fault that stalls it) a 421 in plain text would be read as
+             * a TLS record: close without a word, as a hang does. */
             conn_close(c, "idle timeout during the TLS handshake", 0);
             return;
         }
@@ -804,6 +805,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         end_gracefully(c, "fault: TLS alert");
         break;
     }
+    case CONN_TLS_RAW: {
+        char *raw = malloc(c->tls_raw->raw_len);
+        if (raw != NULL) {
+            memcpy(raw, c->tls_raw->raw, c->tls_raw->raw_len);
+            queue_write(c, raw, c->tls_raw->raw_len);
+        }
+        c->tls_phase = CONN_TLS_STALLED;
+        end_gracefully(c, "fault: raw bytes instead of a TLS handshake");
+        break;
+    }
     case CONN_TLS_HANDSHAKE:
     case CONN_TLS_ACTIVE:
         if (tls_conn_feed(c->tls, buf->base, (size_t)nread) != 0) {
@@ -822,7 +833,8 @@ static void update_reading(conn *c)
     int want;
     if (c->phase == CONN_LINGERING)
         want = !c->eof;
-    else if (c->hanging || c->tls_phase == CONN_TLS_STALLED || c->tls_phase == CONN_TLS_ALERT)
+    else if (c->hanging || c->tls_phase == CONN_TLS_STALLED || c->tls_phase == CONN_TLS_ALERT ||
+             c->tls_phase == CONN_TLS_RAW)
         want = c->phase == CONN_OPEN && !c->eof && c->timer_use != TIMER_TLS_DELAY;
     else if (c->tls_phase == CONN_TLS_HANDSHAKE)
         want = c->phase == CONN_OPEN && !c->eof;

@@ -29,7 +29,8 @@
  *
  * Output: one JSON line on stdout:
  *   {"results": [{"ok": bool, "returned": bool|null, "exception": null|{"class","message","code"},
- *                 "errorInfo": "...", "messageId": "...", "lastReply": "...", "transactionId": ...}],
+ *                 "errorInfo": "...", "messageId": "...", "lastReply": "...", "transactionId": ...,
+ *                 "smtpError": SMTP::getError(): {"error", "detail", "smtp_code", "smtp_code_ex"}}],
  *    "debug": [PHPMailer's SMTP transcript lines]}
  * The exit code is 0 whenever the JSON was printed, 2 for bad input.
  */
@@ -137,6 +138,7 @@ foreach ($input['messages'] as $m) {
     $smtp = $mail->getSMTPInstance();
     $result['lastReply'] = rtrim($smtp->getLastReply(), "\r\n");
     $result['transactionId'] = $smtp->getLastTransactionID();
+    $result['smtpError'] = $smtp->getError();
     $results[] = $result;
 }
 if ($mail->SMTPKeepAlive) {
