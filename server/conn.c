@@ -492,7 +492,10 @@ static void host_commit(void *ctx, store_msg *m)
 static void host_wait(void *ctx, uint32_t ms)
 {
     conn *c = ctx;
-    timer_set(c, TIMER_WAIT, ms);
+    /* libuv counts from the loop's cached millisecond clock: refresh it, and round up, so that a delay
+     * never ends early (it ends at most a millisecond late instead). */
+    uv_update_time(c->srv->loop);
+    timer_set(c, TIMER_WAIT, (uint64_t)ms + 1);
 }
 
 static void host_drip(void *ctx, uint32_t bps)

@@ -191,7 +191,7 @@ def test_garbage_instead_of_a_handshake(server_factory, tmp_path, transport):
     srv = start_with_profile(server_factory, tmp_path, handshake(raw="garbage that is not TLS\r\n"))
     r = clients(srv, transport)
     assert_wrong_version_number(r, transport)
-    assert len(srv.wait_for_log(r"fault rule 0 at tls_handshake: raw 25 bytes(?:\n|$)", count=4)) == 4
+    assert len(srv.wait_for_log(r"fault rule 0 at tls_handshake: send 25 raw bytes(?:\n|$)", count=4)) == 4
     # Each connection ends after the 25 bytes (the client may reset it first, having read them).
     out = [int(n) for n in srv.wait_for_log(r"#\d+ close [^(]+ \(in \d+ bytes, out (\d+) bytes", count=4)]
     assert out == [25 if transport == "implicit" else 266 + 25] * 4, out
