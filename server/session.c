@@ -798,6 +798,36 @@ static void auth_line(session *s, const char *line, size_t len)
 /* -- MAIL, RCPT, DATA, BDAT
  * ----------------------------------------------------------------------------------- */
 
+/*
+ * path_argument - "FROM:<path> [params]" (sender) or "TO:<path> [params]": the path, and where the
+ * parameters are; 0 after the error reply (RFC 5321 4.1.2, with the null path for a sender only and
+ * <Postmaster> for a recipient only).
+ */
+static int path_argument(session *s, const smtp_command *cmd, int sender, smtp_path *path, const char **cur,
+                         const char **end)
+{
+    const char *verb = sender ? "MAIL FROM" : "RCPT TO";
+    size_t skip = smtp_strip_keyword(cmd->arg, cmd->arg_len, sender ? "FROM:" : "TO:");
+    if (skip == 0) {
+        error_reply(s, "501 5.5.4 Syntax: %s:<address>", verb);
+        return 0;
+    }
+    size_t used = 0;
+    smtp_path_status st = smtp_parse_path(cmd->arg + skip, cmd->arg_len - skip, sender, !sender, path, &used);
+    if (st != SMTP_PATH_OK) {
+        error_reply(s, "501 %s Bad %s address: %s", sender ? "5.1.7" : "5.1.3",
+                    sender ? "sender" : "recipient", smtp_path_status_text(st));
+        return 0;
+    }
+    *cur = cmd->arg + skip + used;
+    *end = cmd->arg + cmd->arg_len;
+    if (*cur < *end && **cur != ' ') {
+        error_reply(s, "501 5.5.4 Syntax: %s:<address> [parameters]", verb);
+        return 0;
+    }
+    return 1;
+}
+
 static void cmd_mail(session *s, const smtp_command *cmd)
 {
     if (!need_helo(s))
@@ -814,24 +844,10 @@ static void cmd_mail(session *s, const smtp_command *cmd)
         error_reply(s, "503 5.5.1 Error: nested MAIL command");
         return;
     }
-    size_t skip = smtp_strip_keyword(cmd->arg, cmd->arg_len, "FROM:");
-    if (skip == 0) {
-        error_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        return;
-    }
     smtp_path path;
-    size_t used = 0;
-    smtp_path_status st = smtp_parse_path(cmd->arg + skip, cmd->arg_len - skip, 1, 0, &path, &used);
-    if (st != SMTP_PATH_OK) {
-        error_reply(s, "501 5.1.7 Bad sender address: %s", smtp_path_status_text(st));
+    const char *cur, *end;
+    if (!path_argument(s, cmd, 1, &path, &cur, &end))
         return;
-    }
-
-    const char *cur = cmd->arg + skip + used, *end = cmd->arg + cmd->arg_len;
-    if (cur < end && *cur != ' ') {
-        error_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]");
-        return;
-    }
     smtp_param p;
     int r;
     unsigned seen = 0;
@@ -974,23 +990,10 @@ static void cmd_rcpt(session *s, const smtp_command *cmd)
         error_reply(s, "503 5.5.1 Error: RCPT not allowed after BDAT");
         return;
     }
-    size_t skip = smtp_strip_keyword(cmd->arg, cmd->arg_len, "TO:");
-    if (skip == 0) {
-        error_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-        return;
-    }
     smtp_path path;
-    size_t used = 0;
-    smtp_path_status st = smtp_parse_path(cmd->arg + skip, cmd->arg_len - skip, 0, 1, &path, &used);
-    if (st != SMTP_PATH_OK) {
-        error_reply(s, "501 5.1.3 Bad recipient address: %s", smtp_path_status_text(st));
+    const char *cur, *end;
+    if (!path_argument(s, cmd, 0, &path, &cur, &end))
         return;
-    }
-    const char *cur = cmd->arg + skip + used, *end = cmd->arg + cmd->arg_len;
-    if (cur < end && *cur != ' ') {
-        error_reply(s, "501 5.5.4 Syntax: RCPT TO:<address> [parameters]");
-        return;
-    }
     smtp_param p;
     int r;
     unsigned seen = 0;
