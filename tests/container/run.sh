@@ -194,12 +194,14 @@ check_image() {
 
 # -- 4. docker-compose.yml --------------------------------------------------------------------------------
 
-# free_port - a TCP port nothing listens on (the host may run its own smtpfault on 2525)
+# free_port - a TCP port no socket uses (the host may run its own smtpfault on 2525), below the kernel's
+# ephemeral range, where the outgoing connections of other programs would take it from us
 free_port() {
-    local p
+    local p low=32768
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
     while :; do
-        p=$((20000 + RANDOM % 40000))
-        command -v ss >/dev/null && ss -Htln "sport = :$p" | grep -q . && continue
+        p=$((10000 + RANDOM % (low - 10000)))
+        command -v ss >/dev/null && ss -Htan "sport = :$p" | grep -q . && continue
         echo "$p"
         return
     done
