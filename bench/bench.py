@@ -32,12 +32,15 @@ import resource
 import shutil
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import (BenchError, cpu_ns, find_tool, fmt_rate, free_port, human_bytes, log, machine_user_s,
+                      ours_user_s, parse_size, pin, print_table, proc_status, read_text, round_count, stop,
+                      wait_banner, wakeups)
 
 SENDER = "bench@example.com"
 RECIPIENT = "sink@example.com"
@@ -56,131 +59,6 @@ SCENARIOS = [
 ]
 
 RUN_TIMEOUT_S = 60  # one smtp-source run; a hang is a failure, not a slow result
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def find_tool(name):
-    for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK):
-            return p
-    raise BenchError(f"{name} not found (Debian package postfix)")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_banner(port, proc, deadline_s=5.0):
-    """Wait until a server greets on port; the check is a plain SMTP session ending with QUIT."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=2) as s:
-                s.noop()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def proc_status(pid, field):
-    """A field of /proc/PID/status in kB (VmHWM, VmRSS), or None."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_ns(pid):
-    """CPU time of every thread of pid in ns, user and system (/proc/PID/task/*/schedstat)."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except OSError:
-                pass  # a thread that just ended
-    except OSError:
-        return None
-    return total
-
-
-def wakeups(pid):
-    """Voluntary context switches of every thread of pid: how often it slept waiting for input."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/status") as f:
-                    for line in f:
-                        if line.startswith("voluntary_ctxt_switches:"):
-                            total += int(line.split()[1])
-            except OSError:
-                pass
-    except OSError:
-        return None
-    return total
-
-
-def user_s(pid):
-    """User-mode CPU time of a process, all threads, in seconds (/proc/PID/stat utime)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-        return int(text[text.rindex(")") + 2:].split()[11]) / CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def machine_user_s():
-    """User-mode CPU time of the whole machine in seconds (/proc/stat: user + nice)."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    return (int(fields[1]) + int(fields[2])) / CLK_TCK
-
-
-def ours_user_s(servers):
-    """User-mode CPU time of this process, its reaped children (smtp-source runs) and the servers."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_utime
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    return own + kids + sum(user_s(s.proc.pid) for s in servers)
-
-
-def stop(proc, name, timeout=10):
-    """Stop a process started here, by its PID (SIGTERM, then SIGKILL); returns its exit status."""
-    if proc is None:
-        return None
-    if proc.poll() is not None:
-        return proc.returncode
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log(f"{name} (pid {proc.pid}) did not stop after {timeout} s: SIGKILL")
-        os.kill(proc.pid, signal.SIGKILL)
-        return proc.wait()
-
-
-def pin(cmd, cpu):
-    return cmd if cpu is None else ["taskset", "-c", str(cpu)] + cmd
 
 
 class Smtpfault:
@@ -240,11 +118,7 @@ class Smtpfault:
         return n
 
     def stderr_text(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode(errors="replace").strip()
-        except OSError:
-            return ""
+        return read_text(self.stderr_path).strip()
 
     def stop(self):
         """Peak and current RSS in kB (read just before SIGTERM), and the exit status."""
@@ -288,11 +162,7 @@ class Sink:
         raise BenchError(f"smtp-sink did not start: {self.out_text()[-500:]}")
 
     def out_text(self):
-        try:
-            with open(self.out_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_text(self.out_path)
 
     def counter(self):
         with open(self.out_path, "rb") as f:
@@ -332,6 +202,9 @@ class Bench:
         self.retry_seconds = 0.0  # retries may take at most a quarter of the time budget
         self.max_other = 0.0
 
+    def pids(self):
+        return [s.proc.pid for s in self.servers]
+
     def run_source(self, server, size, sessions, reuse, count):
         """One smtp-source run against server; raises BenchError unless every message was accepted."""
         if time.monotonic() > self.deadline:
@@ -341,7 +214,7 @@ class Bench:
         if reuse:
             cmd.append("-d")  # next message on the same connection; without -d: QUIT, connect again
         cmd.append(f"127.0.0.1:{server.port}")
-        cpu0, mach0, ours0 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.servers)
+        cpu0, mach0, ours0 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.pids())
         wake0, kids0 = wakeups(server.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         try:
@@ -350,7 +223,7 @@ class Bench:
         except subprocess.TimeoutExpired:
             raise BenchError(f"smtp-source against {server.name} did not finish in {RUN_TIMEOUT_S} s")
         elapsed = time.monotonic() - t0
-        cpu1, mach1, ours1 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.servers)
+        cpu1, mach1, ours1 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.pids())
         wake1, kids1 = wakeups(server.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         client_s = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
         err = r.stderr.decode(errors="replace").strip()
@@ -398,13 +271,6 @@ class Bench:
         return round_count(max(rates) * self.args.target_seconds, 100, 500000)
 
 
-def round_count(n, minimum, maximum):
-    """n within [minimum, maximum], rounded to two significant digits."""
-    n = max(minimum, min(maximum, int(n)))
-    digits = len(str(n)) - 2
-    return max(minimum, round(n, -digits) if digits > 0 else n)
-
-
 def summary(runs):
     rates = [r["rate"] for r in runs]
     cpus = [r["server_cpu_us_per_msg"] for r in runs if r["server_cpu_us_per_msg"] is not None]
@@ -417,36 +283,6 @@ def summary(runs):
             "cpu_us_per_msg": round(statistics.median(cpus), 1) if cpus else None,
             "server_busy": med("server_busy"), "server_wakeups_per_msg": med("server_wakeups_per_msg"),
             "client_cpu_us_per_msg": med("client_cpu_us_per_msg"), "client_busy": med("client_busy")}
-
-
-def fmt_rate(r):
-    return f"{r:,.0f}"
-
-
-def human_bytes(n):
-    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n / div:g} {unit}"
-    return f"{n} B"
-
-
-def parse_size(text):
-    m = re.fullmatch(r"(\d+)([KMGkmg]?)", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a byte count (K/M/G suffixes allowed)")
-    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
-
-
-def print_table(headers, rows):
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells))
-
-    print(line(headers))
-    print("-" * len(line(headers)))
-    for row in rows:
-        print(line(row))
 
 
 def main():
