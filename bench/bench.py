@@ -30,17 +30,15 @@ import os
 import re
 import resource
 import shutil
-import signal
 import smtplib
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-from benchlib import (BenchError, cpu_ns, find_tool, fmt_rate, free_port, human_bytes, log, machine_user_s,
-                      ours_user_s, parse_size, pin, print_table, proc_status, read_text, round_count, stop,
-                      wait_banner, wakeups)
+from benchlib import (BenchError, run_main, Retrying, add_comparison_args, checked_binary, cpu_ns, find_tool, fmt_rate,
+                      free_port, human_bytes, log, machine_user_s, ours_user_s, parse_size, pick_scenarios, pin,
+                      print_table, proc_status, read_text, round_count, stop, wait_banner, wakeups, write_json)
 
 SENDER = "bench@example.com"
 RECIPIENT = "sink@example.com"
@@ -191,16 +189,12 @@ class Sink:
         return hwm
 
 
-class Bench:
+class Bench(Retrying):
     def __init__(self, args, servers, client_cpu, deadline):
-        self.args = args
+        super().__init__(args)
         self.servers = servers
         self.client_cpu = client_cpu
         self.deadline = deadline
-        self.disturbed = 0  # measured runs kept although other processes used the CPU meanwhile
-        self.retried = 0
-        self.retry_seconds = 0.0  # retries may take at most a quarter of the time budget
-        self.max_other = 0.0
 
     def pids(self):
         return [s.proc.pid for s in self.servers]
@@ -243,19 +237,7 @@ class Bench:
 
     def measure(self, server, size, sessions, reuse, count):
         """A measured run, run again when other processes disturbed it and time allows."""
-        for attempt in range(self.args.retries + 1):
-            run = self.run_source(server, size, sessions, reuse, count)
-            if run["other_load_cpus"] <= self.args.max_other_load:
-                break
-            if attempt < self.args.retries and self.retry_seconds + run["seconds"] < self.args.budget_seconds / 4:
-                self.retried += 1
-                self.retry_seconds += run["seconds"]
-                log(f"{server.name}: other processes used {run['other_load_cpus']:.2f} CPUs during the run: again")
-                continue
-            self.disturbed += 1
-            break
-        self.max_other = max(self.max_other, run["other_load_cpus"])
-        return run
+        return self.retrying(server.name, lambda: self.run_source(server, size, sessions, reuse, count))
 
     def warm_up(self, size, sessions, reuse):
         """Warm-up runs, longer until one lasts 0.5 s; returns the message count for the measured runs."""
@@ -287,40 +269,18 @@ def summary(runs):
 
 def main():
     ap = argparse.ArgumentParser(description="smtpfault vs smtp-sink throughput, driven by smtp-source.")
-    ap.add_argument("smtpfault", help="path to the smtpfault binary")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
-    ap.add_argument("--repeats", type=int, default=3, help="measured runs per server and scenario (default 3)")
-    ap.add_argument("--target-seconds", type=float, default=1.5,
-                    help="length of a measured run on the faster server (default 1.5)")
-    ap.add_argument("--budget-seconds", type=float, default=170, help="give up after this long (default 170)")
-    ap.add_argument("--scenarios", help="comma-separated scenario keys (default: all): " +
-                    ", ".join(s[0] for s in SCENARIOS))
+    add_comparison_args(ap, SCENARIOS, 170, "smtp-source")
     ap.add_argument("--store-max-messages", type=int, default=10000,
                     help="passed to smtpfault (default 10000, its default)")
     ap.add_argument("--store-max-bytes", type=parse_size, default=256 << 20,
                     help="passed to smtpfault (default 256M, its default)")
     ap.add_argument("--backlog", type=int, default=511,
                     help="smtp-sink listen backlog (default 511, as smtpfault's in server/listener.h)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="run a measured run again, up to this many times, when other processes used more "
-                         "than --max-other-load CPUs meanwhile (default 2)")
-    ap.add_argument("--max-other-load", type=float, default=0.1,
-                    help="other processes' user CPU time, in CPUs, that disturbs a run (default 0.1)")
-    ap.add_argument("--no-pin", action="store_true",
-                    help="do not pin the servers to the last CPU and smtp-source to the first")
     args = ap.parse_args()
 
     started = time.monotonic()
-    binary = os.path.abspath(args.smtpfault)
-    if not os.access(binary, os.X_OK):
-        raise BenchError(f"{args.smtpfault} is not an executable (build it first: make build)")
-    scenarios = SCENARIOS
-    if args.scenarios:
-        keys = args.scenarios.split(",")
-        unknown = [k for k in keys if k not in {s[0] for s in SCENARIOS}]
-        if unknown:
-            raise BenchError(f"unknown scenario {', '.join(unknown)}")
-        scenarios = [s for s in SCENARIOS if s[0] in keys]
+    binary = checked_binary(args.smtpfault)
+    scenarios = pick_scenarios(SCENARIOS, args.scenarios)
     find_tool("smtp-sink")
     find_tool("smtp-source")
 
@@ -446,22 +406,9 @@ def main():
                "smtpfault_exit": rc, "smtpfault_stderr": warnings, "runs_repeated": bench.retried,
                "runs_disturbed": bench.disturbed, "max_other_load_cpus": round(bench.max_other, 3),
                "elapsed_seconds": round(elapsed, 1), "store_fill": fills, "scenarios": results}
-        text = json.dumps(doc, indent=2) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+        write_json(args.json, doc)
     return 0
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through main's finally: servers stop
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        log(f"FAILED: {e}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run_main(main, "bench")

@@ -196,19 +196,45 @@ def cpu_plan(no_pin):
     return ncpu - 1, 0, f"servers pinned to CPU {ncpu - 1}, load generators to CPU 0"
 
 
+def cpu_times():
+    """{cpu index: (busy ticks, total ticks)} from /proc/stat; idle and iowait count as not busy."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name = line.split(maxsplit=1)[0]
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            v = [int(x) for x in line.split()[1:9]]
+            total = sum(v)
+            out[int(name[3:])] = (total - v[3] - v[4], total)
+    return out
+
+
 class OtherLoad:
     """Other processes' CPU use over a window: the machine's user time (/proc/stat user + nice) less the user
-    time of this process, its reaped children and the processes watched. In CPUs (1.0: one CPU busy)."""
+    time of this process, its reaped children and the processes watched. In CPUs (1.0: one CPU busy).
+    Also how busy each CPU was, whoever used it (busy(cpu): 0 to 1)."""
 
     def __init__(self, pids=()):
         self.pids = list(pids)
         self.t0 = time.monotonic()
         self.mach0, self.ours0 = machine_user_s(), ours_user_s(self.pids)
+        self.cpu0 = cpu_times()
+        self.cpu1 = None
 
     def cpus(self):
         elapsed = time.monotonic() - self.t0
         other = (machine_user_s() - self.mach0) - (ours_user_s(self.pids) - self.ours0)
+        self.cpu1 = cpu_times()
         return max(0.0, other) / elapsed if elapsed > 0 else 0.0
+
+    def busy(self, cpu):
+        """How busy CPU cpu was between the start and the last cpus() call; None if unknown."""
+        if cpu is None or self.cpu1 is None or cpu not in self.cpu0 or cpu not in self.cpu1:
+            return None
+        busy = self.cpu1[cpu][0] - self.cpu0[cpu][0]
+        total = self.cpu1[cpu][1] - self.cpu0[cpu][1]
+        return busy / total if total > 0 else None
 
 
 def loadavg():
@@ -226,6 +252,21 @@ def raise_nofile(want=None):
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def spawn_with_ports(cmd, cpu, stderr_path, ports_path, name, timeout=10):
+    """Start cmd (pinned to cpu) and wait until it writes ports_path (JSON); returns (proc, ports)."""
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(pin(cmd, cpu), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    end = time.monotonic() + timeout
+    while not os.path.exists(ports_path):
+        if proc.poll() is not None or time.monotonic() > end:
+            if proc.poll() is None:
+                stop(proc, name)
+            raise BenchError(f"{name} did not start: {read_text(stderr_path).strip()[-500:]}")
+        time.sleep(0.02)
+    with open(ports_path) as f:
+        return proc, json.load(f)
+
+
 class Smtpfault:
     """An smtpfault started by a benchmark: its listeners are read from --ports-file."""
 
@@ -237,17 +278,8 @@ class Smtpfault:
 
     def start(self, timeout=10):
         ports = os.path.join(self.workdir, f"{self.name}.ports.json")
-        cmd = [self.binary, "--ports-file", ports] + self.args
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(pin(cmd, self.cpu), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=err)
-        end = time.monotonic() + timeout
-        while not os.path.exists(ports):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise BenchError(f"{self.name} did not start: {self.stderr_text()[-500:]}")
-            time.sleep(0.02)
-        with open(ports) as f:
-            self.ports = json.load(f)
+        self.proc, self.ports = spawn_with_ports([self.binary, "--ports-file", ports] + self.args, self.cpu,
+                                                 self.stderr_path, ports, self.name, timeout)
         return self
 
     def port(self, listener):
@@ -277,16 +309,22 @@ def read_text(path):
         return ""
 
 
-def admin_request(host, port, request, timeout=10):
+def json_line(host, port, request=None, timeout=10):
+    """Connect, send request as one JSON line (if any), read one JSON line back and return it."""
     with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(json.dumps(request).encode() + b"\n")
+        if request is not None:
+            s.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
-    reply = json.loads(data)
+    return json.loads(data)
+
+
+def admin_request(host, port, request, timeout=10):
+    reply = json_line(host, port, request, timeout)
     if not reply.get("ok"):
         raise BenchError(f"admin {request.get('cmd')}: {reply}")
     return reply
@@ -302,3 +340,96 @@ def smtp_transaction(port, host="127.0.0.1", timeout=10, helo="bench.invalid"):
     if code != 250:
         raise BenchError(f"probe: unexpected reply {code} {text!r}")
     return text
+
+
+# -- what the comparative benchmarks (bench.py, tls_bench.py) share --------------------------------------------
+
+def add_comparison_args(ap, scenarios, budget, client):
+    """The command-line options of a benchmark that compares smtpfault with another server."""
+    ap.add_argument("smtpfault", help="path to the smtpfault binary")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
+    ap.add_argument("--repeats", type=int, default=3, help="measured runs per server and scenario (default 3)")
+    ap.add_argument("--target-seconds", type=float, default=1.5,
+                    help="length of a measured run on the faster server (default 1.5)")
+    ap.add_argument("--budget-seconds", type=float, default=budget,
+                    help=f"give up after this long (default {budget:g})")
+    ap.add_argument("--scenarios", help="comma-separated scenario keys (default: all): " +
+                    ", ".join(s[0] for s in scenarios))
+    ap.add_argument("--retries", type=int, default=2,
+                    help="run a measured run again, up to this many times, when other processes used more "
+                         "than --max-other-load CPUs meanwhile (default 2)")
+    ap.add_argument("--max-other-load", type=float, default=0.1,
+                    help="other processes' user CPU time, in CPUs, that disturbs a run (default 0.1)")
+    ap.add_argument("--no-pin", action="store_true",
+                    help=f"do not pin the servers to the last CPU and {client} to the first")
+
+
+def checked_binary(path):
+    binary = os.path.abspath(path)
+    if not os.access(binary, os.X_OK):
+        raise BenchError(f"{path} is not an executable (build it first: make build)")
+    return binary
+
+
+def pick_scenarios(scenarios, keys_text):
+    """The scenarios named in keys_text (comma-separated keys; all when empty), in their own order."""
+    if not keys_text:
+        return scenarios
+    keys = keys_text.split(",")
+    unknown = [k for k in keys if k not in {s[0] for s in scenarios}]
+    if unknown:
+        raise BenchError(f"unknown scenario {', '.join(unknown)}")
+    return [s for s in scenarios if s[0] in keys]
+
+
+class Retrying:
+    """Measured runs that other processes disturbed are run again, within a quarter of the time budget."""
+
+    def __init__(self, args):
+        self.args = args
+        self.disturbed = 0  # measured runs kept although other processes used the CPU meanwhile
+        self.retried = 0
+        self.retry_seconds = 0.0
+        self.max_other = 0.0
+
+    def retrying(self, name, run_once):
+        """run_once() returns a dict with "other_load_cpus" and "seconds"; returns the run kept."""
+        for attempt in range(self.args.retries + 1):
+            run = run_once()
+            if run["other_load_cpus"] <= self.args.max_other_load:
+                break
+            if attempt < self.args.retries and self.retry_seconds + run["seconds"] < self.args.budget_seconds / 4:
+                self.retried += 1
+                self.retry_seconds += run["seconds"]
+                log(f"{name}: other processes used {run['other_load_cpus']:.2f} CPUs during the run: again")
+                continue
+            self.disturbed += 1
+            break
+        self.max_other = max(self.max_other, run["other_load_cpus"])
+        return run
+
+
+def write_json(path, doc):
+    """doc as indented JSON to path ('-': stdout)."""
+    text = json.dumps(doc, indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def run_main(main, name):
+    """Run a benchmark's main(): SIGTERM unwinds through its finally blocks (stopping what it started);
+    a BenchError is reported on one line and exits 1."""
+    global NAME
+    NAME = name
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
