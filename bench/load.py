@@ -347,6 +347,8 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin smtpfault to the last CPU and the clients to the first")
+    ap.add_argument("--probe-unpinned", action="store_true",
+                    help="let the normal client run on any CPU (default: the holder's, the first)")
     args = ap.parse_args()
     started = time.monotonic()
     deadline = started + args.budget_seconds
@@ -375,7 +377,7 @@ def main():
         plain, tls = sf.port("smtp"), sf.port("smtps")
         res["smtpfault_rlimit_nofile"] = nofile_of(pid)
         holder = HolderProc(plain, tls, client_cpu, workdir)
-        if client_cpu is not None:
+        if client_cpu is not None and not args.probe_unpinned:
             os.sched_setaffinity(0, {client_cpu})  # the normal client (this process) beside the holder
         res["holder_rlimit_nofile"] = nofile_of(holder.proc.pid)
         log(f"smtpfault pid {pid}, holder pid {holder.proc.pid}; {placement}; RLIMIT_NOFILE {soft} (hard {hard}); "
