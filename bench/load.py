@@ -422,7 +422,8 @@ def main():
         # 4. slowloris, and the normal client's latency meanwhile
         r = holder.ask(f"slow {args.slow}", max(60, args.slow / 100))
         if r["opened"] != args.slow:
-            raise BenchError(f"{r['opened']} of {args.slow} slow clients connected ({r['failed']} failed: {r['error']})")
+            raise BenchError(f"{r['opened']} of {args.slow} slow clients connected ({r['failed']} failed: "
+                             f"{r['error']})")
         time.sleep(2)
         res["latency_slowloris"] = latency_phase(sf, holder, args, deadline)
         after = holder.ask("status", 10)

@@ -17,10 +17,10 @@ At the end: messages.accepted equals the messages acknowledged, messages.kept + 
 messages.accepted, kept is at most M, and nothing was discarded. The RSS curve is printed as a table
 (and drawn to --png with Debian's python3-matplotlib, when it is installed). RSS is flat when, after the
 warm-up, it grew by at most --max-growth-kib (default 1024), from the first sample to the last and along
-its least-squares line over the same span (so one noisy sample neither hides nor fakes a trend). The warm-up ends at the first sample where the store is
-full, the admin socket's ring of the last 200 closed sessions (with their transcripts, up to 32 KiB each)
-is full and --sessions more have closed since, and at least --warmup-fraction of the messages (default
-0.2) have been sent.
+its least-squares line over the same span (so one noisy sample neither hides nor fakes a trend). The
+warm-up ends at the first sample where the store is full, the admin socket's ring of the last 200 closed
+sessions (with their transcripts, up to 32 KiB each) is full and --sessions more have closed since, and at
+least --warmup-fraction of the messages (default 0.2) have been sent.
 Other processes' CPU use is measured per chunk and reported. Every process started here is stopped by PID.
 """
 
@@ -195,7 +195,8 @@ def main():
            "client": args.client, "tls": args.tls, "connection_per_message": args.connection_per_message,
            "size": args.size, "store_max_messages": args.store_max_messages, "stats_messages": m, "checks": checks,
            "warmup_messages": int(warm), "rss_growth_after_warmup_kib": growth,
-           "rss_slope_kib_per_100k": round(per100k, 1), "rss_fitted_growth_kib": round(fitted, 1), "rss_flat": flat, "vmhwm_kib": hwm,
+           "rss_slope_kib_per_100k": round(per100k, 1), "rss_fitted_growth_kib": round(fitted, 1), "rss_flat": flat,
+           "vmhwm_kib": hwm,
            "seconds": round(total_s, 1), "rate": round(acked / total_s, 1), "loadavg_start": load_start,
            "max_other_load_cpus": max(s["other_load_cpus"] for s in samples), "samples": samples,
            "smtpfault_exit": rc}
@@ -215,7 +216,8 @@ def main():
                   str(s["kept"]), str(s["evicted"]), f"{s['sessions_closed']:,}", f"{s['other_load_cpus']:.2f}"]
                  for i, s in enumerate(samples)])
     print()
-    print(f"RSS after the warm-up ({int(warm):,} messages, {after[0]['sessions_closed']:,} sessions closed): {after[0]['rss_kib']} -> {after[-1]['rss_kib']} KiB "
+    print(f"RSS after the warm-up ({int(warm):,} messages, {after[0]['sessions_closed']:,} sessions closed): "
+          f"{after[0]['rss_kib']} -> {after[-1]['rss_kib']} KiB "
           f"({growth:+d} KiB; least-squares slope {per100k:+.1f} KiB per 100,000 messages, {fitted:+.0f} KiB over "
           f"the span): " + ("flat" if flat else f"NOT flat (limit: {args.max_growth_kib} KiB both ways)"))
     print(f"peak RSS (VmHWM) {hwm} KiB; {acked / total_s:,.0f} msg/s over {total_s:.0f} s")

@@ -13,7 +13,9 @@ when the client offers it (TLS 1.3 session tickets).
 
 The load generator, bench/smtpgen.py, does real TLS through Python's ssl module (OpenSSL) on one thread
 and one selector loop; its own CPU time is measured for every run, so a run it could not drive faster
-shows as "client busy" near 100%. Each scenario is 1 KiB messages over STARTTLS or implicit TLS (with
+shows as "client busy" near 100%. With --generators N, N of them share a run's sessions and messages, on
+every CPU but the servers' (useful with more than 2 CPUs: an OpenSSL client handshake costs about twice
+smtpfault's server handshake). Each scenario is 1 KiB messages over STARTTLS or implicit TLS (with
 AUTH PLAIN), 1 or 50 sessions, and either a new connection (and TLS handshake) per message, with or
 without resumption of the previous connection's TLS session, or one connection per session for all its
 messages. Per scenario:
@@ -46,8 +48,8 @@ import tempfile
 import time
 
 from benchlib import (BenchError, run_main, OtherLoad, Retrying, Smtpfault, add_comparison_args, checked_binary, cpu_ns,
-                      cpu_plan, fmt_rate, json_line, loadavg, log, pick_scenarios, pin, print_table, proc_status, read_text,
-                      round_count, spawn_with_ports, stop, write_json)
+                      cpu_plan, fmt_rate, json_line, loadavg, log, pick_scenarios, pin, print_table, proc_status,
+                      read_text, round_count, spawn_with_ports, stop, write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "smtpgen.py")
@@ -143,52 +145,69 @@ class Bench(Retrying):
     def __init__(self, args, servers, server_cpu, client_cpu, deadline):
         super().__init__(args)
         self.servers, self.deadline = servers, deadline
-        self.server_cpu, self.client_cpu = server_cpu, client_cpu
+        self.server_cpu = server_cpu
+        # the generators may use every CPU but the servers'
+        self.client_cpu_list = ([] if client_cpu is None else
+                                [c for c in range(os.cpu_count() or 1) if c != server_cpu])
+        self.client_cpus = ",".join(map(str, self.client_cpu_list)) or None
         self.client_bound = 0
 
     def run_gen(self, server, mode, sessions, reuse, resume, count):
-        """One generator run against server; raises BenchError unless every message was accepted."""
+        """One run of --generators smtpgen processes against server, sharing the sessions and messages;
+        raises BenchError unless every message was accepted."""
         if time.monotonic() > self.deadline:
             raise BenchError(f"time budget of {self.args.budget_seconds:.0f} s exhausted (--budget-seconds)")
-        cmd = ["/usr/bin/python3", GEN, "127.0.0.1", str(server.port(mode)), "--mode", mode, "--messages",
-               str(count), "--sessions", str(sessions), "--size", str(SIZE)]
-        if reuse:
-            cmd.append("--reuse")
-        if resume:
-            cmd.append("--resume")
-        if mode == "smtps":
-            cmd += ["--auth", AUTH]
+        n = max(1, min(self.args.generators, sessions))
+        cmds = []
+        for i in range(n):
+            cmd = ["/usr/bin/python3", GEN, "127.0.0.1", str(server.port(mode)), "--mode", mode, "--messages",
+                   str(count // n + (i < count % n)), "--sessions", str(sessions // n + (i < sessions % n)),
+                   "--size", str(SIZE)]
+            cmd += (["--reuse"] if reuse else []) + (["--resume"] if resume else [])
+            cmds.append(cmd + (["--auth", AUTH] if mode == "smtps" else []))
         before = server.counters()
         load = OtherLoad([s.proc.pid for s in self.servers])
         cpu0 = cpu_ns(server.proc.pid)
+        procs = [subprocess.Popen(pin(cmd, self.client_cpus), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for cmd in cmds]
+        outs = []
         try:
-            r = subprocess.run(pin(cmd, self.client_cpu), stdin=subprocess.DEVNULL, capture_output=True,
-                               timeout=RUN_TIMEOUT_S)
+            for p in procs:
+                outs.append(p.communicate(timeout=RUN_TIMEOUT_S) + (p.returncode,))
         except subprocess.TimeoutExpired:
             raise BenchError(f"smtpgen against {server.name} did not finish in {RUN_TIMEOUT_S} s")
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    stop(p, "smtpgen")
         cpu1 = cpu_ns(server.proc.pid)
         other = load.cpus()
-        err = r.stderr.decode(errors="replace").strip()
-        if r.returncode != 0 or err:
-            raise BenchError(f"smtpgen against {server.name} failed (exit {r.returncode}): {err[:500]}")
-        gen = json.loads(r.stdout)
+        gens = []
+        for out, err, rc in outs:
+            err = err.decode(errors="replace").strip()
+            if rc != 0 or err:
+                raise BenchError(f"smtpgen against {server.name} failed (exit {rc}): {err[:500]}")
+            gens.append(json.loads(out))
         after = server.counters()
         got = after["accepted"] - before["accepted"]
         conns = after["connections"] - before["connections"]
-        if gen["messages"] != count or got != count:
-            raise BenchError(f"{server.name} accepted {got} messages, smtpgen sent {count} and saw {gen['messages']}"
-                             " acknowledged")
-        if conns != gen["connections"]:
-            raise BenchError(f"{server.name} counted {conns} connections, smtpgen opened {gen['connections']}")
-        secs = gen["seconds"]
-        client_s = gen["cpu_user_s"] + gen["cpu_system_s"]
-        return {"seconds": round(secs, 4), "rate": round(count / secs, 1),
-                "handshakes_per_s": round(gen["handshakes"] / secs, 1), "handshakes": gen["handshakes"],
-                "resumed": gen["resumed"], "connections": gen["connections"],
+        total = {k: sum(g[k] for g in gens) for k in ("messages", "connections", "handshakes", "resumed")}
+        if total["messages"] != count or got != count:
+            raise BenchError(f"{server.name} accepted {got} messages, smtpgen sent {count} and saw "
+                             f"{total['messages']} acknowledged")
+        if conns != total["connections"]:
+            raise BenchError(f"{server.name} counted {conns} connections, smtpgen opened {total['connections']}")
+        secs = max(g["seconds"] for g in gens)
+        client_s = sum(g["cpu_user_s"] + g["cpu_system_s"] for g in gens)
+        cpu_busy = [load.busy(c) for c in self.client_cpu_list]
+        return {"seconds": round(secs, 4), "rate": round(count / secs, 1), "generators": n,
+                "handshakes_per_s": round(total["handshakes"] / secs, 1), "handshakes": total["handshakes"],
+                "resumed": total["resumed"], "connections": total["connections"],
                 "server_cpu_us_per_msg": None if None in (cpu0, cpu1) else round((cpu1 - cpu0) / 1000 / count, 1),
                 "server_busy": None if None in (cpu0, cpu1) else round((cpu1 - cpu0) / 1e9 / secs, 3),
-                "client_cpu_us_per_msg": round(client_s * 1e6 / count, 1), "client_busy": gen["busy"],
-                "client_cpu_busy": rounded(load.busy(self.client_cpu)),
+                "client_cpu_us_per_msg": round(client_s * 1e6 / count, 1),
+                "client_busy": max(g["busy"] or 0 for g in gens),
+                "client_cpu_busy": None if None in cpu_busy else rounded(sum(cpu_busy) / len(cpu_busy)),
                 "server_cpu_busy": rounded(load.busy(self.server_cpu)), "other_load_cpus": round(other, 3)}
 
     def measure(self, server, *scenario):
@@ -242,6 +261,9 @@ def main():
     add_comparison_args(ap, SCENARIOS, 600, "the generator")
     ap.add_argument("--max-run-seconds", type=float, default=6,
                     help="longest measured run on the slower server (default 6)")
+    ap.add_argument("--generators", type=int, default=1,
+                    help="smtpgen processes sharing a run's sessions, on every CPU but the servers' (default 1; "
+                         "more only help with more than 2 CPUs)")
     ap.add_argument("--stock-greeting", action="store_true",
                     help="keep smtp-server's 100 ms wait before its greeting (see bench/node/peer.js)")
     args = ap.parse_args()
@@ -333,7 +355,8 @@ def main():
     print()
     print("Who set the pace (medians): server us/msg = the server's CPU time per message, all threads; cpu ratio ="
           " smtp-server's / smtpfault's (the ratio if both servers were the bottleneck); server busy = its CPU "
-          "time / wall time; generator busy = smtpgen's; CPU busy = how busy the server's and the generator's "
+          "time / wall time; generator busy = smtpgen's (the busiest one's, with --generators); CPU busy = how "
+          "busy the server's and the generator's "
           "CPUs were, whoever used them (other load included); client-bound = runs where the generator or its "
           "CPU was saturated")
     print()
@@ -374,7 +397,8 @@ def main():
     if args.json:
         doc = {"smtpfault_version": version, "node_version": node_version, "smtp_server_version": peer_version(),
                "stock_greeting": args.stock_greeting, "cpus": os.cpu_count(), "placement": placement,
-               "repeats": args.repeats, "smtpfault_vmhwm_kib": hwm, "smtp_server_vmhwm_kib": peer_hwm,
+               "repeats": args.repeats, "generators": args.generators, "smtpfault_vmhwm_kib": hwm,
+               "smtp_server_vmhwm_kib": peer_hwm,
                "smtpfault_exit": rc, "runs_repeated": bench.retried, "runs_disturbed": bench.disturbed,
                "runs_client_bound": bench.client_bound, "max_other_load_cpus": round(bench.max_other, 3),
                "loadavg_start": load_start, "elapsed_seconds": round(elapsed, 1), "scenarios": results}
