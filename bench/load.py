@@ -34,6 +34,7 @@ Only Debian's python3 standard library is used. Every process started here is st
 import argparse
 import json
 import os
+import shutil
 import selectors
 import ssl
 import statistics
@@ -465,6 +466,7 @@ def main():
         if sf.proc is not None:
             rc = sf.stop()
         warnings = sf.stderr_text()
+        shutil.rmtree(workdir, ignore_errors=True)
     res["smtpfault_exit"] = rc
     res["elapsed_seconds"] = round(time.monotonic() - started, 1)
     if rc != 0:

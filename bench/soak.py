@@ -26,6 +26,7 @@ Other processes' CPU use is measured per chunk and reported. Every process start
 
 import argparse
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -167,6 +168,7 @@ def main():
         if sf.proc is not None:
             rc = sf.stop()
         warnings = sf.stderr_text()
+        shutil.rmtree(workdir, ignore_errors=True)
     if rc != 0:
         raise BenchError(f"smtpfault exited with status {rc} on SIGTERM: {warnings[-500:]}")
 
