@@ -7,7 +7,7 @@ ARGS   ?=
 CTEST_ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan test-valgrind test-container fuzz format clean bench
+.PHONY: all deps build run test test-asan test-valgrind test-container fuzz format clean bench bench-tls bench-load bench-soak bench-node
 
 all: build
 
@@ -45,6 +45,21 @@ fuzz: deps
 
 bench: deps build
 	bench/run.sh ./$(BUILD)/smtpfault
+
+# TLS against Nodemailer's smtp-server (pinned by bench/node/package-lock.json), load, and soak;
+# see docs/performance.md. ARGS passes options, e.g. make bench-soak ARGS="--messages 50000".
+bench-node:
+	@if [ ! -d bench/node/node_modules ] || [ bench/node/package-lock.json -nt bench/node/node_modules ]; then \
+	  (cd bench/node && npm ci --no-audit --no-fund --loglevel=error) && touch bench/node/node_modules; fi
+
+bench-tls: deps build bench-node
+	/usr/bin/python3 bench/tls_bench.py ./$(BUILD)/smtpfault $(ARGS)
+
+bench-load: deps build
+	/usr/bin/python3 bench/load.py ./$(BUILD)/smtpfault $(ARGS)
+
+bench-soak: deps build
+	/usr/bin/python3 bench/soak.py ./$(BUILD)/smtpfault $(ARGS)
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

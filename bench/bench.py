@@ -30,14 +30,15 @@ import os
 import re
 import resource
 import shutil
-import signal
 import smtplib
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+
+from benchlib import (BenchError, run_main, Retrying, add_comparison_args, checked_binary, cpu_ns, find_tool, fmt_rate,
+                      free_port, human_bytes, log, machine_user_s, ours_user_s, parse_size, pick_scenarios, pin,
+                      print_table, proc_status, read_text, round_count, stop, wait_banner, wakeups, write_json)
 
 SENDER = "bench@example.com"
 RECIPIENT = "sink@example.com"
@@ -56,131 +57,6 @@ SCENARIOS = [
 ]
 
 RUN_TIMEOUT_S = 60  # one smtp-source run; a hang is a failure, not a slow result
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def find_tool(name):
-    for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK):
-            return p
-    raise BenchError(f"{name} not found (Debian package postfix)")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_banner(port, proc, deadline_s=5.0):
-    """Wait until a server greets on port; the check is a plain SMTP session ending with QUIT."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=2) as s:
-                s.noop()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def proc_status(pid, field):
-    """A field of /proc/PID/status in kB (VmHWM, VmRSS), or None."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_ns(pid):
-    """CPU time of every thread of pid in ns, user and system (/proc/PID/task/*/schedstat)."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except OSError:
-                pass  # a thread that just ended
-    except OSError:
-        return None
-    return total
-
-
-def wakeups(pid):
-    """Voluntary context switches of every thread of pid: how often it slept waiting for input."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/status") as f:
-                    for line in f:
-                        if line.startswith("voluntary_ctxt_switches:"):
-                            total += int(line.split()[1])
-            except OSError:
-                pass
-    except OSError:
-        return None
-    return total
-
-
-def user_s(pid):
-    """User-mode CPU time of a process, all threads, in seconds (/proc/PID/stat utime)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-        return int(text[text.rindex(")") + 2:].split()[11]) / CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def machine_user_s():
-    """User-mode CPU time of the whole machine in seconds (/proc/stat: user + nice)."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    return (int(fields[1]) + int(fields[2])) / CLK_TCK
-
-
-def ours_user_s(servers):
-    """User-mode CPU time of this process, its reaped children (smtp-source runs) and the servers."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_utime
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    return own + kids + sum(user_s(s.proc.pid) for s in servers)
-
-
-def stop(proc, name, timeout=10):
-    """Stop a process started here, by its PID (SIGTERM, then SIGKILL); returns its exit status."""
-    if proc is None:
-        return None
-    if proc.poll() is not None:
-        return proc.returncode
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log(f"{name} (pid {proc.pid}) did not stop after {timeout} s: SIGKILL")
-        os.kill(proc.pid, signal.SIGKILL)
-        return proc.wait()
-
-
-def pin(cmd, cpu):
-    return cmd if cpu is None else ["taskset", "-c", str(cpu)] + cmd
 
 
 class Smtpfault:
@@ -240,11 +116,7 @@ class Smtpfault:
         return n
 
     def stderr_text(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode(errors="replace").strip()
-        except OSError:
-            return ""
+        return read_text(self.stderr_path).strip()
 
     def stop(self):
         """Peak and current RSS in kB (read just before SIGTERM), and the exit status."""
@@ -288,11 +160,7 @@ class Sink:
         raise BenchError(f"smtp-sink did not start: {self.out_text()[-500:]}")
 
     def out_text(self):
-        try:
-            with open(self.out_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        return read_text(self.out_path)
 
     def counter(self):
         with open(self.out_path, "rb") as f:
@@ -321,16 +189,15 @@ class Sink:
         return hwm
 
 
-class Bench:
+class Bench(Retrying):
     def __init__(self, args, servers, client_cpu, deadline):
-        self.args = args
+        super().__init__(args)
         self.servers = servers
         self.client_cpu = client_cpu
         self.deadline = deadline
-        self.disturbed = 0  # measured runs kept although other processes used the CPU meanwhile
-        self.retried = 0
-        self.retry_seconds = 0.0  # retries may take at most a quarter of the time budget
-        self.max_other = 0.0
+
+    def pids(self):
+        return [s.proc.pid for s in self.servers]
 
     def run_source(self, server, size, sessions, reuse, count):
         """One smtp-source run against server; raises BenchError unless every message was accepted."""
@@ -341,7 +208,7 @@ class Bench:
         if reuse:
             cmd.append("-d")  # next message on the same connection; without -d: QUIT, connect again
         cmd.append(f"127.0.0.1:{server.port}")
-        cpu0, mach0, ours0 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.servers)
+        cpu0, mach0, ours0 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.pids())
         wake0, kids0 = wakeups(server.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         try:
@@ -350,7 +217,7 @@ class Bench:
         except subprocess.TimeoutExpired:
             raise BenchError(f"smtp-source against {server.name} did not finish in {RUN_TIMEOUT_S} s")
         elapsed = time.monotonic() - t0
-        cpu1, mach1, ours1 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.servers)
+        cpu1, mach1, ours1 = cpu_ns(server.proc.pid), machine_user_s(), ours_user_s(self.pids())
         wake1, kids1 = wakeups(server.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         client_s = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
         err = r.stderr.decode(errors="replace").strip()
@@ -370,19 +237,7 @@ class Bench:
 
     def measure(self, server, size, sessions, reuse, count):
         """A measured run, run again when other processes disturbed it and time allows."""
-        for attempt in range(self.args.retries + 1):
-            run = self.run_source(server, size, sessions, reuse, count)
-            if run["other_load_cpus"] <= self.args.max_other_load:
-                break
-            if attempt < self.args.retries and self.retry_seconds + run["seconds"] < self.args.budget_seconds / 4:
-                self.retried += 1
-                self.retry_seconds += run["seconds"]
-                log(f"{server.name}: other processes used {run['other_load_cpus']:.2f} CPUs during the run: again")
-                continue
-            self.disturbed += 1
-            break
-        self.max_other = max(self.max_other, run["other_load_cpus"])
-        return run
+        return self.retrying(server.name, lambda: self.run_source(server, size, sessions, reuse, count))
 
     def warm_up(self, size, sessions, reuse):
         """Warm-up runs, longer until one lasts 0.5 s; returns the message count for the measured runs."""
@@ -396,13 +251,6 @@ class Bench:
                 count = int(count * min(8.0, max(2.0, 0.6 / max(run["seconds"], 0.01))))
             rates.append(run["rate"])
         return round_count(max(rates) * self.args.target_seconds, 100, 500000)
-
-
-def round_count(n, minimum, maximum):
-    """n within [minimum, maximum], rounded to two significant digits."""
-    n = max(minimum, min(maximum, int(n)))
-    digits = len(str(n)) - 2
-    return max(minimum, round(n, -digits) if digits > 0 else n)
 
 
 def summary(runs):
@@ -419,72 +267,20 @@ def summary(runs):
             "client_cpu_us_per_msg": med("client_cpu_us_per_msg"), "client_busy": med("client_busy")}
 
 
-def fmt_rate(r):
-    return f"{r:,.0f}"
-
-
-def human_bytes(n):
-    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n / div:g} {unit}"
-    return f"{n} B"
-
-
-def parse_size(text):
-    m = re.fullmatch(r"(\d+)([KMGkmg]?)", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a byte count (K/M/G suffixes allowed)")
-    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
-
-
-def print_table(headers, rows):
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells))
-
-    print(line(headers))
-    print("-" * len(line(headers)))
-    for row in rows:
-        print(line(row))
-
-
 def main():
     ap = argparse.ArgumentParser(description="smtpfault vs smtp-sink throughput, driven by smtp-source.")
-    ap.add_argument("smtpfault", help="path to the smtpfault binary")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
-    ap.add_argument("--repeats", type=int, default=3, help="measured runs per server and scenario (default 3)")
-    ap.add_argument("--target-seconds", type=float, default=1.5,
-                    help="length of a measured run on the faster server (default 1.5)")
-    ap.add_argument("--budget-seconds", type=float, default=170, help="give up after this long (default 170)")
-    ap.add_argument("--scenarios", help="comma-separated scenario keys (default: all): " +
-                    ", ".join(s[0] for s in SCENARIOS))
+    add_comparison_args(ap, SCENARIOS, 170, "smtp-source")
     ap.add_argument("--store-max-messages", type=int, default=10000,
                     help="passed to smtpfault (default 10000, its default)")
     ap.add_argument("--store-max-bytes", type=parse_size, default=256 << 20,
                     help="passed to smtpfault (default 256M, its default)")
     ap.add_argument("--backlog", type=int, default=511,
                     help="smtp-sink listen backlog (default 511, as smtpfault's in server/listener.h)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="run a measured run again, up to this many times, when other processes used more "
-                         "than --max-other-load CPUs meanwhile (default 2)")
-    ap.add_argument("--max-other-load", type=float, default=0.1,
-                    help="other processes' user CPU time, in CPUs, that disturbs a run (default 0.1)")
-    ap.add_argument("--no-pin", action="store_true",
-                    help="do not pin the servers to the last CPU and smtp-source to the first")
     args = ap.parse_args()
 
     started = time.monotonic()
-    binary = os.path.abspath(args.smtpfault)
-    if not os.access(binary, os.X_OK):
-        raise BenchError(f"{args.smtpfault} is not an executable (build it first: make build)")
-    scenarios = SCENARIOS
-    if args.scenarios:
-        keys = args.scenarios.split(",")
-        unknown = [k for k in keys if k not in {s[0] for s in SCENARIOS}]
-        if unknown:
-            raise BenchError(f"unknown scenario {', '.join(unknown)}")
-        scenarios = [s for s in SCENARIOS if s[0] in keys]
+    binary = checked_binary(args.smtpfault)
+    scenarios = pick_scenarios(SCENARIOS, args.scenarios)
     find_tool("smtp-sink")
     find_tool("smtp-source")
 
@@ -610,22 +406,9 @@ def main():
                "smtpfault_exit": rc, "smtpfault_stderr": warnings, "runs_repeated": bench.retried,
                "runs_disturbed": bench.disturbed, "max_other_load_cpus": round(bench.max_other, 3),
                "elapsed_seconds": round(elapsed, 1), "store_fill": fills, "scenarios": results}
-        text = json.dumps(doc, indent=2) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+        write_json(args.json, doc)
     return 0
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through main's finally: servers stop
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        log(f"FAILED: {e}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    run_main(main, "bench")

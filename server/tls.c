@@ -76,8 +76,12 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     size_t n = avail < (size_t)sz ? avail : (size_t)sz;
     memcpy(buf, tc->in + tc->in_off, n);
     tc->in_off += n;
-    if (tc->in_off == tc->in_len)
-        tc->in_off = tc->in_len = 0;
+    if (tc->in_off == tc->in_len) {
+        /* All read: give the buffer back, so that an idle connection does not keep 16 KiB for nothing. */
+        free(tc->in);
+        tc->in = NULL;
+        tc->in_off = tc->in_len = tc->in_cap = 0;
+    }
     return (int)n;
 }
 
