@@ -8,6 +8,7 @@
  * can: load profiles, clear messages, reset. The server must answer, and never crash or leak.
  */
 #define _GNU_SOURCE /* memmem */
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -113,6 +114,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     char err[200];
+    signal(SIGPIPE, SIG_IGN); /* as main() does: a client that went away is a write error, not a signal */
     config_defaults(&cfg);
     log_setup(stderr, LOG_FORMAT_TEXT, LOG_ERROR);
     cfg.log_level = LOG_ERROR;

@@ -37,12 +37,13 @@ for p in "${pids[@]}"; do wait "$p" || status=1; done
 for t in "${targets[@]}"; do
   log="$build/logs/$t.log"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-  # the last status line: "#N  REDUCE/NEW/pulse/DONE cov: C ft: F corp: ..."
-  cov=$(grep -E ' cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 | sed -E 's/.* cov: ([0-9]+) ft: ([0-9]+).*/\1 edges, \2 features/')
+  # the last status line: "#N  REDUCE/NEW/pulse/DONE cov: C ft: F corp: ..." (none if the target died early)
+  cov=$(sed -nE 's/.* cov: ([0-9]+) ft: ([0-9]+).*/\1 edges, \2 features/p' "$log" | tail -n 1)
   corpus=$(find "$build/corpus/$t" -type f | wc -l)
   echo "fuzz_$t: ${execs:-?} executions in ${seconds}s, coverage ${cov:-?}, corpus $corpus inputs"
-  if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|SUMMARY: ' "$log"; then
-    echo "fuzz_$t FAILED:" && grep -E 'ERROR:|runtime error:|SUMMARY:|Test unit written' "$log" | head -20
+  if [ -z "$execs" ] || grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|SUMMARY: ' "$log"; then
+    echo "fuzz_$t FAILED:"
+    grep -E 'ERROR:|runtime error:|SUMMARY:|Test unit written' "$log" | head -20 || tail -5 "$log"
     status=1
   fi
 done
