@@ -271,6 +271,9 @@ fault_run *fault_conn_run(const fault_conn *fc);
 /* fault_conn_message_accepted - a message was accepted on this connection at now_ms (for rate limits) */
 void fault_conn_message_accepted(fault_conn *fc, int64_t now_ms);
 
+/* fault_conn_wants - 0 when nothing can fire at stage under this connection's profile (a fast path) */
+int fault_conn_wants(const fault_conn *fc, fault_stage stage);
+
 /* fault_decide - what to do at stage, given the facts; see fault_decision */
 void fault_decide(fault_conn *fc, fault_stage stage, const fault_facts *facts, int64_t now_ms,
                   fault_decision *d);

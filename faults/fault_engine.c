@@ -176,6 +176,7 @@ typedef struct grey_entry {
 
 struct fault_run {
     unsigned refs;
+    unsigned stages; /* 1u << stage for every stage where anything can fire: the rest are skipped at once */
     fault_profile *profile;
     int64_t start_ms;
     int magic; /* magic addresses answer */
@@ -264,6 +265,18 @@ fault_run *fault_run_new(fault_profile *p, int64_t now_ms, int magic)
     r->greylist.max = GREYLIST_MAX;
     r->greylist.free_value = free;
     r->stats.fired_by_rule = r->fired;
+    for (size_t i = 0; i < p->nrules; i++)
+        if (!(p->rules[i].act.kinds & ((1u << FAULT_ACTION_REFUSE) | (1u << FAULT_ACTION_BLACKHOLE))))
+            r->stages |= p->rules[i].stages;
+    if (p->conns_per_client.max > 0)
+        r->stages |= 1u << FAULT_STAGE_CONNECT;
+    if (p->msgs_per_conn.max > 0)
+        r->stages |= 1u << p->msgs_per_conn.at;
+    if (p->msgs_per_minute.max > 0)
+        r->stages |= 1u << p->msgs_per_minute.at;
+    if (r->magic)
+        r->stages |= (1u << FAULT_STAGE_MAIL) | (1u << FAULT_STAGE_RCPT) | (1u << FAULT_STAGE_DATA) |
+                     (1u << FAULT_STAGE_DATA_END);
     return r;
 }
 
@@ -590,6 +603,9 @@ static int magic_parse(const char *addr, fault_stage *stage, int *code, char *en
         {"rcpt", FAULT_STAGE_RCPT},
         {"data", FAULT_STAGE_DATA},
     };
+    char first = (char)tolower((unsigned char)addr[0]);
+    if (first != 'm' && first != 'r' && first != 'd')
+        return 0; /* most addresses: no magic prefix at all */
     const char *at = strrchr(addr, '@');
     size_t local = at ? (size_t)(at - addr) : strlen(addr);
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
@@ -733,6 +749,8 @@ void fault_decide(fault_conn *fc, fault_stage stage, const fault_facts *f, int64
     d->act = NULL;
     d->rule = -1;
     d->why[0] = '\0';
+    if (!(run->stages & (1u << stage)))
+        return;
     for (size_t i = 0; i < p->nrules; i++) {
         const fault_rule *r = &p->rules[i];
         if (r->act.kinds & ((1u << FAULT_ACTION_REFUSE) | (1u << FAULT_ACTION_BLACKHOLE)))
@@ -782,6 +800,11 @@ void fault_decide(fault_conn *fc, fault_stage stage, const fault_facts *f, int64
         run->stats.magic++;
         fired(fc, stage);
     }
+}
+
+int fault_conn_wants(const fault_conn *fc, fault_stage stage)
+{
+    return (fc->run->stages & (1u << stage)) != 0;
 }
 
 int fault_run_listener_mode(const fault_run *r, const char *listener, int64_t now_ms, int64_t *next_change_ms)

@@ -358,7 +358,8 @@ static void pause_for(session *s, uint32_t ms, resume_kind resume)
  */
 static gate_result gate(session *s, fault_stage stage, const fault_facts *f, resume_kind resume)
 {
-    if (s->faults == NULL)
+    if (s->faults == NULL ||
+        (!(s->pending && s->pending_stage == stage) && !fault_conn_wants(s->faults, stage)))
         return GATE_PROCEED;
     fault_decision *d = &s->decision;
     int delayed = 0;
@@ -1212,25 +1213,40 @@ static void cmd_quit(session *s, const smtp_command *cmd)
 
 typedef struct command_def {
     const char *verb;
+    size_t verb_len;
     size_t max_line; /* longest command line accepted, CRLF included */
     command_fn proceed;
 } command_def;
 
 /* Each command's fault stage is where its function calls gate(): the engine is asked once per command. */
+/* COMMAND(verb, limit, fn) - the verb's length is counted by the compiler */
+#define COMMAND(verb, limit, fn)          \
+    {                                     \
+        verb, sizeof(verb) - 1, limit, fn \
+    }
 static const command_def commands[] = {
-    {"EHLO", SMTP_COMMAND_LINE_MAX, cmd_ehlo},         {"HELO", SMTP_COMMAND_LINE_MAX, cmd_helo},
-    {"STARTTLS", SMTP_COMMAND_LINE_MAX, cmd_starttls}, {"AUTH", SMTP_AUTH_LINE_MAX, cmd_auth},
-    {"MAIL", SMTP_COMMAND_LINE_MAX, cmd_mail},         {"RCPT", SMTP_COMMAND_LINE_MAX, cmd_rcpt},
-    {"DATA", SMTP_COMMAND_LINE_MAX, cmd_data},         {"BDAT", SMTP_COMMAND_LINE_MAX, cmd_bdat},
-    {"RSET", SMTP_COMMAND_LINE_MAX, cmd_rset},         {"NOOP", SMTP_COMMAND_LINE_MAX, cmd_noop},
-    {"VRFY", SMTP_COMMAND_LINE_MAX, cmd_vrfy},         {"EXPN", SMTP_COMMAND_LINE_MAX, cmd_expn},
-    {"HELP", SMTP_COMMAND_LINE_MAX, cmd_help},         {"QUIT", SMTP_COMMAND_LINE_MAX, cmd_quit},
+    COMMAND("EHLO", SMTP_COMMAND_LINE_MAX, cmd_ehlo),
+    COMMAND("HELO", SMTP_COMMAND_LINE_MAX, cmd_helo),
+    COMMAND("STARTTLS", SMTP_COMMAND_LINE_MAX, cmd_starttls),
+    COMMAND("AUTH", SMTP_AUTH_LINE_MAX, cmd_auth),
+    COMMAND("MAIL", SMTP_COMMAND_LINE_MAX, cmd_mail),
+    COMMAND("RCPT", SMTP_COMMAND_LINE_MAX, cmd_rcpt),
+    COMMAND("DATA", SMTP_COMMAND_LINE_MAX, cmd_data),
+    COMMAND("BDAT", SMTP_COMMAND_LINE_MAX, cmd_bdat),
+    COMMAND("RSET", SMTP_COMMAND_LINE_MAX, cmd_rset),
+    COMMAND("NOOP", SMTP_COMMAND_LINE_MAX, cmd_noop),
+    COMMAND("VRFY", SMTP_COMMAND_LINE_MAX, cmd_vrfy),
+    COMMAND("EXPN", SMTP_COMMAND_LINE_MAX, cmd_expn),
+    COMMAND("HELP", SMTP_COMMAND_LINE_MAX, cmd_help),
+    COMMAND("QUIT", SMTP_COMMAND_LINE_MAX, cmd_quit),
 };
+#undef COMMAND
 
 static const command_def *find_command(const smtp_command *cmd)
 {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (smtp_verb_is(cmd, commands[i].verb))
+        if (cmd->verb_len == commands[i].verb_len &&
+            strncasecmp(cmd->verb, commands[i].verb, cmd->verb_len) == 0)
             return &commands[i];
     return NULL;
 }

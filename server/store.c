@@ -164,7 +164,18 @@ void store_init(store *st, size_t max_messages, size_t max_bytes, const char *id
 void store_assign_id(store *st, store_msg *m)
 {
     m->seq = st->next_seq++;
-    snprintf(m->id, sizeof(m->id), "%s%08" PRIX64, st->id_prefix, m->seq);
+    /* prefix, then the sequence number as 8 hex digits (more when it outgrows them), as "%08" PRIX64 would
+     * print it: done by hand, for it happens for every message */
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(st->id_prefix), digits = 8;
+    while (digits < 16 && (m->seq >> (4 * digits)) != 0)
+        digits++;
+    if (n + digits >= sizeof(m->id))
+        n = sizeof(m->id) - 1 - digits;
+    memcpy(m->id, st->id_prefix, n);
+    for (size_t i = 0; i < digits; i++)
+        m->id[n + i] = hex[(m->seq >> (4 * (digits - 1 - i))) & 15];
+    m->id[n + digits] = '\0';
 }
 
 static void unlink_oldest(store *st)

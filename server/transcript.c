@@ -26,11 +26,14 @@ static size_t record_size(const char *p)
     return HEADER + h.name_len + h.text_len;
 }
 
-/* drop_oldest - remove whole records from the front until need more bytes fit */
+/*
+ * drop_oldest - remove whole records from the front until need more bytes fit, and a quarter of the
+ * buffer besides: the memmove is then paid once per few hundred events of a long session, not per event.
+ */
 static void drop_oldest(transcript *t, size_t need)
 {
     size_t cut = 0;
-    while (cut < t->len && t->len - cut + need > TRANSCRIPT_MAX) {
+    while (cut < t->len && t->len - cut + need > TRANSCRIPT_MAX - TRANSCRIPT_MAX / 4) {
         cut += record_size(t->buf + cut);
         t->dropped++;
     }
