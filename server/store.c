@@ -51,34 +51,30 @@ static char *copy_text(const char *s, size_t n)
     return c;
 }
 
-int store_msg_set_sender(store_msg *m, const char *s, size_t n)
+/* replace_text - *slot becomes a copy of s; -1 (and *slot unchanged) when out of memory */
+static int replace_text(char **slot, const char *s, size_t n)
 {
     char *c = copy_text(s, n);
     if (c == NULL)
         return -1;
-    free(m->sender);
-    m->sender = c;
+    free(*slot);
+    *slot = c;
     return 0;
+}
+
+int store_msg_set_sender(store_msg *m, const char *s, size_t n)
+{
+    return replace_text(&m->sender, s, n);
 }
 
 int store_msg_set_helo(store_msg *m, const char *s, size_t n)
 {
-    char *c = copy_text(s, n);
-    if (c == NULL)
-        return -1;
-    free(m->helo);
-    m->helo = c;
-    return 0;
+    return replace_text(&m->helo, s, n);
 }
 
 int store_msg_set_auth_user(store_msg *m, const char *s, size_t n)
 {
-    char *c = copy_text(s, n);
-    if (c == NULL)
-        return -1;
-    free(m->auth_user);
-    m->auth_user = c;
-    return 0;
+    return replace_text(&m->auth_user, s, n);
 }
 
 int store_msg_add_rcpt(store_msg *m, const char *s, size_t n)
