@@ -24,7 +24,6 @@ import platform
 import re
 import shutil
 import smtplib
-import socket
 import ssl
 import subprocess
 import time
@@ -74,17 +73,9 @@ def available_clients():
 
 
 def admin(srv, request, timeout=10.0):
-    """One admin request (a dict) over a fresh connection; the response dict."""
-    addr = srv.listener("admin")
-    with socket.create_connection((addr["host"], addr["port"]), timeout=timeout) as s:
-        s.sendall((json.dumps(dict(request, id=1)) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf.decode())
+    """One admin request (a dict) over a fresh connection (conftest's AdminClient); the response dict."""
+    with srv.admin(timeout=timeout) as client:
+        return client.request(dict(request, id=1))
 
 
 # -- the message ------------------------------------------------------------------------------------------------
