@@ -1,34 +1,50 @@
-# Thin wrapper around CMake. `make run` and `make test` are the README's two commands:
-# both install what is missing (Debian packages, npm modules) before building.
+# Thin wrapper around CMake. `make run` and `make test` are the README's two commands, and work on a fresh
+# Debian 12 machine: each installs what it needs (Debian packages, npm modules) before it needs it. `make run`
+# needs only the build dependencies; `make test` installs the test dependencies before CMake looks for them.
 BUILD  ?= build
 ASAN   ?= OFF
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 ARGS   ?=
 CTEST_ARGS ?=
 FUZZ_SECONDS ?= 60
+PREFIX ?= /usr/local
 
-.PHONY: all deps build run test test-asan test-valgrind test-container fuzz format clean bench bench-tls bench-load bench-soak bench-node
+.PHONY: all deps deps-test configure build install run test test-asan test-valgrind test-container fuzz format clean bench bench-tls bench-load bench-soak bench-node
 
 all: build
 
 deps:
 	@.ci/install-deps
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DASAN=$(ASAN)
+deps-test:
+	@.ci/install-deps --test
 
-build: $(BUILD)/CMakeCache.txt
+# Configured every time (a second or less): a build directory made by `make run`, before the test
+# dependencies were installed, then finds cmocka and builds the unit tests.
+configure:
+	@mkdir -p $(BUILD)
+	@cmake -S . -B $(BUILD) -DASAN=$(ASAN) >$(BUILD)/configure.log 2>&1 || { cat $(BUILD)/configure.log; exit 1; }
+
+build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-run: deps build
+# The binary in PREFIX/bin, the shipped profiles in PREFIX/share/smtpfault/profiles (where the binary looks
+# for them, wherever PREFIX is), the docs in PREFIX/share/doc/smtpfault. DESTDIR is honoured.
+install: deps
+	@$(MAKE) --no-print-directory build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+run: deps
+	@$(MAKE) --no-print-directory build
 	./$(BUILD)/smtpfault $(ARGS)
 
-test: deps build
-	@.ci/install-deps --test
+test: deps-test
+	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 # Only the image and docker-compose under podman (tests/container/run.sh; root, about 2 minutes cold).
-test-container: deps build
+test-container: deps-test
+	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && ctest --output-on-failure -L container $(CTEST_ARGS)
 
 # The suite under ASan + UBSan; the container test builds its own image, so it has nothing to add here.
@@ -36,14 +52,15 @@ test-asan:
 	$(MAKE) test BUILD=build-asan ASAN=ON CTEST_ARGS="-LE container $(CTEST_ARGS)"
 
 # Every end-to-end test with each server under valgrind memcheck: a leak or memory error fails the test.
-test-valgrind: deps build
-	@.ci/install-deps --test
+test-valgrind: deps-test
+	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && SMTPFAULT_VALGRIND=1 ctest --output-on-failure -j $(JOBS) -L e2e -LE container --timeout 1200 $(CTEST_ARGS)
 
 fuzz: deps
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-bench: deps build
+bench: deps-test
+	@$(MAKE) --no-print-directory build
 	bench/run.sh ./$(BUILD)/smtpfault
 
 # TLS against Nodemailer's smtp-server (pinned by bench/node/package-lock.json), load, and soak;
@@ -52,13 +69,16 @@ bench-node:
 	@if [ ! -d bench/node/node_modules ] || [ bench/node/package-lock.json -nt bench/node/node_modules ]; then \
 	  (cd bench/node && npm ci --no-audit --no-fund --loglevel=error) && touch bench/node/node_modules; fi
 
-bench-tls: deps build bench-node
+bench-tls: deps bench-node
+	@$(MAKE) --no-print-directory build
 	/usr/bin/python3 bench/tls_bench.py ./$(BUILD)/smtpfault $(ARGS)
 
-bench-load: deps build
+bench-load: deps
+	@$(MAKE) --no-print-directory build
 	/usr/bin/python3 bench/load.py ./$(BUILD)/smtpfault $(ARGS)
 
-bench-soak: deps build
+bench-soak: deps
+	@$(MAKE) --no-print-directory build
 	/usr/bin/python3 bench/soak.py ./$(BUILD)/smtpfault $(ARGS)
 
 format:
