@@ -2,8 +2,8 @@
 # run.sh - the Dockerfile and the compose files, tested for real under podman (docs/docker.md).
 #
 # From a fresh Debian 12 machine, as root:
-#   1. installs podman, podman-compose, runc and debootstrap when missing (with netavark and aardvark-dns,
-#      which give containers each other's service names);
+#   1. installs podman, podman-compose, runc and debootstrap when missing (with netavark, aardvark-dns and
+#      iptables, which give containers their networks and each other's service names);
 #   2. makes the base image docker.io/library/debian:bookworm-slim with debootstrap when it is missing (no
 #      registry needed; the image is kept for later runs);
 #   3. builds the smtpfault image, prints its size and checks it (size limit, user, health check, ...);
@@ -13,7 +13,7 @@
 #      test suite, whose result is this script's;
 #   6. tears down every container, volume and network it made, on success, failure or interruption.
 # Every step has a timeout, and the whole run a deadline. Exit status: 0 passed, 1 failed, 77 skipped
-# (not root, and no password-less sudo). Images and the build cache are kept: a second run is quick.
+# (not root and no password-less sudo, or inside a container). Images and the build cache are kept: a second run is quick.
 #
 # Environment: SMTPFAULT_CONTAINER_DEADLINE (seconds for the whole run, default 1500),
 # SMTPFAULT_IMAGE_MAX_MB (the image size limit, default 40), CONTAINERS_CONF (default: a config of our
@@ -31,7 +31,6 @@ fi
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 EXAMPLE="$ROOT/examples/compose"
-BASE_IMAGE=docker.io/library/debian:bookworm-slim
 IMAGE=smtpfault                  # the name both compose files give the service's image
 APP_IMAGE=smtpfault-example-app  # examples/compose/docker-compose.yml's app image
 PREFIX=smtpfault-ctest           # every compose project this script starts is named $PREFIX-...
@@ -40,25 +39,14 @@ START=$SECONDS
 DEADLINE=$((SECONDS + ${SMTPFAULT_CONTAINER_DEADLINE:-1500}))
 WORK=$(mktemp -d /tmp/smtpfault-container.XXXXXX)
 PROJECTS=()
-
-log() { printf '[%4ds] %s\n' "$((SECONDS - START))" "$*"; }
-fail() {
-    log "FAILED: $*"
-    exit 1
-}
-
-# bounded MAX CMD... - run CMD (an executable, not a function) for at most MAX seconds, and never past
-# the deadline; 124 when it ran out of time
-bounded() {
-    local max=$1 left=$((DEADLINE - SECONDS))
-    shift
-    [ "$left" -lt "$max" ] && max=$left
-    if [ "$max" -le 0 ]; then
-        log "out of time before: $*"
-        return 124
-    fi
-    timeout --kill-after=10 "$max" "$@"
-}
+# shellcheck source=tests/container/podman.sh
+. "$ROOT/tests/container/podman.sh"
+if in_container; then
+    # CI's fresh-machine stage runs `make test` inside a container (.ci/fresh-machine); the image and the
+    # compose files are tested by that stage's host, not by a podman nested in it.
+    echo "run.sh: skipped: inside a container, where rootful podman cannot run nested"
+    exit 77
+fi
 
 # show LOG [LINES] - a log, indented, without podman's complaints about what a sandbox lacks: without
 # systemd (as here and in most CI containers) podman cannot schedule health checks, and says so at every
@@ -108,69 +96,7 @@ trap 'exit 143' TERM
 # start_project PROJECT FILE - remember PROJECT for the teardown before anything of it exists
 start_project() { PROJECTS+=("$1 $2"); }
 
-# -- 1. packages ------------------------------------------------------------------------------------------
-
-install_packages() {
-    local p missing=()
-    for p in podman podman-compose runc debootstrap netavark aardvark-dns; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    bounded 300 apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive bounded 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        >"$WORK/apt.log" 2>&1 || { tail -n 20 "$WORK/apt.log"; fail "apt-get install ${missing[*]}"; }
-}
-
-# write_containers_conf - sandboxes may forbid raising rlimits (podman's default_ulimits raise nofile)
-# and have cgroup v1: no ulimits, runc, netavark (for aardvark-dns). Set through CONTAINERS_CONF for
-# this script alone; nothing global is changed.
-write_containers_conf() {
-    if [ -n "${CONTAINERS_CONF:-}" ]; then
-        log "using CONTAINERS_CONF=$CONTAINERS_CONF"
-        return 0
-    fi
-    cat >"$WORK/containers.conf" <<'EOF'
-[containers]
-default_ulimits = []
-[engine]
-runtime = "runc"
-[network]
-network_backend = "netavark"
-EOF
-    export CONTAINERS_CONF="$WORK/containers.conf"
-}
-
-# -- 2. base image ----------------------------------------------------------------------------------------
-
-# build_base_image - debian:bookworm-slim from Debian's packages, under the name the Dockerfiles' FROM
-# uses, so they work unchanged. The mirror and the apt sources are the machine's.
-build_base_image() {
-    local sources=/etc/apt/sources.list.d/debian.sources mirror rootfs="$WORK/rootfs"
-    mirror=$(awk '$1 == "URIs:" { print $2; exit }' "$sources" 2>/dev/null || true)
-    mirror=${mirror:-http://deb.debian.org/debian}
-    log "making $BASE_IMAGE with debootstrap from $mirror (once; kept for later runs)"
-    bounded 900 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 ||
-        { tail -n 20 "$WORK/debootstrap.log"; fail "debootstrap"; }
-    if [ -f "$sources" ]; then
-        rm -f "$rootfs/etc/apt/sources.list"
-        cp "$sources" "$rootfs/etc/apt/sources.list.d/debian.sources"
-    fi
-    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
-    tar -C "$rootfs" -c . | bounded 300 podman import --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null ||
-        fail "podman import"
-    rm -rf "$rootfs"
-}
-
 # -- 3. images --------------------------------------------------------------------------------------------
-
-# build NAME LOG ARGS... - podman build, its output in LOG (the end of it printed when it fails)
-build() {
-    local name=$1 logfile=$2
-    shift 2
-    log "building $name"
-    bounded 1200 podman build "$@" >"$logfile" 2>&1 || { tail -n 40 "$logfile"; fail "podman build $name"; }
-}
 
 check_image() {
     local bytes mb conf
@@ -299,11 +225,8 @@ test_example() {
 
 # -- main -------------------------------------------------------------------------------------------------
 
-# One run at a time (apt-get, and the image tags are shared).
-exec 9>/tmp/smtpfault-container-test.lock
-bounded 900 flock 9 || fail "another run.sh holds /tmp/smtpfault-container-test.lock"
-
-install_packages
+take_lock podman
+install_podman
 write_containers_conf
 export BUILDAH_FORMAT=docker # podman build keeps HEALTHCHECK (the OCI format has none), compose builds too
 
@@ -312,21 +235,13 @@ podman ps -a -q --filter "name=^$PREFIX-" | xargs -r podman rm -f -v >/dev/null 
 podman volume ls -q --filter "name=^$PREFIX-" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
 podman network ls -q --filter "name=^$PREFIX-" | xargs -r podman network rm -f >/dev/null 2>&1 || true
 
-if podman image exists "$BASE_IMAGE"; then
-    log "base image $BASE_IMAGE: present"
-else
-    build_base_image
-fi
+ensure_base_image
 
 build "$IMAGE" "$WORK/build-smtpfault.log" --format docker -t "$IMAGE" "$ROOT"
 check_image
-# The app's npm ci reaches the npm registry over TLS: give it the host's CA bundle, which has the CA of
-# any TLS-intercepting proxy the host trusts (and is harmless otherwise). Build-time only.
-ca_args=()
-if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    ca_args=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.pem:ro
-        --build-arg NODE_EXTRA_CA_CERTS=/etc/ssl/host-ca.pem)
-fi
+# The app's npm ci reaches the npm registry over TLS with the host's CA bundle (build time only).
+mapfile -t ca_args < <(host_ca_args)
+[ "${#ca_args[@]}" -gt 0 ] && ca_args+=(--build-arg NODE_EXTRA_CA_CERTS=/etc/ssl/host-ca.pem)
 build "$APP_IMAGE" "$WORK/build-app.log" "${ca_args[@]}" -t "$APP_IMAGE" "$EXAMPLE/app"
 
 test_root_compose
