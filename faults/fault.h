@@ -200,6 +200,20 @@ const fault_settings *fault_profile_settings(const fault_profile *p);
 size_t fault_profile_nrules(const fault_profile *p);
 const char *fault_profile_rule_name(const fault_profile *p, size_t i);
 
+#define FAULT_SUMMARY_SETTINGS_MAX  16
+#define FAULT_SUMMARY_ALL_LISTENERS 0x7u /* one bit per FAULT_LISTENER_LIST entry */
+
+/* fault_summary - what a profile touches: where its rules and limits act, and the settings it changes */
+typedef struct fault_summary {
+    unsigned stages;    /* 1u << fault_stage */
+    unsigned listeners; /* 1u << position in FAULT_LISTENER_LIST; a rule that names none sets all */
+    const char *settings[FAULT_SUMMARY_SETTINGS_MAX]; /* profile keys ("server.users"), static strings */
+    size_t nsettings;
+} fault_summary;
+
+/* fault_profile_summarize - the summary of p (fault_summary.c) */
+void fault_profile_summarize(const fault_profile *p, fault_summary *out);
+
 /* fault_profile_source - the JSON the profile was compiled from, as given */
 const char *fault_profile_source(const fault_profile *p);
 

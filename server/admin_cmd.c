@@ -419,11 +419,30 @@ static fault_profile *compile_request(const cJSON *req, cJSON **err)
     return p;
 }
 
+/* add_profile_facts - name, rules, and what the profile touches: stages, listeners, settings */
 static void add_profile_facts(cJSON *o, const fault_profile *p)
 {
+    static const char *const listener_names[] = {
+#define LISTENER_NAME(e, s) s,
+        FAULT_LISTENER_LIST(LISTENER_NAME)
+#undef LISTENER_NAME
+    };
     const fault_settings *fs = fault_profile_settings(p);
     cJSON_AddStringToObject(o, "name", fs->name);
     cJSON_AddNumberToObject(o, "rules", (double)fault_profile_nrules(p));
+    fault_summary sum;
+    fault_profile_summarize(p, &sum);
+    cJSON *stages = cJSON_AddArrayToObject(o, "stages");
+    for (int i = 0; i < FAULT_STAGE_COUNT; i++)
+        if (sum.stages & (1u << i))
+            cJSON_AddItemToArray(stages, cJSON_CreateString(fault_stage_name((fault_stage)i)));
+    cJSON *listeners = cJSON_AddArrayToObject(o, "listeners");
+    for (size_t i = 0; i < sizeof(listener_names) / sizeof(listener_names[0]); i++)
+        if (sum.listeners & (1u << i))
+            cJSON_AddItemToArray(listeners, cJSON_CreateString(listener_names[i]));
+    cJSON *settings = cJSON_AddArrayToObject(o, "settings");
+    for (size_t i = 0; i < sum.nsettings; i++)
+        cJSON_AddItemToArray(settings, cJSON_CreateString(sum.settings[i]));
 }
 
 static cJSON *cmd_profile_load(admin_client *c, const cJSON *req, cJSON *id)

@@ -212,3 +212,8 @@ int config_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out
     *out = v;
     return 0;
 }
+
+int config_host_is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}

@@ -101,4 +101,7 @@ void config_free(config *cfg);
 /* config_parse_u64 - a decimal number within [min, max], with an optional K/M/G (binary) suffix */
 int config_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 
+/* config_host_is_loopback - a numeric host in 127.0.0.0/8, or ::1 */
+int config_host_is_loopback(const char *host);
+
 #endif

@@ -19,6 +19,7 @@
 
 #include <wolfssl/wolfcrypt/coding.h>
 
+#include "cli.h"
 #include "config.h"
 #include "fsutil.h"
 #include "profiles.h"
@@ -113,6 +114,47 @@ static void print_message_line(const cJSON *m)
     printf("  %.0f bytes  %s\n", num(m, "size"), str(m, "received"));
 }
 
+/* print_list - the strings of array key in resp, joined by ", " ("" when there are none) */
+static void print_list(const cJSON *resp, const char *key)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(resp, key), *x;
+    const char *sep = "";
+    cJSON_ArrayForEach(x, a)
+    {
+        if (cJSON_IsString(x)) {
+            printf("%s%s", sep, x->valuestring);
+            sep = ", ";
+        }
+    }
+}
+
+/*
+ * print_profile_scope - what a loaded profile touches, from profile.load's answer: "1 rule at rcpt on smtp,
+ * submission, smtps", and the settings it changes; a profile that changes nothing says so
+ */
+static void print_profile_scope(const cJSON *resp)
+{
+    double rules = num(resp, "rules");
+    int nsettings = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(resp, "settings"));
+    int nstages = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(resp, "stages"));
+    if (rules == 0 && nsettings == 0 && nstages == 0) {
+        printf("no rules and no settings: the server behaves as without a profile\n");
+        return;
+    }
+    printf("%.0f rule%s", rules, rules == 1 ? "" : "s");
+    if (nstages > 0) {
+        printf(" at ");
+        print_list(resp, "stages");
+        printf(" on ");
+        print_list(resp, "listeners");
+    }
+    if (nsettings > 0) {
+        printf("; changes ");
+        print_list(resp, "settings");
+    }
+    printf("\n");
+}
+
 /* print_base64 - decode and write raw message bytes */
 static void print_base64(const char *b64)
 {
@@ -154,10 +196,10 @@ static void print_human(ctl *c, const cJSON *resp)
         const cJSON *body = cJSON_GetObjectItemCaseSensitive(resp, "body");
         printf("\n%s", cJSON_IsString(body) ? body->valuestring : "(the body is not UTF-8: use --raw)\n");
     } else if (strcmp(cmd, "load") == 0 || strcmp(cmd, "validate") == 0) {
-        printf("%s profile %s%s%s (%.0f rule%s)\n",
-               strcmp(cmd, "load") == 0 ? "loaded" : "valid:", str(resp, "name")[0] ? "\"" : "",
-               str(resp, "name")[0] ? str(resp, "name") : "(unnamed)", str(resp, "name")[0] ? "\"" : "",
-               num(resp, "rules"), num(resp, "rules") == 1 ? "" : "s");
+        printf("%s profile %s%s%s: ", strcmp(cmd, "load") == 0 ? "loaded" : "valid:",
+               str(resp, "name")[0] ? "\"" : "", str(resp, "name")[0] ? str(resp, "name") : "(unnamed)",
+               str(resp, "name")[0] ? "\"" : "");
+        print_profile_scope(resp);
     } else if (strcmp(cmd, "clear") == 0 || strcmp(cmd, "reset") == 0) {
         printf("%s: %.0f message%s cleared\n", cmd, num(resp, "cleared"),
                num(resp, "cleared") == 1 ? "" : "s");
@@ -362,6 +404,11 @@ static int filter_options(int argc, char **argv, cJSON *req, const char *number_
         {"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'l'},
         {"timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
+    const char *inexact = cli_inexact_option(argc, argv, opts, 0);
+    if (inexact != NULL) {
+        fprintf(stderr, "smtpfault ctl: %s: unknown option '%s'\n", cmd, inexact);
+        return -1;
+    }
     optind = 1;
     opterr = 0;
     int o;
@@ -582,6 +629,13 @@ int ctl_main(int argc, char **argv)
         c.address = CTL_DEFAULT_ADMIN;
     const char *token = getenv("SMTPFAULT_ADMIN_TOKEN");
     int o;
+    const char *inexact = cli_inexact_option(argc, argv, opts, 1);
+    if (inexact != NULL) {
+        fprintf(stderr,
+                "smtpfault ctl: unknown option '%s'\nTry 'smtpfault ctl --help' for more information.\n",
+                inexact);
+        return CTL_EXIT_USAGE;
+    }
     optind = 1;
     opterr = 0;
     /* "+": stop at the command, whose own options come after it */

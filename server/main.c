@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <cJSON.h>
 #include <uv.h>
@@ -16,20 +17,22 @@
 #include <wolfssl/version.h>
 
 #include "certs.h"
+#include "cli.h"
 #include "config.h"
 #include "ctl.h"
-#include "profiles.h"
+#include "fsutil.h"
 #include "log.h"
+#include "profiles.h"
 #include "server.h"
 
 #define EXIT_USAGE 2
 
+static const char usage_head[] =
+    "Usage: smtpfault [OPTIONS]                 run the server\n"
+    "       smtpfault SUBCOMMAND [ARGS]         (smtpfault help SUBCOMMAND for its own help)\n"
+    "\n";
+
 static const char usage_text[] =
-    "Usage: smtpfault [OPTIONS]                  run the server\n"
-    "       smtpfault check FILE...              validate fault profiles (exit 0 when all are valid)\n"
-    "       smtpfault certs DIR                  write a test PKI (CA, valid and broken certificates) to "
-    "DIR\n"
-    "\n"
     "A fake SMTP server for fault injection: it speaks real ESMTP, keeps every message it accepts, and\n"
     "reproduces the errors mail clients meet in production.\n"
     "\n"
@@ -141,6 +144,8 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+static void print_usage(FILE *out);
 
 /* usage_error - one line naming the problem, a pointer to --help, and the usage exit code */
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -356,6 +361,9 @@ static int parse_args(int argc, char **argv, config *cfg)
     if (rc >= 0)
         return rc;
     cfg->admin_given = cfg->users_given = 0; /* the first --admin or --user replaces the environment's */
+    const char *inexact = cli_inexact_option(argc, argv, long_options, 0);
+    if (inexact != NULL)
+        return usage_error("unknown option '%s'", inexact);
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":qhV", long_options, &idx)) != -1) {
         if (opt >= 256) {
@@ -371,7 +379,7 @@ static int parse_args(int argc, char **argv, config *cfg)
             cfg->log_level = LOG_WARN;
             break;
         case 'h':
-            fputs(usage_text, stdout);
+            print_usage(stdout);
             return EXIT_SUCCESS;
         case 'V':
             printf("smtpfault %s (libuv %s, wolfSSL %s, cJSON %s)\n", SMTPFAULT_VERSION, uv_version_string(),
@@ -384,11 +392,18 @@ static int parse_args(int argc, char **argv, config *cfg)
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return usage_error("unexpected argument '%s' (the subcommands come first: smtpfault help)",
+                           argv[optind]);
     if ((cfg->cert_file == NULL) != (cfg->key_file == NULL))
         return usage_error("--cert and --key go together");
     if (cfg->no_tls && (cfg->cert_file || cfg->certs_dir))
         return usage_error("--no-tls cannot be combined with --cert or --certs-dir");
+    /* Refused here, before any listener opens, rather than after the SMTP ports are already bound. */
+    for (size_t i = 0; i < cfg->nadmin && !cfg->admin_remote; i++)
+        if (!cfg->admin[i].unix_path[0] && !config_host_is_loopback(cfg->admin[i].tcp.host))
+            return usage_error("--admin %s is not a loopback address: add --admin-remote to allow it "
+                               "(and set --admin-token)",
+                               cfg->admin[i].tcp.host);
     return -1;
 }
 
@@ -399,32 +414,135 @@ static void print_errors(const fault_errors *errs)
         fprintf(stderr, "%s\n", errs->msgs[i]);
 }
 
-/* cmd_check - `smtpfault check FILE...`: validate each, report every error, exit 1 if any is invalid */
+/* check_one - compile the profile in path, print "PATH: ok (...)" or every error; 0 when valid */
+static int check_one(const char *path)
+{
+    fault_errors errs = {NULL, 0};
+    fault_profile *p = profiles_load(path, &errs);
+    if (p == NULL) {
+        print_errors(&errs);
+    } else {
+        const fault_settings *fs = fault_profile_settings(p);
+        printf("%s: ok (%s%s%s, %zu rule%s)\n", path, fs->name[0] ? "\"" : "",
+               fs->name[0] ? fs->name : "unnamed", fs->name[0] ? "\"" : "", fault_profile_nrules(p),
+               fault_profile_nrules(p) == 1 ? "" : "s");
+    }
+    fault_errors_free(&errs);
+    int ok = p != NULL;
+    fault_profile_unref(p);
+    return ok ? 0 : -1;
+}
+
+static int path_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* check_dir - every *.json in dir, in name order; 0 when all are valid, -1 otherwise or when there is none */
+static int check_dir(const char *dir)
+{
+    uv_fs_t req;
+    int r = uv_fs_scandir(NULL, &req, dir, 0, NULL);
+    if (r < 0) {
+        fprintf(stderr, "%s: cannot read the directory: %s\n", dir, uv_strerror(r));
+        uv_fs_req_cleanup(&req);
+        return -1;
+    }
+    char **paths = calloc((size_t)r + 1, sizeof(*paths));
+    size_t n = 0;
+    uv_dirent_t ent;
+    while (paths != NULL && uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+        size_t len = strlen(ent.name);
+        if (len > 5 && strcmp(ent.name + len - 5, ".json") == 0 && ent.type != UV_DIRENT_DIR &&
+            (paths[n] = malloc(strlen(dir) + len + 2)) != NULL)
+            sprintf(paths[n++], "%s/%s", dir, ent.name);
+    }
+    uv_fs_req_cleanup(&req);
+    if (paths == NULL) {
+        fprintf(stderr, "smtpfault: out of memory\n");
+        return -1;
+    }
+    qsort(paths, n, sizeof(*paths), path_cmp);
+    int bad = n == 0;
+    if (n == 0)
+        fprintf(stderr, "%s: no *.json profile in this directory\n", dir);
+    for (size_t i = 0; i < n; i++) {
+        bad |= check_one(paths[i]) != 0;
+        free(paths[i]);
+    }
+    free(paths);
+    return bad ? -1 : 0;
+}
+
+/* is_dir - path names a directory */
+static int is_dir(const char *path)
+{
+    uv_fs_t req;
+    int dir = uv_fs_stat(NULL, &req, path, NULL) == 0 && S_ISDIR(req.statbuf.st_mode);
+    uv_fs_req_cleanup(&req);
+    return dir;
+}
+
+/* cmd_check - `smtpfault check FILE|NAME|DIR...`: validate each, report every error, exit 1 if any is invalid
+ */
 static int cmd_check(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fprintf(argc < 2 ? stderr : stdout,
-                "Usage: smtpfault check FILE...\n"
-                "Validate fault profiles; every error is printed with its JSON path.\n");
-        return argc < 2 ? EXIT_USAGE : EXIT_SUCCESS;
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("Usage: smtpfault check FILE|NAME|DIR...\n"
+               "Validate fault profiles: files, names of shipped profiles (smtpfault profiles), or every\n"
+               "*.json in a directory. Every error is printed with its JSON path; the exit status is 0 when\n"
+               "all are valid, 1 otherwise.\n");
+        return EXIT_SUCCESS;
     }
+    if (argc < 2)
+        return usage_error("check: which profiles? (smtpfault check FILE|NAME|DIR...)");
     int bad = 0;
     for (int i = 1; i < argc; i++) {
-        fault_errors errs = {NULL, 0};
-        fault_profile *p = profiles_load(argv[i], &errs);
-        if (p == NULL) {
-            print_errors(&errs);
+        char path[PROFILES_PATH_MAX];
+        if (is_dir(argv[i])) {
+            bad |= check_dir(argv[i]) != 0;
+        } else if (profiles_find(argv[i], path, sizeof(path)) != 0) {
+            fprintf(stderr, "%s: no such file or shipped profile (smtpfault profiles lists them)\n", argv[i]);
             bad = 1;
         } else {
-            const fault_settings *fs = fault_profile_settings(p);
-            printf("%s: ok (%s%s%s, %zu rule%s)\n", argv[i], fs->name[0] ? "\"" : "",
-                   fs->name[0] ? fs->name : "unnamed", fs->name[0] ? "\"" : "", fault_profile_nrules(p),
-                   fault_profile_nrules(p) == 1 ? "" : "s");
+            bad |= check_one(path) != 0;
         }
-        fault_errors_free(&errs);
-        fault_profile_unref(p);
     }
     return bad ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* cmd_profiles - `smtpfault profiles [NAME]`: the catalog, or one profile's JSON as it is shipped */
+static int cmd_profiles(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("Usage: smtpfault profiles [NAME|FILE]\n"
+               "Without an argument, list the shipped profiles (and those in $SMTPFAULT_PROFILES) with the\n"
+               "first sentence of each description. With a name, print that profile's JSON, to read it or\n"
+               "to start a profile of your own from it.\n");
+        return EXIT_SUCCESS;
+    }
+    if (argc == 1)
+        return profiles_list();
+    if (argc > 2)
+        return usage_error("profiles: one name at a time (smtpfault profiles [NAME])");
+    char path[PROFILES_PATH_MAX];
+    if (profiles_find(argv[1], path, sizeof(path)) != 0) {
+        fprintf(stderr, "smtpfault: profiles: no profile named '%s' (smtpfault profiles lists them)\n",
+                argv[1]);
+        return EXIT_FAILURE;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int r = fsutil_read(path, PROFILES_FILE_MAX, &text, &len);
+    if (r != 0) {
+        fprintf(stderr, "smtpfault: profiles: %s: %s\n", path, uv_strerror(r));
+        return EXIT_FAILURE;
+    }
+    fwrite(text, 1, len, stdout);
+    if (len > 0 && text[len - 1] != '\n')
+        putchar('\n');
+    free(text);
+    return EXIT_SUCCESS;
 }
 
 /* cmd_certs - `smtpfault certs DIR [--hostname NAME]`: write a test PKI */
@@ -461,16 +579,68 @@ static int cmd_certs(int argc, char **argv)
     return EXIT_SUCCESS;
 }
 
+static int cmd_help(int argc, char **argv);
+
+/* The subcommands: `smtpfault NAME ARGS...`, each given argv with argv[0] == NAME. */
+typedef struct subcommand {
+    const char *name;
+    const char *synopsis;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"check", "check FILE|NAME|DIR...", "validate fault profiles (exit 0 when all are valid)", cmd_check},
+    {"profiles", "profiles [NAME]", "list the shipped profiles, or print one", cmd_profiles},
+    {"ctl", "ctl COMMAND [ARGS]", "drive a running server through its admin socket", ctl_main},
+    {"certs", "certs DIR", "write a test PKI (CA, valid and broken certificates) to DIR", cmd_certs},
+    {"help", "help [SUBCOMMAND]", "this help, or a subcommand's", cmd_help},
+};
+#define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
+/* print_usage - the server's usage with every subcommand */
+static void print_usage(FILE *out)
+{
+    fputs(usage_head, out);
+    fputs("Subcommands:\n", out);
+    for (size_t i = 0; i < NSUBCOMMANDS; i++)
+        fprintf(out, "  %-26s %s\n", subcommands[i].synopsis, subcommands[i].summary);
+    fputs("\n", out);
+    fputs(usage_text, out);
+}
+
+static const subcommand *find_subcommand(const char *name)
+{
+    for (size_t i = 0; i < NSUBCOMMANDS; i++)
+        if (strcmp(subcommands[i].name, name) == 0)
+            return &subcommands[i];
+    return NULL;
+}
+
+/* cmd_help - `smtpfault help [SUBCOMMAND]`: the usage, or the subcommand's own --help */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc == 1) {
+        print_usage(stdout);
+        return EXIT_SUCCESS;
+    }
+    const subcommand *sub = argc == 2 ? find_subcommand(argv[1]) : NULL;
+    if (sub == NULL)
+        return usage_error(argc == 2 ? "help: no subcommand '%s'" : "help: one subcommand at a time%.0s",
+                           argv[1]);
+    if (sub->run == cmd_help)
+        return cmd_help(1, argv);
+    char *sub_argv[] = {(char *)sub->name, (char *)"--help", NULL};
+    return sub->run(2, sub_argv);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "check") == 0)
-        return cmd_check(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "certs") == 0)
-        return cmd_certs(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
-        return ctl_main(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "profiles") == 0)
-        return argc == 2 ? profiles_list() : usage_error("profiles takes no arguments");
+    const subcommand *sub = argc > 1 ? find_subcommand(argv[1]) : NULL;
+    if (sub != NULL)
+        return sub->run(argc - 1, argv + 1);
+    if (argc > 1 && argv[1][0] != '-')
+        return usage_error("unknown subcommand '%s'", argv[1]);
     config cfg;
     config_defaults(&cfg);
     int rc = parse_args(argc, argv, &cfg);
@@ -481,7 +651,7 @@ int main(int argc, char **argv)
     fault_profile *profile;
     if (cfg.profile != NULL) {
         fault_errors errs = {NULL, 0};
-        char path[4096];
+        char path[PROFILES_PATH_MAX];
         if (profiles_find(cfg.profile, path, sizeof(path)) != 0) {
             fprintf(stderr,
                     "smtpfault: --profile %s: no such file or shipped profile (see smtpfault profiles)\n",

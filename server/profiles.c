@@ -23,21 +23,49 @@ static void add_error(fault_errors *errs, const char *text)
         errs->n++;
 }
 
-/* The directories searched for a profile by name, in order ($SMTPFAULT_PROFILES first). */
-static size_t search_dirs(const char **dirs, size_t max, char *env_copy, size_t env_size)
+/*
+ * shipped_dirs - where the shipped profiles are, relative to the binary so that an installed, copied or
+ * relocated tree works without the source: PREFIX/bin/smtpfault finds PREFIX/share/smtpfault/profiles, and
+ * the build tree's binary finds the profiles/ link CMake puts beside it. The compiled-in install directory
+ * comes last, for a binary copied out of its tree. Fills dirs[0..n) with paths in store.
+ */
+static size_t shipped_dirs(const char **dirs, size_t max, char *store, size_t store_size)
+{
+    static const char *const beside[] = {"/../share/smtpfault/profiles", "/profiles"};
+    char exe[PROFILES_PATH_MAX];
+    size_t len = sizeof(exe), n = 0, used = 0;
+    if (uv_exepath(exe, &len) == 0) {
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        for (size_t i = 0; i < sizeof(beside) / sizeof(beside[0]) && n < max; i++) {
+            int w = snprintf(store + used, store_size - used, "%s%s", exe, beside[i]);
+            if (w < 0 || (size_t)w >= store_size - used)
+                break;
+            dirs[n++] = store + used;
+            used += (size_t)w + 1;
+        }
+    }
+    if (n < max)
+        dirs[n++] = SMTPFAULT_PROFILES_DIR;
+    return n;
+}
+
+/* search_dirs - the directories searched for a profile by name, in order: $SMTPFAULT_PROFILES first */
+static size_t search_dirs(const char **dirs, size_t max, char *store, size_t store_size)
 {
     size_t n = 0;
     const char *env = getenv("SMTPFAULT_PROFILES");
     if (env != NULL && env[0] != '\0') {
-        snprintf(env_copy, env_size, "%s", env);
+        snprintf(store, store_size, "%s", env);
         char *save = NULL;
-        for (char *d = strtok_r(env_copy, ":", &save); d != NULL && n < max; d = strtok_r(NULL, ":", &save))
+        for (char *d = strtok_r(store, ":", &save); d != NULL && n < max; d = strtok_r(NULL, ":", &save))
             dirs[n++] = d;
+        size_t used = strlen(env) + 1;
+        store += used < store_size ? used : store_size;
+        store_size -= used < store_size ? used : store_size;
     }
-    static const char *const builtin[] = {SMTPFAULT_PROFILES_DIR, SMTPFAULT_SOURCE_PROFILES_DIR};
-    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]) && n < max; i++)
-        dirs[n++] = builtin[i];
-    return n;
+    return n + shipped_dirs(dirs + n, max - n, store, store_size);
 }
 
 static int exists(const char *path)
@@ -66,9 +94,9 @@ int profiles_find_shipped(const char *name, char *out, size_t outsz)
     }
     size_t len = strlen(name);
     int has_ext = len > 5 && strcmp(name + len - 5, ".json") == 0;
-    const char *dirs[16];
-    char env[4096];
-    size_t n = search_dirs(dirs, 16, env, sizeof(env));
+    const char *dirs[PROFILES_DIRS_MAX];
+    char store[PROFILES_DIRS_STORE];
+    size_t n = search_dirs(dirs, PROFILES_DIRS_MAX, store, sizeof(store));
     for (size_t i = 0; i < n; i++) {
         int w = snprintf(out, outsz, "%s/%s%s", dirs[i], name, has_ext ? "" : ".json");
         if (w > 0 && (size_t)w < outsz && exists(out))
@@ -97,9 +125,9 @@ static int name_cmp(const void *a, const void *b)
 
 int profiles_list(void)
 {
-    const char *dirs[16];
-    char env[4096];
-    size_t ndirs = search_dirs(dirs, 16, env, sizeof(env));
+    const char *dirs[PROFILES_DIRS_MAX];
+    char store[PROFILES_DIRS_STORE];
+    size_t ndirs = search_dirs(dirs, PROFILES_DIRS_MAX, store, sizeof(store));
     char **names = NULL;
     size_t n = 0, cap = 0;
     for (size_t d = 0; d < ndirs; d++) {

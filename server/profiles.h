@@ -6,12 +6,16 @@
 
 #include "fault.h"
 
-#define PROFILES_FILE_MAX (4 * 1024 * 1024)
+#define PROFILES_FILE_MAX   (4 * 1024 * 1024)
+#define PROFILES_PATH_MAX   4096 /* a profile directory or file path */
+#define PROFILES_DIRS_MAX   16   /* directories searched by name: $SMTPFAULT_PROFILES's, then the shipped */
+#define PROFILES_DIRS_STORE (3 * PROFILES_PATH_MAX + 1024)
 
 /*
  * profiles_find - the file of a profile named by path or by name: an existing path as it is; a name
  * ("auth-535-wrong-password", ".json" optional) looked up in $SMTPFAULT_PROFILES (colon-separated
- * directories), then in the installed and the source-tree profile directories. 0 with the path in out,
+ * directories), then in the shipped profiles beside the binary (PREFIX/share/smtpfault/profiles for
+ * PREFIX/bin/smtpfault, profiles/ in the build tree), then in the compiled-in install directory. 0 with the path in out,
  * or -1 when there is no such profile.
  */
 int profiles_find(const char *name_or_path, char *out, size_t outsz);
