@@ -236,9 +236,10 @@ def case(**kw):
 # -- logging in ---------------------------------------------------------------------------------------------
 
 group("Logging in",
-      """The server refuses the credentials (AUTH), or the client sends without logging in. The provider
-      profiles answer with the provider's own words; they accept one account (see each description), so
-      the right credentials still work.""")
+      """The server refuses the credentials (AUTH), or the client sends without logging in.
+      auth-535-wrong-password refuses every login, so the app fails with the credentials it is configured
+      with. The provider profiles answer with the provider's own words; they accept one account (see each
+      description), so a test can also show that the right credentials work.""")
 
 case(profile="auth-535-wrong-password", title="Wrong user name or password (535)",
      symptom='"535 Authentication failed", "Invalid login: 535", "SMTP Error: Could not authenticate."',
