@@ -406,7 +406,8 @@ static int filter_options(int argc, char **argv, cJSON *req, const char *number_
     };
     const char *inexact = cli_inexact_option(argc, argv, opts, 0);
     if (inexact != NULL) {
-        fprintf(stderr, "smtpfault ctl: %s: unknown option '%s'\n", cmd, inexact);
+        fprintf(stderr, "smtpfault ctl: %s: unknown option '%.*s'\n", cmd, (int)strcspn(inexact, "="),
+                inexact);
         return -1;
     }
     optind = 1;
@@ -437,7 +438,7 @@ static int filter_options(int argc, char **argv, cJSON *req, const char *number_
             break;
         }
         default:
-            fprintf(stderr, "smtpfault ctl: %s: bad option '%s'\n", cmd, argv[optind - 1]);
+            fprintf(stderr, "smtpfault ctl: %s: unknown option '%s'\n", cmd, argv[optind - 1]);
             return -1;
         }
     }
@@ -632,8 +633,8 @@ int ctl_main(int argc, char **argv)
     const char *inexact = cli_inexact_option(argc, argv, opts, 1);
     if (inexact != NULL) {
         fprintf(stderr,
-                "smtpfault ctl: unknown option '%s'\nTry 'smtpfault ctl --help' for more information.\n",
-                inexact);
+                "smtpfault ctl: unknown option '%.*s'\nTry 'smtpfault ctl --help' for more information.\n",
+                (int)strcspn(inexact, "="), inexact);
         return CTL_EXIT_USAGE;
     }
     optind = 1;
@@ -655,7 +656,7 @@ int ctl_main(int argc, char **argv)
             return 0;
         default:
             fprintf(stderr,
-                    "smtpfault ctl: bad option '%s'\nTry 'smtpfault ctl --help' for more information.\n",
+                    "smtpfault ctl: unknown option '%s'\nTry 'smtpfault ctl --help' for more information.\n",
                     argv[optind - 1]);
             return CTL_EXIT_USAGE;
         }

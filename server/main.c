@@ -363,7 +363,7 @@ static int parse_args(int argc, char **argv, config *cfg)
     cfg->admin_given = cfg->users_given = 0; /* the first --admin or --user replaces the environment's */
     const char *inexact = cli_inexact_option(argc, argv, long_options, 0);
     if (inexact != NULL)
-        return usage_error("unknown option '%s'", inexact);
+        return usage_error("unknown option '%.*s'", (int)strcspn(inexact, "="), inexact);
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":qhV", long_options, &idx)) != -1) {
         if (opt >= 256) {
@@ -494,16 +494,25 @@ static int cmd_check(int argc, char **argv)
                "all are valid, 1 otherwise.\n");
         return EXIT_SUCCESS;
     }
-    if (argc < 2)
-        return usage_error("check: which profiles? (smtpfault check FILE|NAME|DIR...)");
+    if (argc < 2) {
+        fprintf(stderr, "Usage: smtpfault check FILE|NAME|DIR...\n"
+                        "Try 'smtpfault help check' for more information.\n");
+        return EXIT_USAGE;
+    }
     int bad = 0;
     for (int i = 1; i < argc; i++) {
         char path[PROFILES_PATH_MAX];
         if (is_dir(argv[i])) {
             bad |= check_dir(argv[i]) != 0;
         } else if (profiles_find(argv[i], path, sizeof(path)) != 0) {
-            fprintf(stderr, "%s: no such file or shipped profile (smtpfault profiles lists them)\n", argv[i]);
-            bad = 1;
+            size_t len = strlen(argv[i]);
+            if (strchr(argv[i], '/') != NULL || (len > 5 && strcmp(argv[i] + len - 5, ".json") == 0))
+                bad |= check_one(argv[i]) != 0; /* a file: say why it cannot be read */
+            else {
+                fprintf(stderr, "%s: no such file or shipped profile (smtpfault profiles lists them)\n",
+                        argv[i]);
+                bad = 1;
+            }
         } else {
             bad |= check_one(path) != 0;
         }

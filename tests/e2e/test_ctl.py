@@ -72,14 +72,23 @@ def test_load_validate_profile_clear_profile(admin_srv, tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"name": "ctl-block", "rules": [
         {"when": {"stage": "rcpt", "rcpt": "*@blocked.test"}, "do": {"reply": "550 5.7.1 Blocked"}}]}))
-    ok(ctl(admin_srv, "validate", good), 'valid: profile "ctl-block" (1 rule)\n')
+    ok(ctl(admin_srv, "validate", good), 'valid: profile "ctl-block": 1 rule at rcpt on smtp, submission, smtps\n')
     assert json.loads(ok(ctl(admin_srv, "profile")))["name"] == ""
-    ok(ctl(admin_srv, "load", good), 'loaded profile "ctl-block" (1 rule)\n')
+    ok(ctl(admin_srv, "load", good), 'loaded profile "ctl-block": 1 rule at rcpt on smtp, submission, smtps\n')
     shown = json.loads(ok(ctl(admin_srv, "profile")))
-    assert shown == {"name": "ctl-block", "rules": 1, "profile": json.loads(good.read_text())}
+    assert shown == {"name": "ctl-block", "rules": 1, "stages": ["rcpt"], "listeners": ["smtp", "submission", "smtps"],
+                     "settings": [], "profile": json.loads(good.read_text())}
+    # What a profile touches, said plainly: a listener-bound rule, settings only, nothing at all.
+    ok(ctl(admin_srv, "validate", "connect-refused"),
+       'valid: profile "connect-refused": 1 rule at connect on smtp, submission, smtps\n')
+    ok(ctl(admin_srv, "validate", "tls-wrong-version-number"),
+       'valid: profile "tls-wrong-version-number": 1 rule at tls_handshake on smtps\n')
+    ok(ctl(admin_srv, "validate", "tls-certificate-expired"),
+       'valid: profile "tls-certificate-expired": 0 rules; changes tls.certificate\n')
     unnamed = tmp_path / "unnamed.json"
     unnamed.write_text('{"rules": []}')
-    ok(ctl(admin_srv, "validate", unnamed), "valid: profile (unnamed) (0 rules)\n")
+    ok(ctl(admin_srv, "validate", unnamed),
+       "valid: profile (unnamed): no rules and no settings: the server behaves as without a profile\n")
 
     # Errors name the FILE, as given, one per line; the profile in force stays.
     bad = tmp_path / "broken.json"
@@ -198,6 +207,25 @@ class Follower:
         self.proc.wait(timeout=10)
 
 
+def session_lines(follower, helo, json_mode):
+    """Every line of the session that said EHLO helo, from its connect to its close. Lines of other
+    sessions (the probes', whose events may still be arriving) are read and left out."""
+    by_session, sid = {}, None
+    while True:
+        line = follower.line()
+        if json_mode:
+            event = json.loads(line)
+            number, kind, text = event.get("session"), event["event"], event.get("text", "")
+        else:
+            parts = line.split(" ", 3)
+            number, kind, text = parts[1], parts[2], parts[3] if len(parts) > 3 else ""
+        by_session.setdefault(number, []).append(line)
+        if sid is None and kind == "command" and text.lower() == f"ehlo {helo}":
+            sid = number
+        if sid is not None and number == sid and kind == "close":
+            return by_session[sid]
+
+
 def test_events_follows_until_sigint(admin_srv, admin_transport):
     unix = admin_transport == "unix"
     for json_mode in (False, True):
@@ -211,12 +239,11 @@ def test_events_follows_until_sigint(admin_srv, admin_transport):
                         client.noop()
                     if follower.line(timeout=1, empty_ok=True) is not None:
                         break
-                while " close " not in follower.line():
-                    pass
-            msg_id = send(admin_srv, helo=f"events{int(json_mode)}.example")
-            lines = [follower.line()]
-            while (json.loads(lines[-1])["event"] if json_mode else lines[-1].split(" ")[2]) != "close":
-                lines.append(follower.line())
+                else:
+                    pytest.fail("ctl events showed no event of 30 sessions")
+            helo = f"events{int(json_mode)}.example"
+            msg_id = send(admin_srv, helo=helo)
+            lines = session_lines(follower, helo, json_mode)
             assert follower.proc.poll() is None, "ctl events stopped by itself"
             follower.proc.send_signal(signal.SIGINT)
             assert follower.proc.wait(timeout=10) == 0, follower.proc.stderr.read()
@@ -298,7 +325,7 @@ def test_admin_address_from_the_environment(admin_srv):
 @pytest.mark.parametrize("args,message", [
     ([], "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]"),
     (["bogus"], "smtpfault ctl: unknown command 'bogus'"),
-    (["--bogus", "ping"], "smtpfault ctl: bad option '--bogus'"),
+    (["--bogus", "ping"], "smtpfault ctl: unknown option '--bogus'"),
     (["ping", "extra"], "smtpfault ctl: ping takes no arguments"),
     (["stats", "--json"], "smtpfault ctl: stats takes no arguments"),
     (["load"], "smtpfault ctl: load FILE"),
@@ -313,7 +340,10 @@ def test_admin_address_from_the_environment(admin_srv):
     (["wait", "--limit", "5"], "smtpfault ctl: wait: --limit is not an option here"),
     (["wait", "--timeout", "soon"], "smtpfault ctl: wait: --timeout needs a number"),
     (["wait", "--timeout", "-1"], "smtpfault ctl: wait: --timeout needs a number"),
-    (["messages", "--nope"], "smtpfault ctl: messages: bad option '--nope'"),
+    (["messages", "--nope"], "smtpfault ctl: messages: unknown option '--nope'"),
+    # getopt_long would take these prefixes of --timeout and --admin: a mistyped option is an error
+    (["wait", "--tim", "5"], "smtpfault ctl: wait: unknown option '--tim'"),
+    (["--adm", "127.0.0.1:2580", "ping"], "smtpfault ctl: unknown option '--adm'"),
     (["messages", "extra"], "smtpfault ctl: messages: unexpected argument 'extra'"),
     (["raw", "not json"], "smtpfault ctl: raw '{\"cmd\": \"ping\"}'"),
     (["raw", "[1]"], "smtpfault ctl: raw '{\"cmd\": \"ping\"}'"),

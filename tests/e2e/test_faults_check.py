@@ -177,7 +177,7 @@ def test_check_missing_file_and_a_mix(tmp_path):
 def test_check_without_files_is_a_usage_error():
     proc = run_binary(["check"])
     assert proc.returncode == 2
-    assert proc.stderr.startswith("Usage: smtpfault check FILE...")
+    assert proc.stderr.startswith("Usage: smtpfault check FILE|NAME|DIR...\n"), proc.stderr
 
 
 def start_refused(tmp_path, profile_path):
