@@ -45,7 +45,8 @@ def test_version():
     (["--max-message-size", "12X"], "smtpfault: --max-message-size: '12X' is not a number from 1024 to"),
     (["--log-format", "xml"], "smtpfault: --log-format: 'xml' is not text or json"),
     (["--hostname", "two words"], "smtpfault: --hostname: 'two words' is not a host name"),
-    (["extra"], "smtpfault: unexpected argument 'extra'"),
+    (["extra"], "smtpfault: unknown subcommand 'extra'"),
+    (["--no-tls", "extra"], "smtpfault: unexpected argument 'extra' (the subcommands come first"),
 ])
 def test_bad_flag(args, error):
     proc = run_binary(args)
