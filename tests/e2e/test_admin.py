@@ -156,7 +156,8 @@ def test_stats_counts_sessions_messages_and_faults(admin_srv, admin):
 
 
 def test_profile_get_validate_load_clear(admin_srv, admin):
-    assert admin.ok("profile.get") == {"id": admin._ids, "ok": True, "name": "", "rules": 0, "profile": {}}
+    assert admin.ok("profile.get") == {"id": admin._ids, "ok": True, "name": "", "rules": 0, "stages": [],
+                                       "listeners": [], "settings": [], "profile": {}}
     profile = {"name": "reject-data", "description": "every message is refused at the final dot",
                "rules": [RULE_REJECT_DATA_END]}
     resp = admin.ok("profile.validate", profile=profile)
@@ -165,7 +166,10 @@ def test_profile_get_validate_load_clear(admin_srv, admin):
     send(admin_srv, "a@example.org", ["b@example.org"])
 
     resp = admin.ok("profile.load", profile=profile)
-    assert set(resp) == {"id", "ok", "name", "rules"} and resp["name"] == "reject-data" and resp["rules"] == 1
+    assert set(resp) == {"id", "ok", "name", "rules", "stages", "listeners", "settings"}
+    assert resp["name"] == "reject-data" and resp["rules"] == 1
+    # What the profile touches, so that a caller can tell what it put in force.
+    assert (resp["stages"], resp["listeners"], resp["settings"]) == (["data_end"], ["smtp", "submission", "smtps"], [])
     got = admin.ok("profile.get")
     assert got["name"] == "reject-data" and got["rules"] == 1
     assert got["profile"] == profile
@@ -606,7 +610,8 @@ def test_reset_restores_the_start_profile_counters_messages_and_limits(short_tmp
         assert before["messages"]["accepted"] == 2 and before["faults"]["fired"] == 1
 
         resp = admin.ok("reset")
-        assert resp == {"id": admin._ids, "ok": True, "cleared": 2, "name": "start", "rules": 0}
+        assert resp == {"id": admin._ids, "ok": True, "cleared": 2, "name": "start", "rules": 0, "stages": ["mail"],
+                    "listeners": ["smtp", "submission", "smtps"], "settings": ["limits.messages_per_minute"]}
         assert admin.ok("profile.get")["profile"] == start_profile
         assert admin.ok("messages.list")["messages"] == []
         after = admin.ok("stats")

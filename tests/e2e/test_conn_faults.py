@@ -205,8 +205,9 @@ def test_slow_banner_impatient_clients_fail_patient_ones_succeed(server_factory,
     for name, ran in r.items():
         if name.endswith("_patient"):
             assert ran.elapsed >= delay, (name, ran)
-        else:
-            assert 0.9 <= ran.elapsed < delay + 3, (name, ran)
+        else:  # gave up on its own timeout (its message says so), not after the delay: the bound only
+            # catches a hang, as a client's start-up on a loaded machine (Node: seconds) counts in elapsed
+            assert 0.9 <= ran.elapsed < delay + 10, (name, ran)
 
     assert len(srv.wait_for_messages(4)) == 4
     assert len(srv.wait_for_log(rf"fault rule 0 at {stage}: delay 2000 ms", count=8)) == 8
