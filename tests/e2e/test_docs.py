@@ -14,9 +14,12 @@ Every block carries an info string, which says what it is and what this test doe
             after it checks (then the errors must be the documented ones).
   admin     an admin socket transcript: `> request` lines are sent and each `< response` compared with the
             server's structurally (every key, in order); `…` stands for elided list items or lines.
-  json output, text
-            what a program prints or writes (logs, envelopes, transcripts, diagrams): shown, not run. The
-            client outputs in docs/errors.md are rendered from test_catalog.py's run of every client.
+  json output
+            JSON the server writes: docs/server.md's ports file, envelope and log line must have the shape of
+            the real ones (test_json_outputs), docs/tls.md's envelope fragment its values (test_tls_clients).
+  text      what a program prints (logs, transcripts, diagrams): not run; some are compared with what the
+            server logs (the README's transcript, docs/tls.md's start lines). The client outputs in
+            docs/errors.md are rendered from test_catalog.py's run of every client.
   yaml      compose fragments: parsed (they run only in a container, see NOT_RUN).
 
 A `smtpfault ...`, `build/smtpfault ...` or `make run ARGS="..."` line that starts a server is mapped to
@@ -38,6 +41,7 @@ import re
 import shlex
 import shutil
 import smtplib
+import ssl
 import subprocess
 from dataclasses import dataclass
 
@@ -695,6 +699,12 @@ def test_tls_clients(doc_server, bin_dir, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     count += 2
     assert [e["listener"] for e in envelopes(srv, count)[-2:]] == ["smtps", "submission"]
+    # The envelope fragment the page shows is what Python's SMTP_SSL message got.
+    fragment = json.loads("{" + block("docs/tls.md", '"listener": "smtps"').text + "}")
+    assert {k: envelopes(srv, count)[-2][k] for k in fragment} == fragment
+    # And the lines the server logs at start.
+    for line in block("docs/tls.md", "info: listening for smtp").text.split("\n"):
+        assert re.search(rf"^{TIME_RE} {re.escape(substitute(line, srv))}$", srv.log(), re.M), line
 
     if not os.path.exists(SWAKS):
         pytest.skip("swaks is not installed")
@@ -706,6 +716,50 @@ def test_tls_clients(doc_server, bin_dir, tmp_path):
     got = envelopes(srv, count)[-3:]
     assert [(e["listener"], e["auth"], bool(e["tls"])) for e in got] == [
         ("smtps", "app@example.com", True), ("submission", "app@example.com", True), ("smtp", None, True)]
+
+
+# -- what the server writes ---------------------------------------------------------------------------------
+
+
+def same_shape(expected, actual, where="value"):
+    """The same keys in the same order, recursively, and values of the same JSON types."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and list(actual) == list(expected), \
+            f"{where}: {list(actual) if isinstance(actual, dict) else actual!r}, documented {list(expected)}"
+        for k in expected:
+            same_shape(expected[k], actual[k], f"{where}.{k}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), \
+            f"{where}: {actual!r}, documented {expected!r}"
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            same_shape(e, a, f"{where}[{i}]")
+    else:
+        kinds = (bool,) if isinstance(expected, bool) else (int, float) if isinstance(expected, (int, float)) else \
+            (type(expected),)
+        assert isinstance(actual, kinds) and not (bool in kinds) ^ isinstance(actual, bool), \
+            f"{where}: {actual!r}, documented {expected!r}"
+
+
+def test_json_outputs(doc_server, short_tmp):
+    """docs/server.md's ports file, envelope and JSON log line have the shape of what the server writes: a
+    server with a TCP and a unix admin socket and JSON logs, and a message sent as the documented one was
+    (submission, STARTTLS, AUTH, no SIZE)."""
+    outputs = [b for b in ALL_BLOCKS if b.file == "docs/server.md" and b.lang == "json" and b.meta == "output"]
+    ports, envelope, log_line = (json.loads(b.text) for b in outputs)
+    srv = doc_server(["--certs-dir", str(suite_pki()), "--user", "app@example.test:secret", "--admin",
+                      f"unix:{short_tmp}/admin.sock", "--log-format", "json"])
+    same_shape(ports, json.loads(srv.ports_file.read_text()), "ports file")
+
+    host, port = srv.ports["submission"]["host"], srv.ports["submission"]["port"]
+    with smtplib.SMTP(host, port, local_hostname="client.example.test", timeout=IO_TIMEOUT) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(suite_pki() / "ca.pem")))
+        s.ehlo()
+        s.login("app@example.test", "secret")
+        s.mail("app@example.test")
+        s.rcpt("alice@example.test")
+        s.data(b"Subject: docs\r\n\r\nhi\r\n")
+    same_shape(envelope, stored(srv, 1)[0].envelope, "envelope")
+    same_shape(log_line, json.loads(srv.wait_for_log(r'(?m)^\{.*"event":"command".*\}$')[0]), "log line")
 
 
 # -- links --------------------------------------------------------------------------------------------------
