@@ -47,12 +47,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import (CLIENTS_DIR, IO_TIMEOUT, PHPMAILER_AUTOLOAD, REPO_ROOT, SWAKS, Server, poll, server_env,
-                      smtpfault_bin, suite_pki)
+from conftest import (CLIENTS_DIR, IO_TIMEOUT, PHPMAILER_AUTOLOAD, REPO_ROOT, SLOW, SWAKS, VALGRIND, VALGRIND_ARGV,
+                      Server, poll, server_env, smtpfault_bin, suite_pki)
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 LANGS = {"sh", "console", "python", "js", "php", "json", "admin", "text", "yaml"}
-COMMAND_TIMEOUT = 60.0
+COMMAND_TIMEOUT = 60.0 * SLOW
 
 # (file, start of the block) -> why it does not run here, and what covers it instead.
 NOT_RUN = {
@@ -299,25 +299,29 @@ def doc_server(tmp_path):
     ephemeral port; at teardown each must stop cleanly (exit 0, no sanitizer report)."""
     servers = []
 
-    def start(args, extra=()):
+    def start(args):
         workdir = tmp_path / f"server{len(servers)}"
         srv = Server(workdir)
-        srv.argv = [str(smtpfault_bin()), "--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--smtps",
-                    "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ports-file", str(srv.ports_file),
-                    "--store-dir", str(srv.store_dir), *args, *extra]
+        srv.argv = [*(VALGRIND_ARGV if VALGRIND else []), str(smtpfault_bin()), "--smtp", "127.0.0.1:0",
+                    "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                    "--ports-file", str(srv.ports_file), "--store-dir", str(srv.store_dir), *args]
         servers.append(srv)
         return srv.start()
 
     yield start
+    failures = []
     for srv in servers:
         try:
             srv.stop()
             srv.check_clean_exit()
+        except AssertionError as e:
+            failures.append(str(e))
         finally:
             srv.kill()
+    assert not failures, "\n\n".join(failures)
 
 
-def run_sh(b, start, env_for, cwd, paths=None, extra=()):
+def run_sh(b, start, env_for, cwd, paths=None):
     """Run an sh block: a line that starts a server starts it (the lines after run against it), the others
     run with bash and must exit 0. Returns the server started, if any."""
     srv = None
@@ -327,7 +331,7 @@ def run_sh(b, start, env_for, cwd, paths=None, extra=()):
         args = server_args(command)
         if args is not None:
             assert srv is None, f"{b}: starts two servers"
-            srv = start([substitute(a, None, paths) for a in args], extra)
+            srv = start([substitute(a, None, paths) for a in args])
             continue
         status, out = run_shell(substitute(command, srv, paths), env_for(srv), cwd)
         assert status == 0, f"{b}: `{command}` exited {status}:\n{out}"
