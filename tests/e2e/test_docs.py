@@ -18,7 +18,8 @@ Every block carries an info string, which says what it is and what this test doe
             JSON the server writes: docs/server.md's ports file, envelope and log line must have the shape of
             the real ones (test_json_outputs), docs/tls.md's envelope fragment its values (test_tls_clients).
   text      what a program prints (logs, transcripts, diagrams): not run; some are compared with what the
-            server logs (the README's transcript, docs/tls.md's start lines). The client outputs in
+            server logs (the README's transcript, docs/tls.md's start lines, the start errors of
+            docs/admin.md and docs/server.md). The client outputs in
             docs/errors.md are rendered from test_catalog.py's run of every client.
   yaml      compose fragments: parsed (they run only in a container, see NOT_RUN).
 
@@ -41,6 +42,7 @@ import re
 import shlex
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import (CLIENTS_DIR, IO_TIMEOUT, PHPMAILER_AUTOLOAD, REPO_ROOT, SLOW, SWAKS, VALGRIND, VALGRIND_ARGV,
-                      Server, poll, server_env, smtpfault_bin, suite_pki)
+                      Server, poll, run_binary, server_env, smtpfault_bin, suite_pki)
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 LANGS = {"sh", "console", "python", "js", "php", "json", "admin", "text", "yaml"}
@@ -764,6 +766,26 @@ def test_json_outputs(doc_server, short_tmp):
         s.data(b"Subject: docs\r\n\r\nhi\r\n")
     same_shape(envelope, stored(srv, 1)[0].envelope, "envelope")
     same_shape(log_line, json.loads(srv.wait_for_log(r'(?m)^\{.*"event":"command".*\}$')[0]), "log line")
+
+
+def test_startup_errors():
+    """The start errors the docs quote: a remote admin address without --admin-remote and a bad value (exit 2,
+    before any listener opens), and a port in use (exit 1): each quoted line is what the server prints."""
+    ephemeral = ["--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--admin",
+                 "127.0.0.1:0"]
+    remote = block("docs/admin.md", "smtpfault: --admin 0.0.0.0").text
+    usage, in_use = block("docs/server.md", "smtpfault: --max-recipients").text.split("\n")
+    proc = run_binary([*ephemeral, "--admin", "0.0.0.0:2580"])  # refused before it could listen anywhere
+    assert proc.returncode == 2 and proc.stderr.split("\n")[0] == remote, proc.stderr
+    proc = run_binary([*ephemeral, "--max-recipients", "5"])
+    assert proc.returncode == 2 and proc.stderr.split("\n")[0] == usage, proc.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_binary([*ephemeral, "--smtp", f"127.0.0.1:{port}"])
+    line = re.escape(in_use.replace("2525", str(port))).replace(re.escape(re.match(TIME_RE, in_use).group(0)), TIME_RE)
+    assert proc.returncode == 1 and re.search(rf"^{line}$", proc.stderr, re.M), proc.stderr
 
 
 # -- links --------------------------------------------------------------------------------------------------
