@@ -30,6 +30,9 @@ import catalog_cases  # noqa: E402  (after the path is set)
 DEFAULT_OBSERVED = REPO_ROOT / "build" / "tests" / "e2e" / "catalog-observed.json"
 ERRORS_MD = REPO_ROOT / "docs" / "errors.md"
 RECORDED = HERE / "catalog-recorded.json"
+# The profile the introduction's commands name: concrete, so that a reader can paste them and
+# tests/e2e/test_docs.py runs them as written.
+EXAMPLE_PROFILE = "rcpt-550-user-unknown"
 
 
 def load_profiles(directory):
@@ -40,7 +43,7 @@ def block(text):
     """A fenced block for client output (CRLF as LF, trailing space gone), indented under its list item."""
     lines = [line.rstrip() for line in str(text).replace("\r\n", "\n").strip("\n").split("\n")]
     fence = "````" if any(line.startswith("```") for line in lines) else "```"
-    return ["", *[("  " + line).rstrip() for line in (fence, *lines, fence)], ""]
+    return ["", *[("  " + line).rstrip() for line in (fence + "text", *lines, fence)], ""]
 
 
 def code(text):
@@ -119,18 +122,19 @@ def render(cases, profiles, observed):
         "prints. Those outputs are not typed by hand: `tests/e2e/test_catalog.py` runs every profile against",
         "every client, and this page is rendered from that run (a test fails when the page differs from it).",
         "",
-        "Reproduce an error by starting the server with the profile, by name:",
+        f"Reproduce an error by starting the server with its profile, by name (here `{EXAMPLE_PROFILE}`; each",
+        "entry below names its own):",
         "",
         "```sh",
-        "smtpfault --profile NAME",
+        f"smtpfault --profile {EXAMPLE_PROFILE}",
         "```",
         "",
         "or put it in force on a running server through the admin socket ([admin.md](admin.md)); `ctl load` reads",
         "the file and sends it, `profile.load` with a name loads the shipped copy on the server's side:",
         "",
         "```sh",
-        "smtpfault ctl load faults/profiles/NAME.json",
-        "smtpfault ctl raw '{\"cmd\": \"profile.load\", \"name\": \"NAME\"}'",
+        f"smtpfault ctl load faults/profiles/{EXAMPLE_PROFILE}.json",
+        f"smtpfault ctl raw '{{\"cmd\": \"profile.load\", \"name\": \"{EXAMPLE_PROFILE}\"}}'",
         "smtpfault ctl reset        # back to the profile the server started with",
         "```",
         "",
