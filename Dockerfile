@@ -20,7 +20,7 @@ COPY server/ server/
 COPY faults/ faults/
 # The project's default build type (RelWithDebInfo), stripped on install; the profiles land in
 # /usr/share/smtpfault/profiles, where --profile NAME looks for them.
-RUN cmake -S . -B /build -DSMTPFAULT_TESTS=OFF -DCMAKE_INSTALL_PREFIX=/usr \
+RUN cmake -S . -B /build -DSMTPFAULT_TESTS=OFF -DSMTPFAULT_INSTALL_DOCS=OFF -DCMAKE_INSTALL_PREFIX=/usr \
  && cmake --build /build -j "$(nproc)" \
  && DESTDIR=/staging cmake --install /build --strip
 RUN set -eu; \

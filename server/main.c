@@ -24,6 +24,7 @@
 #include "log.h"
 #include "profiles.h"
 #include "server.h"
+#include "version.h"
 
 #define EXIT_USAGE 2
 
@@ -382,7 +383,8 @@ static int parse_args(int argc, char **argv, config *cfg)
             print_usage(stdout);
             return EXIT_SUCCESS;
         case 'V':
-            printf("smtpfault %s (libuv %s, wolfSSL %s, cJSON %s)\n", SMTPFAULT_VERSION, uv_version_string(),
+            printf("smtpfault %s%s%s (libuv %s, wolfSSL %s, cJSON %s)\n", SMTPFAULT_VERSION,
+                   SMTPFAULT_GIT_COMMIT[0] ? "+" : "", SMTPFAULT_GIT_COMMIT, uv_version_string(),
                    LIBWOLFSSL_VERSION_STRING, cJSON_Version());
             return EXIT_SUCCESS;
         case ':':

@@ -15,8 +15,8 @@
  * profiles_find - the file of a profile named by path or by name: an existing path as it is; a name
  * ("auth-535-wrong-password", ".json" optional) looked up in $SMTPFAULT_PROFILES (colon-separated
  * directories), then in the shipped profiles beside the binary (PREFIX/share/smtpfault/profiles for
- * PREFIX/bin/smtpfault, profiles/ in the build tree), then in the compiled-in install directory. 0 with the path in out,
- * or -1 when there is no such profile.
+ * PREFIX/bin/smtpfault, profiles/ in the build tree), then in the compiled-in install directory. 0 with the
+ * path in out, or -1 when there is no such profile.
  */
 int profiles_find(const char *name_or_path, char *out, size_t outsz);
 

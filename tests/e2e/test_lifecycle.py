@@ -30,7 +30,9 @@ def test_help():
 def test_version():
     proc = run_binary(["--version"])
     assert proc.returncode == 0
-    assert re.fullmatch(r"smtpfault \d+\.\d+\.\d+ \(libuv \S+, wolfSSL \S+, cJSON \S+\)\n", proc.stdout), proc.stdout
+    # The project's version, then the commit in a git checkout (+g1234567890, -dirty with local changes).
+    assert re.fullmatch(r"smtpfault \d+\.\d+\.\d+(\+[0-9a-z.-]+)? \(libuv \S+, wolfSSL \S+, cJSON \S+\)\n",
+                        proc.stdout), proc.stdout
     assert proc.stderr == ""
     assert run_binary(["-V"]).stdout == proc.stdout
 
