@@ -3,11 +3,24 @@
 | item | test |
 |---|---|
 | SASL responses up to the AUTH line limit | test_auth_response_up_to_the_line_limit_is_decoded |
+| symlinks planted in --store-dir | test_store_dir_does_not_write_through_planted_symlinks |
+| symlinks planted next to --ports-file | test_ports_file_does_not_write_through_a_planted_symlink |
 """
 
 import base64
+import os
 
 import pytest
+
+from conftest import Server, make_message, transaction
+
+PRECIOUS = b"not the server's to overwrite\n"
+
+
+def victim_file(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(PRECIOUS)
+    return victim
 
 
 @pytest.mark.parametrize("encoded_len", [11000, 12284])
@@ -22,3 +35,38 @@ def test_auth_response_up_to_the_line_limit_is_decoded(server, encoded_len):
         c.cmd("AUTH PLAIN", 334)
         c.cmd(response, 235)
         c.cmd("QUIT", 221)
+
+
+def test_store_dir_does_not_write_through_planted_symlinks(server, tmp_path):
+    # Ids are a per-run prefix and a counter: once one is known, the next is known, and so were the
+    # temporary names the files were written to. Whoever can write to the directory plants symlinks there.
+    with server.connect() as c:
+        c.greet()
+        first = transaction(c, "a@example.org", ["b@example.org"], make_message("first", "one"))
+        following = f"{first[:-8]}{int(first[-8:], 16) + 1:08X}"
+        victim = victim_file(tmp_path)
+        planted = [server.store_dir / f".{following}.{ext}.tmp" for ext in ("eml", "json")]
+        for link in planted:
+            os.symlink(victim, link)
+        second = transaction(c, "a@example.org", ["b@example.org"], make_message("second", "two"))
+        c.cmd("QUIT", 221)
+    assert second == following
+    assert victim.read_bytes() == PRECIOUS
+    assert all(link.is_symlink() and os.readlink(link) == str(victim) for link in planted)
+    assert b"two" in server.message(second).raw
+    assert not (server.store_dir / f"{second}.eml").is_symlink()
+
+
+def test_ports_file_does_not_write_through_a_planted_symlink(tmp_path):
+    victim = victim_file(tmp_path)
+    srv = Server(tmp_path / "srv")
+    os.symlink(victim, srv.ports_file.parent / f".{srv.ports_file.name}.tmp")
+    try:
+        srv.start()
+        assert srv.port > 0
+        assert not srv.ports_file.is_symlink()
+        assert victim.read_bytes() == PRECIOUS
+        srv.stop()
+        srv.check_clean_exit()
+    finally:
+        srv.kill()
