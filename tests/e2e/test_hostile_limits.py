@@ -5,10 +5,12 @@
 | SASL responses up to the AUTH line limit | test_auth_response_up_to_the_line_limit_is_decoded |
 | symlinks planted in --store-dir | test_store_dir_does_not_write_through_planted_symlinks |
 | symlinks planted next to --ports-file | test_ports_file_does_not_write_through_a_planted_symlink |
+| disk full between ID.eml and ID.json | test_disk_full_at_the_envelope_leaves_no_content (and unit.store_disk) |
 """
 
 import base64
 import os
+import subprocess
 
 import pytest
 
@@ -70,3 +72,35 @@ def test_ports_file_does_not_write_through_a_planted_symlink(tmp_path):
         srv.check_clean_exit()
     finally:
         srv.kill()
+
+
+@pytest.fixture
+def tiny_store(tmp_path):
+    """A 64 KiB tmpfs mounted where server_factory's first server keeps its --store-dir (needs root)."""
+    store = tmp_path / "server0" / "store"
+    store.mkdir(parents=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(store)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (unit.store_disk covers this with a fake file layer)")
+    yield store
+    subprocess.run(["umount", "-l", str(store)], check=True)
+
+
+def test_disk_full_at_the_envelope_leaves_no_content(tiny_store, server_factory):
+    server = server_factory()
+    assert server.store_dir == tiny_store
+    # 15 pages and a bit: the content takes all 16 pages of the tmpfs, the envelope finds none.
+    big = b"Subject: big\r\n\r\n" + (b"x" * 78 + b"\r\n") * 770
+    assert 15 * 4096 < len(big) <= 16 * 4096
+    with server.connect() as c:
+        c.greet()
+        c.cmd("MAIL FROM:<a@example.org>", 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(big + b".\r\n")
+        c.expect(451, "could not store the message")
+        assert [p.name for p in tiny_store.iterdir()] == []
+        # the space is free again: a small message is kept
+        msg_id = transaction(c, "a@example.org", ["b@example.org"], make_message("small", "fits"))
+        c.cmd("QUIT", 221)
+    assert sorted(p.name for p in tiny_store.iterdir()) == [f"{msg_id}.eml", f"{msg_id}.json"]
