@@ -3,6 +3,7 @@
  */
 #include "server.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,9 +50,25 @@ static int write_ports_file(server *srv, const char *path)
 static void on_signal(uv_signal_t *sig, int signum)
 {
     server *srv = sig->data;
-    log_server(LOG_INFO, "received %s: %s", signum == SIGINT ? "SIGINT" : "SIGTERM",
+    log_server(LOG_INFO, "received %s: %s",
+               signum == SIGINT   ? "SIGINT"
+               : signum == SIGHUP ? "SIGHUP"
+                                  : "SIGTERM",
                srv->stopping ? "closing every connection now" : "stopping (send again to stop at once)");
     server_stop(srv);
+}
+
+/* on_sigusr1 - one line of counters in the log; the server goes on as before */
+static void on_sigusr1(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    server *srv = sig->data;
+    log_server(LOG_INFO,
+               "received SIGUSR1: %zu connection%s live, %llu in total; %llu messages accepted, %zu kept "
+               "(%llu bytes), %llu evicted",
+               srv->nconns, srv->nconns == 1 ? "" : "s", (unsigned long long)srv->next_session_id,
+               (unsigned long long)srv->store.accepted, srv->store.count,
+               (unsigned long long)srv->store.bytes, (unsigned long long)srv->store.evicted);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -72,6 +89,8 @@ static void finish(server *srv)
     uv_close((uv_handle_t *)&srv->modes, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
+    uv_close((uv_handle_t *)&srv->sigusr1, NULL);
     log_server(LOG_INFO, "stopped: %llu messages accepted, %llu evicted",
                (unsigned long long)srv->store.accepted, (unsigned long long)srv->store.evicted);
 }
@@ -394,7 +413,9 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     srv->modes.data = srv;
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
-    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_init(loop, &srv->sighup);
+    uv_signal_init(loop, &srv->sigusr1);
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv->sigusr1.data = srv;
 
     srv->started_ms = server_now_ms();
     srv->start_profile = fault_profile_ref(profile);
@@ -453,6 +474,11 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     }
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    /* Started under nohup (SIGHUP ignored): a hangup is still not a reason to stop. */
+    struct sigaction hup;
+    if (sigaction(SIGHUP, NULL, &hup) != 0 || hup.sa_handler != SIG_IGN)
+        uv_signal_start(&srv->sighup, on_signal, SIGHUP);
+    uv_signal_start(&srv->sigusr1, on_sigusr1, SIGUSR1);
     return 0;
 
 fail:

@@ -3,8 +3,9 @@
  * and the process lifecycle.
  *
  * One libuv loop, one thread for all protocol work; the thread pool only writes --store-dir files.
- * SIGTERM/SIGINT stop accepting, let transactions in flight finish for the drain period, then close what is
- * left with 421; a second signal skips the drain.
+ * SIGTERM/SIGINT/SIGHUP stop accepting, let transactions in flight finish for the drain period, then close
+ * what is left with 421; a second signal skips the drain. SIGUSR1 logs one line of counters and changes
+ * nothing.
  */
 #ifndef SMTPFAULT_SERVER_H
 #define SMTPFAULT_SERVER_H
@@ -72,7 +73,8 @@ struct server {
     fault_run *fault_run;    /* the profile in force; connections hold the one they started under */
     fault_decision decision; /* scratch for connect and tls_handshake decisions, used at once */
     listener listeners[LISTENER_COUNT];
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup; /* stop */
+    uv_signal_t sigusr1;                 /* log the counters */
     uv_timer_t drain;
     uv_timer_t modes; /* the next time a listener's refuse/blackhole window opens or closes */
     int stopping;     /* 1: draining, 2: forced */

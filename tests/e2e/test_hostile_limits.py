@@ -5,16 +5,19 @@
 | SASL responses up to the AUTH line limit | test_auth_response_up_to_the_line_limit_is_decoded |
 | symlinks planted in --store-dir | test_store_dir_does_not_write_through_planted_symlinks |
 | symlinks planted next to --ports-file | test_ports_file_does_not_write_through_a_planted_symlink |
+| SIGHUP: a graceful stop, as SIGTERM | test_sighup_drains_like_sigterm |
+| SIGUSR1: counters in the log | test_sigusr1_logs_counters_and_changes_nothing |
 | disk full between ID.eml and ID.json | test_disk_full_at_the_envelope_leaves_no_content (and unit.store_disk) |
 """
 
 import base64
 import os
+import signal
 import subprocess
 
 import pytest
 
-from conftest import Server, make_message, transaction
+from conftest import Server, dot_stuff, make_message, transaction
 
 PRECIOUS = b"not the server's to overwrite\n"
 
@@ -104,3 +107,34 @@ def test_disk_full_at_the_envelope_leaves_no_content(tiny_store, server_factory)
         msg_id = transaction(c, "a@example.org", ["b@example.org"], make_message("small", "fits"))
         c.cmd("QUIT", 221)
     assert sorted(p.name for p in tiny_store.iterdir()) == [f"{msg_id}.eml", f"{msg_id}.json"]
+
+
+def test_sighup_drains_like_sigterm(short_tmp, server_factory):
+    sock = short_tmp / "admin.sock"
+    server = server_factory("--admin", f"unix:{sock}", "--drain-timeout", "30")
+    assert sock.exists()
+    with server.connect() as c:
+        c.greet()
+        c.cmd("MAIL FROM:<a@example.org>", 250)
+        server.signal(signal.SIGHUP)
+        server.wait_for_log(r"received SIGHUP: stopping")
+        # the transaction in flight finishes, then the session is told the server is going
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(dot_stuff(make_message("drained", "kept")) + b".\r\n")
+        c.expect(250, "queued as")
+        c.expect(421, "4.3.2")
+    assert server.wait() == 0
+    assert not sock.exists()
+    assert len(server.message_ids()) == 1
+
+
+def test_sigusr1_logs_counters_and_changes_nothing(server):
+    with server.connect() as c:
+        c.greet()
+        transaction(c, "a@example.org", ["b@example.org"], make_message("before", "one"))
+        server.signal(signal.SIGUSR1)
+        server.wait_for_log(r"received SIGUSR1: 1 connection live, 1 in total; 1 messages accepted, 1 kept")
+        transaction(c, "a@example.org", ["b@example.org"], make_message("after", "two"))
+        c.cmd("QUIT", 221)
+    assert server.running()
