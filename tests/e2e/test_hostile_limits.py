@@ -7,12 +7,15 @@
 | symlinks planted next to --ports-file | test_ports_file_does_not_write_through_a_planted_symlink |
 | SIGHUP: a graceful stop, as SIGTERM | test_sighup_drains_like_sigterm |
 | SIGUSR1: counters in the log | test_sigusr1_logs_counters_and_changes_nothing |
+| placeholders filled with long values | test_long_placeholder_values_reach_a_real_client_whole |
 | disk full between ID.eml and ID.json | test_disk_full_at_the_envelope_leaves_no_content (and unit.store_disk) |
 """
 
 import base64
+import json
 import os
 import signal
+import smtplib
 import subprocess
 
 import pytest
@@ -138,3 +141,21 @@ def test_sigusr1_logs_counters_and_changes_nothing(server):
         transaction(c, "a@example.org", ["b@example.org"], make_message("after", "two"))
         c.cmd("QUIT", 221)
     assert server.running()
+
+
+def test_long_placeholder_values_reach_a_real_client_whole(server_factory, tmp_path):
+    # 20 lines of a 500-character EHLO name: 10 KB of reply, more than the 4 KiB it was once cut to (mid-line,
+    # without CRLF: the client waited for the rest), and a last line of 1000 characters, folded.
+    lines = ["550-5.7.1 {helo}"] * 20 + ["550 5.7.1 {helo}{helo}"]
+    profile = tmp_path / "long.json"
+    profile.write_text(json.dumps({"rules": [{"when": {"stage": "mail"}, "do": {"reply": lines}}]}))
+    server = server_factory("--profile", str(profile))
+    name = "h" * 500
+    with smtplib.SMTP(server.host, server.port, local_hostname=name, timeout=20) as client:
+        code, text = client.ehlo()
+        assert code == 250
+        code, text = client.mail("a@example.org")
+        assert code == 550
+        assert text.count(b"h") == 22 * 500
+        assert all(len(line) <= 510 for line in text.split(b"\n"))
+        assert client.noop()[0] == 250

@@ -830,6 +830,65 @@ static void test_fault_placeholders(void **state)
     fake_free(f);
 }
 
+/* assert_reply_lines - every line of the output ends with CRLF and fits RFC 5321's 512 octets (4.5.3.1.5) */
+static void assert_reply_lines(const fake *f)
+{
+    for (const char *p = f->out, *end = f->out + f->out_len; p < end;) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        assert_non_null(lf);
+        assert_true(lf > p && lf[-1] == '\r');
+        if (lf + 1 - p > 512) {
+            print_error("a reply line of %zu octets: %.40s...\n", (size_t)(lf + 1 - p), p);
+            fail();
+        }
+        p = lf + 1;
+    }
+}
+
+/* count_char - occurrences of c in the output */
+static size_t count_char(const fake *f, char c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->out_len; i++)
+        n += f->out[i] == c;
+    return n;
+}
+
+/* long placeholder values: the whole reply arrives, folded into lines of at most 512 octets */
+static void test_fault_placeholders_long_values(void **state)
+{
+    (void)state;
+    static char profile[4096], helo[520];
+    size_t o = (size_t)snprintf(profile, sizeof(profile),
+                                "{\"server\": {\"banner\": \"{hostname} {hostname} {hostname}\","
+                                " \"ehlo_text\": \"{helo} {helo}\"},"
+                                " \"rules\": [{\"when\": {\"stage\": \"mail\"}, \"do\": {\"reply\": [");
+    for (int i = 0; i < 20; i++)
+        o += (size_t)snprintf(profile + o, sizeof(profile) - o, "\"550-5.7.1 {helo}\", ");
+    snprintf(profile + o, sizeof(profile) - o, "\"550 5.7.1 {helo}{helo}\"]}}]}");
+    char host[251];
+    memset(host, 'm', 250);
+    host[250] = '\0';
+    session_config c = cfg;
+    c.hostname = host;
+    fake *f = fake_with(&c, profile, "smtp");
+    memset(helo, 'h', 500);
+    snprintf(helo + 500, sizeof(helo) - 500, "\r\n");
+    feed(f, "EHLO ");
+    feed(f, helo);
+    feed(f, "MAIL FROM:<a@x.test>\r\nNOOP\r\n");
+    assert_reply_lines(f);
+    /* 3 host names in the banner; 2 + 20 + 2 values of 500 in the EHLO and the MAIL replies */
+    assert_int_equal(count_char(f, 'm'), 3 * 250);
+    assert_int_equal(count_char(f, 'h'), 24 * 500);
+    assert_codes(f, "220 250 550 250");
+    /* every piece of a folded line keeps the enhanced status code; the last line ends the reply */
+    assert_non_null(strstr(f->out, "h\r\n550-5.7.1 hhh"));
+    assert_non_null(strstr(f->out, "h\r\n550 5.7.1 hhh"));
+    assert_non_null(strstr(f->out, "h\r\n250 2.0.0"));
+    fake_free(f);
+}
+
 static void test_fault_greylist_and_magic(void **state)
 {
     (void)state;
@@ -1104,6 +1163,7 @@ int main(void)
         cmocka_unit_test(test_fault_close),
         cmocka_unit_test(test_fault_profile_settings),
         cmocka_unit_test(test_fault_placeholders),
+        cmocka_unit_test(test_fault_placeholders_long_values),
         cmocka_unit_test(test_fault_greylist_and_magic),
         cmocka_unit_test(test_fault_delay_pipelined),
         cmocka_unit_test(test_starttls),
