@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cJSON.h>
@@ -265,6 +266,8 @@ void server_stats_json(server *srv, cJSON *out)
     cJSON *s = cJSON_AddObjectToObject(out, "sessions");
     cJSON_AddNumberToObject(s, "live", (double)srv->nconns);
     cJSON_AddNumberToObject(s, "total", (double)srv->next_session_id);
+    cJSON_AddNumberToObject(s, "limit", (double)srv->conn_limit);
+    cJSON_AddNumberToObject(s, "refused", (double)srv->refused);
     cJSON *m = cJSON_AddObjectToObject(out, "messages");
     cJSON_AddNumberToObject(m, "accepted", (double)srv->store.accepted);
     cJSON_AddNumberToObject(m, "kept", (double)srv->store.count);
@@ -272,6 +275,7 @@ void server_stats_json(server *srv, cJSON *out)
     cJSON_AddNumberToObject(m, "evicted", (double)srv->store.evicted);
     cJSON_AddNumberToObject(m, "evicted_bytes", (double)srv->store.evicted_bytes);
     cJSON_AddNumberToObject(m, "discarded", (double)srv->discarded);
+    cJSON_AddNumberToObject(m, "inflight_bytes", (double)srv->inflight.used);
     uint64_t in = srv->bytes_in, outb = srv->bytes_out;
     for (conn *c = srv->conns; c != NULL; c = conn_next(c)) {
         uint64_t ci, co;
@@ -331,6 +335,44 @@ int server_reset(server *srv, size_t *cleared)
     return 0;
 }
 
+/* open_fds - descriptors open now (those in /proc/self/fd), or -1 when that cannot be read */
+static long open_fds(void)
+{
+    uv_fs_t req;
+    int n = uv_fs_scandir(NULL, &req, "/proc/self/fd", 0, NULL);
+    uv_fs_req_cleanup(&req);
+    return n < 0 ? -1 : (long)n - 1; /* less the one scandir itself held */
+}
+
+/*
+ * limit_connections - --max-connections, lowered so that RLIMIT_NOFILE keeps SERVER_FD_RESERVE descriptors
+ * for the admin socket and the store whatever SMTP clients do; 0, or -1 when no connection would be left
+ */
+static int limit_connections(server *srv)
+{
+    srv->conn_limit = srv->cfg->max_connections;
+    struct rlimit rl;
+    long used = open_fds();
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || used < 0)
+        return 0;
+    rlim_t keep = (rlim_t)used + SERVER_FD_RESERVE;
+    if (rl.rlim_cur <= keep) {
+        log_server(LOG_ERROR,
+                   "RLIMIT_NOFILE is %llu: with %ld descriptors open and %d kept in reserve, none is left "
+                   "for SMTP connections (raise ulimit -n)",
+                   (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
+        return -1;
+    }
+    if (rl.rlim_cur - keep < srv->conn_limit) {
+        srv->conn_limit = (size_t)(rl.rlim_cur - keep);
+        log_server(
+            LOG_INFO,
+            "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve)",
+            srv->conn_limit, (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
+    }
+    return 0;
+}
+
 /* setup_tls - the test PKI (loaded, or generated and maybe written) and the TLS contexts; 0 or -1 */
 static int setup_tls(server *srv, const config *cfg)
 {
@@ -376,7 +418,7 @@ static int setup_tls(server *srv, const config *cfg)
 }
 
 /* listener_config - what sessions on listener kind start from */
-static void listener_config(const server *srv, const config *cfg, listener_kind kind, listener *l)
+static void listener_config(server *srv, const config *cfg, listener_kind kind, listener *l)
 {
     const listener_policy *p = config_listener_policy(kind);
     session_config *sc = &l->cfg;
@@ -391,6 +433,7 @@ static void listener_config(const server *srv, const config *cfg, listener_kind 
     sc->users.names = cfg->user_names;
     sc->users.passwords = cfg->user_passwords;
     sc->users.n = cfg->nusers;
+    sc->inflight = &srv->inflight;
     l->implicit_tls = p->implicit_tls;
 }
 
@@ -418,6 +461,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv->sigusr1.data = srv;
 
     srv->started_ms = server_now_ms();
+    srv->inflight.max = cfg->max_inflight_bytes;
     srv->start_profile = fault_profile_ref(profile);
     srv->fault_run = fault_run_new(profile, server_now_ms(), cfg->magic);
     if (srv->fault_run == NULL) {
@@ -458,7 +502,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     }
     int admin_failed;
     srv->admin = admin_start(srv, &admin_failed);
-    if (admin_failed)
+    if (admin_failed || limit_connections(srv) != 0)
         goto fail;
     const fault_settings *fs = fault_profile_settings(profile);
     if (fs->name[0])

@@ -29,6 +29,16 @@ typedef struct server server;
 
 #define SERVER_RECENT_MAX 200 /* closed sessions sessions.list and sessions.get still show */
 
+/*
+ * Descriptors never given to SMTP connections, out of RLIMIT_NOFILE: admin connections, --store-dir commits
+ * (a file and the directory at a time on each of libuv's 4 threads), profile and certificate files, and the
+ * connection accepted only to be told 421.
+ */
+#define SERVER_FD_RESERVE_ADMIN 16
+#define SERVER_FD_RESERVE_FILES 16
+#define SERVER_FD_RESERVE_SPARE 4
+#define SERVER_FD_RESERVE       (SERVER_FD_RESERVE_ADMIN + SERVER_FD_RESERVE_FILES + SERVER_FD_RESERVE_SPARE)
+
 /* session_record - a closed session, kept for the admin socket */
 typedef struct session_record {
     uint64_t id;
@@ -80,6 +90,9 @@ struct server {
     int stopping;     /* 1: draining, 2: forced */
     conn *conns;      /* live connections, newest first */
     size_t nconns;
+    size_t conn_limit;       /* --max-connections, or fewer to keep SERVER_FD_RESERVE descriptors free */
+    uint64_t refused;        /* connections answered 421 at conn_limit */
+    session_budget inflight; /* --max-inflight-bytes, shared by every session */
     uint64_t next_session_id;
     uint64_t discarded;           /* messages answered 250 and dropped by a fault */
     uint64_t bytes_in, bytes_out; /* of closed connections */

@@ -102,10 +102,11 @@ struct session {
     sasl_exchange sasl;
     sasl_result sasl_result; /* SASL_OK or SASL_BAD_CREDS while the auth gate waits */
 
-    store_msg *tx;   /* the transaction in progress, NULL outside one */
-    int tx_bdat;     /* the transaction uses BDAT: DATA is no longer allowed */
-    int tx_oversize; /* content passed the size limit: it is read and dropped */
-    int tx_oom;      /* memory ran out while storing content */
+    store_msg *tx;       /* the transaction in progress, NULL outside one */
+    int tx_bdat;         /* the transaction uses BDAT: DATA is no longer allowed */
+    int tx_oversize;     /* content passed the size limit: it is read and dropped */
+    int tx_oom;          /* memory ran out, or the in-flight bound was reached, while storing content */
+    uint64_t tx_charged; /* content bytes counted in cfg->inflight */
     smtp_data_decoder data;
     uint64_t bdat_size;      /* size of the chunk being read */
     uint64_t bdat_left;      /* chunk bytes still to read */
@@ -265,8 +266,24 @@ static session_state command_state(const session *s)
     return s->helo != NULL ? ST_READY : ST_GREETED;
 }
 
+/* release_inflight - the session's content no longer counts against the server-wide bound */
+static void release_inflight(session *s)
+{
+    if (s->cfg->inflight != NULL)
+        s->cfg->inflight->used -= s->tx_charged;
+    s->tx_charged = 0;
+}
+
+/* inflight_full - 1 when the server-wide bound leaves no room for n more bytes of content */
+static int inflight_full(const session *s, uint64_t n)
+{
+    const session_budget *b = s->cfg->inflight;
+    return b != NULL && (b->used >= b->max || n > b->max - b->used);
+}
+
 static void drop_transaction(session *s)
 {
+    release_inflight(s);
     store_msg_unref(s->tx);
     s->tx = NULL;
     s->tx_bdat = s->tx_oversize = s->tx_oom = 0;
@@ -289,8 +306,13 @@ static void content_sink(void *ctx, const char *data, size_t len)
         s->tx_oversize = 1;
         return;
     }
-    if (store_msg_append(s->tx, data, len) != 0)
+    if (inflight_full(s, len) || store_msg_append(s->tx, data, len) != 0) {
         s->tx_oom = 1;
+        return;
+    }
+    if (s->cfg->inflight != NULL)
+        s->cfg->inflight->used += len;
+    s->tx_charged += len;
 }
 
 /* -- fault gates ------------------------------------------------------------------------------------------
@@ -551,6 +573,7 @@ void session_commit_done(session *s, const char *id)
 {
     if (s->state != ST_COMMIT)
         return;
+    release_inflight(s); /* the store holds the content now, or it is gone */
     if (id != NULL) {
         reply(s, "250 2.0.0 Ok: queued as %s", id);
         if (s->faults != NULL)
@@ -962,6 +985,10 @@ static void cmd_mail(session *s, const smtp_command *cmd)
         reply(s, "553 5.6.7 Error: non-ASCII sender address needs the SMTPUTF8 parameter");
         return;
     }
+    if (inflight_full(s, declared)) { /* RFC 1870 section 6.2: no room for now */
+        reply(s, "452 4.3.1 Error: insufficient system storage");
+        return;
+    }
     fault_facts f;
     facts(s, &f);
     f.sender = path.mailbox;
@@ -1108,6 +1135,10 @@ static void cmd_data(session *s, const smtp_command *cmd)
     }
     if (s->tx->body_type != NULL && strcmp(s->tx->body_type, "BINARYMIME") == 0) { /* RFC 3030 section 3 */
         error_reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT, not DATA");
+        return;
+    }
+    if (inflight_full(s, 1)) {
+        reply(s, "452 4.3.1 Error: insufficient system storage");
         return;
     }
     fault_facts f;
@@ -1683,6 +1714,7 @@ void session_free(session *s)
 {
     if (s == NULL)
         return;
+    release_inflight(s);
     store_msg_unref(s->tx);
     free(s->helo);
     free(s->user);

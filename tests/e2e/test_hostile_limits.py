@@ -8,19 +8,24 @@
 | SIGHUP: a graceful stop, as SIGTERM | test_sighup_drains_like_sigterm |
 | SIGUSR1: counters in the log | test_sigusr1_logs_counters_and_changes_nothing |
 | placeholders filled with long values | test_long_placeholder_values_reach_a_real_client_whole |
+| message content held by all sessions | test_inflight_bytes_are_bounded_server_wide |
+| connections | test_max_connections_answers_421_past_the_limit, test_options_from_the_environment |
+| descriptors | test_descriptors_in_reserve_for_the_admin_socket_and_the_store |
 | disk full between ID.eml and ID.json | test_disk_full_at_the_envelope_leaves_no_content (and unit.store_disk) |
 """
 
 import base64
 import json
 import os
+import resource
 import signal
 import smtplib
+import socket
 import subprocess
 
 import pytest
 
-from conftest import Server, dot_stuff, make_message, transaction
+from conftest import IO_TIMEOUT, Server, dot_stuff, make_message, poll, transaction
 
 PRECIOUS = b"not the server's to overwrite\n"
 
@@ -159,3 +164,142 @@ def test_long_placeholder_values_reach_a_real_client_whole(server_factory, tmp_p
         assert text.count(b"h") == 22 * 500
         assert all(len(line) <= 510 for line in text.split(b"\n"))
         assert client.noop()[0] == 250
+
+
+def stats(server):
+    with server.admin() as admin:
+        return admin.ok("stats")
+
+
+def inflight(server):
+    return stats(server)["messages"]["inflight_bytes"]
+
+
+def open_transaction(client, sender):
+    client.cmd(f"MAIL FROM:<{sender}>", 250)
+    client.cmd("RCPT TO:<r@example.org>", 250)
+
+
+def hold_content(server, client, content):
+    """client starts a message and sends content, not its final dot; returns once the server holds it all."""
+    open_transaction(client, "a@example.org")
+    client.cmd("DATA", 354)
+    client.send(content)
+    poll(lambda: inflight(server) == len(content), IO_TIMEOUT,
+         message=lambda: f"inflight_bytes {inflight(server)}, not {len(content)}")
+
+
+def test_inflight_bytes_are_bounded_server_wide(server_factory):
+    server = server_factory("--max-inflight-bytes", "64K")
+    chunk = b"x" * 998 + b"\r\n"
+    with server.connect() as a, server.connect() as b:
+        a.greet()
+        b.greet()
+        hold_content(server, a, chunk * 60)  # 60,000 bytes of a message a has not finished
+        # b announces more than is left: refused at MAIL (RFC 1870); without SIZE it starts, and its content
+        # past the bound is read and dropped, answered after the final dot
+        b.cmd("MAIL FROM:<b@example.org> SIZE=10000", 452, "4.3.1")
+        open_transaction(b, "b@example.org")
+        b.cmd("DATA", 354)
+        b.send(chunk * 10 + b".\r\n")
+        b.expect(452, "insufficient system storage")
+        # the same for a BDAT chunk (RFC 3030: read in full, then answered)
+        open_transaction(b, "b@example.org")
+        b.send(b"BDAT 10000 LAST\r\n" + b"z" * 10000)
+        b.expect(452, "insufficient system storage")
+        b.cmd("NOOP", 250)
+        # a finishes: its content is the store's now, no longer in flight
+        a.send(b".\r\n")
+        a.expect(250, "queued as")
+        assert inflight(server) == 0
+        msg_id = transaction(b, "b@example.org", ["r@example.org"], make_message("after", "room again"))
+        a.cmd("QUIT", 221)
+        b.cmd("QUIT", 221)
+    assert len(server.message(msg_id).raw) < 1000
+    assert len(server.message_ids()) == 2
+
+
+def test_inflight_full_refuses_mail_and_data(server_factory):
+    server = server_factory("--max-inflight-bytes", "1K", "--max-message-size", "4K")
+    with server.connect() as a, server.connect() as b:
+        a.greet()
+        b.greet()
+        open_transaction(b, "b@example.org")
+        hold_content(server, a, (b"y" * 510 + b"\r\n") * 2)  # all of the 1K
+        b.cmd("DATA", 452, "insufficient system storage")
+        b.cmd("RSET", 250)
+        b.cmd("MAIL FROM:<b@example.org>", 452, "insufficient system storage")
+        a.send(b".\r\n")
+        a.expect(250)
+        b.cmd("MAIL FROM:<b@example.org>", 250)
+        b.cmd("QUIT", 221)
+
+
+def test_max_connections_answers_421_past_the_limit(server_factory):
+    server = server_factory("--max-connections", "3")
+    clients = [server.connect() for _ in range(3)]
+    try:
+        for c in clients:
+            c.greet()
+        with server.connect() as extra:
+            assert extra.read_until_closed() == b"421 4.7.0 localhost Error: too many connections, try again later\r\n"
+        assert stats(server)["sessions"]["refused"] == 1
+        # the admin socket is not an SMTP connection: it works at the limit
+        clients.pop().cmd("QUIT", 221)
+        server.wait_for_log(r"close client quit")
+        poll(lambda: stats(server)["sessions"]["live"] == 2, IO_TIMEOUT, message="a free slot")
+        with server.connect() as again:
+            again.greet()
+            again.cmd("QUIT", 221)
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_options_from_the_environment(server_factory):
+    server = server_factory(env={"SMTPFAULT_MAX_CONNECTIONS": "1", "SMTPFAULT_MAX_INFLIGHT_BYTES": "2K"})
+    st = stats(server)
+    assert st["sessions"]["limit"] == 1
+    with server.connect() as c:
+        c.greet()
+        with server.connect() as extra:
+            assert extra.read_until_closed().startswith(b"421 4.7.0 ")
+        c.cmd("MAIL FROM:<a@example.org> SIZE=2049", 452, "4.3.1")
+        c.cmd("MAIL FROM:<a@example.org> SIZE=2048", 250)
+        c.cmd("QUIT", 221)
+
+
+def test_descriptors_in_reserve_for_the_admin_socket_and_the_store(server_factory):
+    # The server runs with `ulimit -n 256`; SMTP clients try to take 300 connections.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        server = server_factory()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
+    limit = stats(server)["sessions"]["limit"]
+    assert 100 < limit < 256
+    server.wait_for_log(rf"at most {limit} SMTP connections \(RLIMIT_NOFILE 256")
+    held, greeted, refused = [], [], 0
+    try:
+        for _ in range(300):
+            c = server.connect()
+            held.append(c)
+            first = c.reply()
+            if first.code == 220:
+                greeted.append(c)
+            else:
+                assert first.code == 421 and "too many connections" in first.text
+                refused += 1
+        assert len(greeted) == limit and refused == 300 - limit
+        # the admin socket answers, and a message is still written to --store-dir
+        assert stats(server)["sessions"]["refused"] == refused
+        c = greeted[0]
+        c.cmd("EHLO client.example", 250)
+        msg_id = transaction(c, "a@example.org", ["b@example.org"], make_message("at the limit", "stored"))
+        assert b"stored" in server.message(msg_id).raw
+    finally:
+        for c in held:
+            c.close()

@@ -98,7 +98,7 @@ static void fake_event(void *ctx, int level, const char *event, const char *text
 static const session_host fake_host = {fake_send, fake_close, fake_commit, fake_starttls,
                                        fake_wait, fake_drip,  fake_now,    fake_event};
 
-static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}};
+static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}, NULL};
 
 /* fake_with - a session under config c, and under profile (JSON) when it is not NULL, on listener */
 static fake *fake_with(const session_config *c, const char *profile, const char *listener)
