@@ -889,6 +889,44 @@ static void test_fault_placeholders_long_values(void **state)
     fake_free(f);
 }
 
+/* one budget shared by two sessions: content counts until it is dropped or committed, and no longer */
+static void test_inflight_budget(void **state)
+{
+    (void)state;
+    session_budget budget = {0, 100};
+    session_config c = cfg;
+    c.inflight = &budget;
+    fake *a = fake_with(&c, NULL, "smtp"), *b = fake_with(&c, NULL, "smtp");
+    a->async = 1;
+    feed(a, "EHLO a\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
+    feed(a, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n"); /* 72 */
+    assert_int_equal(budget.used, 72);
+    feed(b, "EHLO b\r\nMAIL FROM:<b@x.test> SIZE=29\r\nMAIL FROM:<b@x.test> SIZE=28\r\nRCPT TO:<r@y.test>\r\n"
+            "DATA\r\n0123456789012345678901234567890\r\n.\r\n");
+    assert_codes(b, "250 452 250 250 354 452");
+    assert_int_equal(budget.used, 72);
+    feed(a, "0123456789012345678901234\r\n"); /* 27 more: 99 */
+    feed(b, "MAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
+    assert_int_equal(budget.used, 99);
+    feed(b, "xx\r\n.\r\nRSET\r\n"); /* no room for 4 bytes: 452 after the dot */
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250");
+    feed(a, ".\r\n"); /* the commit is pending: the content still counts */
+    assert_int_equal(budget.used, 99);
+    feed(b, "MAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 250 250 354");
+    session_commit_done(a->s, a->pending->id);
+    assert_int_equal(budget.used, 0);
+    feed(b, "xx\r\n.\r\n");
+    assert_int_equal(budget.used, 0);
+    /* a session freed mid-message gives its share back */
+    feed(a, "MAIL FROM:<a@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\nabc\r\n");
+    assert_int_equal(budget.used, 5);
+    fake_free(a);
+    assert_int_equal(budget.used, 0);
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 250 250 354 250");
+    fake_free(b);
+}
+
 static void test_fault_greylist_and_magic(void **state)
 {
     (void)state;
@@ -1164,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_fault_profile_settings),
         cmocka_unit_test(test_fault_placeholders),
         cmocka_unit_test(test_fault_placeholders_long_values),
+        cmocka_unit_test(test_inflight_budget),
         cmocka_unit_test(test_fault_greylist_and_magic),
         cmocka_unit_test(test_fault_delay_pipelined),
         cmocka_unit_test(test_starttls),
