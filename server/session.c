@@ -106,7 +106,7 @@ struct session {
     int tx_bdat;         /* the transaction uses BDAT: DATA is no longer allowed */
     int tx_oversize;     /* content passed the size limit: it is read and dropped */
     int tx_oom;          /* memory ran out, or the in-flight bound was reached, while storing content */
-    uint64_t tx_charged; /* content bytes counted in cfg->inflight */
+    uint64_t tx_charged; /* bytes counted in cfg->inflight: the content, or the SIZE= reserved if more */
     smtp_data_decoder data;
     uint64_t bdat_size;      /* size of the chunk being read */
     uint64_t bdat_left;      /* chunk bytes still to read */
@@ -281,6 +281,22 @@ static int inflight_full(const session *s, uint64_t n)
     return b != NULL && (b->used >= b->max || n > b->max - b->used);
 }
 
+/*
+ * charge_inflight - count the transaction as holding total bytes (no less than it holds already); 0, or -1
+ * when the server-wide bound has no room for them
+ */
+static int charge_inflight(session *s, uint64_t total)
+{
+    if (total <= s->tx_charged)
+        return 0;
+    if (inflight_full(s, total - s->tx_charged))
+        return -1;
+    if (s->cfg->inflight != NULL)
+        s->cfg->inflight->used += total - s->tx_charged;
+    s->tx_charged = total;
+    return 0;
+}
+
 static void drop_transaction(session *s)
 {
     release_inflight(s);
@@ -306,13 +322,13 @@ static void content_sink(void *ctx, const char *data, size_t len)
         s->tx_oversize = 1;
         return;
     }
-    if (inflight_full(s, len) || store_msg_append(s->tx, data, len) != 0) {
+    if (charge_inflight(s, s->tx->size + len) != 0 || store_msg_append(s->tx, data, len) != 0) {
+        /* This message is lost (452 at its end): its share goes back at once, so that others can finish
+         * rather than every large message in flight failing together. */
         s->tx_oom = 1;
-        return;
+        store_msg_drop_body(s->tx);
+        release_inflight(s);
     }
-    if (s->cfg->inflight != NULL)
-        s->cfg->inflight->used += len;
-    s->tx_charged += len;
 }
 
 /* -- fault gates ------------------------------------------------------------------------------------------
@@ -985,7 +1001,9 @@ static void cmd_mail(session *s, const smtp_command *cmd)
         reply(s, "553 5.6.7 Error: non-ASCII sender address needs the SMTPUTF8 parameter");
         return;
     }
-    if (inflight_full(s, declared)) { /* RFC 1870 section 6.2: no room for now */
+    /* RFC 1870 section 6.2: no room for now. A declared SIZE is reserved (below), so that the transactions
+     * let in can finish even when many large messages arrive at once. */
+    if (inflight_full(s, declared)) {
         reply(s, "452 4.3.1 Error: insufficient system storage");
         return;
     }
@@ -1016,6 +1034,7 @@ static void cmd_mail(session *s, const smtp_command *cmd)
     if (declared > 0)
         (void)store_msg_reserve(m, (size_t)declared + 2);
     s->tx = m;
+    (void)charge_inflight(s, declared); /* checked above */
     set_state(s, ST_MAIL);
     reply(s, "250 2.1.0 Sender <%s> OK", path.mailbox);
 }
@@ -1137,7 +1156,7 @@ static void cmd_data(session *s, const smtp_command *cmd)
         error_reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT, not DATA");
         return;
     }
-    if (inflight_full(s, 1)) {
+    if (s->tx_charged == 0 && inflight_full(s, 1)) { /* nothing reserved, nothing left */
         reply(s, "452 4.3.1 Error: insufficient system storage");
         return;
     }

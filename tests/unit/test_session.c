@@ -889,7 +889,7 @@ static void test_fault_placeholders_long_values(void **state)
     fake_free(f);
 }
 
-/* one budget shared by two sessions: content counts until it is dropped or committed, and no longer */
+/* one budget shared by two sessions: content and SIZE= reservations count until dropped or committed */
 static void test_inflight_budget(void **state)
 {
     (void)state;
@@ -901,29 +901,39 @@ static void test_inflight_budget(void **state)
     feed(a, "EHLO a\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
     feed(a, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n"); /* 72 */
     assert_int_equal(budget.used, 72);
-    feed(b, "EHLO b\r\nMAIL FROM:<b@x.test> SIZE=29\r\nMAIL FROM:<b@x.test> SIZE=28\r\nRCPT TO:<r@y.test>\r\n"
-            "DATA\r\n0123456789012345678901234567890\r\n.\r\n");
+    /* SIZE= over what is left: 452 at MAIL; within it, reserved at MAIL */
+    feed(b, "EHLO b\r\nMAIL FROM:<b@x.test> SIZE=29\r\nMAIL FROM:<b@x.test> SIZE=28\r\n");
+    assert_int_equal(budget.used, 100);
+    assert_codes(b, "250 452 250");
+    /* content within the reservation needs nothing more; 5 bytes past it find no room: 452 after the dot */
+    feed(b, "RCPT TO:<r@y.test>\r\nDATA\r\n01234567890123456789012345\r\n");
+    assert_int_equal(budget.used, 100);
+    feed(b, "01234\r\n");
+    assert_int_equal(budget.used, 72); /* b's message is lost: what it held goes back at once */
+    feed(b, ".\r\n");
     assert_codes(b, "250 452 250 250 354 452");
     assert_int_equal(budget.used, 72);
     feed(a, "0123456789012345678901234\r\n"); /* 27 more: 99 */
-    feed(b, "MAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
-    assert_int_equal(budget.used, 99);
-    feed(b, "xx\r\n.\r\nRSET\r\n"); /* no room for 4 bytes: 452 after the dot */
+    feed(b, "MAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\nxx\r\n.\r\nRSET\r\n");
     assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250");
     feed(a, ".\r\n"); /* the commit is pending: the content still counts */
     assert_int_equal(budget.used, 99);
-    feed(b, "MAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
-    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 250 250 354");
+    feed(b, "MAIL FROM:<b@x.test> SIZE=2\r\nMAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 452 250 250 354");
     session_commit_done(a->s, a->pending->id);
     assert_int_equal(budget.used, 0);
     feed(b, "xx\r\n.\r\n");
     assert_int_equal(budget.used, 0);
-    /* a session freed mid-message gives its share back */
+    /* a reservation is given back with its transaction, and by a session freed mid-message */
+    feed(b, "MAIL FROM:<b@x.test> SIZE=50\r\n");
+    assert_int_equal(budget.used, 50);
+    feed(b, "RSET\r\n");
+    assert_int_equal(budget.used, 0);
     feed(a, "MAIL FROM:<a@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\nabc\r\n");
     assert_int_equal(budget.used, 5);
     fake_free(a);
     assert_int_equal(budget.used, 0);
-    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 250 250 354 250");
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 452 250 250 354 250 250 250");
     fake_free(b);
 }
 
