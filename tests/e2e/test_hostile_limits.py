@@ -5,7 +5,7 @@
 | SASL responses up to the AUTH line limit | test_auth_response_up_to_the_line_limit_is_decoded |
 | symlinks planted in --store-dir | test_store_dir_does_not_write_through_planted_symlinks |
 | symlinks planted next to --ports-file | test_ports_file_does_not_write_through_a_planted_symlink |
-| SIGHUP: a graceful stop, as SIGTERM | test_sighup_drains_like_sigterm |
+| SIGHUP: a graceful stop, as SIGTERM | test_sighup_drains_like_sigterm, test_sighup_ignored_under_nohup |
 | SIGUSR1: counters in the log | test_sigusr1_logs_counters_and_changes_nothing |
 | placeholders filled with long values | test_long_placeholder_values_reach_a_real_client_whole |
 | message content held by all sessions | test_inflight_bytes_are_bounded_server_wide |
@@ -135,6 +135,22 @@ def test_sighup_drains_like_sigterm(short_tmp, server_factory):
     assert server.wait() == 0
     assert not sock.exists()
     assert len(server.message_ids()) == 1
+
+
+def test_sighup_ignored_under_nohup(server_factory):
+    # nohup starts a program with SIGHUP ignored, and an ignored signal stays ignored across exec
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        server = server_factory()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    server.signal(signal.SIGHUP)
+    server.signal(signal.SIGUSR1)  # logged after the SIGHUP, had there been anything to log
+    server.wait_for_log(r"received SIGUSR1")
+    assert "SIGHUP" not in server.log()
+    with server.connect() as c:
+        c.greet()
+        c.cmd("QUIT", 221)
 
 
 def test_sigusr1_logs_counters_and_changes_nothing(server):
