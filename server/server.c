@@ -266,8 +266,6 @@ void server_stats_json(server *srv, cJSON *out)
     cJSON *s = cJSON_AddObjectToObject(out, "sessions");
     cJSON_AddNumberToObject(s, "live", (double)srv->nconns);
     cJSON_AddNumberToObject(s, "total", (double)srv->next_session_id);
-    cJSON_AddNumberToObject(s, "limit", (double)srv->conn_limit);
-    cJSON_AddNumberToObject(s, "refused", (double)srv->refused);
     cJSON *m = cJSON_AddObjectToObject(out, "messages");
     cJSON_AddNumberToObject(m, "accepted", (double)srv->store.accepted);
     cJSON_AddNumberToObject(m, "kept", (double)srv->store.count);
@@ -275,7 +273,6 @@ void server_stats_json(server *srv, cJSON *out)
     cJSON_AddNumberToObject(m, "evicted", (double)srv->store.evicted);
     cJSON_AddNumberToObject(m, "evicted_bytes", (double)srv->store.evicted_bytes);
     cJSON_AddNumberToObject(m, "discarded", (double)srv->discarded);
-    cJSON_AddNumberToObject(m, "inflight_bytes", (double)srv->inflight.used);
     uint64_t in = srv->bytes_in, outb = srv->bytes_out;
     for (conn *c = srv->conns; c != NULL; c = conn_next(c)) {
         uint64_t ci, co;
@@ -283,6 +280,11 @@ void server_stats_json(server *srv, cJSON *out)
         in += ci;
         outb += co;
     }
+    cJSON *cap = cJSON_AddObjectToObject(out, "capacity");
+    cJSON_AddNumberToObject(cap, "connections", (double)srv->conn_limit);
+    cJSON_AddNumberToObject(cap, "refused", (double)srv->refused);
+    cJSON_AddNumberToObject(cap, "inflight_bytes", (double)srv->inflight.used);
+    cJSON_AddNumberToObject(cap, "max_inflight_bytes", (double)srv->inflight.max);
     cJSON *b = cJSON_AddObjectToObject(out, "bytes");
     cJSON_AddNumberToObject(b, "in", (double)in);
     cJSON_AddNumberToObject(b, "out", (double)outb);

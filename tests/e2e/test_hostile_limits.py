@@ -188,7 +188,7 @@ def stats(server):
 
 
 def inflight(server):
-    return stats(server)["messages"]["inflight_bytes"]
+    return stats(server)["capacity"]["inflight_bytes"]
 
 
 def open_transaction(client, sender):
@@ -259,7 +259,7 @@ def test_max_connections_answers_421_past_the_limit(server_factory):
             c.greet()
         with server.connect() as extra:
             assert extra.read_until_closed() == b"421 4.7.0 localhost Error: too many connections, try again later\r\n"
-        assert stats(server)["sessions"]["refused"] == 1
+        assert stats(server)["capacity"]["refused"] == 1
         # the admin socket is not an SMTP connection: it works at the limit
         clients.pop().cmd("QUIT", 221)
         server.wait_for_log(r"close client quit")
@@ -275,7 +275,7 @@ def test_max_connections_answers_421_past_the_limit(server_factory):
 def test_options_from_the_environment(server_factory):
     server = server_factory(env={"SMTPFAULT_MAX_CONNECTIONS": "1", "SMTPFAULT_MAX_INFLIGHT_BYTES": "2K"})
     st = stats(server)
-    assert st["sessions"]["limit"] == 1
+    assert st["capacity"]["connections"] == 1 and st["capacity"]["max_inflight_bytes"] == 2048
     with server.connect() as c:
         c.greet()
         with server.connect() as extra:
@@ -295,7 +295,7 @@ def test_descriptors_in_reserve_for_the_admin_socket_and_the_store(server_factor
         server = server_factory()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
-    limit = stats(server)["sessions"]["limit"]
+    limit = stats(server)["capacity"]["connections"]
     assert 100 < limit < 256
     server.wait_for_log(rf"at most {limit} SMTP connections \(RLIMIT_NOFILE 256")
     held, greeted, refused = [], [], 0
@@ -311,7 +311,7 @@ def test_descriptors_in_reserve_for_the_admin_socket_and_the_store(server_factor
                 refused += 1
         assert len(greeted) == limit and refused == 300 - limit
         # the admin socket answers, and a message is still written to --store-dir
-        assert stats(server)["sessions"]["refused"] == refused
+        assert stats(server)["capacity"]["refused"] == refused
         c = greeted[0]
         c.cmd("EHLO client.example", 250)
         msg_id = transaction(c, "a@example.org", ["b@example.org"], make_message("at the limit", "stored"))
