@@ -108,6 +108,12 @@ void server_stop(server *srv)
     srv->stopping = force ? 2 : 1;
     for (int i = 0; i < LISTENER_COUNT; i++)
         listener_close(&srv->listeners[i]);
+    if (srv->ports_written) { /* nothing listens there any more: a stale file would say otherwise */
+        uv_fs_t req;
+        uv_fs_unlink(NULL, &req, srv->cfg->ports_file, NULL);
+        uv_fs_req_cleanup(&req);
+        srv->ports_written = 0;
+    }
     /* Iterate with the next pointer saved: a connection may free itself synchronously. */
     for (conn *c = srv->conns, *next; c != NULL; c = next) {
         next = conn_next(c);
@@ -517,6 +523,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
             log_server(LOG_ERROR, "--ports-file %s: %s", cfg->ports_file, uv_strerror(r));
             goto fail;
         }
+        srv->ports_written = 1;
     }
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);

@@ -86,9 +86,10 @@ struct server {
     uv_signal_t sigterm, sigint, sighup; /* stop */
     uv_signal_t sigusr1;                 /* log the counters */
     uv_timer_t drain;
-    uv_timer_t modes; /* the next time a listener's refuse/blackhole window opens or closes */
-    int stopping;     /* 1: draining, 2: forced */
-    conn *conns;      /* live connections, newest first */
+    uv_timer_t modes;  /* the next time a listener's refuse/blackhole window opens or closes */
+    int stopping;      /* 1: draining, 2: forced */
+    int ports_written; /* --ports-file was written: it is removed when the listeners close */
+    conn *conns;       /* live connections, newest first */
     size_t nconns;
     size_t conn_limit;       /* --max-connections, or fewer to keep SERVER_FD_RESERVE descriptors free */
     uint64_t refused;        /* connections answered 421 at conn_limit */

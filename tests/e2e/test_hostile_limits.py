@@ -126,6 +126,7 @@ def test_sighup_drains_like_sigterm(short_tmp, server_factory):
         c.cmd("MAIL FROM:<a@example.org>", 250)
         server.signal(signal.SIGHUP)
         server.wait_for_log(r"received SIGHUP: stopping")
+        assert not server.ports_file.exists()  # nothing listens there any more
         # the transaction in flight finishes, then the session is told the server is going
         c.cmd("RCPT TO:<b@example.org>", 250)
         c.cmd("DATA", 354)
@@ -134,6 +135,7 @@ def test_sighup_drains_like_sigterm(short_tmp, server_factory):
         c.expect(421, "4.3.2")
     assert server.wait() == 0
     assert not sock.exists()
+    assert not server.ports_file.exists()
     assert len(server.message_ids()) == 1
 
 
