@@ -17,9 +17,10 @@
 #include "fault_stage.h"
 #include "fault_tls.h"
 
-#define FAULT_REPLY_MAX     2048 /* one formatted reply, every line with its CRLF */
-#define FAULT_WHY_MAX       160  /* "rule 3 (slow-rcpt)", "magic address rcpt550@x.test", ... */
-#define FAULT_OWN_REPLY_MAX 512  /* a reply the engine makes up itself (greylist, magic address) */
+#define FAULT_REPLY_MAX      2048 /* one formatted reply, every line with its CRLF */
+#define FAULT_REPLY_LINE_MAX 512  /* one reply line with its CRLF (RFC 5321 4.5.3.1.5) */
+#define FAULT_WHY_MAX        160  /* "rule 3 (slow-rcpt)", "magic address rcpt550@x.test", ... */
+#define FAULT_OWN_REPLY_MAX  512  /* a reply the engine makes up itself (greylist, magic address) */
 
 /* X(ENUM, "name") - the actions, as logs, stats and docs name them */
 #define FAULT_ACTION_LIST(X)          \
@@ -114,8 +115,18 @@ typedef struct fault_vars {
  */
 const char *fault_check_placeholders(const char *text);
 
-/* fault_expand - text with its placeholders replaced, into out (cut to outsz); the length written */
+/*
+ * fault_expand - text with its placeholders replaced, into out (cut to outsz, always NUL-terminated when
+ * outsz > 0). Returns the whole length, as snprintf does: call with outsz 0 to size the buffer exactly.
+ */
 size_t fault_expand(const char *text, size_t len, const fault_vars *vars, char *out, size_t outsz);
+
+/*
+ * fault_fold_reply - a formatted reply (every line "CODE[ -]text" with its CRLF) whose lines longer than
+ * FAULT_REPLY_LINE_MAX are split into continuation lines of the same code, each repeating the enhanced
+ * status code, never inside a UTF-8 sequence. Returns the whole length, as fault_expand does.
+ */
+size_t fault_fold_reply(const char *in, size_t len, char *out, size_t outsz);
 
 /* fault_addr - a client address, for CIDR conditions and per-client limits */
 typedef struct fault_addr {

@@ -614,26 +614,100 @@ const char *fault_check_placeholders(const char *text)
     return NULL;
 }
 
+/* put - one byte of output at *o when it fits (the NUL included); *o counts every byte either way */
+static void put(char *out, size_t outsz, size_t *o, char ch)
+{
+    if (*o + 1 < outsz)
+        out[*o] = ch;
+    (*o)++;
+}
+
+/* terminate - the NUL after what fit */
+static size_t terminate(char *out, size_t outsz, size_t o)
+{
+    if (outsz > 0)
+        out[o < outsz ? o : outsz - 1] = '\0';
+    return o;
+}
+
 size_t fault_expand(const char *text, size_t len, const fault_vars *vars, char *out, size_t outsz)
 {
     size_t o = 0, plen;
-    for (size_t i = 0; i < len && o + 1 < outsz; i++) {
+    for (size_t i = 0; i < len; i++) {
         int p;
         if ((text[i] == '{' || text[i] == '}') && i + 1 < len && text[i + 1] == text[i]) {
-            out[o++] = text[i]; /* "{{" and "}}" are literal braces */
+            put(out, outsz, &o, text[i]); /* "{{" and "}}" are literal braces */
             i++;
         } else if (text[i] == '{' && (p = placeholder_at(text + i, len - i, &plen)) >= 0) {
-            const char *v = vars->v[p] ? vars->v[p] : "";
-            for (; *v && o + 1 < outsz; v++)
+            for (const char *v = vars->v[p] ? vars->v[p] : ""; *v; v++)
                 if ((unsigned char)*v >= 0x20) /* a value never breaks the reply's lines */
-                    out[o++] = *v;
+                    put(out, outsz, &o, *v);
             i += plen - 1;
         } else {
-            out[o++] = text[i];
+            put(out, outsz, &o, text[i]);
         }
     }
-    out[o] = '\0';
-    return o;
+    return terminate(out, outsz, o);
+}
+
+/* enhanced_code_len - the length of "X.Y.Z " at the start of a reply line's text, or 0 (RFC 3463) */
+static size_t enhanced_code_len(const char *t, size_t len)
+{
+    size_t i = 0;
+    if (len < 6 || (t[0] != '2' && t[0] != '4' && t[0] != '5') || t[1] != '.')
+        return 0;
+    i = 2;
+    for (int part = 0; part < 2; part++) {
+        size_t digits = 0;
+        while (i < len && digits < 4 && isdigit((unsigned char)t[i]))
+            i++, digits++;
+        if (digits == 0 || digits > 3 || i >= len || t[i] != (part == 0 ? '.' : ' '))
+            return 0;
+        i++;
+    }
+    return i;
+}
+
+size_t fault_fold_reply(const char *in, size_t len, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (const char *p = in, *end = in + len; p < end;) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+        const char *next = eol ? eol + 2 : end;
+        if (n + 2 <= FAULT_REPLY_LINE_MAX || n < 4) {
+            for (size_t i = 0; i < n; i++)
+                put(out, outsz, &o, p[i]);
+            put(out, outsz, &o, '\r');
+            put(out, outsz, &o, '\n');
+            p = next;
+            continue;
+        }
+        /* CODE SEP [X.Y.Z ]text: each piece repeats the code and the enhanced code (RFC 2034 section 4). */
+        size_t esc = enhanced_code_len(p + 4, n - 4);
+        const char *body = p + 4 + esc;
+        size_t left = n - 4 - esc, room = FAULT_REPLY_LINE_MAX - 2 - 4 - esc;
+        do {
+            size_t take = left < room ? left : room;
+            while (take < left && take > 0 && ((unsigned char)body[take] & 0xC0) == 0x80)
+                take--; /* never inside a UTF-8 sequence */
+            if (take == 0)
+                take = room;
+            for (size_t i = 0; i < 3; i++)
+                put(out, outsz, &o, p[i]);
+            put(out, outsz, &o, take == left ? p[3] : '-');
+            for (size_t i = 0; i < esc; i++)
+                put(out, outsz, &o, p[4 + i]);
+            for (size_t i = 0; i < take; i++)
+                put(out, outsz, &o, body[i]);
+            put(out, outsz, &o, '\r');
+            put(out, outsz, &o, '\n');
+            body += take;
+            left -= take;
+        } while (left > 0);
+        p = next;
+    }
+    return terminate(out, outsz, o);
 }
 
 /* reply_lines - a reply value: "text" (lines split at \n) or ["line", ...]; compiled into act */

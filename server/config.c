@@ -16,6 +16,8 @@
 #define DEFAULT_DRAIN_TIMEOUT_S    5
 #define DEFAULT_STORE_MAX_MESSAGES 10000
 #define DEFAULT_STORE_MAX_BYTES    (256u * 1024 * 1024)
+#define DEFAULT_MAX_INFLIGHT_BYTES (256u * 1024 * 1024) /* about 7 messages of the default maximum size */
+#define DEFAULT_MAX_CONNECTIONS    16384                /* above the 12,000 connections bench/load.py holds */
 #define DEFAULT_ADMIN_ADDR         "127.0.0.1:2580"
 
 static const char *const listener_names[] = {
@@ -126,6 +128,8 @@ void config_defaults(config *cfg)
     cfg->drain_timeout_s = DEFAULT_DRAIN_TIMEOUT_S;
     cfg->store_max_messages = DEFAULT_STORE_MAX_MESSAGES;
     cfg->store_max_bytes = DEFAULT_STORE_MAX_BYTES;
+    cfg->max_inflight_bytes = DEFAULT_MAX_INFLIGHT_BYTES;
+    cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->log_level = LOG_INFO;
     cfg->magic = 1;

@@ -55,6 +55,8 @@ typedef struct config {
     unsigned max_errors;
     unsigned idle_timeout_s;
     unsigned drain_timeout_s;
+    uint64_t max_inflight_bytes; /* message content held by all sessions together */
+    size_t max_connections;      /* live SMTP connections (fewer when RLIMIT_NOFILE says so) */
     size_t store_max_messages;
     uint64_t store_max_bytes;
     const char *store_dir;            /* NULL: memory only */

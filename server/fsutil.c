@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,8 @@
 
 #include <uv.h>
 
-#define FSUTIL_CHUNK (1u << 30) /* one write call; uv_buf_t lengths are unsigned int */
+#define FSUTIL_CHUNK         (1u << 30) /* one write call; uv_buf_t lengths are unsigned int */
+#define FSUTIL_TEMP_ATTEMPTS 8          /* 64 random bits collide by accident practically never */
 
 int fsutil_read(const char *path, size_t max, char **data, size_t *len)
 {
@@ -58,19 +60,39 @@ int fsutil_read(const char *path, size_t max, char **data, size_t *len)
     return 0;
 }
 
+/*
+ * open_temp - a new file next to path, named .NAME.RANDOM.tmp, created exclusively: in a directory others
+ * can write to, nobody can plant a symlink or a file there beforehand to have us write through it. The fd,
+ * with the name in tmp, or a libuv error code.
+ */
+static int open_temp(const char *path, int mode, char *tmp, size_t tmpsz)
+{
+    const char *slash = strrchr(path, '/');
+    int r = UV_EEXIST;
+    for (int attempt = 0; attempt < FSUTIL_TEMP_ATTEMPTS && r == UV_EEXIST; attempt++) {
+        uint64_t rnd;
+        r = uv_random(NULL, NULL, &rnd, sizeof(rnd), 0, NULL);
+        if (r != 0)
+            return r;
+        int n = slash ? snprintf(tmp, tmpsz, "%.*s/.%s.%016llx.tmp", (int)(slash - path), path, slash + 1,
+                                 (unsigned long long)rnd)
+                      : snprintf(tmp, tmpsz, ".%s.%016llx.tmp", path, (unsigned long long)rnd);
+        if (n < 0 || (size_t)n >= tmpsz)
+            return UV_ENAMETOOLONG;
+        uv_fs_t req;
+        r = uv_fs_open(NULL, &req, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    return r;
+}
+
 int fsutil_write(const char *path, const char *data, size_t len, int mode, int durable)
 {
     char tmp[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int n = slash ? snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp", (int)(slash - path), path, slash + 1)
-                  : snprintf(tmp, sizeof(tmp), ".%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return UV_ENAMETOOLONG;
-    uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, tmp, O_WRONLY | O_CREAT | O_TRUNC, mode, NULL);
-    uv_fs_req_cleanup(&req);
+    int fd = open_temp(path, mode, tmp, sizeof(tmp));
     if (fd < 0)
         return fd;
+    uv_fs_t req;
     int r = 0;
     size_t off = 0;
     while (off < len && r >= 0) {

@@ -17,8 +17,9 @@
 int fsutil_read(const char *path, size_t max, char **data, size_t *len);
 
 /*
- * fsutil_write - path holds exactly data once this returns 0: written to a temporary file in the same
- * directory, fsynced when durable is set, then renamed over path. A libuv error code otherwise.
+ * fsutil_write - path holds exactly data once this returns 0: written to a new temporary file with an
+ * unpredictable name in the same directory (created with O_EXCL|O_NOFOLLOW, so a planted file or symlink is
+ * never written through), fsynced when durable is set, then renamed over path. A libuv error code otherwise.
  */
 int fsutil_write(const char *path, const char *data, size_t len, int mode, int durable);
 

@@ -19,6 +19,36 @@
 #include "conn.h"
 #include "log.h"
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/*
+ * refuse_busy - at the connection limit: accept, answer 421 and close, so that the client knows at once
+ * (rather than waiting in the backlog for a connect timeout) and retries later, as RFC 5321 3.8 expects.
+ */
+static void refuse_busy(listener *l, uv_stream_t *stream)
+{
+    server *srv = l->srv;
+    uv_tcp_t *h = malloc(sizeof(*h));
+    if (h == NULL || uv_tcp_init(srv->loop, h) != 0) {
+        free(h);
+        return;
+    }
+    if (uv_accept(stream, (uv_stream_t *)h) == 0) {
+        char text[320];
+        int n = snprintf(text, sizeof(text), "421 4.7.0 %s Error: too many connections, try again later\r\n",
+                         srv->cfg->hostname);
+        uv_buf_t buf = uv_buf_init(text, (unsigned)n);
+        (void)uv_try_write((uv_stream_t *)h, &buf, 1); /* a fresh socket's buffer takes it whole */
+        srv->refused++;
+        log_server(LOG_INFO, "%s listener: %zu connections live, the limit: answered 421 and closed", l->name,
+                   srv->nconns);
+    }
+    uv_close((uv_handle_t *)h, free_handle);
+}
+
 static void on_connection(uv_stream_t *stream, int status)
 {
     listener *l = stream->data;
@@ -26,12 +56,11 @@ static void on_connection(uv_stream_t *stream, int status)
         log_server(LOG_WARN, "%s listener: accept failed: %s", l->name, uv_strerror(status));
         return;
     }
+    if (l->srv->nconns >= l->srv->conn_limit) {
+        refuse_busy(l, stream);
+        return;
+    }
     conn_accept(l);
-}
-
-static void free_handle(uv_handle_t *h)
-{
-    free(h);
 }
 
 static void close_handle(uv_tcp_t **h)

@@ -67,6 +67,8 @@ static const char usage_text[] =
     "  --max-recipients N         recipients per message, at least 100 (default 1000)\n"
     "  --max-errors N             bad commands before 421 and close (default 20)\n"
     "  --idle-timeout SECONDS     idle time before 421 and close (default 300)\n"
+    "  --max-inflight-bytes BYTES message content all sessions may hold at once; past it 452 (default 256M)\n"
+    "  --max-connections N        live SMTP connections; past it 421 and close (default 16384)\n"
     "\n"
     "Captured messages:\n"
     "  --store-max-messages N     messages kept in memory, oldest evicted first (default 10000)\n"
@@ -74,7 +76,8 @@ static const char usage_text[] =
     "  --store-dir DIR            also write ID.eml and ID.json per message, fsynced before the 250\n"
     "\n"
     "Process:\n"
-    "  --drain-timeout SECONDS    on SIGTERM/SIGINT, time given to transactions in flight (default 5)\n"
+    "  --drain-timeout SECONDS    on SIGTERM/SIGINT/SIGHUP, time given to transactions in flight (default "
+    "5)\n"
     "  --log-format text|json     transcript format on stderr (default text)\n"
     "  --log-level LEVEL          error, warn, info (default: the transcript) or debug\n"
     "  -q, --quiet                same as --log-level warn\n"
@@ -112,6 +115,8 @@ enum {
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_FORMAT,
     OPT_LOG_LEVEL,
+    OPT_MAX_INFLIGHT_BYTES,
+    OPT_MAX_CONNECTIONS,
 };
 
 static const struct option long_options[] = {
@@ -140,6 +145,8 @@ static const struct option long_options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"max-inflight-bytes", required_argument, NULL, OPT_MAX_INFLIGHT_BYTES},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -269,6 +276,15 @@ static int apply_option(config *cfg, int opt, const char *name, const char *valu
         if (number_option(name, value, 0, 3600, &v) != 0)
             return EXIT_USAGE;
         cfg->drain_timeout_s = (unsigned)v;
+        break;
+    case OPT_MAX_INFLIGHT_BYTES:
+        if (number_option(name, value, 1024, UINT64_C(1) << 40, &cfg->max_inflight_bytes) != 0)
+            return EXIT_USAGE;
+        break;
+    case OPT_MAX_CONNECTIONS:
+        if (number_option(name, value, 1, 1000000, &v) != 0)
+            return EXIT_USAGE;
+        cfg->max_connections = (size_t)v;
         break;
     case OPT_LOG_FORMAT: {
         int f = log_parse_format(value);

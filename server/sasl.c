@@ -15,7 +15,10 @@
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 
-#define SASL_DECODED_MAX 8192 /* RFC 4954 limits a line to 12288 octets: its base64 decodes to 9216 */
+#include "smtp_parse.h"
+
+/* The longest response line we read (RFC 4954 section 4) decodes to 3 bytes per 4: every one fits. */
+#define SASL_DECODED_MAX (SMTP_AUTH_LINE_MAX / 4 * 3)
 
 /* The XOAUTH2 failure challenge Gmail sends before its 535 (Google's "OAuth 2.0 Mechanism" page). */
 #define XOAUTH2_ERROR_JSON \

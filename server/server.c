@@ -3,10 +3,12 @@
  */
 #include "server.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cJSON.h>
@@ -49,9 +51,25 @@ static int write_ports_file(server *srv, const char *path)
 static void on_signal(uv_signal_t *sig, int signum)
 {
     server *srv = sig->data;
-    log_server(LOG_INFO, "received %s: %s", signum == SIGINT ? "SIGINT" : "SIGTERM",
+    log_server(LOG_INFO, "received %s: %s",
+               signum == SIGINT   ? "SIGINT"
+               : signum == SIGHUP ? "SIGHUP"
+                                  : "SIGTERM",
                srv->stopping ? "closing every connection now" : "stopping (send again to stop at once)");
     server_stop(srv);
+}
+
+/* on_sigusr1 - one line of counters in the log; the server goes on as before */
+static void on_sigusr1(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    server *srv = sig->data;
+    log_server(LOG_INFO,
+               "received SIGUSR1: %zu connection%s live, %llu in total; %llu messages accepted, %zu kept "
+               "(%llu bytes), %llu evicted",
+               srv->nconns, srv->nconns == 1 ? "" : "s", (unsigned long long)srv->next_session_id,
+               (unsigned long long)srv->store.accepted, srv->store.count,
+               (unsigned long long)srv->store.bytes, (unsigned long long)srv->store.evicted);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -72,6 +90,8 @@ static void finish(server *srv)
     uv_close((uv_handle_t *)&srv->modes, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
+    uv_close((uv_handle_t *)&srv->sigusr1, NULL);
     log_server(LOG_INFO, "stopped: %llu messages accepted, %llu evicted",
                (unsigned long long)srv->store.accepted, (unsigned long long)srv->store.evicted);
 }
@@ -88,6 +108,12 @@ void server_stop(server *srv)
     srv->stopping = force ? 2 : 1;
     for (int i = 0; i < LISTENER_COUNT; i++)
         listener_close(&srv->listeners[i]);
+    if (srv->ports_written) { /* nothing listens there any more: a stale file would say otherwise */
+        uv_fs_t req;
+        uv_fs_unlink(NULL, &req, srv->cfg->ports_file, NULL);
+        uv_fs_req_cleanup(&req);
+        srv->ports_written = 0;
+    }
     /* Iterate with the next pointer saved: a connection may free itself synchronously. */
     for (conn *c = srv->conns, *next; c != NULL; c = next) {
         next = conn_next(c);
@@ -260,6 +286,11 @@ void server_stats_json(server *srv, cJSON *out)
         in += ci;
         outb += co;
     }
+    cJSON *cap = cJSON_AddObjectToObject(out, "capacity");
+    cJSON_AddNumberToObject(cap, "connections", (double)srv->conn_limit);
+    cJSON_AddNumberToObject(cap, "refused", (double)srv->refused);
+    cJSON_AddNumberToObject(cap, "inflight_bytes", (double)srv->inflight.used);
+    cJSON_AddNumberToObject(cap, "max_inflight_bytes", (double)srv->inflight.max);
     cJSON *b = cJSON_AddObjectToObject(out, "bytes");
     cJSON_AddNumberToObject(b, "in", (double)in);
     cJSON_AddNumberToObject(b, "out", (double)outb);
@@ -312,6 +343,44 @@ int server_reset(server *srv, size_t *cleared)
     return 0;
 }
 
+/* open_fds - descriptors open now (those in /proc/self/fd), or -1 when that cannot be read */
+static long open_fds(void)
+{
+    uv_fs_t req;
+    int n = uv_fs_scandir(NULL, &req, "/proc/self/fd", 0, NULL);
+    uv_fs_req_cleanup(&req);
+    return n < 0 ? -1 : (long)n - 1; /* less the one scandir itself held */
+}
+
+/*
+ * limit_connections - --max-connections, lowered so that RLIMIT_NOFILE keeps SERVER_FD_RESERVE descriptors
+ * for the admin socket and the store whatever SMTP clients do; 0, or -1 when no connection would be left
+ */
+static int limit_connections(server *srv)
+{
+    srv->conn_limit = srv->cfg->max_connections;
+    struct rlimit rl;
+    long used = open_fds();
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || used < 0)
+        return 0;
+    rlim_t keep = (rlim_t)used + SERVER_FD_RESERVE;
+    if (rl.rlim_cur <= keep) {
+        log_server(LOG_ERROR,
+                   "RLIMIT_NOFILE is %llu: with %ld descriptors open and %d kept in reserve, none is left "
+                   "for SMTP connections (raise ulimit -n)",
+                   (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
+        return -1;
+    }
+    if (rl.rlim_cur - keep < srv->conn_limit) {
+        srv->conn_limit = (size_t)(rl.rlim_cur - keep);
+        log_server(
+            LOG_INFO,
+            "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve)",
+            srv->conn_limit, (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
+    }
+    return 0;
+}
+
 /* setup_tls - the test PKI (loaded, or generated and maybe written) and the TLS contexts; 0 or -1 */
 static int setup_tls(server *srv, const config *cfg)
 {
@@ -357,7 +426,7 @@ static int setup_tls(server *srv, const config *cfg)
 }
 
 /* listener_config - what sessions on listener kind start from */
-static void listener_config(const server *srv, const config *cfg, listener_kind kind, listener *l)
+static void listener_config(server *srv, const config *cfg, listener_kind kind, listener *l)
 {
     const listener_policy *p = config_listener_policy(kind);
     session_config *sc = &l->cfg;
@@ -372,6 +441,7 @@ static void listener_config(const server *srv, const config *cfg, listener_kind 
     sc->users.names = cfg->user_names;
     sc->users.passwords = cfg->user_passwords;
     sc->users.n = cfg->nusers;
+    sc->inflight = &srv->inflight;
     l->implicit_tls = p->implicit_tls;
 }
 
@@ -394,9 +464,12 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     srv->modes.data = srv;
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
-    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_init(loop, &srv->sighup);
+    uv_signal_init(loop, &srv->sigusr1);
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv->sigusr1.data = srv;
 
     srv->started_ms = server_now_ms();
+    srv->inflight.max = cfg->max_inflight_bytes;
     srv->start_profile = fault_profile_ref(profile);
     srv->fault_run = fault_run_new(profile, server_now_ms(), cfg->magic);
     if (srv->fault_run == NULL) {
@@ -437,7 +510,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     }
     int admin_failed;
     srv->admin = admin_start(srv, &admin_failed);
-    if (admin_failed)
+    if (admin_failed || limit_connections(srv) != 0)
         goto fail;
     const fault_settings *fs = fault_profile_settings(profile);
     if (fs->name[0])
@@ -450,9 +523,15 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
             log_server(LOG_ERROR, "--ports-file %s: %s", cfg->ports_file, uv_strerror(r));
             goto fail;
         }
+        srv->ports_written = 1;
     }
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    /* Started under nohup (SIGHUP ignored): a hangup is still not a reason to stop. */
+    struct sigaction hup;
+    if (sigaction(SIGHUP, NULL, &hup) != 0 || hup.sa_handler != SIG_IGN)
+        uv_signal_start(&srv->sighup, on_signal, SIGHUP);
+    uv_signal_start(&srv->sigusr1, on_sigusr1, SIGUSR1);
     return 0;
 
 fail:

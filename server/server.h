@@ -3,8 +3,9 @@
  * and the process lifecycle.
  *
  * One libuv loop, one thread for all protocol work; the thread pool only writes --store-dir files.
- * SIGTERM/SIGINT stop accepting, let transactions in flight finish for the drain period, then close what is
- * left with 421; a second signal skips the drain.
+ * SIGTERM/SIGINT/SIGHUP stop accepting, let transactions in flight finish for the drain period, then close
+ * what is left with 421; a second signal skips the drain. SIGUSR1 logs one line of counters and changes
+ * nothing.
  */
 #ifndef SMTPFAULT_SERVER_H
 #define SMTPFAULT_SERVER_H
@@ -27,6 +28,16 @@ typedef struct conn conn;
 typedef struct server server;
 
 #define SERVER_RECENT_MAX 200 /* closed sessions sessions.list and sessions.get still show */
+
+/*
+ * Descriptors never given to SMTP connections, out of RLIMIT_NOFILE: admin connections, --store-dir commits
+ * (a file and the directory at a time on each of libuv's 4 threads), profile and certificate files, and the
+ * connection accepted only to be told 421.
+ */
+#define SERVER_FD_RESERVE_ADMIN 16
+#define SERVER_FD_RESERVE_FILES 16
+#define SERVER_FD_RESERVE_SPARE 4
+#define SERVER_FD_RESERVE       (SERVER_FD_RESERVE_ADMIN + SERVER_FD_RESERVE_FILES + SERVER_FD_RESERVE_SPARE)
 
 /* session_record - a closed session, kept for the admin socket */
 typedef struct session_record {
@@ -72,12 +83,17 @@ struct server {
     fault_run *fault_run;    /* the profile in force; connections hold the one they started under */
     fault_decision decision; /* scratch for connect and tls_handshake decisions, used at once */
     listener listeners[LISTENER_COUNT];
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup; /* stop */
+    uv_signal_t sigusr1;                 /* log the counters */
     uv_timer_t drain;
-    uv_timer_t modes; /* the next time a listener's refuse/blackhole window opens or closes */
-    int stopping;     /* 1: draining, 2: forced */
-    conn *conns;      /* live connections, newest first */
+    uv_timer_t modes;  /* the next time a listener's refuse/blackhole window opens or closes */
+    int stopping;      /* 1: draining, 2: forced */
+    int ports_written; /* --ports-file was written: it is removed when the listeners close */
+    conn *conns;       /* live connections, newest first */
     size_t nconns;
+    size_t conn_limit;       /* --max-connections, or fewer to keep SERVER_FD_RESERVE descriptors free */
+    uint64_t refused;        /* connections answered 421 at conn_limit */
+    session_budget inflight; /* --max-inflight-bytes, shared by every session */
     uint64_t next_session_id;
     uint64_t discarded;           /* messages answered 250 and dropped by a fault */
     uint64_t bytes_in, bytes_out; /* of closed connections */

@@ -102,10 +102,11 @@ struct session {
     sasl_exchange sasl;
     sasl_result sasl_result; /* SASL_OK or SASL_BAD_CREDS while the auth gate waits */
 
-    store_msg *tx;   /* the transaction in progress, NULL outside one */
-    int tx_bdat;     /* the transaction uses BDAT: DATA is no longer allowed */
-    int tx_oversize; /* content passed the size limit: it is read and dropped */
-    int tx_oom;      /* memory ran out while storing content */
+    store_msg *tx;       /* the transaction in progress, NULL outside one */
+    int tx_bdat;         /* the transaction uses BDAT: DATA is no longer allowed */
+    int tx_oversize;     /* content passed the size limit: it is read and dropped */
+    int tx_oom;          /* memory ran out, or the in-flight bound was reached, while storing content */
+    uint64_t tx_charged; /* bytes counted in cfg->inflight: the content, or the SIZE= reserved if more */
     smtp_data_decoder data;
     uint64_t bdat_size;      /* size of the chunk being read */
     uint64_t bdat_left;      /* chunk bytes still to read */
@@ -196,8 +197,8 @@ static void emit_reply(session *s, const char *reply, size_t len)
     emit(s, reply, len);
 }
 
-/* send_line - one reply line of the session's own; replaced by an injected reply when one is in force */
-static void send_line(session *s, const char *line, size_t len)
+/* send_reply - a formatted reply of the session's own; replaced by an injected reply when one is in force */
+static void send_reply(session *s, const char *reply, size_t len)
 {
     if (s->override != NULL) {
         if (!s->override_sent)
@@ -205,12 +206,17 @@ static void send_line(session *s, const char *line, size_t len)
         s->override_sent = 1;
         return;
     }
-    event(s, LOG_INFO, "reply", line, len);
+    emit_reply(s, reply, len);
+}
+
+/* send_line - one reply line of the session's own (CRLF added) */
+static void send_line(session *s, const char *line, size_t len)
+{
     char buf[REPLY_MAX + 2];
     memcpy(buf, line, len);
     buf[len] = '\r';
     buf[len + 1] = '\n';
-    emit(s, buf, len + 2);
+    send_reply(s, buf, len + 2);
 }
 
 /* reply - one single-line reply, printf-style, CRLF added */
@@ -260,8 +266,40 @@ static session_state command_state(const session *s)
     return s->helo != NULL ? ST_READY : ST_GREETED;
 }
 
+/* release_inflight - the session's content no longer counts against the server-wide bound */
+static void release_inflight(session *s)
+{
+    if (s->cfg->inflight != NULL)
+        s->cfg->inflight->used -= s->tx_charged;
+    s->tx_charged = 0;
+}
+
+/* inflight_full - 1 when the server-wide bound leaves no room for n more bytes of content */
+static int inflight_full(const session *s, uint64_t n)
+{
+    const session_budget *b = s->cfg->inflight;
+    return b != NULL && (b->used >= b->max || n > b->max - b->used);
+}
+
+/*
+ * charge_inflight - count the transaction as holding total bytes (no less than it holds already); 0, or -1
+ * when the server-wide bound has no room for them
+ */
+static int charge_inflight(session *s, uint64_t total)
+{
+    if (total <= s->tx_charged)
+        return 0;
+    if (inflight_full(s, total - s->tx_charged))
+        return -1;
+    if (s->cfg->inflight != NULL)
+        s->cfg->inflight->used += total - s->tx_charged;
+    s->tx_charged = total;
+    return 0;
+}
+
 static void drop_transaction(session *s)
 {
+    release_inflight(s);
     store_msg_unref(s->tx);
     s->tx = NULL;
     s->tx_bdat = s->tx_oversize = s->tx_oom = 0;
@@ -284,8 +322,13 @@ static void content_sink(void *ctx, const char *data, size_t len)
         s->tx_oversize = 1;
         return;
     }
-    if (store_msg_append(s->tx, data, len) != 0)
+    if (charge_inflight(s, s->tx->size + len) != 0 || store_msg_append(s->tx, data, len) != 0) {
+        /* This message is lost (452 at its end): its share goes back at once, so that others can finish
+         * rather than every large message in flight failing together. */
         s->tx_oom = 1;
+        store_msg_drop_body(s->tx);
+        release_inflight(s);
+    }
 }
 
 /* -- fault gates ------------------------------------------------------------------------------------------
@@ -324,9 +367,13 @@ static void client_ip(const session *s, char *out, size_t outsz)
     snprintf(out, outsz, "%.*s", (int)n, c);
 }
 
-/* expand - text (len bytes) with its placeholders filled in from the session and facts f (may be NULL) */
-static size_t expand(const session *s, const fault_facts *f, const char *text, size_t len, char *out,
-                     size_t outsz)
+/*
+ * fill - head (fixed text), then text (len bytes) with its placeholders filled in from the session and facts
+ * f (may be NULL), then tail: a formatted reply, whose lines are folded to the RFC 5321 limit. In a buffer
+ * of exactly its size (malloc'd, NUL-terminated), its length in *out_len; NULL when out of memory.
+ */
+static char *fill(const session *s, const fault_facts *f, const char *head, const char *text, size_t len,
+                  const char *tail, size_t *out_len)
 {
     char ip[64];
     client_ip(s, ip, sizeof(ip));
@@ -339,10 +386,36 @@ static size_t expand(const session *s, const fault_facts *f, const char *text, s
     v.v[FAULT_VAR_user] = f && f->user ? f->user : s->user;
     v.v[FAULT_VAR_hostname] = s->hostname;
     v.v[FAULT_VAR_listener] = s->listener;
-    return fault_expand(text, len, &v, out, outsz);
+    size_t hlen = strlen(head), tlen = strlen(tail), n = fault_expand(text, len, &v, NULL, 0);
+    size_t total = hlen + n + tlen;
+    char *line = malloc(total + 1);
+    if (line == NULL)
+        return NULL;
+    memcpy(line, head, hlen);
+    fault_expand(text, len, &v, line + hlen, n + 1);
+    memcpy(line + hlen + n, tail, tlen + 1);
+    size_t folded = fault_fold_reply(line, total, NULL, 0);
+    char *out = folded == total ? line : malloc(folded + 1);
+    if (out != line && out != NULL)
+        fault_fold_reply(line, total, out, folded + 1);
+    if (out != line)
+        free(line);
+    *out_len = folded;
+    return out;
 }
 
-#define EXPANDED_MAX (FAULT_REPLY_MAX * 2) /* a reply with its placeholders filled in */
+/* send_filled - a reply of the session's own made by fill(); 451 when memory ran out */
+static void send_filled(session *s, const fault_facts *f, const char *head, const char *text)
+{
+    size_t len;
+    char *r = fill(s, f, head, text, strlen(text), "\r\n", &len);
+    if (r == NULL) {
+        send_line(s, "451 4.3.0 Error: out of memory", 30);
+        return;
+    }
+    send_reply(s, r, len);
+    free(r);
+}
 
 /* pause - ask the host to wait; resume says what to do when it is over */
 static void pause_for(session *s, uint32_t ms, resume_kind resume)
@@ -400,22 +473,21 @@ static gate_result gate(session *s, fault_stage stage, const fault_facts *f, res
         return GATE_TAKEN;
     }
     if (a->reply != NULL) {
-        const char *text = a->reply;
+        /* Placeholders: the reply is made again, at its exact size; the compiled one is the fallback. */
         size_t len = a->reply_len;
-        char expanded[EXPANDED_MAX];
-        if (memchr(text, '{', len) != NULL) {
-            len = expand(s, f, text, len, expanded, sizeof(expanded));
-            text = expanded;
-        }
+        char *filled = memchr(a->reply, '{', len) != NULL ? fill(s, f, "", a->reply, len, "", &len) : NULL;
+        if (filled == NULL)
+            len = a->reply_len;
         if (a->reply_code < 400) {
             free(s->override_buf);
-            s->override_buf = text == expanded ? strndup(expanded, len) : NULL;
-            s->override = s->override_buf ? s->override_buf : a->reply;
-            s->override_len = s->override_buf ? len : a->reply_len;
+            s->override_buf = filled;
+            s->override = filled ? filled : a->reply;
+            s->override_len = len;
             s->override_sent = 0;
             return GATE_PROCEED;
         }
-        emit_reply(s, text, len);
+        emit_reply(s, filled ? filled : a->reply, len);
+        free(filled);
         return GATE_TAKEN;
     }
     if (a->discard)
@@ -517,6 +589,7 @@ void session_commit_done(session *s, const char *id)
 {
     if (s->state != ST_COMMIT)
         return;
+    release_inflight(s); /* the store holds the content now, or it is gone */
     if (id != NULL) {
         reply(s, "250 2.0.0 Ok: queued as %s", id);
         if (s->faults != NULL)
@@ -621,10 +694,10 @@ static void cmd_ehlo_helo(session *s, const smtp_command *cmd, int esmtp)
     for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
         if (caps[i].on && offered(s, caps[i].cap))
             lines[nlines++] = caps[i].text;
-    char first[EXPANDED_MAX];
     if (s->ehlo_text != NULL)
-        expand(s, &f, s->ehlo_text, strlen(s->ehlo_text), first, sizeof(first));
-    reply(s, "250%c%s", nlines ? '-' : ' ', s->ehlo_text ? first : s->hostname);
+        send_filled(s, &f, nlines ? "250-" : "250 ", s->ehlo_text);
+    else
+        reply(s, "250%c%s", nlines ? '-' : ' ', s->hostname);
     for (size_t i = 0; i < nlines; i++)
         reply(s, "250%c%s", i + 1 == nlines ? ' ' : '-', lines[i]);
 }
@@ -928,6 +1001,12 @@ static void cmd_mail(session *s, const smtp_command *cmd)
         reply(s, "553 5.6.7 Error: non-ASCII sender address needs the SMTPUTF8 parameter");
         return;
     }
+    /* RFC 1870 section 6.2: no room for now. A declared SIZE is reserved (below), so that the transactions
+     * let in can finish even when many large messages arrive at once. */
+    if (inflight_full(s, declared)) {
+        reply(s, "452 4.3.1 Error: insufficient system storage");
+        return;
+    }
     fault_facts f;
     facts(s, &f);
     f.sender = path.mailbox;
@@ -955,6 +1034,7 @@ static void cmd_mail(session *s, const smtp_command *cmd)
     if (declared > 0)
         (void)store_msg_reserve(m, (size_t)declared + 2);
     s->tx = m;
+    (void)charge_inflight(s, declared); /* checked above */
     set_state(s, ST_MAIL);
     reply(s, "250 2.1.0 Sender <%s> OK", path.mailbox);
 }
@@ -1074,6 +1154,10 @@ static void cmd_data(session *s, const smtp_command *cmd)
     }
     if (s->tx->body_type != NULL && strcmp(s->tx->body_type, "BINARYMIME") == 0) { /* RFC 3030 section 3 */
         error_reply(s, "503 5.5.1 Error: BODY=BINARYMIME needs BDAT, not DATA");
+        return;
+    }
+    if (s->tx_charged == 0 && inflight_full(s, 1)) { /* nothing reserved, nothing left */
+        reply(s, "452 4.3.1 Error: insufficient system storage");
         return;
     }
     fault_facts f;
@@ -1521,13 +1605,12 @@ static void greet(session *s)
         step_done(s);
         return;
     }
-    char text[EXPANDED_MAX];
     if (s->banner != NULL) {
-        expand(s, &f, s->banner, strlen(s->banner), text, sizeof(text));
-        reply(s, "220 %s", text);
+        send_filled(s, &f, "220 ", s->banner);
     } else if (s->greeting != NULL) {
-        expand(s, &f, s->greeting, strlen(s->greeting), text, sizeof(text));
-        reply(s, "220 %s %s", s->hostname, text);
+        char head[REPLY_MAX];
+        snprintf(head, sizeof(head), "220 %s ", s->hostname);
+        send_filled(s, &f, head, s->greeting);
     } else {
         reply(s, "220 %s ESMTP smtpfault", s->hostname);
     }
@@ -1650,6 +1733,7 @@ void session_free(session *s)
 {
     if (s == NULL)
         return;
+    release_inflight(s);
     store_msg_unref(s->tx);
     free(s->helo);
     free(s->user);

@@ -20,6 +20,14 @@
 #include "sasl.h"
 #include "store.h"
 
+/*
+ * session_budget - message content held by every session together, from the first byte of a transaction's
+ * content until it is dropped or the store has answered its commit. One per server, shared by its sessions.
+ */
+typedef struct session_budget {
+    uint64_t used, max;
+} session_budget;
+
 /* session_config - the listener's policy; a fault profile may override parts of it (fault_settings) */
 typedef struct session_config {
     const char *hostname;      /* our name in the greeting, EHLO and 221/421 replies */
@@ -31,6 +39,7 @@ typedef struct session_config {
     int auth_required;         /* MAIL needs AUTH first: 530 5.7.0 */
     unsigned auth_mechs;       /* 1u << sasl_mech offered; 0: no AUTH */
     sasl_users users;          /* with none, any credentials are accepted */
+    session_budget *inflight;  /* shared by the server's sessions: 452 4.3.1 past it (NULL: no bound) */
 } session_config;
 
 /*

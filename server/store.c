@@ -121,6 +121,13 @@ int store_msg_append(store_msg *m, const char *data, size_t n)
     return 0;
 }
 
+void store_msg_drop_body(store_msg *m)
+{
+    free(m->body);
+    m->body = NULL;
+    m->size = m->cap = 0;
+}
+
 cJSON *store_msg_envelope_json(const store_msg *m)
 {
     cJSON *o = cJSON_CreateObject();

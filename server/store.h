@@ -66,6 +66,9 @@ int store_msg_reserve(store_msg *m, size_t n);
 /* store_msg_append - append body bytes, growing geometrically; -1 when out of memory */
 int store_msg_append(store_msg *m, const char *data, size_t n);
 
+/* store_msg_drop_body - free the content (the message will not be kept) */
+void store_msg_drop_body(store_msg *m);
+
 /* store_msg_envelope_json - the envelope as a JSON object (the ID.json file, the admin socket) */
 cJSON *store_msg_envelope_json(const store_msg *m);
 

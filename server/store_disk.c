@@ -26,14 +26,30 @@ typedef struct disk_job {
     void *ctx;
 } disk_job;
 
+/* file_path - dir/id+ext into path; 0 or UV_ENAMETOOLONG */
+static int file_path(char *path, size_t size, const char *dir, const char *id, const char *ext)
+{
+    int n = snprintf(path, size, "%s/%s%s", dir, id, ext);
+    return n < 0 || (size_t)n >= size ? UV_ENAMETOOLONG : 0;
+}
+
 /* write_file - dir/id+ext, durably */
 static int write_file(const char *dir, const char *id, const char *ext, const char *data, size_t len)
 {
     char path[PATH_MAX];
-    int n = snprintf(path, sizeof(path), "%s/%s%s", dir, id, ext);
-    if (n < 0 || (size_t)n >= sizeof(path))
-        return UV_ENAMETOOLONG;
-    return fsutil_write(path, data, len, 0644, 1);
+    int r = file_path(path, sizeof(path), dir, id, ext);
+    return r != 0 ? r : fsutil_write(path, data, len, 0644, 1);
+}
+
+/* remove_file - dir/id+ext, if it is there */
+static void remove_file(const char *dir, const char *id, const char *ext)
+{
+    char path[PATH_MAX];
+    if (file_path(path, sizeof(path), dir, id, ext) != 0)
+        return;
+    uv_fs_t req;
+    uv_fs_unlink(NULL, &req, path, NULL);
+    uv_fs_req_cleanup(&req);
 }
 
 static void disk_work(uv_work_t *work)
@@ -41,10 +57,18 @@ static void disk_work(uv_work_t *work)
     disk_job *job = work->data;
     /* The envelope goes last: a complete ID.json means its ID.eml is complete too. */
     int r = write_file(job->dir, job->msg->id, ".eml", job->msg->body ? job->msg->body : "", job->msg->size);
-    if (r == 0)
-        r = write_file(job->dir, job->msg->id, ".json", job->envelope, strlen(job->envelope));
+    if (r != 0) {
+        job->status = r;
+        return;
+    }
+    r = write_file(job->dir, job->msg->id, ".json", job->envelope, strlen(job->envelope));
     if (r == 0)
         r = fsutil_fsync_dir(job->dir); /* the renames themselves */
+    if (r != 0) {
+        /* The client is told 451 and will send the message again: leave no half of it behind. */
+        remove_file(job->dir, job->msg->id, ".json");
+        remove_file(job->dir, job->msg->id, ".eml");
+    }
     job->status = r;
 }
 

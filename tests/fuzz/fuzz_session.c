@@ -164,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size -= 2;
     static const char *const names[] = {"a"};
     static const char *const pws[] = {"b"};
-    session_config cfg = {"mx.fuzz", 2048, 100, 8, 1, 0, 0, SASL_ALL_MECHS, {NULL, NULL, 0}};
+    session_config cfg = {"mx.fuzz", 2048, 100, 8, 1, 0, 0, SASL_ALL_MECHS, {NULL, NULL, 0}, NULL};
     cfg.tls_required = (flags & 1) != 0;
     cfg.auth_required = (flags & 2) != 0;
     if (flags & 4) {

@@ -1024,6 +1024,33 @@ static void test_placeholders(void **state)
     assert_int_equal(fault_expand(t, strlen(t), &v, out, sizeof(out)), strlen("10.0.0.1||{x}|mx}"));
     assert_string_equal(out, "10.0.0.1||{x}|mx}");
     assert_null(fault_check_placeholders("{{ok}} {user} } x"));
+    /* the length is the whole expansion's, also when out is too small (or absent) */
+    assert_int_equal(fault_expand(t, strlen(t), &v, out, 4), strlen("10.0.0.1||{x}|mx}"));
+    assert_string_equal(out, "10.");
+    assert_int_equal(fault_expand(t, strlen(t), &v, NULL, 0), strlen("10.0.0.1||{x}|mx}"));
+}
+
+/* fault_fold_reply - lines over 512 octets become continuation lines, never cut inside UTF-8 */
+static void test_fold_reply(void **state)
+{
+    (void)state;
+    static char in[2048], out[2048];
+    size_t n = (size_t)snprintf(in, sizeof(in), "550-short\r\n550 5.1.10 ");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(in + n, sizeof(in) - n, "\xc3\xa9"); /* 600 bytes of é */
+    n += (size_t)snprintf(in + n, sizeof(in) - n, "\r\n");
+    size_t len = fault_fold_reply(in, n, NULL, 0);
+    assert_int_equal(fault_fold_reply(in, n, out, sizeof(out)), len);
+    assert_int_equal(strlen(out), len);
+    /* each piece: "550-5.1.10 " and at most 499 bytes of text, whole characters only (498) */
+    assert_true(strncmp(out, "550-short\r\n550-5.1.10 \xc3\xa9", 24) == 0);
+    const char *second = strstr(out + 11, "\r\n") + 2;
+    assert_int_equal(second - (out + 11), 4 + 7 + 498 + 2);
+    assert_true(strncmp(second, "550 5.1.10 \xc3\xa9", 13) == 0);
+    assert_int_equal(strlen(second), 4 + 7 + 102 + 2);
+    /* a reply within the limits is left as it is */
+    assert_int_equal(fault_fold_reply("250 ok\r\n", 8, out, sizeof(out)), 8);
+    assert_string_equal(out, "250 ok\r\n");
 }
 
 static void test_settings(void **state)
@@ -1243,6 +1270,7 @@ int main(void)
         cmocka_unit_test(test_too_many_rules),
         cmocka_unit_test(test_default_profile),
         cmocka_unit_test(test_placeholders),
+        cmocka_unit_test(test_fold_reply),
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_rules_compile),
         cmocka_unit_test(test_limits_compile),

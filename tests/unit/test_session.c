@@ -98,7 +98,7 @@ static void fake_event(void *ctx, int level, const char *event, const char *text
 static const session_host fake_host = {fake_send, fake_close, fake_commit, fake_starttls,
                                        fake_wait, fake_drip,  fake_now,    fake_event};
 
-static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}};
+static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}, NULL};
 
 /* fake_with - a session under config c, and under profile (JSON) when it is not NULL, on listener */
 static fake *fake_with(const session_config *c, const char *profile, const char *listener)
@@ -830,6 +830,113 @@ static void test_fault_placeholders(void **state)
     fake_free(f);
 }
 
+/* assert_reply_lines - every line of the output ends with CRLF and fits RFC 5321's 512 octets (4.5.3.1.5) */
+static void assert_reply_lines(const fake *f)
+{
+    for (const char *p = f->out, *end = f->out + f->out_len; p < end;) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        assert_non_null(lf);
+        assert_true(lf > p && lf[-1] == '\r');
+        if (lf + 1 - p > 512) {
+            print_error("a reply line of %zu octets: %.40s...\n", (size_t)(lf + 1 - p), p);
+            fail();
+        }
+        p = lf + 1;
+    }
+}
+
+/* count_char - occurrences of c in the output */
+static size_t count_char(const fake *f, char c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->out_len; i++)
+        n += f->out[i] == c;
+    return n;
+}
+
+/* long placeholder values: the whole reply arrives, folded into lines of at most 512 octets */
+static void test_fault_placeholders_long_values(void **state)
+{
+    (void)state;
+    static char profile[4096], helo[520];
+    size_t o = (size_t)snprintf(profile, sizeof(profile),
+                                "{\"server\": {\"banner\": \"{hostname} {hostname} {hostname}\","
+                                " \"ehlo_text\": \"{helo} {helo}\"},"
+                                " \"rules\": [{\"when\": {\"stage\": \"mail\"}, \"do\": {\"reply\": [");
+    for (int i = 0; i < 20; i++)
+        o += (size_t)snprintf(profile + o, sizeof(profile) - o, "\"550-5.7.1 {helo}\", ");
+    snprintf(profile + o, sizeof(profile) - o, "\"550 5.7.1 {helo}{helo}\"]}}]}");
+    char host[251];
+    memset(host, 'm', 250);
+    host[250] = '\0';
+    session_config c = cfg;
+    c.hostname = host;
+    fake *f = fake_with(&c, profile, "smtp");
+    memset(helo, 'h', 500);
+    snprintf(helo + 500, sizeof(helo) - 500, "\r\n");
+    feed(f, "EHLO ");
+    feed(f, helo);
+    feed(f, "MAIL FROM:<a@x.test>\r\nNOOP\r\n");
+    assert_reply_lines(f);
+    /* 3 host names in the banner; 2 + 20 + 2 values of 500 in the EHLO and the MAIL replies */
+    assert_int_equal(count_char(f, 'm'), 3 * 250);
+    assert_int_equal(count_char(f, 'h'), 24 * 500);
+    assert_codes(f, "220 250 550 250");
+    /* every piece of a folded line keeps the enhanced status code; the last line ends the reply */
+    assert_non_null(strstr(f->out, "h\r\n550-5.7.1 hhh"));
+    assert_non_null(strstr(f->out, "h\r\n550 5.7.1 hhh"));
+    assert_non_null(strstr(f->out, "h\r\n250 2.0.0"));
+    fake_free(f);
+}
+
+/* one budget shared by two sessions: content and SIZE= reservations count until dropped or committed */
+static void test_inflight_budget(void **state)
+{
+    (void)state;
+    session_budget budget = {0, 100};
+    session_config c = cfg;
+    c.inflight = &budget;
+    fake *a = fake_with(&c, NULL, "smtp"), *b = fake_with(&c, NULL, "smtp");
+    a->async = 1;
+    feed(a, "EHLO a\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
+    feed(a, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n"); /* 72 */
+    assert_int_equal(budget.used, 72);
+    /* SIZE= over what is left: 452 at MAIL; within it, reserved at MAIL */
+    feed(b, "EHLO b\r\nMAIL FROM:<b@x.test> SIZE=29\r\nMAIL FROM:<b@x.test> SIZE=28\r\n");
+    assert_int_equal(budget.used, 100);
+    assert_codes(b, "250 452 250");
+    /* content within the reservation needs nothing more; 5 bytes past it find no room: 452 after the dot */
+    feed(b, "RCPT TO:<r@y.test>\r\nDATA\r\n01234567890123456789012345\r\n");
+    assert_int_equal(budget.used, 100);
+    feed(b, "01234\r\n");
+    assert_int_equal(budget.used, 72); /* b's message is lost: what it held goes back at once */
+    feed(b, ".\r\n");
+    assert_codes(b, "250 452 250 250 354 452");
+    assert_int_equal(budget.used, 72);
+    feed(a, "0123456789012345678901234\r\n"); /* 27 more: 99 */
+    feed(b, "MAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\nxx\r\n.\r\nRSET\r\n");
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250");
+    feed(a, ".\r\n"); /* the commit is pending: the content still counts */
+    assert_int_equal(budget.used, 99);
+    feed(b, "MAIL FROM:<b@x.test> SIZE=2\r\nMAIL FROM:<b@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n");
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 452 250 250 354");
+    session_commit_done(a->s, a->pending->id);
+    assert_int_equal(budget.used, 0);
+    feed(b, "xx\r\n.\r\n");
+    assert_int_equal(budget.used, 0);
+    /* a reservation is given back with its transaction, and by a session freed mid-message */
+    feed(b, "MAIL FROM:<b@x.test> SIZE=50\r\n");
+    assert_int_equal(budget.used, 50);
+    feed(b, "RSET\r\n");
+    assert_int_equal(budget.used, 0);
+    feed(a, "MAIL FROM:<a@x.test>\r\nRCPT TO:<r@y.test>\r\nDATA\r\nabc\r\n");
+    assert_int_equal(budget.used, 5);
+    fake_free(a);
+    assert_int_equal(budget.used, 0);
+    assert_codes(b, "250 452 250 250 354 452 250 250 354 452 250 452 250 250 354 250 250 250");
+    fake_free(b);
+}
+
 static void test_fault_greylist_and_magic(void **state)
 {
     (void)state;
@@ -1104,6 +1211,8 @@ int main(void)
         cmocka_unit_test(test_fault_close),
         cmocka_unit_test(test_fault_profile_settings),
         cmocka_unit_test(test_fault_placeholders),
+        cmocka_unit_test(test_fault_placeholders_long_values),
+        cmocka_unit_test(test_inflight_budget),
         cmocka_unit_test(test_fault_greylist_and_magic),
         cmocka_unit_test(test_fault_delay_pipelined),
         cmocka_unit_test(test_starttls),
