@@ -149,7 +149,7 @@ cJSON *admin_message_summary(const store_msg *m)
     return store_msg_envelope_json(m);
 }
 
-/* base64 - of len bytes, as a cJSON string (NULL when out of memory) */
+/* base64_string - len bytes in base64, as a cJSON string (NULL when out of memory) */
 static cJSON *base64_string(const char *data, size_t len)
 {
     if (len == 0)
