@@ -225,14 +225,53 @@ static cJSON *id_copy(const cJSON *idv)
     return cJSON_CreateRaw(text);
 }
 
-/* duplicate_key - a key that appears twice in the request object (which one counts would be a guess) */
-static const char *duplicate_key(const cJSON *req)
+static int compare_keys(const void *a, const void *b)
 {
-    for (const cJSON *a = req->child; a != NULL; a = a->next)
-        for (const cJSON *b = a->next; b != NULL; b = b->next)
-            if (strcmp(a->string, b->string) == 0)
-                return a->string;
-    return NULL;
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/*
+ * duplicate_key - a key that appears twice in the request object (which one counts would be a guess).
+ * Sorted, so that a request of a million keys costs n log n, not n squared. *oom set when out of memory.
+ */
+static const char *duplicate_key(const cJSON *req, int *oom)
+{
+    size_t n = 0;
+    for (const cJSON *k = req->child; k != NULL; k = k->next)
+        n++;
+    if (n < 2)
+        return NULL;
+    const cJSON **keys = malloc(n * sizeof(*keys));
+    if (keys == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    n = 0;
+    for (const cJSON *k = req->child; k != NULL; k = k->next)
+        keys[n++] = k;
+    qsort(keys, n, sizeof(*keys), compare_keys);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && dup == NULL; i++)
+        if (strcmp(keys[i - 1]->string, keys[i]->string) == 0)
+            dup = keys[i]->string;
+    free(keys);
+    return dup;
+}
+
+/*
+ * has_nul_escape - the JSON text holds \u0000 in a string. cJSON decodes it into a NUL that ends the C
+ * string, so "<token>\u0000x" read as the token and "ping\u0000x" as ping: no admin string may hold one.
+ */
+static int has_nul_escape(const char *json, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (json[i] != '\\')
+            continue;
+        if (json[i + 1] == 'u' && i + 5 < len && memcmp(json + i + 2, "0000", 4) == 0)
+            return 1;
+        i++; /* the escaped character, which may be a backslash */
+    }
+    return 0;
 }
 
 /* same_token - the request's token is the server's, compared in constant time */
@@ -280,21 +319,31 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
         return;
     }
+    if (has_nul_escape(line, len)) {
+        cJSON_Delete(req);
+        respond(c, admin_error("bad_request", "a string in the request holds \\u0000 (NUL), which none may"),
+                NULL);
+        return;
+    }
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
     cJSON *id = idv ? id_copy(idv) : NULL;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     const config *cfg = c->a->srv->cfg;
+    const char *dup = NULL;
+    int oom = 0;
     cJSON *resp;
+    /* The token first: a request without it costs no more than its parse, whatever its shape. */
     if (!cJSON_IsObject(req))
         resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
-    else if (!cJSON_IsString(cmd))
-        resp = admin_error("bad_request", "the request has no \"cmd\" string");
-    else if (duplicate_key(req) != NULL)
-        resp =
-            admin_error("bad_request", "the key \"%.64s\" appears twice in the request", duplicate_key(req));
     else if (cfg->admin_token != NULL && !same_token(request_token(req), cfg->admin_token))
         resp =
             admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
+    else if (!cJSON_IsString(cmd))
+        resp = admin_error("bad_request", "the request has no \"cmd\" string");
+    else if ((dup = duplicate_key(req, &oom)) != NULL)
+        resp = admin_error("bad_request", "the key \"%.64s\" appears twice in the request", dup);
+    else if (oom)
+        resp = admin_error("internal", "out of memory");
     else
         resp = admin_command(c, req, id);
     if (resp != NULL)
