@@ -389,8 +389,8 @@ static void process_lines(admin_client *c)
             continue; /* empty lines are keep-alives */
         handle_line(c, p, len);
     }
-    if (c->closing)
-        return;
+    if (c->closing || off == 0)
+        return; /* nothing framed: c->in may be NULL (given back while a wait held the queue) */
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
 }

@@ -121,3 +121,17 @@ def test_unix_socket_in_use_is_refused_and_a_stale_one_replaced(short_tmp, serve
         assert admin.ok("ping")["pong"] is True
     doc = (Path(__file__).resolve().parents[2] / "docs" / "admin.md").read_text()
     assert "does not check whether another process" not in doc
+
+
+# -- undefined behaviour ----------------------------------------------------------------------------------------
+
+
+def test_wait_ending_after_a_large_read_is_clean(server):
+    # More than 4 KiB in one read: the input buffer is given back while the wait holds the queue, and the
+    # wait's end then framed an empty, freed buffer (memmove(NULL, NULL, 0) aborted the UBSan build).
+    with server.admin() as admin:
+        admin.send(b'{"id":1,"cmd":"messages.wait","timeout":0.2}' + b" " * 8000 + b"\n")
+        check_error(admin.response(), "timeout")
+        assert admin.ok("ping")["pong"] is True
+    assert server.stop() == 0
+    server.check_clean_exit()
