@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "admin_cmd.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "server.h"
 #include "utf8.h"
@@ -197,7 +198,7 @@ static void respond(admin_client *c, cJSON *obj, cJSON *id)
         cJSON_AddItemToObject(out, item->string, item);
     }
     cJSON_Delete(obj);
-    send_text(c, cJSON_PrintUnformatted(out));
+    send_text(c, json_print(out));
     cJSON_Delete(out);
 }
 

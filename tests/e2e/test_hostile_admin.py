@@ -135,3 +135,43 @@ def test_wait_ending_after_a_large_read_is_clean(server):
         assert admin.ok("ping")["pong"] is True
     assert server.stop() == 0
     server.check_clean_exit()
+
+
+# -- UTF-8 in what the server sends ------------------------------------------------------------------------------
+
+
+def strict_json(raw):
+    """raw bytes as JSON, refusing any byte sequence that is not UTF-8 (json.loads would raise too)."""
+    return json.loads(raw.decode("utf-8", "strict"))
+
+
+def test_admin_output_and_envelopes_are_utf8_whatever_the_client_sent(server):
+    import base64
+
+    client = server.connect()
+    assert client.reply().code == 220
+    client.send(b"EHLO h\xff\xfe.example\r\n")
+    assert client.reply().code == 250
+    client.send(b"AUTH PLAIN " + base64.b64encode(b"\0us\xc0er\0pw") + b"\r\n")
+    client.reply()
+    client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+    assert [r.code for r in client.replies(3)] == [250, 250, 354]
+    client.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+    assert client.reply().code == 250
+    with server.admin() as admin:
+        for req in ({"id": 1, "cmd": "sessions.list"}, {"id": 2, "cmd": "messages.list"}):
+            admin.send_obj(req)
+            resp = strict_json(admin.read_line())
+            assert resp["ok"] is True, resp
+            text = json.dumps(resp, ensure_ascii=False)
+            assert "h\ufffd\ufffd.example" in text, text
+        sid = resp["messages"][0]["session"]
+        admin.send_obj({"id": 3, "cmd": "sessions.get", "session": sid})
+        session = strict_json(admin.read_line())
+        assert "us\ufffder" in json.dumps(session, ensure_ascii=False), session
+        admin.send_obj({"id": 4, "cmd": "messages.get", "message": resp["messages"][0]["id"]})
+        assert strict_json(admin.read_line())["ok"] is True
+    client.close()
+    (msg_id,) = server.message_ids()
+    envelope = strict_json((server.store_dir / f"{msg_id}.json").read_bytes())
+    assert "h\ufffd\ufffd.example" in json.dumps(envelope, ensure_ascii=False)
