@@ -34,6 +34,12 @@
 #define ADMIN_WRITE_MAX   (16 * 1024 * 1024) /* queued output per client before it is dropped */
 #define ADMIN_READ_BUFFER 65536
 #define ADMIN_BACKLOG     64
+/* Before a connection has shown the token (when one is set): what a stranger may make the server hold. */
+#define ADMIN_PRETOKEN_LINE_MAX    65536 /* a longer line must hold the token in these first bytes */
+#define ADMIN_CLIENTS_MAX          64    /* admin connections at once; the next one is refused */
+#define ADMIN_PARTIAL_LINE_IDLE_MS 10000 /* a started line that gets no byte this long is dropped */
+#define ADMIN_REFUSED_LINGER_MS    2000 /* a refused client's input is read and dropped until it is this quiet \
+                                         */
 
 typedef union admin_handle {
     uv_handle_t handle;
@@ -55,13 +61,18 @@ typedef struct admin_listener {
 struct admin_client {
     admin *a;
     admin_handle h;
-    uv_timer_t timer; /* messages.wait's timeout */
+    uv_timer_t timer;      /* messages.wait's timeout */
+    uv_timer_t idle_timer; /* a partial line that stopped growing; a refused client's linger */
+    uv_shutdown_t shutdown;
     int handles_open;
     int closing;
     admin_client *prev, *next;
     char *in; /* input not yet framed into requests */
     size_t in_len, in_cap;
     int discarding; /* an over-long line is being skipped to its newline */
+    int authed;     /* a request with the right token came (or no token is set): long lines are allowed */
+    int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
+    int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
     int subscribed;
     int waiting; /* a messages.wait holds the queue */
     int eof;     /* the client shut its side: answer what it sent, then close */
@@ -75,6 +86,7 @@ struct admin {
     admin_listener listeners[CONFIG_ADMIN_MAX];
     size_t nlisteners;
     admin_client *clients;
+    size_t nclients;
     size_t nsubscribers;
     char read_buf[ADMIN_READ_BUFFER];
 };
@@ -102,6 +114,7 @@ static void on_client_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     admin *a = c->a;
+    a->nclients--;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -126,6 +139,7 @@ static void admin_client_close(admin_client *c, const char *why)
     c->subscribed = 0;
     uv_close(&c->h.handle, on_client_closed);
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
+    uv_close((uv_handle_t *)&c->idle_timer, on_client_closed);
 }
 
 /* -- output --------------------------------------------------------------------------------------------- */
@@ -334,9 +348,13 @@ static void handle_line(admin_client *c, const char *line, size_t len)
     int oom = 0;
     cJSON *resp;
     /* The token first: a request without it costs no more than its parse, whatever its shape. */
+    int token_ok =
+        cJSON_IsObject(req) && (cfg->admin_token == NULL || same_token(request_token(req), cfg->admin_token));
+    if (token_ok)
+        c->authed = 1;
     if (!cJSON_IsObject(req))
         resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
-    else if (cfg->admin_token != NULL && !same_token(request_token(req), cfg->admin_token))
+    else if (!token_ok)
         resp =
             admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
     else if (!cJSON_IsString(cmd))
@@ -352,11 +370,64 @@ static void handle_line(admin_client *c, const char *line, size_t len)
     cJSON_Delete(req);
 }
 
+static void on_refused_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req, (void)status; /* the linger timer closes the connection either way */
+}
+
+static void on_linger_end(uv_timer_t *t)
+{
+    admin_client_close(t->data, NULL);
+}
+
+/*
+ * refuse - resp (taken over) is the client's last response, followed by a FIN. What it still sends is read
+ * and dropped, so that closing does not reset the connection under the response; it is closed once it is
+ * ADMIN_REFUSED_LINGER_MS quiet, or at its EOF.
+ */
+static void refuse(admin_client *c, cJSON *resp)
+{
+    c->refused = 1;
+    if (c->subscribed)
+        c->a->nsubscribers--;
+    c->subscribed = 0;
+    respond(c, resp, NULL);
+    if (c->closing)
+        return;
+    if (uv_shutdown(&c->shutdown, &c->h.stream, on_refused_shutdown) != 0) {
+        admin_client_close(c, NULL);
+        return;
+    }
+    uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
+}
+
+/*
+ * line_allowed - a line of len bytes so far (p) may be held: within ADMIN_LINE_MAX, and before the
+ * connection has shown the token, within ADMIN_PRETOKEN_LINE_MAX unless the token is in its first bytes (a
+ * stranger makes the server hold and parse little). Refuses the client otherwise.
+ */
+static int line_allowed(admin_client *c, const char *p, size_t len)
+{
+    const char *token = c->a->srv->cfg->admin_token;
+    if (c->authed || token == NULL || len <= ADMIN_PRETOKEN_LINE_MAX)
+        return 1;
+    if (!c->line_token)
+        c->line_token = memmem(p, ADMIN_PRETOKEN_LINE_MAX, token, strlen(token)) != NULL;
+    if (c->line_token)
+        return 1;
+    refuse(c,
+           admin_error("line_too_long",
+                       "until a request has carried the token, a request line is at most %d bytes, or holds "
+                       "the token in its first %d bytes",
+                       ADMIN_PRETOKEN_LINE_MAX, ADMIN_PRETOKEN_LINE_MAX));
+    return 0;
+}
+
 /* process_lines - run the complete lines in the input, unless a wait holds the queue */
 static void process_lines(admin_client *c)
 {
     size_t off = 0;
-    while (!c->closing && !c->waiting && off < c->in_len) {
+    while (!c->closing && !c->waiting && !c->refused && off < c->in_len) {
         char *p = c->in + off;
         size_t avail = c->in_len - off;
         char *nl = memchr(p, '\n', avail);
@@ -365,17 +436,21 @@ static void process_lines(admin_client *c)
             c->discarding = nl == NULL;
             continue;
         }
+        if (!line_allowed(c, p, nl ? (size_t)(nl - p) : avail))
+            break;
         if (nl == NULL) {
             if (avail > ADMIN_LINE_MAX) {
                 respond(c, admin_error("line_too_long", "a request line is at most %d bytes", ADMIN_LINE_MAX),
                         NULL);
                 c->discarding = 1;
+                c->line_token = 0;
                 off = c->in_len;
             }
             break;
         }
         size_t len = (size_t)(nl - p);
         off += len + 1;
+        c->line_token = 0;
         if (len > 0 && p[len - 1] == '\r')
             len--;
         if (len > ADMIN_LINE_MAX) {
@@ -390,10 +465,30 @@ static void process_lines(admin_client *c)
             continue; /* empty lines are keep-alives */
         handle_line(c, p, len);
     }
+    if (c->refused)
+        off = c->in_len; /* its last response is on its way: the rest is not read */
     if (c->closing || off == 0)
         return; /* nothing framed: c->in may be NULL (given back while a wait held the queue) */
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
+}
+
+static void on_partial_line_idle(uv_timer_t *t)
+{
+    admin_client *c = t->data;
+    refuse(c, admin_error("timeout", "a request line was started and got no byte for %d s",
+                          ADMIN_PARTIAL_LINE_IDLE_MS / 1000));
+}
+
+/* watch_partial_line - a started line must keep growing; complete lines behind a wait are not partial */
+static void watch_partial_line(admin_client *c)
+{
+    if (c->closing || c->refused)
+        return;
+    if (c->in_len > 0 && !c->waiting && !c->discarding)
+        uv_timer_start(&c->idle_timer, on_partial_line_idle, ADMIN_PARTIAL_LINE_IDLE_MS, 0);
+    else
+        uv_timer_stop(&c->idle_timer);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -408,6 +503,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     admin_client *c = stream->data;
     if (nread == 0 || c->closing)
         return;
+    if (c->refused) {
+        if (nread < 0)
+            admin_client_close(c, NULL);
+        else
+            uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
+        return;
+    }
     if (nread == UV_EOF) {
         /* A half-close (shutdown(SHUT_WR), `nc -N`): the requests already sent are still answered, and a
          * last line without its newline counts as a request. The connection closes once that is done. */
@@ -460,6 +562,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->in = NULL;
         c->in_cap = 0;
     }
+    watch_partial_line(c);
 }
 
 /* -- waits and streams ------------------------------------------------------------------------------- */
@@ -473,6 +576,7 @@ static void end_wait(admin_client *c, cJSON *resp)
     filter_free(&c->filter);
     respond(c, resp, id);
     process_lines(c); /* requests that queued behind the wait */
+    watch_partial_line(c);
     close_if_done(c);
 }
 
@@ -493,6 +597,7 @@ static void on_wait_timeout(uv_timer_t *t)
 void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms)
 {
     c->waiting = 1;
+    uv_timer_stop(&c->idle_timer);
     c->wait_id = id;
     c->filter = *filter;
     memset(filter, 0, sizeof(*filter));
@@ -596,13 +701,20 @@ static void on_connection(uv_stream_t *server_stream, int status)
     c->h.handle.data = c;
     uv_timer_init(a->srv->loop, &c->timer);
     c->timer.data = c;
-    c->handles_open = 2;
+    uv_timer_init(a->srv->loop, &c->idle_timer);
+    c->idle_timer.data = c;
+    c->handles_open = 3;
+    c->authed = a->srv->cfg->admin_token == NULL;
     c->next = a->clients;
     if (a->clients)
         a->clients->prev = c;
     a->clients = c;
+    a->nclients++;
     if (uv_accept(server_stream, &c->h.stream) != 0 || uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
         admin_client_close(c, NULL);
+    else if (a->nclients > ADMIN_CLIENTS_MAX)
+        refuse(c, admin_error("too_many_clients", "the admin socket serves at most %d connections at once",
+                              ADMIN_CLIENTS_MAX));
 }
 
 /* is_loopback - 127.0.0.0/8 or ::1 */

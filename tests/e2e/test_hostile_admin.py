@@ -44,11 +44,16 @@ def smtp_greets(server, timeout):
 def test_many_keys_without_the_token_are_refused_at_once(server_factory):
     srv = server_factory("--admin-token", TOKEN)
     with srv.admin() as admin:
-        admin.send(many_keys_line(150_000))
+        # A connection that showed the token once may send long lines; each request still needs it.
+        assert admin.request({"id": 1, "cmd": "ping", "token": TOKEN})["pong"] is True
+        admin.send(many_keys_line(150_000, ',"k149999":2'))
         # The loop is not stalled meanwhile: SMTP still greets.
         assert smtp_greets(srv, ANSWER_S)
-        resp = admin.response(timeout=ANSWER_S)
-    assert resp["ok"] is False and resp["error"]["code"] in ("unauthorized", "line_too_long"), resp
+        check_error(admin.response(timeout=ANSWER_S), "unauthorized")
+    with srv.admin() as admin:
+        admin.send(many_keys_line(150_000))
+        assert smtp_greets(srv, ANSWER_S)
+        check_error(admin.response(timeout=ANSWER_S), "line_too_long")
 
 
 def test_duplicate_key_among_many_is_found_in_n_log_n(server_factory):
@@ -72,6 +77,121 @@ def test_profile_with_many_duplicate_keys_compiles_in_linear_time(server):
         resp = admin.response(timeout=ANSWER_S)
         assert time.monotonic() - started < ANSWER_S
     check_error(resp, "invalid_profile")
+
+
+# -- what a client may make the server hold before it shows the token -----------------------------------------
+
+PRETOKEN_LINE_MAX = 65536
+CLIENTS_MAX = 64
+PARTIAL_LINE_IDLE_S = 10
+
+
+def vm(pid, field):
+    """VmRSS or VmHWM of pid in MiB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def send_all_or_reset(sock, data):
+    """Send data; the server may stop listening first (then the peer resets): both are fine here."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
+def last_error_then_closed(admin, code, timeout=ANSWER_S):
+    """The next line is an error with code (id null) and then the server closes the connection."""
+    resp = admin.response(timeout=timeout)
+    assert resp["id"] is None, resp
+    err = check_error(resp, code)
+    with pytest.raises(ConnectionError):
+        admin.read_line(timeout=timeout)
+    return err
+
+
+def test_a_long_line_before_the_token_is_refused_and_closed(server_factory):
+    srv = server_factory("--admin-token", TOKEN)
+    with srv.admin() as admin:
+        admin.send(b'{"cmd":"ping","pad":"' + b"x" * (PRETOKEN_LINE_MAX + 40_000))
+        err = last_error_then_closed(admin, "line_too_long")
+        assert f"at most {PRETOKEN_LINE_MAX} bytes" in err["message"], err
+
+
+def test_a_long_line_is_allowed_with_the_token_in_front_or_after_a_token_request(server_factory):
+    srv = server_factory("--admin-token", TOKEN)
+    pad = "x" * (PRETOKEN_LINE_MAX * 3)
+    with srv.admin() as admin:
+        admin.send(json.dumps({"id": 1, "token": TOKEN, "cmd": "ping", "pad": pad}).encode() + b"\n")
+        check_error(admin.response(), "bad_argument")
+        # Shown once, the token lets later long lines through wherever they carry it.
+        admin.send(json.dumps({"id": 2, "cmd": "ping", "pad": pad, "token": TOKEN}).encode() + b"\n")
+        check_error(admin.response(), "bad_argument")
+    with srv.admin() as admin:
+        assert admin.request({"id": 3, "cmd": "ping", "token": TOKEN})["pong"] is True
+        admin.send(json.dumps({"id": 4, "cmd": "ping", "pad": pad, "token": TOKEN}).encode() + b"\n")
+        check_error(admin.response(), "bad_argument")
+    with srv.admin() as admin:
+        admin.send(json.dumps({"id": 5, "cmd": "ping", "pad": pad, "token": TOKEN}).encode() + b"\n")
+        last_error_then_closed(admin, "line_too_long")
+
+
+def test_strangers_cannot_make_the_server_hold_or_parse_much(server_factory):
+    srv = server_factory("--admin-token", TOKEN)
+    with srv.admin() as admin:
+        assert admin.ok("ping", token=TOKEN)["pong"] is True
+    hwm = vm(srv.pid, "VmHWM")
+    # 4 million array items in one 8 MiB line: parsed, that was over 300 MB.
+    items = b"[" + b"1," * (4 * 1024 * 1024 - 8) + b"1]"
+    with srv.admin() as admin:
+        send_all_or_reset(admin.sock, b'{"cmd":"ping","x":' + items + b"}\n")
+    # 40 connections that each park almost 8 MiB of a line without its newline.
+    conns = [srv.admin() for _ in range(40)]
+    for c in conns:
+        send_all_or_reset(c.sock, b'{"cmd":"ping","pad":"' + b"y" * (8 * 1024 * 1024 - 100))
+    with srv.admin() as admin:
+        assert admin.ok("ping", token=TOKEN)["pong"] is True
+    grew = vm(srv.pid, "VmHWM") - hwm
+    for c in conns:
+        c.close()
+    print(f"VmHWM grew by {grew:.1f} MiB")
+    assert grew < 64, f"the server's peak memory grew by {grew:.0f} MiB"
+
+
+def test_admin_connections_are_capped(server):
+    conns = [server.admin() for _ in range(CLIENTS_MAX)]
+    try:
+        for c in conns:
+            assert c.ok("ping")["pong"] is True
+        with server.admin() as extra:
+            err = last_error_then_closed(extra, "too_many_clients")
+            assert f"at most {CLIENTS_MAX} connections" in err["message"], err
+        conns.pop().close()
+
+        def another_fits():
+            with server.admin() as again:
+                try:
+                    return again.request({"id": 1, "cmd": "ping"}).get("pong") is True
+                except ConnectionError:
+                    return False
+
+        poll(another_fits, ANSWER_S, interval=0.1, message="a connection once one is closed")
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_partial_line_that_stops_growing_is_dropped(server):
+    with server.admin() as quiet, server.admin() as partial:
+        partial.send(b'{"cmd": "pi')
+        started = time.monotonic()
+        err = last_error_then_closed(partial, "timeout", timeout=PARTIAL_LINE_IDLE_S + ANSWER_S)
+        assert time.monotonic() - started >= PARTIAL_LINE_IDLE_S - 1
+        assert f"no byte for {PARTIAL_LINE_IDLE_S} s" in err["message"], err
+        # A connection that sends nothing costs nothing, and is kept.
+        assert quiet.ok("ping")["pong"] is True
 
 
 # -- the token, cmd and path are whole strings ---------------------------------------------------------------
@@ -175,3 +295,18 @@ def test_admin_output_and_envelopes_are_utf8_whatever_the_client_sent(server):
     (msg_id,) = server.message_ids()
     envelope = strict_json((server.store_dir / f"{msg_id}.json").read_bytes())
     assert "h\ufffd\ufffd.example" in json.dumps(envelope, ensure_ascii=False)
+
+
+def test_ctl_loads_a_large_profile_on_a_server_with_a_token(server_factory, tmp_path):
+    from conftest import ctl
+
+    srv = server_factory("--admin-token", TOKEN)
+    rules = [{"name": f"r{i}", "comment": "c" * 400, "when": {"stage": "rcpt", "rcpt": f"x{i}@example.org"},
+              "do": {"reply": "550 5.1.1 no"}} for i in range(300)]
+    profile = tmp_path / "large.json"
+    profile.write_text(json.dumps({"name": "large", "rules": rules}))
+    assert profile.stat().st_size > 2 * PRETOKEN_LINE_MAX
+    proc = ctl(srv, "--token", TOKEN, "load", profile)
+    assert proc.returncode == 0, proc.stderr
+    with srv.admin(token=TOKEN) as admin:
+        assert admin.ok("profile.get")["name"] == "large"
