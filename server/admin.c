@@ -4,9 +4,12 @@
  *
  * Every client handle is closed through admin_client_close() and freed when its last handle's close
  * callback runs. Input is framed into lines of at most ADMIN_LINE_MAX bytes; a longer line is answered
- * with line_too_long and skipped up to its newline. Output is bounded per client: one that lets more than
- * ADMIN_WRITE_MAX bytes queue up (an events subscriber that stopped reading) is disconnected, so no client
- * can make the server hold unbounded memory.
+ * with line_too_long and skipped up to its newline. Small output lines gather into writes of up to
+ * ADMIN_OUT_CHUNK, sent before the loop next waits. Output is bounded in the bytes it really holds (each
+ * write's allocation and bookkeeping): a client that lets more than ADMIN_WRITE_MAX queue up (an events
+ * subscriber that stopped reading) is disconnected; a response over ADMIN_RESPONSE_MAX is refused, and one
+ * that would take the output of all clients past ADMIN_OUTPUT_TOTAL_MAX is refused until the others have read
+ * theirs. No client can make the server hold unbounded memory.
  */
 #define _GNU_SOURCE /* FNM_CASEFOLD */
 
@@ -30,16 +33,23 @@
 #include "server.h"
 #include "utf8.h"
 
-#define ADMIN_LINE_MAX    (8 * 1024 * 1024)  /* one request: an inline profile (4 MiB) with room to spare */
-#define ADMIN_WRITE_MAX   (16 * 1024 * 1024) /* queued output per client before it is dropped */
-#define ADMIN_READ_BUFFER 65536
-#define ADMIN_BACKLOG     64
+#define ADMIN_LINE_MAX         (8 * 1024 * 1024) /* one request: an inline profile (4 MiB) with room to spare */
+#define ADMIN_WRITE_MAX        (16 * 1024 * 1024)  /* queued output per client before it is dropped */
+#define ADMIN_RESPONSE_MAX     (128 * 1024 * 1024) /* one response: messages.get raw of a 35 MiB message */
+#define ADMIN_OUTPUT_TOTAL_MAX (128 * 1024 * 1024) /* responses over ADMIN_WRITE_MAX queued, all clients */
+#define ADMIN_SUBSCRIBERS_MAX  16
+/* What a queued line costs beyond its bytes: the write request and two allocations' headers. */
+#define ADMIN_WRITE_OVERHEAD (sizeof(write_req) + 2 * 32)
+#define ADMIN_OUT_CHUNK      65536 /* small lines gather into writes of up to this */
+#define ADMIN_READ_BUFFER    65536
+#define ADMIN_BACKLOG        64
 /* Before a connection has shown the token (when one is set): what a stranger may make the server hold. */
 #define ADMIN_PRETOKEN_LINE_MAX    65536 /* a longer line must hold the token in these first bytes */
 #define ADMIN_CLIENTS_MAX          64    /* admin connections at once; the next one is refused */
 #define ADMIN_PARTIAL_LINE_IDLE_MS 10000 /* a started line that gets no byte this long is dropped */
-#define ADMIN_REFUSED_LINGER_MS    2000 /* a refused client's input is read and dropped until it is this quiet \
-                                         */
+#define ADMIN_REFUSED_LINGER_MS                                                 \
+    2000 /* a refused client's input is read and dropped until it is this quiet \
+          */
 
 typedef union admin_handle {
     uv_handle_t handle;
@@ -76,7 +86,10 @@ struct admin_client {
     int subscribed;
     int waiting; /* a messages.wait holds the queue */
     int eof;     /* the client shut its side: answer what it sent, then close */
-    int writes;  /* write requests not completed yet */
+    char *out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
+    size_t out_len, out_cap;
+    int writes;    /* write requests not completed yet */
+    size_t queued; /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
     cJSON *wait_id;
     admin_filter filter;
 };
@@ -88,6 +101,10 @@ struct admin {
     admin_client *clients;
     size_t nclients;
     size_t nsubscribers;
+    size_t queued;     /* every client's */
+    size_t big_queued; /* of that, responses over ADMIN_WRITE_MAX */
+    uv_idle_t flush;   /* runs once gathered output waits: writes it before the loop waits */
+    int flush_open;
     char read_buf[ADMIN_READ_BUFFER];
 };
 
@@ -124,6 +141,7 @@ static void on_client_closed(uv_handle_t *h)
     cJSON_Delete(c->wait_id);
     filter_free(&c->filter);
     free(c->in);
+    free(c->out);
     free(c);
 }
 
@@ -147,12 +165,19 @@ static void admin_client_close(admin_client *c, const char *why)
 typedef struct write_req {
     uv_write_t req;
     char *data;
+    size_t cost; /* counted in queued */
 } write_req;
+
+static const char newline[] = "\n";
 
 static void on_write(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
     admin_client *c = req->handle->data;
+    c->queued -= w->cost;
+    c->a->queued -= w->cost;
+    if (w->cost > ADMIN_WRITE_MAX)
+        c->a->big_queued -= w->cost;
     free(w->data);
     free(w);
     c->writes--;
@@ -162,38 +187,125 @@ static void on_write(uv_write_t *req, int status)
         close_if_done(c);
 }
 
-/* send_text - one line to the client (text is taken over; a newline is added) */
-static void send_text(admin_client *c, char *text)
+/*
+ * submit - len bytes of data (taken over; its allocation is size bytes), and a newline when nl, as one
+ * write to the client
+ */
+static void submit(admin_client *c, char *data, size_t len, size_t size, int nl)
 {
-    if (c->closing || text == NULL) {
-        free(text);
+    if (c->closing) {
+        free(data);
         return;
     }
-    if (c->h.stream.write_queue_size > ADMIN_WRITE_MAX) {
-        free(text);
+    if (c->queued > ADMIN_WRITE_MAX) {
+        free(data);
         admin_client_close(c, "it does not read its responses (more than 16 MiB queued)");
         return;
     }
-    size_t len = strlen(text);
-    char *line = realloc(text, len + 2);
     write_req *w = malloc(sizeof(*w));
-    if (line == NULL || w == NULL) {
-        free(line ? line : text);
-        free(w);
+    if (w == NULL) {
+        free(data);
         admin_client_close(c, "out of memory");
         return;
     }
-    line[len] = '\n';
-    line[len + 1] = '\0';
-    w->data = line;
-    uv_buf_t buf = uv_buf_init(line, (unsigned)len + 1);
-    if (uv_write(&w->req, &c->h.stream, &buf, 1, on_write) != 0) {
-        free(line);
+    uv_buf_t bufs[2] = {uv_buf_init(data, (unsigned)len), uv_buf_init((char *)newline, 1)};
+    if (uv_write(&w->req, &c->h.stream, bufs, nl ? 2 : 1, on_write) != 0) {
+        free(data);
         free(w);
         admin_client_close(c, NULL);
         return;
     }
+    w->data = data;
+    w->cost = size + ADMIN_WRITE_OVERHEAD;
     c->writes++;
+    c->queued += w->cost;
+    c->a->queued += w->cost;
+    if (w->cost > ADMIN_WRITE_MAX)
+        c->a->big_queued += w->cost;
+}
+
+/* flush_output - the lines gathered for the client, as one write */
+static void flush_output(admin_client *c)
+{
+    if (c->out_len == 0)
+        return;
+    char *data = c->out;
+    size_t len = c->out_len, size = c->out_cap;
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    submit(c, data, len, size, 0);
+}
+
+static void on_flush(uv_idle_t *h)
+{
+    admin *a = h->data;
+    uv_idle_stop(h);
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        flush_output(c);
+    }
+}
+
+/*
+ * queue_line - a line of len bytes (without its newline) for the client; owned: text is taken over. Lines
+ * gather into writes of up to ADMIN_OUT_CHUNK, sent before the loop next waits: 100,000 pipelined pings
+ * cost a few writes, not 100,000 write requests. A longer line is a write of its own, in order.
+ */
+static void queue_line(admin_client *c, char *text, size_t len, int owned)
+{
+    if (!c->closing && len + 1 > ADMIN_OUT_CHUNK) {
+        flush_output(c);
+        char *data = owned ? text : malloc(len);
+        if (data != NULL && !owned)
+            memcpy(data, text, len);
+        if (data == NULL)
+            admin_client_close(c, "out of memory");
+        else
+            submit(c, data, len, len, 1);
+        return;
+    }
+    if (!c->closing && c->out_len + len + 1 > ADMIN_OUT_CHUNK)
+        flush_output(c);
+    if (!c->closing && c->out_len + len + 1 > c->out_cap) {
+        /* Grown by doubling: what a write holds is at most twice what it sends, and counted whole. */
+        size_t cap = c->out_cap ? c->out_cap : 1024;
+        while (cap < c->out_len + len + 1)
+            cap *= 2;
+        char *out = realloc(c->out, cap);
+        if (out == NULL) {
+            admin_client_close(c, "out of memory");
+        } else {
+            c->out = out;
+            c->out_cap = cap;
+        }
+    }
+    if (!c->closing) {
+        memcpy(c->out + c->out_len, text, len);
+        c->out[c->out_len + len] = '\n';
+        c->out_len += len + 1;
+        uv_idle_start(&c->a->flush, on_flush);
+    }
+    if (owned)
+        free(text);
+}
+
+/*
+ * too_big - the error that replaces a response that costs len, or NULL when it may be queued. A response
+ * over ADMIN_WRITE_MAX waits for no other: it is refused while other such responses, unread, would take
+ * the total past ADMIN_OUTPUT_TOTAL_MAX. Smaller ones are bounded by each client's ADMIN_WRITE_MAX.
+ */
+static cJSON *too_big(const admin_client *c, size_t len)
+{
+    if (len > ADMIN_RESPONSE_MAX)
+        return admin_error("too_large", "the response would be %zu bytes, over the %d a response may take",
+                           len, ADMIN_RESPONSE_MAX);
+    size_t others = c->a->big_queued;
+    if (len > ADMIN_WRITE_MAX && others > 0 && others + len > ADMIN_OUTPUT_TOTAL_MAX)
+        return admin_error("unavailable",
+                           "the response would be %zu bytes, and %zu bytes of large responses are queued for "
+                           "clients that have not read them yet (at most %d in all): retry later",
+                           len, others, ADMIN_OUTPUT_TOTAL_MAX);
+    return NULL;
 }
 
 /* respond - send obj (taken over) with the request's id first */
@@ -212,7 +324,17 @@ static void respond(admin_client *c, cJSON *obj, cJSON *id)
         cJSON_AddItemToObject(out, item->string, item);
     }
     cJSON_Delete(obj);
-    send_text(c, json_print(out));
+    char *text = json_print(out);
+    cJSON *refusal = text ? too_big(c, strlen(text) + 1 + ADMIN_WRITE_OVERHEAD) : NULL;
+    if (refusal != NULL) {
+        cJSON_free(text);
+        cJSON *idv = cJSON_DetachItemFromObjectCaseSensitive(out, "id");
+        cJSON_Delete(out);
+        respond(c, refusal, idv);
+        return;
+    }
+    if (text != NULL)
+        queue_line(c, text, strlen(text), 1);
     cJSON_Delete(out);
 }
 
@@ -392,6 +514,7 @@ static void refuse(admin_client *c, cJSON *resp)
         c->a->nsubscribers--;
     c->subscribed = 0;
     respond(c, resp, NULL);
+    flush_output(c); /* before the FIN */
     if (c->closing)
         return;
     if (uv_shutdown(&c->shutdown, &c->h.stream, on_refused_shutdown) != 0) {
@@ -583,7 +706,10 @@ static void end_wait(admin_client *c, cJSON *resp)
 /* close_if_done - after a half-close: close once no wait is pending and every response is written */
 static void close_if_done(admin_client *c)
 {
-    if (c->eof && !c->closing && !c->waiting && !c->subscribed && c->writes == 0)
+    if (!c->eof || c->closing || c->waiting || c->subscribed)
+        return;
+    flush_output(c);
+    if (c->writes == 0 && !c->closing)
         admin_client_close(c, NULL);
 }
 
@@ -604,11 +730,14 @@ void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t
     uv_timer_start(&c->timer, on_wait_timeout, timeout_ms, 0);
 }
 
-void admin_subscribe(admin_client *c)
+int admin_subscribe(admin_client *c)
 {
+    if (!c->subscribed && c->a->nsubscribers >= ADMIN_SUBSCRIBERS_MAX)
+        return -1;
     if (!c->subscribed)
         c->a->nsubscribers++;
     c->subscribed = 1;
+    return 0;
 }
 
 int admin_filter_match(const admin_filter *f, const store_msg *m)
@@ -671,10 +800,11 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
     cJSON_Delete(o);
     if (line == NULL)
         return;
+    size_t line_len = strlen(line);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
         if (c->subscribed && !c->closing)
-            send_text(c, strdup(line));
+            queue_line(c, line, line_len, 0);
     }
     cJSON_free(line);
 }
@@ -804,6 +934,9 @@ admin *admin_start(server *srv, int *failed)
         return NULL;
     }
     a->srv = srv;
+    uv_idle_init(srv->loop, &a->flush);
+    a->flush.data = a;
+    a->flush_open = 1;
     for (size_t i = 0; i < cfg->nadmin; i++) {
         const admin_addr *addr = &cfg->admin[i];
         if (!addr->unix_path[0] && !is_loopback(addr->tcp.host) && !cfg->admin_remote) {
@@ -853,6 +986,10 @@ void admin_stop(admin *a)
         next = c->next;
         admin_client_close(c, NULL);
     }
+    if (a->flush_open) {
+        a->flush_open = 0;
+        uv_close((uv_handle_t *)&a->flush, NULL);
+    }
 }
 
 void admin_free(admin *a)
@@ -884,4 +1021,9 @@ void admin_ports_json(const admin *a, cJSON *root)
         cJSON_AddNumberToObject(o, "port", l->port);
         cJSON_AddStringToObject(o, "address", l->bound);
     }
+}
+
+int admin_subscribers_max(void)
+{
+    return ADMIN_SUBSCRIBERS_MAX;
 }

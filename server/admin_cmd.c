@@ -560,7 +560,9 @@ static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
     cJSON *err = no_args(req);
     if (err != NULL)
         return err;
-    admin_subscribe(c);
+    if (admin_subscribe(c) != 0)
+        return admin_error("too_many_subscribers", "at most %d clients may subscribe at once",
+                           admin_subscribers_max());
     cJSON *resp = ok();
     cJSON_AddBoolToObject(resp, "subscribed", 1);
     return resp;

@@ -5,6 +5,7 @@ Timing checks are "answered within N seconds" with N far above what the server n
 machine under ASan; memory checks read the server's VmHWM and VmRSS from /proc with generous thresholds.
 """
 
+import contextlib
 import json
 import socket
 import time
@@ -86,6 +87,18 @@ CLIENTS_MAX = 64
 PARTIAL_LINE_IDLE_S = 10
 
 
+def measured_env():
+    """The server's environment for a memory measurement: under ASan, freed blocks are not held back for
+    reuse checks (the quarantine would count up to 256 MiB of freed memory in the peak)."""
+    from conftest import server_env
+
+    asan = server_env().get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=0"}
+
+
+MEASURED_ENV = measured_env()
+
+
 def vm(pid, field):
     """VmRSS or VmHWM of pid in MiB."""
     for line in open(f"/proc/{pid}/status"):
@@ -139,7 +152,7 @@ def test_a_long_line_is_allowed_with_the_token_in_front_or_after_a_token_request
 
 
 def test_strangers_cannot_make_the_server_hold_or_parse_much(server_factory):
-    srv = server_factory("--admin-token", TOKEN)
+    srv = server_factory("--admin-token", TOKEN, env=MEASURED_ENV)
     with srv.admin() as admin:
         assert admin.ok("ping", token=TOKEN)["pong"] is True
     hwm = vm(srv.pid, "VmHWM")
@@ -160,11 +173,21 @@ def test_strangers_cannot_make_the_server_hold_or_parse_much(server_factory):
     assert grew < 64, f"the server's peak memory grew by {grew:.0f} MiB"
 
 
-def test_admin_connections_are_capped(server):
-    conns = [server.admin() for _ in range(CLIENTS_MAX)]
+@contextlib.contextmanager
+def admin_clients(server, n, cmd, key):
+    """n admin connections, each of which has run cmd (whose response holds key: true); closed after."""
+    conns = [server.admin() for _ in range(n)]
     try:
         for c in conns:
-            assert c.ok("ping")["pong"] is True
+            assert c.ok(cmd)[key] is True
+        yield conns
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_admin_connections_are_capped(server):
+    with admin_clients(server, CLIENTS_MAX, "ping", "pong") as conns:
         with server.admin() as extra:
             err = last_error_then_closed(extra, "too_many_clients")
             assert f"at most {CLIENTS_MAX} connections" in err["message"], err
@@ -178,9 +201,6 @@ def test_admin_connections_are_capped(server):
                     return False
 
         poll(another_fits, ANSWER_S, interval=0.1, message="a connection once one is closed")
-    finally:
-        for c in conns:
-            c.close()
 
 
 def test_a_partial_line_that_stops_growing_is_dropped(server):
@@ -192,6 +212,84 @@ def test_a_partial_line_that_stops_growing_is_dropped(server):
         assert f"no byte for {PARTIAL_LINE_IDLE_S} s" in err["message"], err
         # A connection that sends nothing costs nothing, and is kept.
         assert quiet.ok("ping")["pong"] is True
+
+
+# -- output: what clients that do not read can make the server hold ---------------------------------------------
+
+SUBSCRIBERS_MAX = 16
+
+
+def test_subscribers_are_capped(server):
+    with admin_clients(server, SUBSCRIBERS_MAX, "events.subscribe", "subscribed") as subs:
+        with server.admin() as extra:
+            err = extra.error("events.subscribe", "too_many_subscribers")
+            assert f"at most {SUBSCRIBERS_MAX} clients" in err["error"]["message"], err
+            assert extra.ok("ping")["pong"] is True  # the connection stays usable
+            subs.pop().close()
+
+            def subscribed_again():
+                # The server learns that a subscriber left when an event cannot be written to it.
+                server.connect().close()
+                return extra.call("events.subscribe")["ok"]
+
+            poll(subscribed_again, ANSWER_S, interval=0.1, message="a subscription once a subscriber left")
+
+
+def test_subscribers_that_do_not_read_cost_what_the_bound_says(server_factory):
+    server = server_factory(env=MEASURED_ENV)
+    # Events are small lines: their write bookkeeping used to be left out, so that a 16 MiB bound held 36.
+    subs = [server.admin(rcvbuf=4096) for _ in range(8)]
+    for sub in subs:
+        assert sub.ok("events.subscribe")["subscribed"] is True
+    hwm = vm(server.pid, "VmHWM")
+    noop = b"NOOP " + b"n" * 400 + b"\r\n"
+    deadline = time.monotonic() + 120
+    while server.log().count("it does not read its responses") < len(subs):
+        assert time.monotonic() < deadline, "the subscribers that do not read were not dropped"
+        with server.connect() as client:
+            client.reply()
+            client.send(noop * 2000)
+            client.replies(2000)
+    grew = vm(server.pid, "VmHWM") - hwm
+    for sub in subs:
+        sub.close()
+    print(f"VmHWM grew by {grew:.1f} MiB for {len(subs)} subscribers")
+    assert grew < len(subs) * 16 * 2, f"the server's peak memory grew by {grew:.0f} MiB"
+
+
+def send_big_message(server, size):
+    """One message of about size bytes of text lines, by a raw SMTP client; its id."""
+    line = b"x" * 76 + b"\r\n"
+    with server.connect(timeout=60) as client:
+        client.reply()
+        client.send(b"EHLO big.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+        client.replies(4)
+        client.send(b"Subject: big\r\n\r\n" + line * (size // len(line)) + b".\r\n")
+        assert client.reply().code == 250
+    with server.admin() as admin:
+        return admin.ok("messages.list")["messages"][-1]["id"]
+
+
+def read_whole_response(admin, timeout=120):
+    resp = admin.response(timeout=timeout)
+    assert resp["ok"] is True, resp.get("error")
+    return resp
+
+
+def test_large_responses_to_clients_that_do_not_read_are_bounded_in_all(server):
+    msg = send_big_message(server, 34 * 1024 * 1024)
+    with server.admin(rcvbuf=4096) as slow, server.admin() as second:
+        slow.send_obj({"id": 1, "cmd": "messages.get", "message": msg, "raw": True})
+        # The first is queued (about 80 MB); a second one would double that while the first is not read.
+        resp = second.call("messages.get", message=msg, raw=True, read_timeout=120)
+        assert resp["ok"] is False, "a second large response was queued while the first was not read"
+        err = check_error(resp, "unavailable")
+        assert "retry later" in err["message"], err
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        assert len(read_whole_response(slow)["raw_base64"]) > 34 * 1024 * 1024
+        # Once read, the next one is served.
+        second.send_obj({"id": 2, "cmd": "messages.get", "message": msg, "raw": True})
+        assert read_whole_response(second)["id"] == 2
 
 
 # -- the token, cmd and path are whole strings ---------------------------------------------------------------
