@@ -313,6 +313,44 @@ def test_cmd_and_path_with_a_nul_escape_are_refused(server):
         assert admin.ok("ping")["pong"] is True
 
 
+# -- profile.load reads files in the profile directories only ----------------------------------------------------
+
+
+def test_profile_paths_are_confined(short_tmp, server_factory):
+    profiles, allowed, outside = short_tmp / "profiles", short_tmp / "allowed", short_tmp / "outside"
+    for d in (profiles, allowed, outside):
+        d.mkdir()
+    (profiles / "mine.json").write_text('{"name": "mine"}')
+    (allowed / "extra.json").write_text('{"name": "extra"}')
+    secret = outside / "secret.json"
+    secret.write_text('{"name": "secret-content-1234"}')
+    (profiles / "link.json").symlink_to(secret)
+    srv = server_factory("--admin-allow-paths", f"{allowed}:{short_tmp}/nonexistent",
+                         env={"SMTPFAULT_PROFILES": str(profiles)})
+    with srv.admin() as admin:
+        for path in ("/etc/passwd", "/proc/self/environ", str(secret), f"{profiles}/../outside/secret.json",
+                     str(profiles / "link.json"), f"{outside}/absent.json", "/nonexistent/x.json", "relative.json"):
+            for cmd in ("profile.load", "profile.validate"):
+                resp = admin.call(cmd, path=path)
+                err = check_error(resp, "forbidden")
+                assert "secret-content" not in json.dumps(resp) and "root:" not in json.dumps(resp), resp
+                assert "--admin-allow-paths" in err["message"], err
+        assert admin.ok("profile.load", path=str(profiles / "mine.json"))["name"] == "mine"
+        assert admin.ok("profile.load", path=f"{allowed}/../allowed/extra.json")["name"] == "extra"
+        assert "secret-content" not in json.dumps(admin.ok("profile.get"))
+        # A file that is not there is reported as such only in an allowed directory.
+        resp = admin.call("profile.load", path=f"{allowed}/absent.json")
+        check_error(resp, "invalid_profile")
+        assert resp["errors"] == [f"{allowed}/absent.json: cannot read: no such file or directory"]
+
+
+def test_profile_paths_from_the_environment(short_tmp, server_factory):
+    (short_tmp / "p.json").write_text('{"name": "from-env-dir"}')
+    srv = server_factory(env={"SMTPFAULT_ADMIN_ALLOW_PATHS": str(short_tmp)})
+    with srv.admin() as admin:
+        assert admin.ok("profile.validate", path=str(short_tmp / "p.json"))["name"] == "from-env-dir"
+
+
 # -- the unix socket at start ----------------------------------------------------------------------------------
 
 
