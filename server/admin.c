@@ -47,9 +47,7 @@
 #define ADMIN_PRETOKEN_LINE_MAX    65536 /* a longer line must hold the token in these first bytes */
 #define ADMIN_CLIENTS_MAX          64    /* admin connections at once; the next one is refused */
 #define ADMIN_PARTIAL_LINE_IDLE_MS 10000 /* a started line that gets no byte this long is dropped */
-#define ADMIN_REFUSED_LINGER_MS                                                 \
-    2000 /* a refused client's input is read and dropped until it is this quiet \
-          */
+#define ADMIN_REFUSED_LINGER_MS    2000  /* a refused client's input is dropped until this quiet */
 
 typedef union admin_handle {
     uv_handle_t handle;
