@@ -6,7 +6,8 @@
  * in on_handle_closed() once both handles are closed and no --store-dir write still refers to the
  * connection. A graceful end (QUIT, 421) writes the last reply (and TLS close_notify), shuts the write side
  * down and keeps reading for a short linger period, so the client is not sent an RST while its last reply
- * is in flight. A reset fault closes with an RST at once and never mixes with uv_shutdown.
+ * is in flight. A reset fault never mixes with uv_shutdown: every reply queued before it is written and
+ * acknowledged by the client's TCP first (a client reads what it received before the RST), then the RST.
  *
  * One timer per connection serves every wait in turn: the idle timeout, a fault's delay, a drip's next
  * byte, the linger after our FIN. TLS (tls.c) sits between the socket and the session: ciphertext in,
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "jsonutil.h"
@@ -30,6 +32,7 @@
 #define CONN_LINGER_MS       2000         /* after our FIN, wait this long for the client's */
 #define CONN_OUT_INITIAL     512          /* first output buffer; most batches are a reply or two */
 #define CONN_DRIP_TICK_MS    100          /* a drip faster than 10 bytes/s sends every tick */
+#define CONN_RESET_POLL_MS   5 /* before a reset fault's RST: how often to look at the send queue */
 
 typedef enum conn_phase {
     CONN_OPEN,      /* the session is talking */
@@ -45,6 +48,7 @@ typedef enum conn_timer_use {
     TIMER_TLS_DELAY, /* a fault's delay before the handshake */
     TIMER_START,     /* a fault's delay at the connect stage, before the session starts */
     TIMER_LINGER,    /* after our FIN */
+    TIMER_RESET,     /* a reset fault waits for its replies to be delivered */
 } conn_timer_use;
 
 typedef enum conn_tls {
@@ -78,10 +82,14 @@ struct conn {
     int handles_open;
     int commit_pending; /* a --store-dir write refers to this connection */
     int reading;
-    int drain_requested; /* the server is stopping: 421 once the transaction in flight ends */
-    int eof;             /* the client shut its side down */
-    int hanging;         /* a connect-stage hang: no session, input discarded */
-    int reset_at_end;    /* a reset fault after a dripped reply: RST once the drip is written */
+    int drain_requested;     /* the server is stopping: 421 once the transaction in flight ends */
+    int eof;                 /* the client shut its side down */
+    int hanging;             /* a connect-stage hang: no session, input discarded */
+    int reset_at_end;        /* a reset fault: RST once the output queued before it is delivered */
+    int reset_after_input;   /* ... and once the client has sent something more (its ClientHello) */
+    uint64_t reset_deadline; /* loop time when the RST goes even if the client has not taken the output */
+    uint64_t reset_in_mark;  /* bytes_in when the reset was decided */
+    int reset_reading;       /* reset_after_input: reading (and dropping) until the client goes on */
     unsigned writes_pending;
     const char *end_reason; /* why the session ended, for the close log line */
     char client[STORE_CLIENT_MAX];
@@ -105,6 +113,7 @@ typedef struct write_req {
 } write_req;
 
 static void conn_close(conn *c, const char *reason, int reset);
+static void reset_when_delivered(conn *c);
 static void after_session(conn *c);
 static void update_reading(conn *c);
 
@@ -136,7 +145,9 @@ static void conn_eventf(conn *c, int level, const char *name, const char *fmt, .
     __attribute__((format(printf, 4, 5)));
 static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
 {
-    if (!log_enabled((log_level)level))
+    /* Formatted only when someone reads it; the admin socket sees every event up to info, whatever the
+     * log level. */
+    if (!log_enabled((log_level)level) && (level > LOG_INFO || c->srv->admin == NULL))
         return;
     char text[400];
     va_list ap;
@@ -244,6 +255,43 @@ static void conn_close(conn *c, const char *reason, int reset)
 /* -- output -----------------------------------------------------------------------------------------------
  */
 
+/* unacked_bytes - output the kernel holds that the client's TCP has not acknowledged (0 where unknown) */
+static int unacked_bytes(conn *c)
+{
+    int n = 0;
+#ifdef TIOCOUTQ
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, TIOCOUTQ, &n) != 0)
+        return 0;
+#else
+    (void)c;
+#endif
+    return n;
+}
+
+/*
+ * reset_when_delivered - a reset fault's RST, once every reply queued before it is written and acknowledged
+ * (an RST discards whatever the kernel still holds) and, when asked, once the client sends what comes next;
+ * at reset_deadline whatever the client does.
+ */
+static void reset_when_delivered(conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    if (c->reset_deadline == 0)
+        c->reset_deadline = now + CONN_LINGER_MS;
+    if (now < c->reset_deadline && (c->writes_pending > 0 || unacked_bytes(c) > 0)) {
+        timer_set(c, TIMER_RESET, CONN_RESET_POLL_MS);
+        return;
+    }
+    if (now < c->reset_deadline && c->reset_after_input && !c->eof && c->bytes_in == c->reset_in_mark) {
+        c->reset_reading = 1;
+        update_reading(c);
+        timer_set(c, TIMER_RESET, c->reset_deadline - now);
+        return;
+    }
+    conn_close(c, c->end_reason, 1);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
@@ -251,8 +299,8 @@ static void on_write(uv_write_t *req, int status)
     free(w->data);
     free(w);
     c->writes_pending--;
-    if (status == 0 && c->reset_at_end && c->writes_pending == 0 && c->drip == NULL) {
-        conn_close(c, c->end_reason, 1); /* the dripped reply is out: now the reset */
+    if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && c->drip == NULL) {
+        reset_when_delivered(c);
         return;
     }
     if (status < 0) {
@@ -422,11 +470,7 @@ static void end_gracefully(conn *c, const char *reason)
 static void host_close(void *ctx, const char *reason, int reset)
 {
     conn *c = ctx;
-    if (reset && c->drip_bps == 0 && c->drip == NULL) {
-        conn_close(c, reason, 1);
-        return;
-    }
-    c->reset_at_end = reset; /* a reply is being dripped: it goes out first */
+    c->reset_at_end = reset; /* the replies queued (or dripped) so far go out first */
     end_gracefully(c, reason);
 }
 
@@ -642,10 +686,12 @@ static void tls_start(conn *c, const fault_action *a)
         return;
     }
     if (a != NULL && a->close != FAULT_CLOSE_NONE) {
-        if (a->close == FAULT_CLOSE_RST)
-            conn_close(c, "fault: reset at the TLS handshake", 1);
-        else
-            end_gracefully(c, "fault: closed at the TLS handshake");
+        /* After the STARTTLS 220, the RST answers the ClientHello; on smtps it comes before. */
+        c->reset_at_end = a->close == FAULT_CLOSE_RST;
+        c->reset_after_input = c->reset_at_end && !c->implicit_tls;
+        c->reset_in_mark = c->bytes_in;
+        end_gracefully(c, c->reset_at_end ? "fault: reset at the TLS handshake"
+                                          : "fault: closed at the TLS handshake");
         return;
     }
     if (a != NULL && a->tls_alert >= 0) {
@@ -736,6 +782,9 @@ static void on_timer(uv_timer_t *t)
     case TIMER_LINGER:
         conn_close(c, c->end_reason, 0);
         return;
+    case TIMER_RESET:
+        reset_when_delivered(c);
+        return;
     }
 }
 
@@ -769,6 +818,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                                ? "client closed the connection mid-transaction"
                                : "client closed the connection",
                            0);
+            } else if (c->reset_reading) {
+                conn_close(c, c->end_reason, 1);
             } else {
                 uv_read_stop(stream); /* FLUSHING: the shutdown callback closes */
                 c->reading = 0;
@@ -782,6 +833,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->bytes_in == 0 && c->tls_phase == CONN_TLS_NONE && c->tls == NULL && !c->implicit_tls)
         note_clienthello_on_plain(c, buf->base, (size_t)nread);
     c->bytes_in += (uint64_t)nread;
+    if (c->reset_reading) {
+        conn_close(c, c->end_reason, 1); /* the client went on: the reset meets it mid-stream */
+        return;
+    }
     if (c->phase != CONN_OPEN || c->hanging)
         return; /* lingering, flushing or hanging: input is discarded */
     if (c->timer_use == TIMER_IDLE)
@@ -836,7 +891,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static void update_reading(conn *c)
 {
     int want;
-    if (c->phase == CONN_LINGERING)
+    if (c->phase == CONN_LINGERING || c->reset_reading)
         want = !c->eof;
     else if (c->hanging || c->tls_phase == CONN_TLS_STALLED || c->tls_phase == CONN_TLS_ALERT ||
              c->tls_phase == CONN_TLS_RAW)
@@ -873,9 +928,8 @@ static void after_session(conn *c)
     if (c->phase == CONN_CLOSED)
         return;
     if (c->phase == CONN_FLUSHING && c->drip == NULL && c->reset_at_end) {
-        if (c->writes_pending == 0)
-            conn_close(c, c->end_reason, 1);
-        return; /* on_write resets once the last bytes are written */
+        reset_when_delivered(c);
+        return;
     }
     if (c->phase == CONN_FLUSHING && c->drip == NULL) {
         uv_timer_stop(&c->timer);
@@ -954,13 +1008,9 @@ static int connect_stage(conn *c)
         conn_event(c, LOG_INFO, "reply", data, len >= 2 && data[len - 2] == '\r' ? len - 2 : len);
         host_send(c, data, len);
         c->drip_bps = a->drip_bps;
-        if (a->close == FAULT_CLOSE_RST) {
-            flush(c);
-            conn_close(c, "fault: reset at connect", 1);
-        } else {
-            end_gracefully(c, "fault: refused at connect");
-            after_session(c);
-        }
+        c->reset_at_end = a->close == FAULT_CLOSE_RST; /* after the reply */
+        end_gracefully(c, c->reset_at_end ? "fault: reset at connect" : "fault: refused at connect");
+        after_session(c);
         return 0;
     }
     if (a->close != FAULT_CLOSE_NONE) {

@@ -128,6 +128,7 @@ struct session {
     int truncating;    /* the step's output stops after truncate_left bytes, then the session closes */
     size_t truncate_left;
     fault_close close_after; /* close once the step is done */
+    int reset_at_data_end;   /* a reset after the 354: it comes once the client has sent its message */
 
     int discarding; /* an over-long line is being skipped up to its LF */
     int feeding;    /* inside session_feed: a synchronous commit must not re-enter it */
@@ -453,6 +454,13 @@ static void step_done(session *s)
         close_session(s, "fault: reply truncated", 0);
         return;
     }
+    if (s->close_after == FAULT_CLOSE_RST && s->state == ST_DATA) {
+        /* The client goes on with its message: the reset meets it there, as when a server dies mid-message
+         * (a client then reports the reset when it reads the reply, whatever its timing). */
+        s->close_after = FAULT_CLOSE_NONE;
+        s->reset_at_data_end = 1;
+        return;
+    }
     if (s->close_after != FAULT_CLOSE_NONE) {
         int reset = s->close_after == FAULT_CLOSE_RST;
         s->close_after = FAULT_CLOSE_NONE;
@@ -474,6 +482,11 @@ static void step_done(session *s)
 /* end_of_message - the content is complete: reject it, or hand it to the host to keep */
 static void end_of_message(session *s)
 {
+    if (s->reset_at_data_end) { /* nothing is kept */
+        close_session(s, "fault: connection reset", 1);
+        drop_transaction(s);
+        return;
+    }
     if (s->tx_oversize) {
         reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
               (unsigned long long)s->max_size);
