@@ -95,7 +95,8 @@ struct conn {
     char client[STORE_CLIENT_MAX];
     char *out; /* plaintext output of the current batch */
     size_t out_len, out_cap;
-    uint32_t drip_bps;  /* the batch being built is dripped at this rate */
+    uint32_t drip_bps; /* the batch being built is dripped at this rate, from out[drip_from] on */
+    size_t drip_from;
     uint32_t drip_rate; /* the rate of the drip in progress (drip_bps is reset after each batch) */
     char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
     size_t drip_len, drip_off;
@@ -393,25 +394,68 @@ static void drip_tick(conn *c)
         timer_set(c, TIMER_DRIP, c->drip_off == c->drip_len ? 0 : wait);
 }
 
-/* flush - the batch's output: written now, or handed to the drip */
+/* drip_append - output that comes while a drip runs goes after it, so that replies stay whole and in order */
+static void drip_append(conn *c, char *data, size_t len)
+{
+    char *drip = realloc(c->drip, c->drip_len + len);
+    if (drip == NULL) {
+        free(data);
+        conn_close(c, "out of memory", 0);
+        return;
+    }
+    memcpy(drip + c->drip_len, data, len);
+    free(data);
+    c->drip = drip;
+    c->drip_len += len;
+}
+
+/* drip_finish - the rest of the drip at once: the server is stopping, and its deadline is a deadline */
+static void drip_finish(conn *c)
+{
+    if (c->drip == NULL)
+        return;
+    char *rest = c->drip;
+    size_t len = c->drip_len - c->drip_off;
+    memmove(rest, rest + c->drip_off, len);
+    c->drip = NULL;
+    c->drip_len = c->drip_off = 0;
+    timer_idle(c);
+    send_plain(c, rest, len);
+}
+
+/* flush - the batch's output: written now, and from drip_from on handed to the drip */
 static void flush(conn *c)
 {
     if (c->out_len == 0 || c->phase == CONN_CLOSED)
         return;
     char *data = c->out;
-    size_t len = c->out_len;
+    size_t len = c->out_len, from = c->drip_bps > 0 ? c->drip_from : len;
     c->out = NULL;
     c->out_len = c->out_cap = 0;
-    if (c->drip_bps > 0) {
-        free(c->drip);
-        c->drip = data;
-        c->drip_len = len;
-        c->drip_off = 0;
-        c->drip_rate = c->drip_bps;
-        drip_tick(c);
+    if (c->drip != NULL) {
+        drip_append(c, data, len);
         return;
     }
-    send_plain(c, data, len);
+    if (from < len) {
+        char *tail = malloc(len - from);
+        if (tail == NULL) {
+            free(data);
+            conn_close(c, "out of memory", 0);
+            return;
+        }
+        memcpy(tail, data + from, len - from);
+        c->drip = tail;
+        c->drip_len = len - from;
+        c->drip_off = 0;
+        c->drip_rate = c->drip_bps;
+        c->drip_bps = 0;
+    }
+    if (from > 0)
+        send_plain(c, data, from);
+    else
+        free(data);
+    if (c->drip != NULL && c->phase != CONN_CLOSED)
+        drip_tick(c);
 }
 
 static void host_send(void *ctx, const char *data, size_t len)
@@ -548,6 +592,7 @@ static void host_drip(void *ctx, uint32_t bps)
 {
     conn *c = ctx;
     c->drip_bps = bps;
+    c->drip_from = c->out_len; /* the output before is not the rule's to slow down */
 }
 
 static int64_t host_now(void *ctx)
@@ -916,7 +961,9 @@ static void after_session(conn *c)
 {
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s))
+    /* The 421 waits for a dripped reply to end (at the drain deadline the drip ends at once). */
+    if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s) &&
+        c->drip == NULL)
         session_shutdown(c->s);
     flush(c);
     c->drip_bps = 0;
@@ -1140,6 +1187,8 @@ void conn_shutdown(conn *c, int force)
         return;
     }
     c->drain_requested = 1;
+    if (force)
+        drip_finish(c);
     if (force && session_in_transaction(c->s)) {
         if (c->commit_pending) {
             conn_close(c, "server shutdown", 0);

@@ -125,6 +125,7 @@ struct session {
     int override_sent;
     int discard;       /* data_end: answer as usual, keep nothing */
     uint32_t drip_bps; /* the step's output is dripped */
+    int drip_due;      /* drip_bps is set and the host is yet to hear of it: at the step's first output */
     int truncating;    /* the step's output stops after truncate_left bytes, then the session closes */
     size_t truncate_left;
     fault_close close_after; /* close once the step is done */
@@ -181,8 +182,13 @@ static void emit(session *s, const char *data, size_t len)
             len = s->truncate_left;
         s->truncate_left -= len;
     }
-    if (len > 0)
-        s->host->send(s->ctx, data, len);
+    if (len == 0)
+        return;
+    if (s->drip_due) { /* what the batch said before this step is not the rule's to slow down */
+        s->drip_due = 0;
+        s->host->drip(s->ctx, s->drip_bps);
+    }
+    s->host->send(s->ctx, data, len);
 }
 
 /* emit_reply - a formatted reply (CRLF after every line), each line logged */
@@ -386,8 +392,10 @@ static gate_result gate(session *s, fault_stage stage, const fault_facts *f, res
         set_state(s, ST_HANG);
         return GATE_TAKEN;
     }
-    if (a->drip_bps > 0)
+    if (a->drip_bps > 0) {
         s->drip_bps = a->drip_bps;
+        s->drip_due = 1;
+    }
     if (a->truncate > 0) {
         s->truncating = 1;
         s->truncate_left = a->truncate;
@@ -438,15 +446,14 @@ static void step_done(session *s)
     free(s->override_buf);
     s->override_buf = NULL;
     s->discard = 0;
+    /* The host drips the step's output (if it had any), then resumes the session (or closes). */
+    int dripped = s->drip_bps > 0 && !s->drip_due;
+    s->drip_bps = 0;
+    s->drip_due = 0;
     if (s->state == ST_CLOSING || s->state == ST_HANG) {
         s->close_after = FAULT_CLOSE_NONE;
         s->truncating = 0;
-        s->drip_bps = 0;
         return;
-    }
-    if (s->drip_bps > 0 && (s->truncating || s->close_after != FAULT_CLOSE_NONE)) {
-        s->host->drip(s->ctx, s->drip_bps); /* the reply is dripped, then the connection closes (or resets) */
-        s->drip_bps = 0;
     }
     if (s->truncating) {
         s->truncating = 0;
@@ -459,6 +466,8 @@ static void step_done(session *s)
          * (a client then reports the reset when it reads the reply, whatever its timing). */
         s->close_after = FAULT_CLOSE_NONE;
         s->reset_at_data_end = 1;
+        s->waiting = dripped;
+        s->resume = RESUME_CONTINUE;
         return;
     }
     if (s->close_after != FAULT_CLOSE_NONE) {
@@ -467,12 +476,9 @@ static void step_done(session *s)
         close_session(s, reset ? "fault: connection reset" : "fault: connection closed", reset);
         return;
     }
-    if (s->drip_bps > 0) {
-        uint32_t bps = s->drip_bps;
-        s->drip_bps = 0;
+    if (dripped) {
         s->waiting = 1;
         s->resume = RESUME_CONTINUE;
-        s->host->drip(s->ctx, bps);
     }
 }
 

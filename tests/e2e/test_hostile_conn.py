@@ -9,10 +9,17 @@ bytes) and, where it matters, what the server's transcript says.
 """
 
 import smtplib
+import socket
 import ssl
+import time
 
 from conftest import make_message, queued_id
-from fault_clients import RCPT, SENDER, nodemailer, tls_context
+from fault_clients import RCPT, SENDER, nodemailer, start_with_profile, tls_context
+
+
+def at(stage, **do):
+    """A profile with one rule: at stage, do what the caller says."""
+    return {"rules": [{"when": {"stage": stage}, "do": do}]}
 
 
 def read_replies_until_reset(client, timeout=10.0):
@@ -144,3 +151,104 @@ def test_quiet_server_still_streams_and_keeps_every_event(short_tmp, server_fact
     # and the transcript on stderr is quiet, as asked
     assert f"#{sid} connect" not in srv.log() and msg_id not in srv.log(), srv.log()
 
+
+# -- a drip slows the reply its rule targets, and nothing else ------------------------------------------------
+
+NOOPS = 200
+
+
+def read_exactly(client, n, timeout):
+    """n bytes from a RawClient (its buffer first), within timeout seconds; the bytes and when they were in."""
+    deadline = time.monotonic() + timeout
+    while len(client.buf) < n:
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {len(client.buf)} of {n} bytes within {timeout}s: {client.buf[-200:]!r}"
+        client.sock.settimeout(left)
+        try:
+            chunk = client.sock.recv(65536)
+        except socket.timeout:
+            continue
+        assert chunk, f"connection closed after {len(client.buf)} of {n} bytes: {client.buf[-200:]!r}"
+        client.buf += chunk
+    data, client.buf = client.buf[:n], client.buf[n:]
+    return data, time.monotonic()
+
+
+def reference_replies(srv, batch):
+    """What an undripped server answers to batch (a list of command lines), as bytes."""
+    with srv.connect() as c:
+        c.expect(220)
+        c.send("".join(line + "\r\n" for line in batch))
+        out = b"".join(b"".join(r + b"\r\n" for r in c.reply().raw) for _ in batch)
+    return out
+
+
+def test_drip_on_rcpt_leaves_the_earlier_replies_of_the_batch_alone(server_factory, tmp_path):
+    batch = ["EHLO drip.example"] + ["NOOP"] * NOOPS + [f"MAIL FROM:<{SENDER}>", f"RCPT TO:<{RCPT}>"]
+    expected = reference_replies(server_factory(), batch)
+    rcpt_reply = b"250 2.1.5 Recipient <rcpt@example.org> OK\r\n"
+    assert expected.endswith(rcpt_reply)
+    bps = 10
+    srv = start_with_profile(server_factory, tmp_path, at("rcpt", drip=bps))
+    with srv.connect() as c:
+        c.expect(220)
+        c.send("".join(line + "\r\n" for line in batch))
+        # Everything before the RCPT reply comes at once (dripped, it would take minutes)...
+        before, t0 = read_exactly(c, len(expected) - len(rcpt_reply), timeout=15)
+        assert before == expected[:-len(rcpt_reply)]
+        # ...and the RCPT reply at the rule's rate.
+        got, t1 = read_exactly(c, len(rcpt_reply), timeout=30)
+        assert got == rcpt_reply
+        assert t1 - t0 >= (len(rcpt_reply) - bps) / bps, t1 - t0
+        c.cmd("QUIT", 221)
+    srv.wait_for_log(r"fault rule 0 at rcpt: normal reply at")
+
+
+def complete_lines(data):
+    """data split into CRLF-ended lines, each of which must be a whole reply line."""
+    text = data.decode("utf-8", "replace")
+    assert text.endswith("\r\n"), f"the output ends in the middle of a line: {text[-200:]!r}"
+    lines = text.split("\r\n")[:-1]
+    for line in lines:
+        assert line[:3].isdigit() and line[3:4] in (" ", "-"), f"a line made of pieces: {line!r} in {text!r}"
+    return lines
+
+
+def test_drain_deadline_ends_a_drip_and_the_421_follows_whole_lines(server_factory, tmp_path):
+    # A drip at 1 byte/s would take 40 s to answer RCPT; the drain period is 3 s. The session is mid-transaction,
+    # so it has the drain period, then the rest of the dripped reply goes at once and the 421 after it.
+    srv = start_with_profile(server_factory, tmp_path, at("rcpt", drip=1), "--drain-timeout", "3")
+    with srv.connect() as c:
+        c.greet()
+        c.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{RCPT}>\r\n")
+        c.expect(250)
+        read_exactly(c, 2, timeout=15)  # the drip has begun
+        c.buf = b"25" + c.buf
+        srv.wait_for_log(r"fault rule 0 at rcpt: normal reply at")
+        start = time.monotonic()
+        srv.signal()
+        data = c.read_until_closed(timeout=20)
+        lines = complete_lines(data)
+        assert lines == ["250 2.1.5 Recipient <rcpt@example.org> OK",
+                         "421 4.3.2 localhost Service shutting down, closing connection"], lines
+        assert srv.wait(timeout=20) == 0
+        assert time.monotonic() - start < 3 + 10, time.monotonic() - start
+
+
+def test_shutdown_421_waits_for_the_dripped_reply_to_end(server_factory, tmp_path):
+    # Outside a transaction the 421 is due at once, but not in the middle of a dripped reply: the drip goes on
+    # (no longer than the drain period) and the 421 follows the whole reply.
+    srv = start_with_profile(server_factory, tmp_path, at("ehlo", drip=20), "--drain-timeout", "3")
+    with srv.connect() as c:
+        c.expect(220)
+        c.send(b"EHLO drip.example\r\n")
+        read_exactly(c, 5, timeout=15)
+        c.buf = b"250-l" + c.buf
+        start = time.monotonic()
+        srv.signal()
+        data = c.read_until_closed(timeout=20)
+        lines = complete_lines(data)
+        assert lines[0] == "250-localhost" and lines[-2].startswith("250 "), lines
+        assert lines[-1] == "421 4.3.2 localhost Service shutting down, closing connection", lines
+        assert srv.wait(timeout=20) == 0
+        assert time.monotonic() - start < 3 + 10, time.monotonic() - start
