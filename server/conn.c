@@ -25,6 +25,7 @@
 #include "jsonutil.h"
 #include "listener.h"
 #include "log.h"
+#include "peer_watch.h"
 #include "store_disk.h"
 #include "tls.h"
 
@@ -67,6 +68,7 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
+    peer_watch watch; /* while the session is open and the socket not read: has the client gone? */
     session *s;
     fault_conn *faults;
     tls_conn *tls;
@@ -247,6 +249,8 @@ static void conn_close(conn *c, const char *reason, int reset)
                 (unsigned long long)(uv_now(c->srv->loop) - c->started_ms));
     record_session(c, reason);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (peer_watch_close(&c->watch, on_handle_closed))
+        c->handles_open++;
     /* Either close cancels queued writes: their callbacks free them. */
     if (reset && uv_tcp_close_reset(&c->tcp, (uv_close_cb)on_handle_closed) == 0)
         return;
@@ -844,35 +848,49 @@ static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
             c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
 }
 
+/* client_gone - the client shut its side down (or reset): one answer, whether a read or the watch saw it */
+static void client_gone(conn *c, int reset)
+{
+    if (reset) {
+        conn_close(c, "client reset the connection", 0);
+        return;
+    }
+    c->eof = 1;
+    if (c->phase == CONN_LINGERING) {
+        conn_close(c, c->end_reason, 0);
+    } else if (c->phase == CONN_OPEN) {
+        if (c->tls_phase == CONN_TLS_HANDSHAKE)
+            conn_eventf(c, LOG_INFO, "tls", "the client closed the connection during the TLS handshake");
+        conn_close(c,
+                   c->s != NULL && session_in_transaction(c->s)
+                       ? "client closed the connection mid-transaction"
+                       : "client closed the connection",
+                   0);
+    } else if (c->reset_reading) {
+        conn_close(c, c->end_reason, 1);
+    } else if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp); /* FLUSHING: the shutdown callback closes */
+        c->reading = 0;
+    }
+}
+
+static void on_peer_gone(void *ctx, int reset)
+{
+    conn *c = ctx;
+    if (c->phase == CONN_OPEN)
+        client_gone(c, reset);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = stream->data;
     if (nread == 0 || c->phase == CONN_CLOSED)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF) {
-            c->eof = 1;
-            if (c->phase == CONN_LINGERING) {
-                conn_close(c, c->end_reason, 0);
-            } else if (c->phase == CONN_OPEN) {
-                if (c->tls_phase == CONN_TLS_HANDSHAKE)
-                    conn_eventf(c, LOG_INFO, "tls",
-                                "the client closed the connection during the TLS handshake");
-                conn_close(c,
-                           c->s != NULL && session_in_transaction(c->s)
-                               ? "client closed the connection mid-transaction"
-                               : "client closed the connection",
-                           0);
-            } else if (c->reset_reading) {
-                conn_close(c, c->end_reason, 1);
-            } else {
-                uv_read_stop(stream); /* FLUSHING: the shutdown callback closes */
-                c->reading = 0;
-            }
-        } else {
-            conn_close(c, nread == UV_ECONNRESET ? "client reset the connection" : uv_strerror((int)nread),
-                       0);
-        }
+        if (nread == UV_EOF || nread == UV_ECONNRESET)
+            client_gone(c, nread == UV_ECONNRESET);
+        else
+            conn_close(c, uv_strerror((int)nread), 0);
         return;
     }
     if (c->bytes_in == 0 && c->tls_phase == CONN_TLS_NONE && c->tls == NULL && !c->implicit_tls)
@@ -953,6 +971,13 @@ static void update_reading(conn *c)
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
+    }
+    /* Not reading an open session (a delay, a commit, a drip): the client may leave all the same. */
+    if (c->phase == CONN_OPEN && !c->reading && !c->eof) {
+        if (peer_watch_start(&c->watch, c->srv->loop, &c->tcp, c) != 0)
+            peer_watch_stop(&c->watch); /* the wait goes on unwatched, as before */
+    } else {
+        peer_watch_stop(&c->watch);
     }
 }
 
@@ -1071,6 +1096,7 @@ static int connect_stage(conn *c)
     }
     if (a->delay_ms > 0) {
         timer_set(c, TIMER_START, a->delay_ms);
+        update_reading(c); /* nothing is read yet, but a client leaving is noticed */
         return 0;
     }
     return 1;
@@ -1091,6 +1117,7 @@ void conn_accept(listener *l)
     c->srv = srv;
     c->l = l;
     c->tcp.data = c;
+    peer_watch_init(&c->watch, on_peer_gone);
     c->handles_open = 1;
     c->id = ++srv->next_session_id;
     c->started_ms = uv_now(srv->loop);

@@ -8,12 +8,15 @@ Each test asserts what the client itself reports (Nodemailer, smtplib, or a raw 
 bytes) and, where it matters, what the server's transcript says.
 """
 
+import os
 import smtplib
 import socket
 import ssl
 import time
 
-from conftest import make_message, queued_id
+import pytest
+
+from conftest import make_message, poll, queued_id
 from fault_clients import RCPT, SENDER, nodemailer, start_with_profile, tls_context
 
 
@@ -252,3 +255,52 @@ def test_shutdown_421_waits_for_the_dripped_reply_to_end(server_factory, tmp_pat
         assert lines[-1] == "421 4.3.2 localhost Service shutting down, closing connection", lines
         assert srv.wait(timeout=20) == 0
         assert time.monotonic() - start < 3 + 10, time.monotonic() - start
+
+
+# -- a client that gives up during a delay is noticed at once -------------------------------------------------
+
+GIVE_UP = 20  # clients that leave during the delay
+
+
+def open_fds(srv):
+    return len(os.listdir(f"/proc/{srv.pid}/fd"))
+
+
+def live_sessions(srv):
+    with srv.admin() as admin:
+        return admin.ok("stats")["sessions"]["live"]
+
+
+@pytest.mark.parametrize("stage", ["connect", "mail"])
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_clients_that_give_up_during_a_delay_are_closed_at_once(server_factory, tmp_path, stage, how):
+    # A delay of an hour: without noticing the clients leave, the sessions and their sockets would stay that long.
+    srv = start_with_profile(server_factory, tmp_path, at(stage, delay="1h"))
+    baseline = open_fds(srv)
+    clients = []
+    for i in range(GIVE_UP):
+        c = srv.connect()
+        if stage == "mail":
+            c.greet()
+            # pipelined behind the delayed MAIL: input the server must not have read when the client leaves
+            c.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{RCPT}>\r\nNOOP\r\n")
+        clients.append(c)
+    poll(lambda: live_sessions(srv) == GIVE_UP, 10, message="every session to be live")
+    srv.wait_for_log(rf"fault rule 0 at {stage}: delay", count=GIVE_UP)
+    for c in clients:
+        c.reset() if how == "rst" else c.close()
+    poll(lambda: live_sessions(srv) == 0, 10, message=lambda: f"no live session (live: {live_sessions(srv)})")
+    poll(lambda: open_fds(srv) <= baseline, 10, message=lambda: f"{open_fds(srv)} fds <= {baseline}")
+    reason = "client reset the connection" if how == "rst" else "client closed the connection"
+    closes = srv.wait_for_log(rf"close {reason}", count=GIVE_UP)
+    assert len(closes) == GIVE_UP, closes
+    # A client that stays gets its reply once the delay is over (the watch does not end live sessions).
+    with srv.admin() as admin:
+        admin.ok("profile.load", profile=at(stage, delay="1s"))
+    with srv.connect() as c:
+        if stage == "mail":
+            c.greet()
+            c.cmd(f"MAIL FROM:<{SENDER}>", 250)
+        else:
+            c.expect(220)
+        c.cmd("QUIT", 221)
