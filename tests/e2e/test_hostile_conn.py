@@ -304,3 +304,31 @@ def test_clients_that_give_up_during_a_delay_are_closed_at_once(server_factory, 
         else:
             c.expect(220)
         c.cmd("QUIT", 221)
+
+
+# -- the fastest suite the client offers ----------------------------------------------------------------------
+
+
+def starttls_cipher(srv, maximum=None, ciphers=None):
+    """(suite, version) that smtplib negotiates over STARTTLS."""
+    host, port = srv.address
+    ctx = tls_context(maximum)
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
+    with smtplib.SMTP(host, port, timeout=10) as client:
+        client.ehlo("suite.example")
+        client.starttls(context=ctx)
+        name, version, _ = client.sock.cipher()
+        assert client.noop()[0] == 250
+    return name, version
+
+
+def test_chacha20_poly1305_is_preferred_and_aes_still_works(server_factory):
+    # Debian's wolfSSL has no AES-NI code: ChaCha20-Poly1305 is the fast suite, whatever the client prefers
+    # (OpenSSL puts AES-GCM first).
+    srv = server_factory()
+    assert starttls_cipher(srv) == ("TLS_CHACHA20_POLY1305_SHA256", "TLSv1.3")
+    assert starttls_cipher(srv, ssl.TLSVersion.TLSv1_2) == ("ECDHE-ECDSA-CHACHA20-POLY1305", "TLSv1.2")
+    # a client without ChaCha20 still connects (TLS 1.3 suites cannot be narrowed through Python's ssl)
+    assert starttls_cipher(srv, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-GCM-SHA256") == (
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "TLSv1.2")
