@@ -3,6 +3,7 @@
  */
 #include <ctype.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@
 #include "profiles.h"
 #include "server.h"
 #include "version.h"
+
+#define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024) /* glibc's largest: bigger blocks are mmap()ed */
 
 #define EXIT_USAGE 2
 
@@ -674,6 +677,10 @@ int main(int argc, char **argv)
         return sub->run(argc - 1, argv + 1);
     if (argc > 1 && argv[1][0] != '-')
         return usage_error("unknown subcommand '%s'", argv[1]);
+    /* Message bodies grow past glibc's 128 KiB mmap threshold: each one would be a fresh mapping, faulted in
+     * page by page and unmapped (with a TLB flush) when evicted, which doubled the CPU cost of a 100 KiB
+     * message (docs/performance.md). On the heap their memory is reused. */
+    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
     config cfg;
     config_defaults(&cfg);
     int rc = parse_args(argc, argv, &cfg);
