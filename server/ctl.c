@@ -23,20 +23,21 @@
 #include "cli.h"
 #include "config.h"
 #include "fsutil.h"
+#include "options.h"
 #include "profiles.h"
 
 #define CTL_EXIT_USAGE        2
-#define CTL_DEFAULT_ADMIN     "127.0.0.1:2580"
 #define CTL_CONNECT_TIMEOUT_S 10
 #define CTL_LINE_MAX          (64 * 1024 * 1024)
 #define CTL_IN_FIRST          65536
 
+/* The usage; %s: the server's default admin address. */
 static const char ctl_usage[] =
     "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n"
     "\n"
     "Talk to a running smtpfault through its admin socket (docs/admin.md).\n"
     "  --admin ADDR     HOST:PORT or unix:PATH (default: the first address of $SMTPFAULT_ADMIN, else\n"
-    "                   127.0.0.1:2580; 0.0.0.0 and [::] are reached on loopback)\n"
+    "                   %s; 0.0.0.0 and [::] are reached on loopback)\n"
     "  --token TOKEN    the server's --admin-token (default $SMTPFAULT_ADMIN_TOKEN)\n"
     "  --json           print the server's JSON response as it is\n"
     "\n"
@@ -619,7 +620,7 @@ int ctl_main(int argc, char **argv)
     char env_addr[CONFIG_ADMIN_PATH_MAX + 8];
     c.address = env_admin(env_addr, sizeof(env_addr));
     if (c.address == NULL)
-        c.address = CTL_DEFAULT_ADMIN;
+        c.address = options_default("admin");
     const char *token = getenv("SMTPFAULT_ADMIN_TOKEN");
     int o;
     const char *inexact = cli_inexact_option(argc, argv, opts, 1);
@@ -644,7 +645,7 @@ int ctl_main(int argc, char **argv)
             c.json = 1;
             break;
         case 'h':
-            fputs(ctl_usage, stdout);
+            printf(ctl_usage, options_default("admin"));
             return 0;
         default:
             fprintf(stderr,
@@ -654,7 +655,7 @@ int ctl_main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fputs(ctl_usage, stderr);
+        fprintf(stderr, ctl_usage, options_default("admin"));
         return CTL_EXIT_USAGE;
     }
     c.command = argv[optind];
