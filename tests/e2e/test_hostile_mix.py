@@ -45,6 +45,7 @@ class Run:
     def __init__(self, srv):
         self.srv = srv
         self.stop = threading.Event()
+        self.stopping = threading.Event()  # SIGTERM sent: the admin socket closes with the listeners
         self.lock = threading.Lock()
         self.acked = []  # queued ids
         self.honest_times = []  # monotonic time of each acknowledged message
@@ -103,7 +104,7 @@ def admin_holder(run):
             with run.lock:
                 run.admin_ok += 1
         except (OSError, AssertionError) as e:
-            if not run.stop.is_set():
+            if not run.stopping.is_set():
                 run.note(f"admin holder: {e!r}")
         time.sleep(0.2)
 
@@ -244,6 +245,7 @@ def test_hostile_mix_then_sigterm_under_load(server_factory, capsys):
     time.sleep(SECONDS)
 
     # SIGTERM under load: every thread still at it.
+    run.stopping.set()
     srv.signal()
     stopping = time.monotonic()
     code = srv.wait(timeout=DRAIN + 30 * SLOW)
