@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define GREYLIST_MAX   65536 /* triples remembered; the oldest is forgotten first */
 #define CLIENTS_MAX    65536 /* client addresses with rate-limit state */
@@ -37,23 +39,46 @@ typedef struct map_entry {
 typedef struct map {
     map_entry **buckets;
     size_t nbuckets, count, max;
+    uint64_t key; /* the hash's secret: a client cannot choose addresses that all land in one bucket */
     map_entry *oldest, *newest;
     void (*free_value)(void *);
 } map;
 
-static uint64_t hash_bytes(const unsigned char *k, size_t n)
+/*
+ * hash_bytes - FNV-1a from a secret start, then a full-avalanche finish (the MurmurHash3 finalizer), so
+ * the bucket (the low bits) depends on every bit of the state: recipients and addresses are chosen by the
+ * client, and plain FNV-1a lets it make thousands share a bucket (chains walked on every lookup).
+ */
+static uint64_t hash_bytes(uint64_t key, const unsigned char *k, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = 1469598103934665603ull ^ key;
     for (size_t i = 0; i < n; i++)
         h = (h ^ k[i]) * 1099511628211ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return h;
+}
+
+/* map_secret - a random key for a map's hash (the time and the address of the map when none is had) */
+static uint64_t map_secret(const map *m)
+{
+    uint64_t k = 0;
+    if (getrandom(&k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)m;
+    }
+    return k;
 }
 
 static map_entry **map_slot(map *m, const void *key, size_t len)
 {
     if (m->nbuckets == 0)
         return NULL;
-    map_entry **e = &m->buckets[hash_bytes(key, len) & (m->nbuckets - 1)];
+    map_entry **e = &m->buckets[hash_bytes(m->key, key, len) & (m->nbuckets - 1)];
     while (*e != NULL && ((*e)->key_len != len || memcmp((*e)->key, key, len) != 0))
         e = &(*e)->chain;
     return e;
@@ -99,7 +124,7 @@ static int map_grow(map *m)
     for (size_t i = 0; i < m->nbuckets; i++)
         for (map_entry *e = m->buckets[i], *next; e != NULL; e = next) {
             next = e->chain;
-            map_entry **slot = &b[hash_bytes(e->key, e->key_len) & (n - 1)];
+            map_entry **slot = &b[hash_bytes(m->key, e->key, e->key_len) & (n - 1)];
             e->chain = *slot;
             *slot = e;
         }
@@ -122,7 +147,7 @@ static int map_put(map *m, const void *key, size_t len, void *value)
     memcpy(e->key, key, len);
     e->key_len = len;
     e->value = value;
-    map_entry **slot = &m->buckets[hash_bytes(key, len) & (m->nbuckets - 1)];
+    map_entry **slot = &m->buckets[hash_bytes(m->key, key, len) & (m->nbuckets - 1)];
     e->chain = *slot;
     *slot = e;
     e->older = m->newest;
@@ -136,10 +161,18 @@ static int map_put(map *m, const void *key, size_t len, void *value)
     return 0;
 }
 
+/* map_free - every entry, bucket by bucket: linear, whatever the chains look like */
 static void map_free(map *m)
 {
-    while (m->oldest != NULL)
-        map_unlink(m, map_slot(m, m->oldest->key, m->oldest->key_len));
+    for (size_t i = 0; i < m->nbuckets; i++)
+        for (map_entry *e = m->buckets[i], *next; e != NULL; e = next) {
+            next = e->chain;
+            if (m->free_value)
+                m->free_value(e->value);
+            free(e);
+        }
+    m->oldest = m->newest = NULL;
+    m->count = 0;
     free(m->buckets);
     m->buckets = NULL;
     m->nbuckets = 0;
@@ -261,6 +294,8 @@ fault_run *fault_run_new(fault_profile *p, int64_t now_ms, int magic)
     r->start_ms = now_ms;
     r->magic = p->settings.magic >= 0 ? p->settings.magic : magic;
     r->clients.max = CLIENTS_MAX;
+    r->clients.key = map_secret(&r->clients);
+    r->greylist.key = map_secret(&r->greylist);
     r->clients.free_value = client_state_free;
     r->greylist.max = GREYLIST_MAX;
     r->greylist.free_value = free;

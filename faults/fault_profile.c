@@ -111,8 +111,16 @@ static void error(compiler *c, const char *path, const char *fmt, ...)
         c->dropped++;
         return;
     }
-    char text[MAX_TEXT + PATH_MAX_LEN + 64];
+    /* The source is a file path or a name the admin client gave: room for a whole PATH_MAX, and the
+     * message cut, never overrun, when it is longer (snprintf returns what it wanted to write). */
+    char text[MAX_TEXT + PATH_MAX_LEN + 64 + 4096];
     int n = snprintf(text, sizeof(text), "%s: %s%s", c->source, path, path[0] ? ": " : "");
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(text) - 1) {
+        push(c, text);
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);

@@ -50,9 +50,10 @@
 #define ADMIN_BACKLOG  64
 /* Before a connection has shown the token (when one is set): what a stranger may make the server hold. */
 #define ADMIN_PRETOKEN_LINE_MAX    65536 /* a longer line must hold the token in these first bytes */
-#define ADMIN_CLIENTS_MAX          64    /* admin connections at once; the next one is refused */
 #define ADMIN_PARTIAL_LINE_IDLE_MS 10000 /* a started line that gets no byte this long is dropped */
-#define ADMIN_REFUSED_LINGER_MS    2000  /* a refused client's input is dropped until this quiet */
+#define ADMIN_REFUSED_LINGER_MS    2000 /* a refused client's input is dropped for this long, then it closes */
+#define ADMIN_PRETOKEN_ID_MAX      64   /* a stranger's "id" is echoed only up to this many bytes */
+#define ADMIN_PRETOKEN_OUT_MAX     65536 /* output queued for a connection that has not shown the token */
 
 typedef union admin_handle {
     uv_handle_t handle;
@@ -201,6 +202,13 @@ static void submit(admin_client *c, char *data, size_t len, size_t size, int nl)
     if (c->queued > ADMIN_WRITE_MAX) {
         free(data);
         admin_client_close(c, "it does not read its responses (more than 16 MiB queued)");
+        return;
+    }
+    if (!c->authed && c->queued > ADMIN_PRETOKEN_OUT_MAX) {
+        /* A stranger pipelining requests it never reads the refusals of. */
+        free(data);
+        admin_client_close(c, "it does not read its responses and has not shown the token (more than 64 KiB "
+                              "queued)");
         return;
     }
     write_req *w = malloc(sizeof(*w));
@@ -463,6 +471,15 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         cJSON_IsObject(req) && (cfg->admin_token == NULL || same_token(request_token(req), cfg->admin_token));
     if (token_ok)
         c->authed = 1;
+    else if (id != NULL) {
+        /* A stranger's id is echoed only when short: its refusals cost the server little to queue. */
+        char *printed = cJSON_PrintUnformatted(id);
+        if (printed == NULL || strlen(printed) > ADMIN_PRETOKEN_ID_MAX) {
+            cJSON_Delete(id);
+            id = NULL;
+        }
+        cJSON_free(printed);
+    }
     if (!cJSON_IsObject(req))
         resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
     else if (!token_ok)
@@ -493,8 +510,8 @@ static void on_linger_end(uv_timer_t *t)
 
 /*
  * refuse - resp (taken over) is the client's last response, followed by a FIN. What it still sends is read
- * and dropped, so that closing does not reset the connection under the response; it is closed once it is
- * ADMIN_REFUSED_LINGER_MS quiet, or at its EOF.
+ * and dropped, so that closing does not reset the connection under the response; it is closed at its EOF,
+ * or ADMIN_REFUSED_LINGER_MS after the refusal, whatever it still sends.
  */
 static void refuse(admin_client *c, cJSON *resp)
 {
@@ -615,10 +632,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->closing)
         return;
     if (c->refused) {
+        /* Dropped; the linger started at the refusal ends it whatever the client still sends, so that a
+         * refused stranger cannot keep its descriptor by trickling bytes. */
         if (nread < 0)
             admin_client_close(c, NULL);
-        else
-            uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
         return;
     }
     if (nread == UV_EOF) {
@@ -810,6 +827,8 @@ static void on_connection(uv_stream_t *server_stream, int status)
     a->nclients++;
     if (uv_accept(server_stream, &c->h.stream) != 0 || uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
         admin_client_close(c, NULL);
+    else if (a->nclients > ADMIN_CLIENTS_MAX + ADMIN_REFUSED_MAX)
+        admin_client_close(c, NULL); /* past the refusals too: closed at once, holding no descriptor */
     else if (a->nclients > ADMIN_CLIENTS_MAX)
         refuse(c, admin_error("too_many_clients", "the admin socket serves at most %d connections at once",
                               ADMIN_CLIENTS_MAX));

@@ -16,6 +16,11 @@
 
 #include "store.h"
 
+/* The admin side's descriptors, all kept out of reach of SMTP clients (server.h's reserve): connections
+ * served at once, and past those, refused ones that get a last error before they close. */
+#define ADMIN_CLIENTS_MAX 64
+#define ADMIN_REFUSED_MAX 16
+
 typedef struct server server;
 typedef struct admin admin;
 typedef struct admin_client admin_client;

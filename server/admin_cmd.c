@@ -24,6 +24,7 @@
 #include "server.h"
 #include "utf8.h"
 
+#define ADMIN_SOURCE_MAX   4096 /* profile.load "source": a file name, as PATH_MAX */
 #define LIST_LIMIT_DEFAULT 1000
 #define LIST_LIMIT_MAX     100000
 #define WAIT_DEFAULT_S     10
@@ -353,9 +354,11 @@ static fault_profile *compile_request(const config *cfg, const cJSON *req, cJSON
 {
     const cJSON *inline_p = arg(req, "profile"), *path = arg(req, "path"), *source = arg(req, "source");
     const cJSON *name = arg(req, "name");
-    if (source != NULL && !cJSON_IsString(source)) {
-        *err =
-            admin_error("bad_argument", "\"source\" must be a string (the name errors are reported under)");
+    if (source != NULL && (!cJSON_IsString(source) || strlen(source->valuestring) > ADMIN_SOURCE_MAX)) {
+        *err = admin_error(
+            "bad_argument",
+            "\"source\" must be a string of at most %d bytes (the name errors are reported under)",
+            ADMIN_SOURCE_MAX);
         return NULL;
     }
     if ((inline_p != NULL) + (path != NULL) + (name != NULL) != 1) {

@@ -354,7 +354,8 @@ static long open_fds(void)
 
 /*
  * limit_connections - --max-connections, lowered so that RLIMIT_NOFILE keeps SERVER_FD_RESERVE descriptors
- * for the admin socket and the store whatever SMTP clients do; 0, or -1 when no connection would be left
+ * for the admin socket and the store whatever SMTP clients do, each of which may hold SERVER_FDS_PER_CONN;
+ * 0, or -1 when no connection would be left
  */
 static int limit_connections(server *srv)
 {
@@ -364,15 +365,15 @@ static int limit_connections(server *srv)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || used < 0)
         return 0;
     rlim_t keep = (rlim_t)used + SERVER_FD_RESERVE;
-    if (rl.rlim_cur <= keep) {
+    if (rl.rlim_cur < keep + SERVER_FDS_PER_CONN) {
         log_server(LOG_ERROR,
                    "RLIMIT_NOFILE is %llu: with %ld descriptors open and %d kept in reserve, none is left "
                    "for SMTP connections (raise ulimit -n)",
                    (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
         return -1;
     }
-    if (rl.rlim_cur - keep < srv->conn_limit) {
-        srv->conn_limit = (size_t)(rl.rlim_cur - keep);
+    if ((rl.rlim_cur - keep) / SERVER_FDS_PER_CONN < srv->conn_limit) {
+        srv->conn_limit = (size_t)((rl.rlim_cur - keep) / SERVER_FDS_PER_CONN);
         log_server(
             LOG_INFO,
             "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve)",

@@ -30,14 +30,17 @@ typedef struct server server;
 #define SERVER_RECENT_MAX 200 /* closed sessions sessions.list and sessions.get still show */
 
 /*
- * Descriptors never given to SMTP connections, out of RLIMIT_NOFILE: admin connections, --store-dir commits
- * (a file and the directory at a time on each of libuv's 4 threads), profile and certificate files, and the
- * connection accepted only to be told 421.
+ * Descriptors never given to SMTP connections, out of RLIMIT_NOFILE: admin connections (served and
+ * refused, admin.h), --store-dir commits (a file and the directory at a time on each of libuv's 4 threads),
+ * profile and certificate files, and the connection accepted only to be told 421.
  */
-#define SERVER_FD_RESERVE_ADMIN 16
+#define SERVER_FD_RESERVE_ADMIN (ADMIN_CLIENTS_MAX + ADMIN_REFUSED_MAX)
 #define SERVER_FD_RESERVE_FILES 16
 #define SERVER_FD_RESERVE_SPARE 4
 #define SERVER_FD_RESERVE       (SERVER_FD_RESERVE_ADMIN + SERVER_FD_RESERVE_FILES + SERVER_FD_RESERVE_SPARE)
+/* An SMTP connection's descriptors: its socket, and a duplicate watched for hang-up while the server does
+ * not read the socket (peer_watch.h: delays, commits, drips). */
+#define SERVER_FDS_PER_CONN 2
 
 /* session_record - a closed session, kept for the admin socket */
 typedef struct session_record {

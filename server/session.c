@@ -803,6 +803,21 @@ static void auth_finish(session *s)
     error_reply(s, "535 5.7.8 Authentication credentials invalid");
 }
 
+/* sasl_name_shaped - len bytes at name form a SASL mechanism name (RFC 4422 3.1: 1 to 20 of A-Z, 0-9, -
+ * and _; lower case taken too, as clients send it) */
+static int sasl_name_shaped(const char *name, size_t len)
+{
+    if (len == 0 || len > 20)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+              ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
 /* auth_result - what to answer for a step of the SASL exchange */
 static void auth_result(session *s, sasl_result r, const char *challenge)
 {
@@ -864,8 +879,11 @@ static void cmd_auth(session *s, const smtp_command *cmd)
     }
     int m = sasl_mech_parse(cmd->arg, n);
     if (m < 0 || !(s->mechs & (1u << m))) {
-        error_reply(s, "504 5.5.4 Error: unsupported authentication mechanism %.*s", (int)(n > 32 ? 32 : n),
-                    cmd->arg);
+        /* The name is echoed only when it is one by RFC 4422's grammar: never a CR, a control or 8-bit
+         * bytes inside a reply. */
+        int echo = sasl_name_shaped(cmd->arg, n);
+        error_reply(s, "504 5.5.4 Error: unsupported authentication mechanism%s%.*s", echo ? " " : "",
+                    echo ? (int)n : 0, cmd->arg);
         return;
     }
     if (s->cfg->tls_required && !s->tls && sasl_mech_is_plaintext((sasl_mech)m)) {
