@@ -246,7 +246,7 @@ def test_until_window_fail_for_two_seconds_then_recover(fault_server):
         time.sleep(0.2)
     recovered = time.monotonic() - started
     assert outcomes[0] == "451" and outcomes[-1] == "ok" and set(outcomes[:-1]) == {"451"}, outcomes
-    assert 1.0 <= recovered < 4, recovered
+    assert 1.0 <= recovered, recovered  # the loop's 10 s is the hang guard; the window: test_time_windows
     assert nodemailer_outcome(srv) == "ok"
 
 
