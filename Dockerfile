@@ -1,7 +1,7 @@
 # smtpfault: a fake SMTP server for fault injection, as a container image (docs/docker.md).
 #
 #   docker build -t smtpfault .          podman build --format docker -t smtpfault .
-#   docker run --rm -p 127.0.0.1:2525:2525 -p 127.0.0.1:2580:2580 smtpfault
+#   docker run --rm -p 127.0.0.1:2525:2525 smtpfault        (admin: docker exec CONTAINER smtpfault ctl ...)
 #
 # Two stages. The build stage compiles with the Debian packages `make` uses (.ci/install-deps) and installs
 # into /staging, then adds the shared libraries the binary loads (found with ldd, so any architecture works)
@@ -45,17 +45,19 @@ COPY --from=build /staging/ /
 # are items of the copied directory, not the destination, so --chown applies to them under every builder.
 COPY --from=build --chown=10001:10001 /volumes/ /
 USER 10001:10001
-# Every listener on every interface of the container (publish the ports to choose who reaches them). The
-# admin socket has no token unless SMTPFAULT_ADMIN_TOKEN is set. The CA clients trust is /certs/ca.pem.
+# The SMTP listeners on every interface of the container (publish the ports to choose who reaches them).
+# The admin socket controls the server: on the container's loopback only, for `docker exec ... smtpfault
+# ctl` and the health check. To reach it from other containers or the host, set SMTPFAULT_ADMIN=0.0.0.0:2580,
+# SMTPFAULT_ADMIN_REMOTE=true and SMTPFAULT_ADMIN_TOKEN (docs/docker.md). The CA clients trust is
+# /certs/ca.pem.
 ENV SMTPFAULT_SMTP=0.0.0.0:2525 \
     SMTPFAULT_SUBMISSION=0.0.0.0:2587 \
     SMTPFAULT_SMTPS=0.0.0.0:2465 \
-    SMTPFAULT_ADMIN=0.0.0.0:2580 \
-    SMTPFAULT_ADMIN_REMOTE=true \
+    SMTPFAULT_ADMIN=127.0.0.1:2580 \
     SMTPFAULT_CERTS_DIR=/certs
 VOLUME /certs
-EXPOSE 2525 2587 2465 2580
-# ctl reads SMTPFAULT_ADMIN and SMTPFAULT_ADMIN_TOKEN as the server does, and reaches 0.0.0.0 on loopback.
+EXPOSE 2525 2587 2465
+# ctl reads SMTPFAULT_ADMIN and SMTPFAULT_ADMIN_TOKEN as the server does (0.0.0.0 is reached on loopback).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/bin/smtpfault", "ctl", "ping"]
 STOPSIGNAL SIGTERM

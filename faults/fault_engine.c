@@ -591,7 +591,7 @@ static const magic_default magic_defaults[] = {
     {554, "5.7.1", "Transaction failed"},
 };
 
-/* magic_stage_of - the stage a magic local part names, and the length of its prefix */
+/* magic_parse - the stage a magic local part names, and the length of its prefix */
 static int magic_parse(const char *addr, fault_stage *stage, int *code, char *enhanced, size_t esz)
 {
     static const struct {

@@ -27,6 +27,7 @@
 #define MAX_RAW          4096                 /* raw bytes of one action */
 #define MAX_DELAY_MS     (24 * 3600 * 1000LL) /* a day: longer is surely a typo */
 #define MAX_PROFILE_TEXT (4 * 1024 * 1024)
+#define MAX_OBJECT_KEYS  32 /* keys an object of the schema may hold (the "do" object's 16 are the most) */
 #define PATH_MAX_LEN     200
 
 /* -- arena ---------------------------------------------------------------------------------------------- */
@@ -163,7 +164,8 @@ static const char *type_name(const cJSON *v)
 
 /*
  * check_keys - every key of obj must be one of keys[] and appear once. Returns 0 when obj is an object
- * (whatever its keys), -1 (with an error) when it is not one.
+ * (whatever its keys), -1 (with an error) when it is not one. Linear in obj's keys: the keys seen are
+ * marked by their index in keys[], not looked for among the keys before them.
  */
 static int check_keys(compiler *c, const cJSON *obj, const char *path, const char *const *keys, size_t nkeys)
 {
@@ -171,6 +173,9 @@ static int check_keys(compiler *c, const cJSON *obj, const char *path, const cha
         error(c, path, "expected an object, got %s", type_name(obj));
         return -1;
     }
+    unsigned char seen[MAX_OBJECT_KEYS] = {0};
+    if (nkeys > MAX_OBJECT_KEYS)
+        nkeys = MAX_OBJECT_KEYS; /* never: the schema's tables are smaller */
     for (const cJSON *k = obj->child; k != NULL; k = k->next) {
         char p[PATH_MAX_LEN];
         sub(p, path, k->string, 0);
@@ -187,11 +192,9 @@ static int check_keys(compiler *c, const cJSON *obj, const char *path, const cha
             error(c, p, "unknown key (expected one of: %s)", list);
             continue;
         }
-        for (const cJSON *prev = obj->child; prev != k; prev = prev->next)
-            if (strcmp(prev->string, k->string) == 0) {
-                error(c, p, "duplicate key");
-                break;
-            }
+        if (seen[i])
+            error(c, p, "duplicate key");
+        seen[i] = 1;
     }
     return 0;
 }

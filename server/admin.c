@@ -4,9 +4,12 @@
  *
  * Every client handle is closed through admin_client_close() and freed when its last handle's close
  * callback runs. Input is framed into lines of at most ADMIN_LINE_MAX bytes; a longer line is answered
- * with line_too_long and skipped up to its newline. Output is bounded per client: one that lets more than
- * ADMIN_WRITE_MAX bytes queue up (an events subscriber that stopped reading) is disconnected, so no client
- * can make the server hold unbounded memory.
+ * with line_too_long and skipped up to its newline. Small output lines gather into writes of up to
+ * ADMIN_OUT_CHUNK, sent before the loop next waits. Output is bounded in the bytes it really holds (each
+ * write's allocation and bookkeeping): a client that lets more than ADMIN_WRITE_MAX queue up (an events
+ * subscriber that stopped reading) is disconnected; a response over ADMIN_RESPONSE_MAX is refused, and one
+ * that would take the output of all clients past ADMIN_OUTPUT_TOTAL_MAX is refused until the others have read
+ * theirs. No client can make the server hold unbounded memory.
  */
 #define _GNU_SOURCE /* FNM_CASEFOLD */
 
@@ -25,14 +28,26 @@
 #include <time.h>
 
 #include "admin_cmd.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "server.h"
 #include "utf8.h"
 
-#define ADMIN_LINE_MAX    (8 * 1024 * 1024)  /* one request: an inline profile (4 MiB) with room to spare */
-#define ADMIN_WRITE_MAX   (16 * 1024 * 1024) /* queued output per client before it is dropped */
-#define ADMIN_READ_BUFFER 65536
-#define ADMIN_BACKLOG     64
+#define ADMIN_LINE_MAX         (8 * 1024 * 1024) /* one request: an inline profile (4 MiB) with room to spare */
+#define ADMIN_WRITE_MAX        (16 * 1024 * 1024)  /* queued output per client before it is dropped */
+#define ADMIN_RESPONSE_MAX     (128 * 1024 * 1024) /* one response: messages.get raw of a 35 MiB message */
+#define ADMIN_OUTPUT_TOTAL_MAX (128 * 1024 * 1024) /* responses over ADMIN_WRITE_MAX queued, all clients */
+#define ADMIN_SUBSCRIBERS_MAX  16
+/* What a queued line costs beyond its bytes: the write request and two allocations' headers. */
+#define ADMIN_WRITE_OVERHEAD (sizeof(write_req) + 2 * 32)
+#define ADMIN_OUT_CHUNK      65536 /* small lines gather into writes of up to this */
+#define ADMIN_READ_BUFFER    65536
+#define ADMIN_BACKLOG        64
+/* Before a connection has shown the token (when one is set): what a stranger may make the server hold. */
+#define ADMIN_PRETOKEN_LINE_MAX    65536 /* a longer line must hold the token in these first bytes */
+#define ADMIN_CLIENTS_MAX          64    /* admin connections at once; the next one is refused */
+#define ADMIN_PARTIAL_LINE_IDLE_MS 10000 /* a started line that gets no byte this long is dropped */
+#define ADMIN_REFUSED_LINGER_MS    2000  /* a refused client's input is dropped until this quiet */
 
 typedef union admin_handle {
     uv_handle_t handle;
@@ -54,17 +69,25 @@ typedef struct admin_listener {
 struct admin_client {
     admin *a;
     admin_handle h;
-    uv_timer_t timer; /* messages.wait's timeout */
+    uv_timer_t timer;      /* messages.wait's timeout */
+    uv_timer_t idle_timer; /* a partial line that stopped growing; a refused client's linger */
+    uv_shutdown_t shutdown;
     int handles_open;
     int closing;
     admin_client *prev, *next;
     char *in; /* input not yet framed into requests */
     size_t in_len, in_cap;
     int discarding; /* an over-long line is being skipped to its newline */
+    int authed;     /* a request with the right token came (or no token is set): long lines are allowed */
+    int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
+    int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
     int subscribed;
     int waiting; /* a messages.wait holds the queue */
     int eof;     /* the client shut its side: answer what it sent, then close */
-    int writes;  /* write requests not completed yet */
+    char *out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
+    size_t out_len, out_cap;
+    int writes;    /* write requests not completed yet */
+    size_t queued; /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
     cJSON *wait_id;
     admin_filter filter;
 };
@@ -74,7 +97,12 @@ struct admin {
     admin_listener listeners[CONFIG_ADMIN_MAX];
     size_t nlisteners;
     admin_client *clients;
+    size_t nclients;
     size_t nsubscribers;
+    size_t queued;     /* every client's */
+    size_t big_queued; /* of that, responses over ADMIN_WRITE_MAX */
+    uv_idle_t flush;   /* runs once gathered output waits: writes it before the loop waits */
+    int flush_open;
     char read_buf[ADMIN_READ_BUFFER];
 };
 
@@ -101,6 +129,7 @@ static void on_client_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     admin *a = c->a;
+    a->nclients--;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -110,6 +139,7 @@ static void on_client_closed(uv_handle_t *h)
     cJSON_Delete(c->wait_id);
     filter_free(&c->filter);
     free(c->in);
+    free(c->out);
     free(c);
 }
 
@@ -125,6 +155,7 @@ static void admin_client_close(admin_client *c, const char *why)
     c->subscribed = 0;
     uv_close(&c->h.handle, on_client_closed);
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
+    uv_close((uv_handle_t *)&c->idle_timer, on_client_closed);
 }
 
 /* -- output --------------------------------------------------------------------------------------------- */
@@ -132,12 +163,19 @@ static void admin_client_close(admin_client *c, const char *why)
 typedef struct write_req {
     uv_write_t req;
     char *data;
+    size_t cost; /* counted in queued */
 } write_req;
+
+static const char newline[] = "\n";
 
 static void on_write(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
     admin_client *c = req->handle->data;
+    c->queued -= w->cost;
+    c->a->queued -= w->cost;
+    if (w->cost > ADMIN_WRITE_MAX)
+        c->a->big_queued -= w->cost;
     free(w->data);
     free(w);
     c->writes--;
@@ -147,38 +185,125 @@ static void on_write(uv_write_t *req, int status)
         close_if_done(c);
 }
 
-/* send_text - one line to the client (text is taken over; a newline is added) */
-static void send_text(admin_client *c, char *text)
+/*
+ * submit - len bytes of data (taken over; its allocation is size bytes), and a newline when nl, as one
+ * write to the client
+ */
+static void submit(admin_client *c, char *data, size_t len, size_t size, int nl)
 {
-    if (c->closing || text == NULL) {
-        free(text);
+    if (c->closing) {
+        free(data);
         return;
     }
-    if (c->h.stream.write_queue_size > ADMIN_WRITE_MAX) {
-        free(text);
+    if (c->queued > ADMIN_WRITE_MAX) {
+        free(data);
         admin_client_close(c, "it does not read its responses (more than 16 MiB queued)");
         return;
     }
-    size_t len = strlen(text);
-    char *line = realloc(text, len + 2);
     write_req *w = malloc(sizeof(*w));
-    if (line == NULL || w == NULL) {
-        free(line ? line : text);
-        free(w);
+    if (w == NULL) {
+        free(data);
         admin_client_close(c, "out of memory");
         return;
     }
-    line[len] = '\n';
-    line[len + 1] = '\0';
-    w->data = line;
-    uv_buf_t buf = uv_buf_init(line, (unsigned)len + 1);
-    if (uv_write(&w->req, &c->h.stream, &buf, 1, on_write) != 0) {
-        free(line);
+    uv_buf_t bufs[2] = {uv_buf_init(data, (unsigned)len), uv_buf_init((char *)newline, 1)};
+    if (uv_write(&w->req, &c->h.stream, bufs, nl ? 2 : 1, on_write) != 0) {
+        free(data);
         free(w);
         admin_client_close(c, NULL);
         return;
     }
+    w->data = data;
+    w->cost = size + ADMIN_WRITE_OVERHEAD;
     c->writes++;
+    c->queued += w->cost;
+    c->a->queued += w->cost;
+    if (w->cost > ADMIN_WRITE_MAX)
+        c->a->big_queued += w->cost;
+}
+
+/* flush_output - the lines gathered for the client, as one write */
+static void flush_output(admin_client *c)
+{
+    if (c->out_len == 0)
+        return;
+    char *data = c->out;
+    size_t len = c->out_len, size = c->out_cap;
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    submit(c, data, len, size, 0);
+}
+
+static void on_flush(uv_idle_t *h)
+{
+    admin *a = h->data;
+    uv_idle_stop(h);
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        flush_output(c);
+    }
+}
+
+/*
+ * queue_line - a line of len bytes (without its newline) for the client; owned: text is taken over. Lines
+ * gather into writes of up to ADMIN_OUT_CHUNK, sent before the loop next waits: 100,000 pipelined pings
+ * cost a few writes, not 100,000 write requests. A longer line is a write of its own, in order.
+ */
+static void queue_line(admin_client *c, char *text, size_t len, int owned)
+{
+    if (!c->closing && len + 1 > ADMIN_OUT_CHUNK) {
+        flush_output(c);
+        char *data = owned ? text : malloc(len);
+        if (data != NULL && !owned)
+            memcpy(data, text, len);
+        if (data == NULL)
+            admin_client_close(c, "out of memory");
+        else
+            submit(c, data, len, len, 1);
+        return;
+    }
+    if (!c->closing && c->out_len + len + 1 > ADMIN_OUT_CHUNK)
+        flush_output(c);
+    if (!c->closing && c->out_len + len + 1 > c->out_cap) {
+        /* Grown by doubling: what a write holds is at most twice what it sends, and counted whole. */
+        size_t cap = c->out_cap ? c->out_cap : 1024;
+        while (cap < c->out_len + len + 1)
+            cap *= 2;
+        char *out = realloc(c->out, cap);
+        if (out == NULL) {
+            admin_client_close(c, "out of memory");
+        } else {
+            c->out = out;
+            c->out_cap = cap;
+        }
+    }
+    if (!c->closing) {
+        memcpy(c->out + c->out_len, text, len);
+        c->out[c->out_len + len] = '\n';
+        c->out_len += len + 1;
+        uv_idle_start(&c->a->flush, on_flush);
+    }
+    if (owned)
+        free(text);
+}
+
+/*
+ * too_big - the error that replaces a response that costs len, or NULL when it may be queued. A response
+ * over ADMIN_WRITE_MAX waits for no other: it is refused while other such responses, unread, would take
+ * the total past ADMIN_OUTPUT_TOTAL_MAX. Smaller ones are bounded by each client's ADMIN_WRITE_MAX.
+ */
+static cJSON *too_big(const admin_client *c, size_t len)
+{
+    if (len > ADMIN_RESPONSE_MAX)
+        return admin_error("too_large", "the response would be %zu bytes, over the %d a response may take",
+                           len, ADMIN_RESPONSE_MAX);
+    size_t others = c->a->big_queued;
+    if (len > ADMIN_WRITE_MAX && others > 0 && others + len > ADMIN_OUTPUT_TOTAL_MAX)
+        return admin_error("unavailable",
+                           "the response would be %zu bytes, and %zu bytes of large responses are queued for "
+                           "clients that have not read them yet (at most %d in all): retry later",
+                           len, others, ADMIN_OUTPUT_TOTAL_MAX);
+    return NULL;
 }
 
 /* respond - send obj (taken over) with the request's id first */
@@ -197,7 +322,17 @@ static void respond(admin_client *c, cJSON *obj, cJSON *id)
         cJSON_AddItemToObject(out, item->string, item);
     }
     cJSON_Delete(obj);
-    send_text(c, cJSON_PrintUnformatted(out));
+    char *text = json_print(out);
+    cJSON *refusal = text ? too_big(c, strlen(text) + 1 + ADMIN_WRITE_OVERHEAD) : NULL;
+    if (refusal != NULL) {
+        cJSON_free(text);
+        cJSON *idv = cJSON_DetachItemFromObjectCaseSensitive(out, "id");
+        cJSON_Delete(out);
+        respond(c, refusal, idv);
+        return;
+    }
+    if (text != NULL)
+        queue_line(c, text, strlen(text), 1);
     cJSON_Delete(out);
 }
 
@@ -225,14 +360,53 @@ static cJSON *id_copy(const cJSON *idv)
     return cJSON_CreateRaw(text);
 }
 
-/* duplicate_key - a key that appears twice in the request object (which one counts would be a guess) */
-static const char *duplicate_key(const cJSON *req)
+static int compare_keys(const void *a, const void *b)
 {
-    for (const cJSON *a = req->child; a != NULL; a = a->next)
-        for (const cJSON *b = a->next; b != NULL; b = b->next)
-            if (strcmp(a->string, b->string) == 0)
-                return a->string;
-    return NULL;
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/*
+ * duplicate_key - a key that appears twice in the request object (which one counts would be a guess).
+ * Sorted, so that a request of a million keys costs n log n, not n squared. *oom set when out of memory.
+ */
+static const char *duplicate_key(const cJSON *req, int *oom)
+{
+    size_t n = 0;
+    for (const cJSON *k = req->child; k != NULL; k = k->next)
+        n++;
+    if (n < 2)
+        return NULL;
+    const cJSON **keys = malloc(n * sizeof(*keys));
+    if (keys == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    n = 0;
+    for (const cJSON *k = req->child; k != NULL; k = k->next)
+        keys[n++] = k;
+    qsort(keys, n, sizeof(*keys), compare_keys);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && dup == NULL; i++)
+        if (strcmp(keys[i - 1]->string, keys[i]->string) == 0)
+            dup = keys[i]->string;
+    free(keys);
+    return dup;
+}
+
+/*
+ * has_nul_escape - the JSON text holds \u0000 in a string. cJSON decodes it into a NUL that ends the C
+ * string, so "<token>\u0000x" read as the token and "ping\u0000x" as ping: no admin string may hold one.
+ */
+static int has_nul_escape(const char *json, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (json[i] != '\\')
+            continue;
+        if (json[i + 1] == 'u' && i + 5 < len && memcmp(json + i + 2, "0000", 4) == 0)
+            return 1;
+        i++; /* the escaped character, which may be a backslash */
+    }
+    return 0;
 }
 
 /* same_token - the request's token is the server's, compared in constant time */
@@ -280,21 +454,35 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
         return;
     }
+    if (has_nul_escape(line, len)) {
+        cJSON_Delete(req);
+        respond(c, admin_error("bad_request", "a string in the request holds \\u0000 (NUL), which none may"),
+                NULL);
+        return;
+    }
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
     cJSON *id = idv ? id_copy(idv) : NULL;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     const config *cfg = c->a->srv->cfg;
+    const char *dup = NULL;
+    int oom = 0;
     cJSON *resp;
+    /* The token first: a request without it costs no more than its parse, whatever its shape. */
+    int token_ok =
+        cJSON_IsObject(req) && (cfg->admin_token == NULL || same_token(request_token(req), cfg->admin_token));
+    if (token_ok)
+        c->authed = 1;
     if (!cJSON_IsObject(req))
         resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
-    else if (!cJSON_IsString(cmd))
-        resp = admin_error("bad_request", "the request has no \"cmd\" string");
-    else if (duplicate_key(req) != NULL)
-        resp =
-            admin_error("bad_request", "the key \"%.64s\" appears twice in the request", duplicate_key(req));
-    else if (cfg->admin_token != NULL && !same_token(request_token(req), cfg->admin_token))
+    else if (!token_ok)
         resp =
             admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
+    else if (!cJSON_IsString(cmd))
+        resp = admin_error("bad_request", "the request has no \"cmd\" string");
+    else if ((dup = duplicate_key(req, &oom)) != NULL)
+        resp = admin_error("bad_request", "the key \"%.64s\" appears twice in the request", dup);
+    else if (oom)
+        resp = admin_error("internal", "out of memory");
     else
         resp = admin_command(c, req, id);
     if (resp != NULL)
@@ -302,11 +490,65 @@ static void handle_line(admin_client *c, const char *line, size_t len)
     cJSON_Delete(req);
 }
 
+static void on_refused_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req, (void)status; /* the linger timer closes the connection either way */
+}
+
+static void on_linger_end(uv_timer_t *t)
+{
+    admin_client_close(t->data, NULL);
+}
+
+/*
+ * refuse - resp (taken over) is the client's last response, followed by a FIN. What it still sends is read
+ * and dropped, so that closing does not reset the connection under the response; it is closed once it is
+ * ADMIN_REFUSED_LINGER_MS quiet, or at its EOF.
+ */
+static void refuse(admin_client *c, cJSON *resp)
+{
+    c->refused = 1;
+    if (c->subscribed)
+        c->a->nsubscribers--;
+    c->subscribed = 0;
+    respond(c, resp, NULL);
+    flush_output(c); /* before the FIN */
+    if (c->closing)
+        return;
+    if (uv_shutdown(&c->shutdown, &c->h.stream, on_refused_shutdown) != 0) {
+        admin_client_close(c, NULL);
+        return;
+    }
+    uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
+}
+
+/*
+ * line_allowed - a line of len bytes so far (p) may be held: within ADMIN_LINE_MAX, and before the
+ * connection has shown the token, within ADMIN_PRETOKEN_LINE_MAX unless the token is in its first bytes (a
+ * stranger makes the server hold and parse little). Refuses the client otherwise.
+ */
+static int line_allowed(admin_client *c, const char *p, size_t len)
+{
+    const char *token = c->a->srv->cfg->admin_token;
+    if (c->authed || token == NULL || len <= ADMIN_PRETOKEN_LINE_MAX)
+        return 1;
+    if (!c->line_token)
+        c->line_token = memmem(p, ADMIN_PRETOKEN_LINE_MAX, token, strlen(token)) != NULL;
+    if (c->line_token)
+        return 1;
+    refuse(c,
+           admin_error("line_too_long",
+                       "until a request has carried the token, a request line is at most %d bytes, or holds "
+                       "the token in its first %d bytes",
+                       ADMIN_PRETOKEN_LINE_MAX, ADMIN_PRETOKEN_LINE_MAX));
+    return 0;
+}
+
 /* process_lines - run the complete lines in the input, unless a wait holds the queue */
 static void process_lines(admin_client *c)
 {
     size_t off = 0;
-    while (!c->closing && !c->waiting && off < c->in_len) {
+    while (!c->closing && !c->waiting && !c->refused && off < c->in_len) {
         char *p = c->in + off;
         size_t avail = c->in_len - off;
         char *nl = memchr(p, '\n', avail);
@@ -315,17 +557,21 @@ static void process_lines(admin_client *c)
             c->discarding = nl == NULL;
             continue;
         }
+        if (!line_allowed(c, p, nl ? (size_t)(nl - p) : avail))
+            break;
         if (nl == NULL) {
             if (avail > ADMIN_LINE_MAX) {
                 respond(c, admin_error("line_too_long", "a request line is at most %d bytes", ADMIN_LINE_MAX),
                         NULL);
                 c->discarding = 1;
+                c->line_token = 0;
                 off = c->in_len;
             }
             break;
         }
         size_t len = (size_t)(nl - p);
         off += len + 1;
+        c->line_token = 0;
         if (len > 0 && p[len - 1] == '\r')
             len--;
         if (len > ADMIN_LINE_MAX) {
@@ -340,10 +586,30 @@ static void process_lines(admin_client *c)
             continue; /* empty lines are keep-alives */
         handle_line(c, p, len);
     }
-    if (c->closing)
-        return;
+    if (c->refused)
+        off = c->in_len; /* its last response is on its way: the rest is not read */
+    if (c->closing || off == 0)
+        return; /* nothing framed: c->in may be NULL (given back while a wait held the queue) */
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
+}
+
+static void on_partial_line_idle(uv_timer_t *t)
+{
+    admin_client *c = t->data;
+    refuse(c, admin_error("timeout", "a request line was started and got no byte for %d s",
+                          ADMIN_PARTIAL_LINE_IDLE_MS / 1000));
+}
+
+/* watch_partial_line - a started line must keep growing; complete lines behind a wait are not partial */
+static void watch_partial_line(admin_client *c)
+{
+    if (c->closing || c->refused)
+        return;
+    if (c->in_len > 0 && !c->waiting && !c->discarding)
+        uv_timer_start(&c->idle_timer, on_partial_line_idle, ADMIN_PARTIAL_LINE_IDLE_MS, 0);
+    else
+        uv_timer_stop(&c->idle_timer);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -358,6 +624,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     admin_client *c = stream->data;
     if (nread == 0 || c->closing)
         return;
+    if (c->refused) {
+        if (nread < 0)
+            admin_client_close(c, NULL);
+        else
+            uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
+        return;
+    }
     if (nread == UV_EOF) {
         /* A half-close (shutdown(SHUT_WR), `nc -N`): the requests already sent are still answered, and a
          * last line without its newline counts as a request. The connection closes once that is done. */
@@ -410,6 +683,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->in = NULL;
         c->in_cap = 0;
     }
+    watch_partial_line(c);
 }
 
 /* -- waits and streams ------------------------------------------------------------------------------- */
@@ -423,13 +697,17 @@ static void end_wait(admin_client *c, cJSON *resp)
     filter_free(&c->filter);
     respond(c, resp, id);
     process_lines(c); /* requests that queued behind the wait */
+    watch_partial_line(c);
     close_if_done(c);
 }
 
 /* close_if_done - after a half-close: close once no wait is pending and every response is written */
 static void close_if_done(admin_client *c)
 {
-    if (c->eof && !c->closing && !c->waiting && !c->subscribed && c->writes == 0)
+    if (!c->eof || c->closing || c->waiting || c->subscribed)
+        return;
+    flush_output(c);
+    if (c->writes == 0 && !c->closing)
         admin_client_close(c, NULL);
 }
 
@@ -443,17 +721,21 @@ static void on_wait_timeout(uv_timer_t *t)
 void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms)
 {
     c->waiting = 1;
+    uv_timer_stop(&c->idle_timer);
     c->wait_id = id;
     c->filter = *filter;
     memset(filter, 0, sizeof(*filter));
     uv_timer_start(&c->timer, on_wait_timeout, timeout_ms, 0);
 }
 
-void admin_subscribe(admin_client *c)
+int admin_subscribe(admin_client *c)
 {
+    if (!c->subscribed && c->a->nsubscribers >= ADMIN_SUBSCRIBERS_MAX)
+        return -1;
     if (!c->subscribed)
         c->a->nsubscribers++;
     c->subscribed = 1;
+    return 0;
 }
 
 int admin_filter_match(const admin_filter *f, const store_msg *m)
@@ -516,10 +798,11 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
     cJSON_Delete(o);
     if (line == NULL)
         return;
+    size_t line_len = strlen(line);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
         if (c->subscribed && !c->closing)
-            send_text(c, strdup(line));
+            queue_line(c, line, line_len, 0);
     }
     cJSON_free(line);
 }
@@ -546,13 +829,20 @@ static void on_connection(uv_stream_t *server_stream, int status)
     c->h.handle.data = c;
     uv_timer_init(a->srv->loop, &c->timer);
     c->timer.data = c;
-    c->handles_open = 2;
+    uv_timer_init(a->srv->loop, &c->idle_timer);
+    c->idle_timer.data = c;
+    c->handles_open = 3;
+    c->authed = a->srv->cfg->admin_token == NULL;
     c->next = a->clients;
     if (a->clients)
         a->clients->prev = c;
     a->clients = c;
+    a->nclients++;
     if (uv_accept(server_stream, &c->h.stream) != 0 || uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
         admin_client_close(c, NULL);
+    else if (a->nclients > ADMIN_CLIENTS_MAX)
+        refuse(c, admin_error("too_many_clients", "the admin socket serves at most %d connections at once",
+                              ADMIN_CLIENTS_MAX));
 }
 
 /* is_loopback - 127.0.0.0/8 or ::1 */
@@ -642,6 +932,9 @@ admin *admin_start(server *srv, int *failed)
         return NULL;
     }
     a->srv = srv;
+    uv_idle_init(srv->loop, &a->flush);
+    a->flush.data = a;
+    a->flush_open = 1;
     for (size_t i = 0; i < cfg->nadmin; i++) {
         const admin_addr *addr = &cfg->admin[i];
         if (!addr->unix_path[0] && !is_loopback(addr->tcp.host) && !cfg->admin_remote) {
@@ -691,6 +984,10 @@ void admin_stop(admin *a)
         next = c->next;
         admin_client_close(c, NULL);
     }
+    if (a->flush_open) {
+        a->flush_open = 0;
+        uv_close((uv_handle_t *)&a->flush, NULL);
+    }
 }
 
 void admin_free(admin *a)
@@ -722,4 +1019,9 @@ void admin_ports_json(const admin *a, cJSON *root)
         cJSON_AddNumberToObject(o, "port", l->port);
         cJSON_AddStringToObject(o, "address", l->bound);
     }
+}
+
+int admin_subscribers_max(void)
+{
+    return ADMIN_SUBSCRIBERS_MAX;
 }

@@ -52,8 +52,11 @@ typedef struct admin_filter {
 
 void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms);
 
-/* admin_subscribe - the client gets every event from now on */
-void admin_subscribe(admin_client *c);
+/* admin_subscribe - the client gets every event from now on; -1 when ADMIN_SUBSCRIBERS_MAX already do */
+int admin_subscribe(admin_client *c);
+
+/* admin_subscribers_max - how many clients may subscribe at once */
+int admin_subscribers_max(void);
 
 /* admin_filter_match - m passes filter */
 int admin_filter_match(const admin_filter *f, const store_msg *m);

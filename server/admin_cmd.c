@@ -3,8 +3,8 @@
  *
  * Arguments are checked like profiles are: an unknown argument or one of the wrong type is an error
  * (bad_argument) that names it, and nothing is done. Error codes are stable: bad_request, invalid_json,
- * line_too_long, unknown_command, bad_argument, invalid_profile, not_found, timeout, unauthorized,
- * unavailable, internal.
+ * line_too_long, unknown_command, bad_argument, invalid_profile, forbidden, not_found, timeout,
+ * unauthorized, unavailable, too_large, too_many_clients, too_many_subscribers, internal.
  */
 #include "admin_cmd.h"
 
@@ -149,7 +149,7 @@ cJSON *admin_message_summary(const store_msg *m)
     return store_msg_envelope_json(m);
 }
 
-/* base64 - of len bytes, as a cJSON string (NULL when out of memory) */
+/* base64_string - len bytes in base64, as a cJSON string (NULL when out of memory) */
 static cJSON *base64_string(const char *data, size_t len)
 {
     if (len == 0)
@@ -362,8 +362,12 @@ static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
 
 /* -- profiles ------------------------------------------------------------------------------------------- */
 
-/* compile_request - the profile of profile.load/validate: inline, a shipped one by name, or a server file */
-static fault_profile *compile_request(const cJSON *req, cJSON **err)
+/*
+ * compile_request - the profile of profile.load/validate: inline, a shipped one by name, or a server file
+ * in a profile directory or one of --admin-allow-paths (anyone with the admin socket would read any file
+ * the server can: errors and profile.get echo it).
+ */
+static fault_profile *compile_request(const config *cfg, const cJSON *req, cJSON **err)
 {
     static const char *const args[] = {"profile", "path", "name", "source", NULL};
     if ((*err = check_args(req, args)) != NULL)
@@ -397,7 +401,15 @@ static fault_profile *compile_request(const cJSON *req, cJSON **err)
         }
         p = profiles_load(file, &errs);
     } else if (path != NULL) {
-        p = profiles_load(path->valuestring, &errs);
+        char file[4096];
+        if (profiles_path_allowed(path->valuestring, cfg->admin_allow_paths, file, sizeof(file)) != 0) {
+            *err = admin_error("forbidden",
+                               "\"%.200s\" is not a file in a profile directory ($SMTPFAULT_PROFILES, the "
+                               "shipped profiles) or in --admin-allow-paths",
+                               path->valuestring);
+            return NULL;
+        }
+        p = profiles_load(file, &errs);
     } else {
         char *text = cJSON_PrintUnformatted(inline_p);
         if (text != NULL)
@@ -449,7 +461,7 @@ static cJSON *cmd_profile_load(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
     cJSON *err = NULL;
-    fault_profile *p = compile_request(req, &err);
+    fault_profile *p = compile_request(admin_server(c)->cfg, req, &err);
     if (p == NULL)
         return err;
     int r = server_set_profile(admin_server(c), p);
@@ -462,9 +474,9 @@ static cJSON *cmd_profile_load(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_profile_validate(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)c, (void)id;
+    (void)id;
     cJSON *err = NULL;
-    fault_profile *p = compile_request(req, &err);
+    fault_profile *p = compile_request(admin_server(c)->cfg, req, &err);
     if (p == NULL)
         return err;
     cJSON *resp = ok();
@@ -579,7 +591,9 @@ static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
     cJSON *err = no_args(req);
     if (err != NULL)
         return err;
-    admin_subscribe(c);
+    if (admin_subscribe(c) != 0)
+        return admin_error("too_many_subscribers", "at most %d clients may subscribe at once",
+                           admin_subscribers_max());
     cJSON *resp = ok();
     cJSON_AddBoolToObject(resp, "subscribed", 1);
     return resp;

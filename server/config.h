@@ -75,6 +75,8 @@ typedef struct config {
     int admin_remote;        /* a non-loopback admin address is allowed */
     const char *admin_token; /* required in every admin request when set */
     int magic;               /* magic addresses, unless a profile says otherwise (--no-magic: 0) */
+    /* --admin-allow-paths: colon-separated directories profile.load may also read, or NULL */
+    const char *admin_allow_paths;
     log_format log_format;
     log_level log_level;
 } config;

@@ -669,8 +669,13 @@ int ctl_main(int argc, char **argv)
     cJSON *req = build_request(&c, argc - optind, argv + optind);
     if (req == NULL)
         return c.exit_code;
-    if (token != NULL && token[0])
+    /* The token first: a server with one reads at most 64 KiB of a line that has not shown it yet. */
+    if (token != NULL && token[0]) {
         cJSON_AddStringToObject(req, "token", token);
+        cJSON *tok = cJSON_DetachItemFromObjectCaseSensitive(req, "token");
+        if (tok != NULL)
+            cJSON_InsertItemInArray(req, 0, tok);
+    }
     char *text = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     if (text == NULL)

@@ -1,8 +1,10 @@
 /*
  * fsutil.h - whole-file reads and durable writes with libuv's synchronous file calls.
  *
- * For start-up and thread-pool work only (ports file, certificates, profiles, --store-dir files): every
- * call blocks, so the loop thread never calls these while serving connections.
+ * Every call blocks. Used at start-up (certificates, the profile, the ports file), from libuv's thread pool
+ * (--store-dir commits), and on the loop thread only for what an admin command asks for: profile.load reads
+ * one profile file of at most PROFILES_FILE_MAX (4 MiB) from a local directory, a stall bounded by that
+ * size and accepted for a test tool's control path. The SMTP path never calls these on the loop.
  */
 #ifndef SMTPFAULT_FSUTIL_H
 #define SMTPFAULT_FSUTIL_H

@@ -21,4 +21,10 @@ void json_add_string_or_null(cJSON *o, const char *key, const char *value);
 /* json_add_tls - "tls": {"version", "cipher"}, or null when version is NULL */
 void json_add_tls(cJSON *o, const char *version, const char *cipher);
 
+/*
+ * json_print - item as one line of JSON (cJSON_PrintUnformatted), in UTF-8 whatever bytes its strings hold:
+ * a byte that starts no well-formed sequence becomes U+FFFD. Free with cJSON_free; NULL when out of memory.
+ */
+char *json_print(const cJSON *item);
+
 #endif

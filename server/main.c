@@ -55,6 +55,7 @@ static const char usage_text[] =
     "  --admin ADDR               HOST:PORT, unix:PATH or off; repeatable (default 127.0.0.1:2580)\n"
     "  --admin-remote             allow a non-loopback admin address (inside a container)\n"
     "  --admin-token TOKEN        require \"token\": TOKEN in every admin request\n"
+    "  --admin-allow-paths DIRS   more directories (DIR:DIR) whose files profile.load may read\n"
     "\n"
     "Faults:\n"
     "  --profile FILE|NAME        the fault profile in force at start: a file, or the name of a shipped\n"
@@ -103,6 +104,7 @@ enum {
     OPT_ADMIN,
     OPT_ADMIN_REMOTE,
     OPT_ADMIN_TOKEN,
+    OPT_ADMIN_ALLOW_PATHS,
     OPT_PORTS_FILE,
     OPT_HOSTNAME,
     OPT_MAX_MESSAGE_SIZE,
@@ -133,6 +135,7 @@ static const struct option long_options[] = {
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE},
     {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+    {"admin-allow-paths", required_argument, NULL, OPT_ADMIN_ALLOW_PATHS},
     {"ports-file", required_argument, NULL, OPT_PORTS_FILE},
     {"hostname", required_argument, NULL, OPT_HOSTNAME},
     {"max-message-size", required_argument, NULL, OPT_MAX_MESSAGE_SIZE},
@@ -232,6 +235,9 @@ static int apply_option(config *cfg, int opt, const char *name, const char *valu
         if (value[0] == '\0')
             return usage_error("%s: the token cannot be empty", name);
         cfg->admin_token = value;
+        break;
+    case OPT_ADMIN_ALLOW_PATHS:
+        cfg->admin_allow_paths = value;
         break;
     case OPT_PORTS_FILE:
         cfg->ports_file = value;

@@ -12,6 +12,8 @@
 
 #include "fsutil.h"
 
+#define ALLOW_DIRS_MAX 16 /* directories in --admin-allow-paths */
+
 /* add_error - one message into errs, for the errors that come before compiling */
 static void add_error(fault_errors *errs, const char *text)
 {
@@ -66,6 +68,68 @@ static size_t search_dirs(const char **dirs, size_t max, char *store, size_t sto
         store_size -= used < store_size ? used : store_size;
     }
     return n + shipped_dirs(dirs + n, max - n, store, store_size);
+}
+
+/* real_path - path with symbolic links, "." and ".." resolved, in out; 0 or a libuv error */
+static int real_path(const char *path, char *out, size_t outsz)
+{
+    uv_fs_t req;
+    int r = uv_fs_realpath(NULL, &req, path, NULL);
+    if (r == 0 && (size_t)snprintf(out, outsz, "%s", (const char *)req.ptr) >= outsz)
+        r = UV_ENAMETOOLONG;
+    uv_fs_req_cleanup(&req);
+    return r;
+}
+
+/* within - real is dir or below it (both resolved) */
+static int within(const char *real, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n > 0 && dir[n - 1] == '/')
+        n--; /* "/" itself */
+    return strncmp(real, dir, n) == 0 && (real[n] == '/' || real[n] == '\0');
+}
+
+/* in_allowed_dir - real (resolved) is in a profile directory or in one of allow */
+static int in_allowed_dir(const char *real, const char *allow)
+{
+    const char *dirs[16 + ALLOW_DIRS_MAX];
+    char env[4096], extra[4096], dir[4096];
+    size_t n = search_dirs(dirs, 16, env, sizeof(env));
+    if (allow != NULL) {
+        snprintf(extra, sizeof(extra), "%s", allow);
+        char *save = NULL;
+        for (char *d = strtok_r(extra, ":", &save); d != NULL && n < 16 + ALLOW_DIRS_MAX;
+             d = strtok_r(NULL, ":", &save))
+            dirs[n++] = d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (real_path(dirs[i], dir, sizeof(dir)) == 0 && within(real, dir))
+            return 1;
+    return 0;
+}
+
+int profiles_path_allowed(const char *path, const char *allow, char *out, size_t outsz)
+{
+    char real[4096];
+    int r = real_path(path, real, sizeof(real));
+    if (r == 0)
+        return in_allowed_dir(real, allow) && (size_t)snprintf(out, outsz, "%s", real) < outsz ? 0 : -1;
+    if (r != UV_ENOENT)
+        return -1;
+    /* Not there: say so only when it would be allowed, so that no one learns what exists elsewhere. */
+    char parent[4096];
+    snprintf(parent, sizeof(parent), "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL)
+        snprintf(parent, sizeof(parent), ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    if (real_path(parent, real, sizeof(real)) != 0 || !in_allowed_dir(real, allow))
+        return -1;
+    return (size_t)snprintf(out, outsz, "%s", path) < outsz ? 0 : -1;
 }
 
 static int exists(const char *path)

@@ -23,6 +23,14 @@ int profiles_find(const char *name_or_path, char *out, size_t outsz);
 /* profiles_find_shipped - the same for a name only: files outside the profile directories are never found */
 int profiles_find_shipped(const char *name, char *out, size_t outsz);
 
+/*
+ * profiles_path_allowed - path resolves (no "..", no symlink leads out) to a file in a profile directory
+ * ($SMTPFAULT_PROFILES, the shipped ones) or in one of allow (colon-separated directories, may be NULL).
+ * 0 with the resolved path in out; a file that does not exist is allowed when its directory is (out is
+ * then path as given). -1 otherwise.
+ */
+int profiles_path_allowed(const char *path, const char *allow, char *out, size_t outsz);
+
 /* profiles_list - every shipped profile, as "name  description" lines on stdout (`smtpfault profiles`) */
 int profiles_list(void);
 

@@ -417,7 +417,7 @@ static void send_filled(session *s, const fault_facts *f, const char *head, cons
     free(r);
 }
 
-/* pause - ask the host to wait; resume says what to do when it is over */
+/* pause_for - ask the host to wait; resume says what to do when it is over */
 static void pause_for(session *s, uint32_t ms, resume_kind resume)
 {
     s->waiting = 1;

@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "fsutil.h"
+#include "jsonutil.h"
 
 typedef struct disk_job {
     uv_work_t work;
@@ -88,7 +89,7 @@ int store_disk_write(uv_loop_t *loop, const char *dir, store_msg *msg, store_dis
     if (job == NULL)
         return UV_ENOMEM;
     cJSON *env = store_msg_envelope_json(msg);
-    job->envelope = env ? cJSON_PrintUnformatted(env) : NULL;
+    job->envelope = env ? json_print(env) : NULL;
     cJSON_Delete(env);
     job->dir = strdup(dir);
     if (job->envelope == NULL || job->dir == NULL) {

@@ -107,15 +107,21 @@ check_image() {
     conf=$(podman image inspect --format '{{.Config.User}}|{{json .Config.Healthcheck.Test}}|{{json .Config.ExposedPorts}}|{{json .Config.Volumes}}|{{json .Config.Env}}' "$IMAGE")
     local want
     for want in '10001:10001|' '["CMD","/usr/bin/smtpfault","ctl","ping"]' '"2525/tcp"' '"2587/tcp"' \
-        '"2465/tcp"' '"2580/tcp"' '{"/certs":{}}' 'SMTPFAULT_SMTP=0.0.0.0:2525' \
-        'SMTPFAULT_SUBMISSION=0.0.0.0:2587' 'SMTPFAULT_SMTPS=0.0.0.0:2465' 'SMTPFAULT_ADMIN=0.0.0.0:2580' \
-        'SMTPFAULT_ADMIN_REMOTE=true' 'SMTPFAULT_CERTS_DIR=/certs'; do
+        '"2465/tcp"' '{"/certs":{}}' 'SMTPFAULT_SMTP=0.0.0.0:2525' \
+        'SMTPFAULT_SUBMISSION=0.0.0.0:2587' 'SMTPFAULT_SMTPS=0.0.0.0:2465' 'SMTPFAULT_ADMIN=127.0.0.1:2580' \
+        'SMTPFAULT_CERTS_DIR=/certs'; do
         case "$conf" in
         *"$want"*) ;;
         *) fail "image config lacks $want: $conf" ;;
         esac
     done
-    log "image config: user 10001, health check smtpfault ctl ping, ports 2525 2587 2465 2580, volume /certs"
+    # The admin socket stays on the container's loopback unless the user opens it (the compose files do).
+    for unwanted in '"2580/tcp"' 'SMTPFAULT_ADMIN_REMOTE' 'SMTPFAULT_ADMIN=0.0.0.0'; do
+        case "$conf" in
+        *"$unwanted"*) fail "image config has $unwanted: $conf" ;;
+        esac
+    done
+    log "image config: user 10001, health check smtpfault ctl ping, ports 2525 2587 2465, admin on loopback, volume /certs"
 }
 
 # -- 4. docker-compose.yml --------------------------------------------------------------------------------

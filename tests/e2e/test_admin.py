@@ -250,7 +250,9 @@ def test_profile_load_by_name_and_by_path(short_tmp, server_factory, admin_trans
     (shipped / "broken.json").write_text('{"rules": [{"when": {"stage": "nope"}, "do": {}}]}')
     elsewhere = short_tmp / "elsewhere.json"
     elsewhere.write_text(json.dumps({"name": "from-path", "rules": []}))
-    srv = server_factory("--admin", f"unix:{short_tmp}/admin.sock", env={"SMTPFAULT_PROFILES": str(shipped)})
+    # Paths: files in the profile directories and in --admin-allow-paths ("." is the server's directory).
+    srv = server_factory("--admin", f"unix:{short_tmp}/admin.sock", "--admin-allow-paths", f"{short_tmp}:.",
+                         env={"SMTPFAULT_PROFILES": str(shipped)})
     with srv.admin(unix=admin_transport == "unix") as admin:
         for name in ("reject-all", "reject-all.json"):
             resp = admin.ok("profile.validate", name=name)

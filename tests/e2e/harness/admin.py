@@ -46,7 +46,7 @@ class AdminClient(SocketClient):
     def encode(self, obj):
         """obj as a request line (without its newline), with the client's token when it has one."""
         if self.token is not None and isinstance(obj, dict) and "token" not in obj:
-            obj = {**obj, "token": self.token}
+            obj = {"token": self.token, **obj}  # first: a line over 64 KiB must show it early
         return json.dumps(obj).encode("utf-8")
 
     def send_obj(self, obj):
