@@ -69,7 +69,7 @@ def nodemailer(srv, listener="smtp", mode=None, bound=30, **transport):
         options["auth"] = {"user": USER, "pass": PASSWORD}
     message = {"from": SENDER, "to": RCPT, "subject": "fault test", "text": "Hello from nodemailer.\n"}
     tls_options = transport.pop("tls", None)
-    return clients.nodemailer(srv, message, listener=listener, tls=mode, timeout=bound, tls_options=tls_options,
+    return clients.nodemailer(srv, message, listener=listener, tls=mode, bound=bound, tls_options=tls_options,
                               **{**options, **transport})
 
 
@@ -83,7 +83,7 @@ def phpmailer(srv, listener="smtp", mode=None, bound=30, **options):
     if mode == "implicit":
         payload["auth"] = {"user": USER, "password": PASSWORD}
     out = clients.phpmailer(srv, [{"from": SENDER, "to": [RCPT], "subject": "fault test", "body": "Hello from PHP.\n"}],
-                            listener=listener, tls=mode, timeout=bound, **{**payload, **options})
+                            listener=listener, tls=mode, bound=bound, **{**payload, **options})
     (result,) = out["results"]
     result["debug"] = out["debug"]
     return result

@@ -77,7 +77,7 @@ def available_clients():
 
 
 def admin(srv, request, timeout=10.0):
-    """One admin request (a dict) over a fresh connection (conftest's AdminClient); the response dict."""
+    """One admin request (a dict) over a fresh connection (harness.admin.AdminClient); the response dict."""
     with srv.admin(timeout=timeout) as client:
         return client.request(dict(request, id=1))
 
@@ -113,7 +113,7 @@ def run_nodemailer(case, srv, client):
     message = {"from": case.sender, "to": list(case.recipients), "subject": subject(case),
                "text": message_body(case, client)}
     out = harness_clients.nodemailer(srv, message, listener=case.listener, tls=tls_mode(case),
-                                     timeout=case.timeout * 6 + 30, **transport)
+                                     bound=case.timeout * 6 + 30, **transport)
     if out.get("ok"):
         return {"ok": True, "response": out.get("response"), "accepted": out.get("accepted"),
                 "rejected": out.get("rejected")}
@@ -136,7 +136,7 @@ def run_phpmailer(case, srv, client):
     messages = [{"from": case.sender, "to": list(case.recipients), "subject": subject(case),
                  "body": message_body(case, client)}]
     out = harness_clients.phpmailer(srv, messages, listener=case.listener, tls=tls_mode(case),
-                                    timeout=case.timeout * 8 + 30, **options)
+                                    bound=case.timeout * 8 + 30, **options)
     (r,) = out["results"]
     debug = []
     for line in out.get("debug", []):

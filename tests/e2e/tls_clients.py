@@ -42,7 +42,7 @@ def message(subject="TLS e2e", sender="sender@example.org", to="rcpt@example.org
 
 def verifying_context():
     """Python's default client context: CERT_REQUIRED, check_hostname, TLS 1.2 and up, the suite CA only."""
-    ctx = ssl.create_default_context(cafile=ca_file())
+    ctx = clients.tls_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     return ctx
 
@@ -104,7 +104,7 @@ def smtplib_tls(server, name, context=None, timeout=IO_TIMEOUT, helo=HELO):
 
 
 def raw(server, name="smtp", timeout=IO_TIMEOUT):
-    """A RawClient (conftest) connected to listener name; on smtps the TLS handshake is done first."""
+    """A RawClient (harness.smtp) connected to listener name; on smtps the TLS handshake is done first."""
     client = RawClient(*address(server, name), timeout=timeout)
     if name == IMPLICIT:
         try:

@@ -24,7 +24,9 @@ from harness.server import address
 
 TLS_MODES = (None, "starttls", "implicit")
 
+
 def _run_client(argv, payload, cwd, timeout):
+    """Run a client script with the JSON payload on stdin (bounded); the JSON object on its last line."""
     proc = subprocess.run(
         argv,
         input=json.dumps(payload).encode("utf-8"),
@@ -100,20 +102,22 @@ def nodemailer_payload(srv, message=None, messages=None, listener="smtp", tls=No
 
 
 def nodemailer(srv, message=None, messages=None, listener="smtp", tls=None, host=None, tls_options=None,
-               timeout=CLIENT_TIMEOUT, **transport):
-    """Nodemailer's sendMail (nodemailer_payload's arguments); the script's JSON result."""
+               bound=CLIENT_TIMEOUT, **transport):
+    """Nodemailer's sendMail (nodemailer_payload's arguments); the script's JSON result. bound is the process'
+    time limit."""
     payload = nodemailer_payload(srv, message, messages, listener, tls, host, tls_options, **transport)
-    return run_nodemailer(payload, timeout)
+    return run_nodemailer(payload, bound)
 
 
 # -- PHPMailer ---------------------------------------------------------------------------------------------------
 
 
-def phpmailer(srv, messages, listener="smtp", tls=None, host=None, timeout=CLIENT_TIMEOUT, **options):
+def phpmailer(srv, messages, listener="smtp", tls=None, host=None, bound=CLIENT_TIMEOUT, **options):
     """PHPMailer send() for each message; phpmailer-send.php's JSON output ({"results": [...], "debug": [...]}).
 
     tls sets SMTPSecure ("tls" for STARTTLS, "ssl" for implicit TLS) and trusts the suite CA. options add to or
-    override the payload's keys (exceptions, auth, timeout, debugLevel, ...; an "ssl" dict is merged).
+    override the payload's keys (exceptions, auth, timeout, debugLevel, ...; an "ssl" dict is merged). bound is
+    the process' time limit.
     """
     mode = _tls_mode(tls)
     lhost, port = address(srv, listener)
@@ -122,7 +126,7 @@ def phpmailer(srv, messages, listener="smtp", tls=None, host=None, timeout=CLIEN
         payload.update(secure="ssl" if mode == "implicit" else "tls", ssl={"cafile": ca_file()})
     if "ssl" in options:
         options = {**options, "ssl": {**payload.get("ssl", {}), **options["ssl"]}}
-    return run_phpmailer({**payload, **options}, timeout)
+    return run_phpmailer({**payload, **options}, bound)
 
 
 # -- swaks -------------------------------------------------------------------------------------------------------
