@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from conftest import (Server, check_error, make_message, poll, queued_id, run_binary, run_nodemailer, suite_pki,
+from conftest import (Server, check_error, make_message, poll, queued_id, run_binary, suite_pki,
                       transaction)
+from harness.clients import nodemailer
 from harness.env import HANG_GUARD
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -43,8 +44,7 @@ def send(srv, sender, recipients, subject="test", body="hello\r\n", helo="admin.
 
 
 def nodemailer_send(srv, to, sender="node@example.org", subject="from nodemailer"):
-    return run_nodemailer({"host": srv.host, "port": srv.port, "admin_transport": {},
-                           "message": {"from": sender, "to": to, "subject": subject, "text": "Hello.\n"}})
+    return nodemailer(srv, {"from": sender, "to": to, "subject": subject, "text": "Hello.\n"})
 
 
 def no_response_for(client, seconds):

@@ -7,7 +7,6 @@ and "auth") and what its transcript says. Helpers are in tls_clients.py.
 """
 
 import base64
-import json
 import re
 import smtplib
 import socket
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import ca_file, make_message, queued_id, transaction
 from harness.env import HANG_GUARD
+from harness.profiles import start_with_profile as profile_server
 from tls_clients import (HELO, IMPLICIT, LISTENERS, PASSWORD, READY_TO_START_TLS, USER, USER_ARG, check_capture,
                          client_hello, nodemailer, nodemailer_lines, openssl_cipher, php_failed, phpmailer, raw,
                          raw_starttls, session_of, smtplib_tls, start_tls, swaks, swaks_errors, swaks_replies,
@@ -38,12 +38,6 @@ AUTH_FOR = {"smtp": None, "submission": USER, "smtps": USER}
 def tls_server(server_factory):
     """A server with one account (USER), so that submission and smtps can be used."""
     return server_factory("--user", USER_ARG)
-
-
-def profile_server(server_factory, tmp_path, profile, *args):
-    path = tmp_path / "profile.json"
-    path.write_text(json.dumps(profile))
-    return server_factory("--profile", str(path), *args)
 
 
 # -- 1. every listener with every client ---------------------------------------------------------------------
