@@ -2,7 +2,7 @@
 """TLS throughput of smtpfault against Nodemailer's smtp-server, both driven by bench/smtpgen.py.
 
 Usage: tls_bench.py SMTPFAULT [--json FILE] [--repeats N] [--target-seconds S] [--scenarios K1,K2] [--no-pin]
-                    [--stock-greeting] [--budget-seconds S] ...
+                    [--stock-greeting] [--size BYTES] [--budget-seconds S] ...
 
 One run starts one smtpfault and one smtp-server (bench/node/peer.js, pinned by bench/node/package-lock.json;
 install it with `npm ci` in bench/node) and keeps both for every scenario. Both present the same certificate,
@@ -55,7 +55,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "smtpgen.py")
 PEER = os.path.join(HERE, "node", "peer.js")
 AUTH = "bench:secret"
-SIZE = 1024
+SIZE = 1024  # bytes a message, unless --size says otherwise
 RUN_TIMEOUT_S = 120
 
 # (key, label, mode, sessions, reuse connection, offer resumption); AUTH with smtps only (it requires AUTH)
@@ -162,7 +162,7 @@ class Bench(Retrying):
         for i in range(n):
             cmd = ["/usr/bin/python3", GEN, "127.0.0.1", str(server.port(mode)), "--mode", mode, "--messages",
                    str(count // n + (i < count % n)), "--sessions", str(sessions // n + (i < sessions % n)),
-                   "--size", str(SIZE)]
+                   "--size", str(self.args.size)]
             cmd += (["--reuse"] if reuse else []) + (["--resume"] if resume else [])
             cmds.append(cmd + (["--auth", AUTH] if mode == "smtps" else []))
         before = server.counters()
@@ -264,6 +264,8 @@ def main():
     ap.add_argument("--generators", type=int, default=1,
                     help="smtpgen processes sharing a run's sessions, on every CPU but the servers' (default 1; "
                          "more only help with more than 2 CPUs)")
+    ap.add_argument("--size", type=int, default=SIZE,
+                    help=f"message size in bytes (default {SIZE}; 102400 for the 100 KiB figures)")
     ap.add_argument("--stock-greeting", action="store_true",
                     help="keep smtp-server's 100 ms wait before its greeting (see bench/node/peer.js)")
     args = ap.parse_args()
@@ -324,7 +326,7 @@ def main():
     elapsed = time.monotonic() - started
 
     print()
-    print(f"smtpfault vs smtp-server over TLS (1 KiB messages), driven by smtpgen.py over 127.0.0.1; "
+    print(f"smtpfault vs smtp-server over TLS ({args.size} byte messages), driven by smtpgen.py over 127.0.0.1; "
           f"{os.cpu_count()} CPUs, {placement}")
     print(f"{version}; Node {node_version}, smtp-server {peer_version()}"
           + ("; smtp-server's 100 ms greeting delay kept" if args.stock_greeting else
@@ -396,7 +398,7 @@ def main():
     print(f"total time {elapsed:.0f} s")
     if args.json:
         doc = {"smtpfault_version": version, "node_version": node_version, "smtp_server_version": peer_version(),
-               "stock_greeting": args.stock_greeting, "cpus": os.cpu_count(), "placement": placement,
+               "message_size": args.size, "stock_greeting": args.stock_greeting, "cpus": os.cpu_count(), "placement": placement,
                "repeats": args.repeats, "generators": args.generators, "smtpfault_vmhwm_kib": hwm,
                "smtp_server_vmhwm_kib": peer_hwm,
                "smtpfault_exit": rc, "runs_repeated": bench.retried, "runs_disturbed": bench.disturbed,

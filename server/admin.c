@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "admin_cmd.h"
+#include "bytebuf.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "server.h"
@@ -41,8 +42,12 @@
 /* What a queued line costs beyond its bytes: the write request and two allocations' headers. */
 #define ADMIN_WRITE_OVERHEAD (sizeof(write_req) + 2 * 32)
 #define ADMIN_OUT_CHUNK      65536 /* small lines gather into writes of up to this */
+#define ADMIN_OUT_FIRST      1024  /* the gathering buffer's first allocation */
 #define ADMIN_READ_BUFFER    65536
-#define ADMIN_BACKLOG        64
+/* Input held: a partial line within ADMIN_LINE_MAX, one read, and the newline added at end of input. */
+#define ADMIN_IN_FIRST 4096 /* an idle client keeps no more than this */
+#define ADMIN_IN_MAX   (ADMIN_LINE_MAX + ADMIN_READ_BUFFER + 1)
+#define ADMIN_BACKLOG  64
 /* Before a connection has shown the token (when one is set): what a stranger may make the server hold. */
 #define ADMIN_PRETOKEN_LINE_MAX    65536 /* a longer line must hold the token in these first bytes */
 #define ADMIN_CLIENTS_MAX          64    /* admin connections at once; the next one is refused */
@@ -75,17 +80,15 @@ struct admin_client {
     int handles_open;
     int closing;
     admin_client *prev, *next;
-    char *in; /* input not yet framed into requests */
-    size_t in_len, in_cap;
+    bytebuf in;     /* input not yet framed into requests (bounded by ADMIN_IN_MAX) */
     int discarding; /* an over-long line is being skipped to its newline */
     int authed;     /* a request with the right token came (or no token is set): long lines are allowed */
     int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
     int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
     int subscribed;
-    int waiting; /* a messages.wait holds the queue */
-    int eof;     /* the client shut its side: answer what it sent, then close */
-    char *out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
-    size_t out_len, out_cap;
+    int waiting;   /* a messages.wait holds the queue */
+    int eof;       /* the client shut its side: answer what it sent, then close */
+    bytebuf out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
     int writes;    /* write requests not completed yet */
     size_t queued; /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
     cJSON *wait_id;
@@ -138,8 +141,8 @@ static void on_client_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     cJSON_Delete(c->wait_id);
     filter_free(&c->filter);
-    free(c->in);
-    free(c->out);
+    bytebuf_release(&c->in);
+    bytebuf_release(&c->out);
     free(c);
 }
 
@@ -225,12 +228,11 @@ static void submit(admin_client *c, char *data, size_t len, size_t size, int nl)
 /* flush_output - the lines gathered for the client, as one write */
 static void flush_output(admin_client *c)
 {
-    if (c->out_len == 0)
+    if (c->out.len == 0)
         return;
-    char *data = c->out;
-    size_t len = c->out_len, size = c->out_cap;
-    c->out = NULL;
-    c->out_len = c->out_cap = 0;
+    char *data = c->out.data;
+    size_t len = c->out.len, size = c->out.cap;
+    bytebuf_init(&c->out, ADMIN_OUT_FIRST, ADMIN_OUT_CHUNK); /* the write request owns data now */
     submit(c, data, len, size, 0);
 }
 
@@ -262,25 +264,14 @@ static void queue_line(admin_client *c, char *text, size_t len, int owned)
             submit(c, data, len, len, 1);
         return;
     }
-    if (!c->closing && c->out_len + len + 1 > ADMIN_OUT_CHUNK)
+    if (!c->closing && c->out.len + len + 1 > ADMIN_OUT_CHUNK)
         flush_output(c);
-    if (!c->closing && c->out_len + len + 1 > c->out_cap) {
-        /* Grown by doubling: what a write holds is at most twice what it sends, and counted whole. */
-        size_t cap = c->out_cap ? c->out_cap : 1024;
-        while (cap < c->out_len + len + 1)
-            cap *= 2;
-        char *out = realloc(c->out, cap);
-        if (out == NULL) {
-            admin_client_close(c, "out of memory");
-        } else {
-            c->out = out;
-            c->out_cap = cap;
-        }
-    }
+    /* Grown by doubling: what a write holds is at most twice what it sends, and counted whole. */
+    if (!c->closing && bytebuf_reserve(&c->out, len + 1) != 0)
+        admin_client_close(c, "out of memory");
     if (!c->closing) {
-        memcpy(c->out + c->out_len, text, len);
-        c->out[c->out_len + len] = '\n';
-        c->out_len += len + 1;
+        (void)bytebuf_append(&c->out, text, len);
+        (void)bytebuf_append(&c->out, "\n", 1);
         uv_idle_start(&c->a->flush, on_flush);
     }
     if (owned)
@@ -548,12 +539,12 @@ static int line_allowed(admin_client *c, const char *p, size_t len)
 static void process_lines(admin_client *c)
 {
     size_t off = 0;
-    while (!c->closing && !c->waiting && !c->refused && off < c->in_len) {
-        char *p = c->in + off;
-        size_t avail = c->in_len - off;
+    while (!c->closing && !c->waiting && !c->refused && off < c->in.len) {
+        char *p = c->in.data + off;
+        size_t avail = c->in.len - off;
         char *nl = memchr(p, '\n', avail);
         if (c->discarding) {
-            off = nl ? (size_t)(nl - c->in) + 1 : c->in_len;
+            off = nl ? (size_t)(nl - c->in.data) + 1 : c->in.len;
             c->discarding = nl == NULL;
             continue;
         }
@@ -565,7 +556,7 @@ static void process_lines(admin_client *c)
                         NULL);
                 c->discarding = 1;
                 c->line_token = 0;
-                off = c->in_len;
+                off = c->in.len;
             }
             break;
         }
@@ -587,11 +578,10 @@ static void process_lines(admin_client *c)
         handle_line(c, p, len);
     }
     if (c->refused)
-        off = c->in_len; /* its last response is on its way: the rest is not read */
+        off = c->in.len; /* its last response is on its way: the rest is not read */
     if (c->closing || off == 0)
-        return; /* nothing framed: c->in may be NULL (given back while a wait held the queue) */
-    memmove(c->in, c->in + off, c->in_len - off);
-    c->in_len -= off;
+        return;
+    bytebuf_consume(&c->in, off); /* an emptied buffer above ADMIN_IN_FIRST is given back */
 }
 
 static void on_partial_line_idle(uv_timer_t *t)
@@ -606,7 +596,7 @@ static void watch_partial_line(admin_client *c)
 {
     if (c->closing || c->refused)
         return;
-    if (c->in_len > 0 && !c->waiting && !c->discarding)
+    if (c->in.len > 0 && !c->waiting && !c->discarding)
         uv_timer_start(&c->idle_timer, on_partial_line_idle, ADMIN_PARTIAL_LINE_IDLE_MS, 0);
     else
         uv_timer_stop(&c->idle_timer);
@@ -636,17 +626,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
          * last line without its newline counts as a request. The connection closes once that is done. */
         uv_read_stop(stream);
         c->eof = 1;
-        if (c->in_len > 0 && !c->discarding) {
-            if (c->in_len == c->in_cap) {
-                char *in = realloc(c->in, c->in_len + 1);
-                if (in == NULL) {
-                    admin_client_close(c, "out of memory");
-                    return;
-                }
-                c->in = in;
-                c->in_cap = c->in_len + 1;
+        if (c->in.len > 0 && !c->discarding) {
+            if (bytebuf_append(&c->in, "\n", 1) != 0) {
+                admin_client_close(c, "out of memory");
+                return;
             }
-            c->in[c->in_len++] = '\n';
             process_lines(c);
         }
         close_if_done(c);
@@ -658,31 +642,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     size_t n = (size_t)nread;
     /* While skipping an over-long line or waiting, keep only what is needed: bounded either way. */
-    if (c->in_len + n > ADMIN_LINE_MAX + ADMIN_READ_BUFFER && !c->discarding && c->waiting) {
+    if (c->in.len + n > ADMIN_LINE_MAX + ADMIN_READ_BUFFER && !c->discarding && c->waiting) {
         admin_client_close(c, "too many requests queued behind messages.wait");
         return;
     }
-    if (c->in_len + n > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 4096;
-        while (cap < c->in_len + n)
-            cap *= 2;
-        char *in = realloc(c->in, cap);
-        if (in == NULL) {
-            admin_client_close(c, "out of memory");
-            return;
-        }
-        c->in = in;
-        c->in_cap = cap;
+    if (bytebuf_append(&c->in, buf->base, n) != 0) {
+        admin_client_close(c, "out of memory");
+        return;
     }
-    memcpy(c->in + c->in_len, buf->base, n);
-    c->in_len += n;
-    process_lines(c);
-    /* An idle client holds no input buffer. */
-    if (c->in_len == 0 && c->in_cap > 4096) {
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
-    }
+    process_lines(c); /* an idle client keeps no more than ADMIN_IN_FIRST of input buffer */
     watch_partial_line(c);
 }
 
@@ -821,6 +789,8 @@ static void on_connection(uv_stream_t *server_stream, int status)
     if (c == NULL)
         return;
     c->a = a;
+    bytebuf_init(&c->in, ADMIN_IN_FIRST, ADMIN_IN_MAX);
+    bytebuf_init(&c->out, ADMIN_OUT_FIRST, ADMIN_OUT_CHUNK);
     int r = l->is_unix ? uv_pipe_init(a->srv->loop, &c->h.pipe, 0) : uv_tcp_init(a->srv->loop, &c->h.tcp);
     if (r != 0) {
         free(c);

@@ -43,13 +43,14 @@ int admin_has_subscribers(const admin *a);
 
 /* -- for the command handlers (admin_cmd.c) ---------------------------------------------------------- */
 
-/* admin_wait - defer the response of client's current request until a message matches, or ms pass */
+/* admin_filter - which captured messages messages.list and messages.wait take */
 typedef struct admin_filter {
     char *to, *from;        /* globs, or NULL */
     uint64_t since_arrival; /* only messages that arrived after this one (0: see since_seq) */
     uint64_t since_seq;     /* for a "since" message no longer kept: only messages with a later id */
 } admin_filter;
 
+/* admin_defer_wait - defer the response of c's current request until a message matches, or timeout_ms pass */
 void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms);
 
 /* admin_subscribe - the client gets every event from now on; -1 when ADMIN_SUBSCRIBERS_MAX already do */

@@ -56,25 +56,28 @@ static cJSON *ok(void)
 
 /* -- arguments ---------------------------------------------------------------------------------------- */
 
-/* check_args - every key of req is cmd, id, token or one of allowed (a NULL-terminated list) */
-static cJSON *check_args(const cJSON *req, const char *const *allowed)
+/* listed - key is one of the names in list ("a, b, c", the arguments column of ADMIN_COMMAND_LIST) */
+static int listed(const char *list, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *p = list; *p != '\0'; p += strspn(p, ", ")) {
+        size_t n = strcspn(p, ", ");
+        if (n == klen && strncmp(p, key, n) == 0)
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
+/* check_args - every key of req is cmd, id, token or one of allowed (the command's arguments column) */
+static cJSON *check_args(const cJSON *req, const char *allowed)
 {
     for (const cJSON *k = req->child; k != NULL; k = k->next) {
         if (strcmp(k->string, "cmd") == 0 || strcmp(k->string, "id") == 0 || strcmp(k->string, "token") == 0)
             continue;
-        size_t i;
-        for (i = 0; allowed[i] != NULL; i++)
-            if (strcmp(k->string, allowed[i]) == 0)
-                break;
-        if (allowed[i] != NULL)
-            continue;
-        char list[300];
-        size_t o = 0;
-        list[0] = '\0';
-        for (i = 0; allowed[i] != NULL && o < sizeof(list); i++)
-            o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", allowed[i]);
-        return admin_error("bad_argument", "unknown argument \"%.64s\" (expected %s%s)", k->string,
-                           o ? "one of: " : "none", list);
+        if (!listed(allowed, k->string))
+            return admin_error("bad_argument", "unknown argument \"%.64s\" (expected %s%s)", k->string,
+                               allowed[0] ? "one of: " : "none", allowed);
     }
     return NULL;
 }
@@ -133,12 +136,6 @@ static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
     f->to = to ? strdup(to) : NULL;
     f->from = from ? strdup(from) : NULL;
     return NULL;
-}
-
-static cJSON *no_args(const cJSON *req)
-{
-    static const char *const args[] = {NULL};
-    return check_args(req, args);
 }
 
 /* -- messages ---------------------------------------------------------------------------------------------
@@ -237,13 +234,10 @@ static size_t add_headers(cJSON *o, const char *msg, size_t len)
 static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {"to", "from", "since", "limit", NULL};
-    cJSON *err = check_args(req, args);
-    if (err != NULL)
-        return err;
     server *srv = admin_server(c);
     admin_filter f;
-    if ((err = filter_args(req, &f, srv)) != NULL)
+    cJSON *err = filter_args(req, &f, srv);
+    if (err != NULL)
         return err;
     double limit = number_arg(req, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &err);
     if (err != NULL) {
@@ -287,10 +281,7 @@ static store_msg *find_message(admin_client *c, const cJSON *req, cJSON **err)
 static cJSON *cmd_messages_get(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {"message", "raw", NULL};
-    cJSON *err = check_args(req, args);
-    if (err != NULL)
-        return err;
+    cJSON *err = NULL;
     const cJSON *raw = arg(req, "raw");
     if (raw != NULL && !cJSON_IsBool(raw))
         return admin_error("bad_argument", "\"raw\" must be true or false");
@@ -310,10 +301,7 @@ static cJSON *cmd_messages_get(admin_client *c, const cJSON *req, cJSON *id)
 static cJSON *cmd_messages_delete(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {"message", NULL};
-    cJSON *err = check_args(req, args);
-    if (err != NULL)
-        return err;
+    cJSON *err = NULL;
     store_msg *m = find_message(c, req, &err);
     if (m == NULL)
         return err;
@@ -325,10 +313,7 @@ static cJSON *cmd_messages_delete(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_messages_clear(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     cJSON *resp = ok();
     cJSON_AddNumberToObject(resp, "cleared", (double)store_clear(&admin_server(c)->store));
     return resp;
@@ -336,10 +321,7 @@ static cJSON *cmd_messages_clear(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
 {
-    static const char *const args[] = {"to", "from", "since", "timeout", NULL};
-    cJSON *err = check_args(req, args);
-    if (err != NULL)
-        return err;
+    cJSON *err = NULL;
     server *srv = admin_server(c);
     double timeout = number_arg(req, "timeout", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &err);
     if (err != NULL)
@@ -369,9 +351,6 @@ static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
  */
 static fault_profile *compile_request(const config *cfg, const cJSON *req, cJSON **err)
 {
-    static const char *const args[] = {"profile", "path", "name", "source", NULL};
-    if ((*err = check_args(req, args)) != NULL)
-        return NULL;
     const cJSON *inline_p = arg(req, "profile"), *path = arg(req, "path"), *source = arg(req, "source");
     const cJSON *name = arg(req, "name");
     if (source != NULL && !cJSON_IsString(source)) {
@@ -488,10 +467,7 @@ static cJSON *cmd_profile_validate(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     const fault_profile *p = fault_run_profile(admin_server(c)->fault_run);
     cJSON *resp = ok();
     add_profile_facts(resp, p);
@@ -502,10 +478,7 @@ static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     fault_profile *p = fault_profile_default();
     int r = p ? server_set_profile(admin_server(c), p) : -1;
     fault_profile_unref(p);
@@ -517,10 +490,7 @@ static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_ping(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)c, (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)c, (void)req, (void)id;
     cJSON *resp = ok();
     cJSON_AddBoolToObject(resp, "pong", 1);
     return resp;
@@ -528,10 +498,7 @@ static cJSON *cmd_ping(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_version(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)c, (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)c, (void)req, (void)id;
     cJSON *resp = ok();
     cJSON_AddStringToObject(resp, "version", SMTPFAULT_VERSION);
     cJSON_AddStringToObject(resp, "libuv", uv_version_string());
@@ -542,10 +509,7 @@ static cJSON *cmd_version(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_stats(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     server *srv = admin_server(c);
     cJSON *resp = ok();
     server_stats_json(srv, resp);
@@ -554,10 +518,7 @@ static cJSON *cmd_stats(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_sessions_list(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     cJSON *resp = ok();
     server_sessions_json(admin_server(c), resp);
     return resp;
@@ -566,17 +527,11 @@ static cJSON *cmd_sessions_list(admin_client *c, const cJSON *req, cJSON *id)
 static cJSON *cmd_sessions_get(admin_client *c, const cJSON *req, cJSON *id)
 {
     (void)id;
-    static const char *const args[] = {"session", NULL};
-    cJSON *err = check_args(req, args);
-    if (err != NULL)
-        return err;
     const cJSON *sv = arg(req, "session");
     double sid = cJSON_IsNumber(sv) ? sv->valuedouble : 0;
     if (sid < 1 || sid > 9007199254740991.0 || sid != floor(sid))
         return admin_error("bad_argument",
                            "\"session\" must be a session id, a whole number (from sessions.list)");
-    if (err != NULL)
-        return err;
     cJSON *s = server_session_json(admin_server(c), (uint64_t)sid);
     if (s == NULL)
         return admin_error("not_found", "no live or recent session has the id %.0f", sid);
@@ -587,10 +542,7 @@ static cJSON *cmd_sessions_get(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     if (admin_subscribe(c) != 0)
         return admin_error("too_many_subscribers", "at most %d clients may subscribe at once",
                            admin_subscribers_max());
@@ -601,10 +553,7 @@ static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_tls_ca(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     server *srv = admin_server(c);
     if (srv->tls == NULL)
         return admin_error("unavailable", "TLS is off (--no-tls)");
@@ -615,10 +564,7 @@ static cJSON *cmd_tls_ca(admin_client *c, const cJSON *req, cJSON *id)
 
 static cJSON *cmd_reset(admin_client *c, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    cJSON *err = no_args(req);
-    if (err != NULL)
-        return err;
+    (void)req, (void)id;
     size_t cleared;
     if (server_reset(admin_server(c), &cleared) != 0)
         return admin_error("internal", "out of memory");
@@ -631,8 +577,9 @@ static cJSON *cmd_reset(admin_client *c, const cJSON *req, cJSON *id)
 static const struct {
     const char *name;
     command_fn fn;
+    const char *args; /* the only keys the request may have besides cmd, id and token */
 } commands[] = {
-#define ADMIN_COMMAND_ROW(name, fn, args, summary) {name, cmd_##fn},
+#define ADMIN_COMMAND_ROW(name, fn, args, summary) {name, cmd_##fn, args},
     ADMIN_COMMAND_LIST(ADMIN_COMMAND_ROW)
 #undef ADMIN_COMMAND_ROW
 };
@@ -641,8 +588,10 @@ cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
 {
     const char *name = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return commands[i].fn(c, req, id);
+        if (strcmp(commands[i].name, name) == 0) {
+            cJSON *err = check_args(req, commands[i].args);
+            return err != NULL ? err : commands[i].fn(c, req, id);
+        }
     char list[600];
     size_t o = 0;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && o < sizeof(list); i++)

@@ -1,8 +1,10 @@
 /*
- * cli.c - what every command line of smtpfault shares: long options matched exactly.
+ * cli.c - what every command line of smtpfault shares: long options matched exactly, usage errors.
  */
 #include "cli.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 /* find_exact - the option named by the len bytes at name, or NULL */
@@ -35,4 +37,15 @@ const char *cli_inexact_option(int argc, char **argv, const struct option *opts,
             i++; /* "--name VALUE": VALUE is not an option, whatever it looks like */
     }
     return NULL;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "smtpfault: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'smtpfault --help' for more information.\n");
+    va_end(ap);
+    return CLI_EXIT_USAGE;
 }

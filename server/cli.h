@@ -1,5 +1,5 @@
 /*
- * cli.h - what every command line of smtpfault shares: long options matched exactly.
+ * cli.h - what every command line of smtpfault shares: long options matched exactly, usage errors.
  */
 #ifndef SMTPFAULT_CLI_H
 #define SMTPFAULT_CLI_H
@@ -16,5 +16,10 @@
  * are exact, else the first argument that names no option, as given.
  */
 const char *cli_inexact_option(int argc, char **argv, const struct option *opts, int stop_at_operand);
+
+#define CLI_EXIT_USAGE 2 /* the exit status of a command line that cannot be run */
+
+/* cli_usage_error - "smtpfault: " and the message, then a pointer to --help, on stderr; CLI_EXIT_USAGE */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

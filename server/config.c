@@ -1,5 +1,5 @@
 /*
- * config.c - defaults and command-line value parsers.
+ * config.c - the listeners' policies, and the parsers of setting values (the option table is in options.c).
  */
 #include "config.h"
 
@@ -9,28 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_MAX_MESSAGE_SIZE   (35u * 1024 * 1024) /* in the range big providers advertise */
-#define DEFAULT_MAX_RECIPIENTS     1000
-#define DEFAULT_MAX_ERRORS         20
-#define DEFAULT_IDLE_TIMEOUT_S     300 /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-#define DEFAULT_DRAIN_TIMEOUT_S    5
-#define DEFAULT_STORE_MAX_MESSAGES 10000
-#define DEFAULT_STORE_MAX_BYTES    (256u * 1024 * 1024)
-#define DEFAULT_MAX_INFLIGHT_BYTES (256u * 1024 * 1024) /* about 7 messages of the default maximum size */
-#define DEFAULT_MAX_CONNECTIONS    16384                /* above the 12,000 connections bench/load.py holds */
-#define DEFAULT_ADMIN_ADDR         "127.0.0.1:2580"
-
 static const char *const listener_names[] = {
 #define LISTENER_NAME(e, name) name,
     FAULT_LISTENER_LIST(LISTENER_NAME)
 #undef LISTENER_NAME
 };
 
-/* The three ports of a real provider, moved above 1024 so that no privileges are needed. */
+/* The three ports of a real provider (their addresses are the option table's defaults, options.c). */
 static const listener_policy policies[LISTENER_COUNT] = {
-    [LISTENER_SMTP] = {"127.0.0.1:2525", 0, 1, 0, 0},
-    [LISTENER_SUBMISSION] = {"127.0.0.1:2587", 0, 1, 1, 1},
-    [LISTENER_SMTPS] = {"127.0.0.1:2465", 1, 0, 0, 1},
+    [LISTENER_SMTP] = {0, 1, 0, 0},
+    [LISTENER_SUBMISSION] = {0, 1, 1, 1},
+    [LISTENER_SMTPS] = {1, 0, 0, 1},
 };
 
 const char *config_listener_name(listener_kind kind)
@@ -112,29 +101,6 @@ void config_free(config *cfg)
     free(cfg->user_passwords);
     cfg->user_names = cfg->user_passwords = NULL;
     cfg->nusers = 0;
-}
-
-void config_defaults(config *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    char err[128];
-    for (int i = 0; i < LISTENER_COUNT; i++)
-        (void)config_parse_addr(policies[i].default_addr, &cfg->listen[i], err, sizeof(err));
-    snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
-    cfg->max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
-    cfg->max_recipients = DEFAULT_MAX_RECIPIENTS;
-    cfg->max_errors = DEFAULT_MAX_ERRORS;
-    cfg->idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S;
-    cfg->drain_timeout_s = DEFAULT_DRAIN_TIMEOUT_S;
-    cfg->store_max_messages = DEFAULT_STORE_MAX_MESSAGES;
-    cfg->store_max_bytes = DEFAULT_STORE_MAX_BYTES;
-    cfg->max_inflight_bytes = DEFAULT_MAX_INFLIGHT_BYTES;
-    cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
-    cfg->log_format = LOG_FORMAT_TEXT;
-    cfg->log_level = LOG_INFO;
-    cfg->magic = 1;
-    (void)config_parse_addr(DEFAULT_ADMIN_ADDR, &cfg->admin[0].tcp, err, sizeof(err));
-    cfg->nadmin = 1;
 }
 
 int config_parse_addr(const char *text, listen_addr *out, char *err, size_t errsz)

@@ -28,7 +28,6 @@ typedef enum listener_kind {
 
 /* listener_policy - what each kind of listener does, as real providers' ports do */
 typedef struct listener_policy {
-    const char *default_addr;
     int implicit_tls;  /* TLS from the first byte (RFC 8314) */
     int starttls;      /* STARTTLS offered (RFC 3207) */
     int tls_required;  /* MAIL and plaintext AUTH only after STARTTLS (RFC 6409 practice) */
@@ -81,7 +80,7 @@ typedef struct config {
     log_level log_level;
 } config;
 
-/* config_defaults - every setting at its documented default */
+/* config_defaults - every setting at its documented default: the option table's (options.c) */
 void config_defaults(config *cfg);
 
 /* config_listener_name - "smtp", "submission", ... */

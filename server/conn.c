@@ -6,7 +6,8 @@
  * in on_handle_closed() once both handles are closed and no --store-dir write still refers to the
  * connection. A graceful end (QUIT, 421) writes the last reply (and TLS close_notify), shuts the write side
  * down and keeps reading for a short linger period, so the client is not sent an RST while its last reply
- * is in flight. A reset fault closes with an RST at once and never mixes with uv_shutdown.
+ * is in flight. A reset fault never mixes with uv_shutdown: every reply queued before it is written and
+ * acknowledged by the client's TCP first (a client reads what it received before the RST), then the RST.
  *
  * One timer per connection serves every wait in turn: the idle timeout, a fault's delay, a drip's next
  * byte, the linger after our FIN. TLS (tls.c) sits between the socket and the session: ciphertext in,
@@ -18,11 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "jsonutil.h"
 #include "listener.h"
 #include "log.h"
+#include "peer_watch.h"
 #include "store_disk.h"
 #include "tls.h"
 
@@ -30,6 +33,7 @@
 #define CONN_LINGER_MS       2000         /* after our FIN, wait this long for the client's */
 #define CONN_OUT_INITIAL     512          /* first output buffer; most batches are a reply or two */
 #define CONN_DRIP_TICK_MS    100          /* a drip faster than 10 bytes/s sends every tick */
+#define CONN_RESET_POLL_MS   5 /* before a reset fault's RST: how often to look at the send queue */
 
 typedef enum conn_phase {
     CONN_OPEN,      /* the session is talking */
@@ -45,6 +49,7 @@ typedef enum conn_timer_use {
     TIMER_TLS_DELAY, /* a fault's delay before the handshake */
     TIMER_START,     /* a fault's delay at the connect stage, before the session starts */
     TIMER_LINGER,    /* after our FIN */
+    TIMER_RESET,     /* a reset fault waits for its replies to be delivered */
 } conn_timer_use;
 
 typedef enum conn_tls {
@@ -63,6 +68,7 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
+    peer_watch watch; /* while the session is open and the socket not read: has the client gone? */
     session *s;
     fault_conn *faults;
     tls_conn *tls;
@@ -78,16 +84,21 @@ struct conn {
     int handles_open;
     int commit_pending; /* a --store-dir write refers to this connection */
     int reading;
-    int drain_requested; /* the server is stopping: 421 once the transaction in flight ends */
-    int eof;             /* the client shut its side down */
-    int hanging;         /* a connect-stage hang: no session, input discarded */
-    int reset_at_end;    /* a reset fault after a dripped reply: RST once the drip is written */
+    int drain_requested;     /* the server is stopping: 421 once the transaction in flight ends */
+    int eof;                 /* the client shut its side down */
+    int hanging;             /* a connect-stage hang: no session, input discarded */
+    int reset_at_end;        /* a reset fault: RST once the output queued before it is delivered */
+    int reset_after_input;   /* ... and once the client has sent something more (its ClientHello) */
+    uint64_t reset_deadline; /* loop time when the RST goes even if the client has not taken the output */
+    uint64_t reset_in_mark;  /* bytes_in when the reset was decided */
+    int reset_reading;       /* reset_after_input: reading (and dropping) until the client goes on */
     unsigned writes_pending;
     const char *end_reason; /* why the session ended, for the close log line */
     char client[STORE_CLIENT_MAX];
     char *out; /* plaintext output of the current batch */
     size_t out_len, out_cap;
-    uint32_t drip_bps;  /* the batch being built is dripped at this rate */
+    uint32_t drip_bps; /* the batch being built is dripped at this rate, from out[drip_from] on */
+    size_t drip_from;
     uint32_t drip_rate; /* the rate of the drip in progress (drip_bps is reset after each batch) */
     char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
     size_t drip_len, drip_off;
@@ -105,6 +116,7 @@ typedef struct write_req {
 } write_req;
 
 static void conn_close(conn *c, const char *reason, int reset);
+static void reset_when_delivered(conn *c);
 static void after_session(conn *c);
 static void update_reading(conn *c);
 
@@ -136,7 +148,9 @@ static void conn_eventf(conn *c, int level, const char *name, const char *fmt, .
     __attribute__((format(printf, 4, 5)));
 static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
 {
-    if (!log_enabled((log_level)level))
+    /* Formatted only when someone reads it; the admin socket sees every event up to info, whatever the
+     * log level. */
+    if (!log_enabled((log_level)level) && (level > LOG_INFO || c->srv->admin == NULL))
         return;
     char text[400];
     va_list ap;
@@ -235,6 +249,8 @@ static void conn_close(conn *c, const char *reason, int reset)
                 (unsigned long long)(uv_now(c->srv->loop) - c->started_ms));
     record_session(c, reason);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (peer_watch_close(&c->watch, on_handle_closed))
+        c->handles_open++;
     /* Either close cancels queued writes: their callbacks free them. */
     if (reset && uv_tcp_close_reset(&c->tcp, (uv_close_cb)on_handle_closed) == 0)
         return;
@@ -244,6 +260,43 @@ static void conn_close(conn *c, const char *reason, int reset)
 /* -- output -----------------------------------------------------------------------------------------------
  */
 
+/* unacked_bytes - output the kernel holds that the client's TCP has not acknowledged (0 where unknown) */
+static int unacked_bytes(conn *c)
+{
+    int n = 0;
+#ifdef TIOCOUTQ
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, TIOCOUTQ, &n) != 0)
+        return 0;
+#else
+    (void)c;
+#endif
+    return n;
+}
+
+/*
+ * reset_when_delivered - a reset fault's RST, once every reply queued before it is written and acknowledged
+ * (an RST discards whatever the kernel still holds) and, when asked, once the client sends what comes next;
+ * at reset_deadline whatever the client does.
+ */
+static void reset_when_delivered(conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    if (c->reset_deadline == 0)
+        c->reset_deadline = now + CONN_LINGER_MS;
+    if (now < c->reset_deadline && (c->writes_pending > 0 || unacked_bytes(c) > 0)) {
+        timer_set(c, TIMER_RESET, CONN_RESET_POLL_MS);
+        return;
+    }
+    if (now < c->reset_deadline && c->reset_after_input && !c->eof && c->bytes_in == c->reset_in_mark) {
+        c->reset_reading = 1;
+        update_reading(c);
+        timer_set(c, TIMER_RESET, c->reset_deadline - now);
+        return;
+    }
+    conn_close(c, c->end_reason, 1);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
@@ -251,8 +304,8 @@ static void on_write(uv_write_t *req, int status)
     free(w->data);
     free(w);
     c->writes_pending--;
-    if (status == 0 && c->reset_at_end && c->writes_pending == 0 && c->drip == NULL) {
-        conn_close(c, c->end_reason, 1); /* the dripped reply is out: now the reset */
+    if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && c->drip == NULL) {
+        reset_when_delivered(c);
         return;
     }
     if (status < 0) {
@@ -345,25 +398,68 @@ static void drip_tick(conn *c)
         timer_set(c, TIMER_DRIP, c->drip_off == c->drip_len ? 0 : wait);
 }
 
-/* flush - the batch's output: written now, or handed to the drip */
+/* drip_append - output that comes while a drip runs goes after it, so that replies stay whole and in order */
+static void drip_append(conn *c, char *data, size_t len)
+{
+    char *drip = realloc(c->drip, c->drip_len + len);
+    if (drip == NULL) {
+        free(data);
+        conn_close(c, "out of memory", 0);
+        return;
+    }
+    memcpy(drip + c->drip_len, data, len);
+    free(data);
+    c->drip = drip;
+    c->drip_len += len;
+}
+
+/* drip_finish - the rest of the drip at once: the server is stopping, and its deadline is a deadline */
+static void drip_finish(conn *c)
+{
+    if (c->drip == NULL)
+        return;
+    char *rest = c->drip;
+    size_t len = c->drip_len - c->drip_off;
+    memmove(rest, rest + c->drip_off, len);
+    c->drip = NULL;
+    c->drip_len = c->drip_off = 0;
+    timer_idle(c);
+    send_plain(c, rest, len);
+}
+
+/* flush - the batch's output: written now, and from drip_from on handed to the drip */
 static void flush(conn *c)
 {
     if (c->out_len == 0 || c->phase == CONN_CLOSED)
         return;
     char *data = c->out;
-    size_t len = c->out_len;
+    size_t len = c->out_len, from = c->drip_bps > 0 ? c->drip_from : len;
     c->out = NULL;
     c->out_len = c->out_cap = 0;
-    if (c->drip_bps > 0) {
-        free(c->drip);
-        c->drip = data;
-        c->drip_len = len;
-        c->drip_off = 0;
-        c->drip_rate = c->drip_bps;
-        drip_tick(c);
+    if (c->drip != NULL) {
+        drip_append(c, data, len);
         return;
     }
-    send_plain(c, data, len);
+    if (from < len) {
+        char *tail = malloc(len - from);
+        if (tail == NULL) {
+            free(data);
+            conn_close(c, "out of memory", 0);
+            return;
+        }
+        memcpy(tail, data + from, len - from);
+        c->drip = tail;
+        c->drip_len = len - from;
+        c->drip_off = 0;
+        c->drip_rate = c->drip_bps;
+        c->drip_bps = 0;
+    }
+    if (from > 0)
+        send_plain(c, data, from);
+    else
+        free(data);
+    if (c->drip != NULL && c->phase != CONN_CLOSED)
+        drip_tick(c);
 }
 
 static void host_send(void *ctx, const char *data, size_t len)
@@ -422,11 +518,7 @@ static void end_gracefully(conn *c, const char *reason)
 static void host_close(void *ctx, const char *reason, int reset)
 {
     conn *c = ctx;
-    if (reset && c->drip_bps == 0 && c->drip == NULL) {
-        conn_close(c, reason, 1);
-        return;
-    }
-    c->reset_at_end = reset; /* a reply is being dripped: it goes out first */
+    c->reset_at_end = reset; /* the replies queued (or dripped) so far go out first */
     end_gracefully(c, reason);
 }
 
@@ -504,6 +596,7 @@ static void host_drip(void *ctx, uint32_t bps)
 {
     conn *c = ctx;
     c->drip_bps = bps;
+    c->drip_from = c->out_len; /* the output before is not the rule's to slow down */
 }
 
 static int64_t host_now(void *ctx)
@@ -642,10 +735,12 @@ static void tls_start(conn *c, const fault_action *a)
         return;
     }
     if (a != NULL && a->close != FAULT_CLOSE_NONE) {
-        if (a->close == FAULT_CLOSE_RST)
-            conn_close(c, "fault: reset at the TLS handshake", 1);
-        else
-            end_gracefully(c, "fault: closed at the TLS handshake");
+        /* After the STARTTLS 220, the RST answers the ClientHello; on smtps it comes before. */
+        c->reset_at_end = a->close == FAULT_CLOSE_RST;
+        c->reset_after_input = c->reset_at_end && !c->implicit_tls;
+        c->reset_in_mark = c->bytes_in;
+        end_gracefully(c, c->reset_at_end ? "fault: reset at the TLS handshake"
+                                          : "fault: closed at the TLS handshake");
         return;
     }
     if (a != NULL && a->tls_alert >= 0) {
@@ -736,6 +831,9 @@ static void on_timer(uv_timer_t *t)
     case TIMER_LINGER:
         conn_close(c, c->end_reason, 0);
         return;
+    case TIMER_RESET:
+        reset_when_delivered(c);
+        return;
     }
 }
 
@@ -750,38 +848,58 @@ static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
             c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
 }
 
+/* client_gone - the client shut its side down (or reset): one answer, whether a read or the watch saw it */
+static void client_gone(conn *c, int reset)
+{
+    if (reset) {
+        conn_close(c, "client reset the connection", 0);
+        return;
+    }
+    c->eof = 1;
+    if (c->phase == CONN_LINGERING) {
+        conn_close(c, c->end_reason, 0);
+    } else if (c->phase == CONN_OPEN) {
+        if (c->tls_phase == CONN_TLS_HANDSHAKE)
+            conn_eventf(c, LOG_INFO, "tls", "the client closed the connection during the TLS handshake");
+        conn_close(c,
+                   c->s != NULL && session_in_transaction(c->s)
+                       ? "client closed the connection mid-transaction"
+                       : "client closed the connection",
+                   0);
+    } else if (c->reset_reading) {
+        conn_close(c, c->end_reason, 1);
+    } else if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp); /* FLUSHING: the shutdown callback closes */
+        c->reading = 0;
+    }
+}
+
+static void on_peer_gone(void *ctx, int reset)
+{
+    conn *c = ctx;
+    if (c->phase == CONN_OPEN)
+        client_gone(c, reset);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = stream->data;
     if (nread == 0 || c->phase == CONN_CLOSED)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF) {
-            c->eof = 1;
-            if (c->phase == CONN_LINGERING) {
-                conn_close(c, c->end_reason, 0);
-            } else if (c->phase == CONN_OPEN) {
-                if (c->tls_phase == CONN_TLS_HANDSHAKE)
-                    conn_eventf(c, LOG_INFO, "tls",
-                                "the client closed the connection during the TLS handshake");
-                conn_close(c,
-                           c->s != NULL && session_in_transaction(c->s)
-                               ? "client closed the connection mid-transaction"
-                               : "client closed the connection",
-                           0);
-            } else {
-                uv_read_stop(stream); /* FLUSHING: the shutdown callback closes */
-                c->reading = 0;
-            }
-        } else {
-            conn_close(c, nread == UV_ECONNRESET ? "client reset the connection" : uv_strerror((int)nread),
-                       0);
-        }
+        if (nread == UV_EOF || nread == UV_ECONNRESET)
+            client_gone(c, nread == UV_ECONNRESET);
+        else
+            conn_close(c, uv_strerror((int)nread), 0);
         return;
     }
     if (c->bytes_in == 0 && c->tls_phase == CONN_TLS_NONE && c->tls == NULL && !c->implicit_tls)
         note_clienthello_on_plain(c, buf->base, (size_t)nread);
     c->bytes_in += (uint64_t)nread;
+    if (c->reset_reading) {
+        conn_close(c, c->end_reason, 1); /* the client went on: the reset meets it mid-stream */
+        return;
+    }
     if (c->phase != CONN_OPEN || c->hanging)
         return; /* lingering, flushing or hanging: input is discarded */
     if (c->timer_use == TIMER_IDLE)
@@ -836,7 +954,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static void update_reading(conn *c)
 {
     int want;
-    if (c->phase == CONN_LINGERING)
+    if (c->phase == CONN_LINGERING || c->reset_reading)
         want = !c->eof;
     else if (c->hanging || c->tls_phase == CONN_TLS_STALLED || c->tls_phase == CONN_TLS_ALERT ||
              c->tls_phase == CONN_TLS_RAW)
@@ -854,6 +972,13 @@ static void update_reading(conn *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
+    /* Not reading an open session (a delay, a commit, a drip): the client may leave all the same. */
+    if (c->phase == CONN_OPEN && !c->reading && !c->eof) {
+        if (peer_watch_start(&c->watch, c->srv->loop, &c->tcp, c) != 0)
+            peer_watch_stop(&c->watch); /* the wait goes on unwatched, as before */
+    } else {
+        peer_watch_stop(&c->watch);
+    }
 }
 
 /* after_session - after every call into the session: write its output, follow its wishes */
@@ -861,7 +986,9 @@ static void after_session(conn *c)
 {
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s))
+    /* The 421 waits for a dripped reply to end (at the drain deadline the drip ends at once). */
+    if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s) &&
+        c->drip == NULL)
         session_shutdown(c->s);
     flush(c);
     c->drip_bps = 0;
@@ -873,9 +1000,8 @@ static void after_session(conn *c)
     if (c->phase == CONN_CLOSED)
         return;
     if (c->phase == CONN_FLUSHING && c->drip == NULL && c->reset_at_end) {
-        if (c->writes_pending == 0)
-            conn_close(c, c->end_reason, 1);
-        return; /* on_write resets once the last bytes are written */
+        reset_when_delivered(c);
+        return;
     }
     if (c->phase == CONN_FLUSHING && c->drip == NULL) {
         uv_timer_stop(&c->timer);
@@ -954,13 +1080,9 @@ static int connect_stage(conn *c)
         conn_event(c, LOG_INFO, "reply", data, len >= 2 && data[len - 2] == '\r' ? len - 2 : len);
         host_send(c, data, len);
         c->drip_bps = a->drip_bps;
-        if (a->close == FAULT_CLOSE_RST) {
-            flush(c);
-            conn_close(c, "fault: reset at connect", 1);
-        } else {
-            end_gracefully(c, "fault: refused at connect");
-            after_session(c);
-        }
+        c->reset_at_end = a->close == FAULT_CLOSE_RST; /* after the reply */
+        end_gracefully(c, c->reset_at_end ? "fault: reset at connect" : "fault: refused at connect");
+        after_session(c);
         return 0;
     }
     if (a->close != FAULT_CLOSE_NONE) {
@@ -974,6 +1096,7 @@ static int connect_stage(conn *c)
     }
     if (a->delay_ms > 0) {
         timer_set(c, TIMER_START, a->delay_ms);
+        update_reading(c); /* nothing is read yet, but a client leaving is noticed */
         return 0;
     }
     return 1;
@@ -994,6 +1117,7 @@ void conn_accept(listener *l)
     c->srv = srv;
     c->l = l;
     c->tcp.data = c;
+    peer_watch_init(&c->watch, on_peer_gone);
     c->handles_open = 1;
     c->id = ++srv->next_session_id;
     c->started_ms = uv_now(srv->loop);
@@ -1090,6 +1214,8 @@ void conn_shutdown(conn *c, int force)
         return;
     }
     c->drain_requested = 1;
+    if (force)
+        drip_finish(c);
     if (force && session_in_transaction(c->s)) {
         if (c->commit_pending) {
             conn_close(c, "server shutdown", 0);

@@ -19,22 +19,25 @@
 
 #include <wolfssl/wolfcrypt/coding.h>
 
+#include "bytebuf.h"
 #include "cli.h"
 #include "config.h"
 #include "fsutil.h"
+#include "options.h"
 #include "profiles.h"
 
 #define CTL_EXIT_USAGE        2
-#define CTL_DEFAULT_ADMIN     "127.0.0.1:2580"
 #define CTL_CONNECT_TIMEOUT_S 10
 #define CTL_LINE_MAX          (64 * 1024 * 1024)
+#define CTL_IN_FIRST          65536
 
+/* The usage; %s: the server's default admin address. */
 static const char ctl_usage[] =
     "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n"
     "\n"
     "Talk to a running smtpfault through its admin socket (docs/admin.md).\n"
     "  --admin ADDR     HOST:PORT or unix:PATH (default: the first address of $SMTPFAULT_ADMIN, else\n"
-    "                   127.0.0.1:2580; 0.0.0.0 and [::] are reached on loopback)\n"
+    "                   %s; 0.0.0.0 and [::] are reached on loopback)\n"
     "  --token TOKEN    the server's --admin-token (default $SMTPFAULT_ADMIN_TOKEN)\n"
     "  --json           print the server's JSON response as it is\n"
     "\n"
@@ -68,10 +71,9 @@ typedef struct ctl {
     uv_timer_t timer;
     uv_signal_t sigint;
     char *request; /* the line to send */
-    char *in;
-    size_t in_len, in_cap;
-    int follow; /* events: print every line until interrupted */
-    int json;   /* print responses raw */
+    bytebuf in;    /* response lines not complete yet, at most CTL_LINE_MAX */
+    int follow;    /* events: print every line until interrupted */
+    int json;      /* print responses raw */
     int got_response;
     int exit_code;
     const char *command;
@@ -309,37 +311,27 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     size_t n = (size_t)nread;
-    if (c->in_len + n > CTL_LINE_MAX) {
+    if (c->in.len + n > CTL_LINE_MAX) {
         fprintf(stderr, "smtpfault ctl: the response is too large\n");
         c->exit_code = 1;
         free(buf->base);
         ctl_close(c);
         return;
     }
-    if (c->in_len + n > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : 65536;
-        while (cap < c->in_len + n)
-            cap *= 2;
-        char *in = realloc(c->in, cap);
-        if (in == NULL) {
-            free(buf->base);
-            ctl_close(c);
-            return;
-        }
-        c->in = in;
-        c->in_cap = cap;
-    }
-    memcpy(c->in + c->in_len, buf->base, n);
-    c->in_len += n;
+    int r = bytebuf_append(&c->in, buf->base, n);
     free(buf->base);
+    if (r != 0) {
+        ctl_close(c);
+        return;
+    }
     size_t off = 0;
     char *nl;
-    while (!uv_is_closing(&c->h.handle) && (nl = memchr(c->in + off, '\n', c->in_len - off)) != NULL) {
-        handle_line(c, c->in + off, (size_t)(nl - (c->in + off)));
-        off = (size_t)(nl - c->in) + 1;
+    while (!uv_is_closing(&c->h.handle) && off < c->in.len &&
+           (nl = memchr(c->in.data + off, '\n', c->in.len - off)) != NULL) {
+        handle_line(c, c->in.data + off, (size_t)(nl - (c->in.data + off)));
+        off = (size_t)(nl - c->in.data) + 1;
     }
-    memmove(c->in, c->in + off, c->in_len - off);
-    c->in_len -= off;
+    bytebuf_consume(&c->in, off);
 }
 
 static void on_connect_timeout(uv_timer_t *t);
@@ -624,10 +616,11 @@ int ctl_main(int argc, char **argv)
     };
     ctl c;
     memset(&c, 0, sizeof(c));
+    bytebuf_init(&c.in, CTL_IN_FIRST, CTL_LINE_MAX);
     char env_addr[CONFIG_ADMIN_PATH_MAX + 8];
     c.address = env_admin(env_addr, sizeof(env_addr));
     if (c.address == NULL)
-        c.address = CTL_DEFAULT_ADMIN;
+        c.address = options_default("admin");
     const char *token = getenv("SMTPFAULT_ADMIN_TOKEN");
     int o;
     const char *inexact = cli_inexact_option(argc, argv, opts, 1);
@@ -652,7 +645,7 @@ int ctl_main(int argc, char **argv)
             c.json = 1;
             break;
         case 'h':
-            fputs(ctl_usage, stdout);
+            printf(ctl_usage, options_default("admin"));
             return 0;
         default:
             fprintf(stderr,
@@ -662,7 +655,7 @@ int ctl_main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fputs(ctl_usage, stderr);
+        fprintf(stderr, ctl_usage, options_default("admin"));
         return CTL_EXIT_USAGE;
     }
     c.command = argv[optind];
@@ -731,6 +724,6 @@ int ctl_main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     free(c.request);
-    free(c.in);
+    bytebuf_release(&c.in);
     return c.exit_code;
 }

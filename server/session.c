@@ -126,9 +126,11 @@ struct session {
     int override_sent;
     int discard;       /* data_end: answer as usual, keep nothing */
     uint32_t drip_bps; /* the step's output is dripped */
+    int drip_due;      /* drip_bps is set and the host is yet to hear of it: at the step's first output */
     int truncating;    /* the step's output stops after truncate_left bytes, then the session closes */
     size_t truncate_left;
     fault_close close_after; /* close once the step is done */
+    int reset_at_data_end;   /* a reset after the 354: it comes once the client has sent its message */
 
     int discarding; /* an over-long line is being skipped up to its LF */
     int feeding;    /* inside session_feed: a synchronous commit must not re-enter it */
@@ -181,8 +183,13 @@ static void emit(session *s, const char *data, size_t len)
             len = s->truncate_left;
         s->truncate_left -= len;
     }
-    if (len > 0)
-        s->host->send(s->ctx, data, len);
+    if (len == 0)
+        return;
+    if (s->drip_due) { /* what the batch said before this step is not the rule's to slow down */
+        s->drip_due = 0;
+        s->host->drip(s->ctx, s->drip_bps);
+    }
+    s->host->send(s->ctx, data, len);
 }
 
 /* emit_reply - a formatted reply (CRLF after every line), each line logged */
@@ -458,8 +465,10 @@ static gate_result gate(session *s, fault_stage stage, const fault_facts *f, res
         set_state(s, ST_HANG);
         return GATE_TAKEN;
     }
-    if (a->drip_bps > 0)
+    if (a->drip_bps > 0) {
         s->drip_bps = a->drip_bps;
+        s->drip_due = 1;
+    }
     if (a->truncate > 0) {
         s->truncating = 1;
         s->truncate_left = a->truncate;
@@ -509,20 +518,28 @@ static void step_done(session *s)
     free(s->override_buf);
     s->override_buf = NULL;
     s->discard = 0;
+    /* The host drips the step's output (if it had any), then resumes the session (or closes). */
+    int dripped = s->drip_bps > 0 && !s->drip_due;
+    s->drip_bps = 0;
+    s->drip_due = 0;
     if (s->state == ST_CLOSING || s->state == ST_HANG) {
         s->close_after = FAULT_CLOSE_NONE;
         s->truncating = 0;
-        s->drip_bps = 0;
         return;
-    }
-    if (s->drip_bps > 0 && (s->truncating || s->close_after != FAULT_CLOSE_NONE)) {
-        s->host->drip(s->ctx, s->drip_bps); /* the reply is dripped, then the connection closes (or resets) */
-        s->drip_bps = 0;
     }
     if (s->truncating) {
         s->truncating = 0;
         s->close_after = FAULT_CLOSE_NONE;
         close_session(s, "fault: reply truncated", 0);
+        return;
+    }
+    if (s->close_after == FAULT_CLOSE_RST && s->state == ST_DATA) {
+        /* The client goes on with its message: the reset meets it there, as when a server dies mid-message
+         * (a client then reports the reset when it reads the reply, whatever its timing). */
+        s->close_after = FAULT_CLOSE_NONE;
+        s->reset_at_data_end = 1;
+        s->waiting = dripped;
+        s->resume = RESUME_CONTINUE;
         return;
     }
     if (s->close_after != FAULT_CLOSE_NONE) {
@@ -531,12 +548,9 @@ static void step_done(session *s)
         close_session(s, reset ? "fault: connection reset" : "fault: connection closed", reset);
         return;
     }
-    if (s->drip_bps > 0) {
-        uint32_t bps = s->drip_bps;
-        s->drip_bps = 0;
+    if (dripped) {
         s->waiting = 1;
         s->resume = RESUME_CONTINUE;
-        s->host->drip(s->ctx, bps);
     }
 }
 
@@ -546,6 +560,11 @@ static void step_done(session *s)
 /* end_of_message - the content is complete: reject it, or hand it to the host to keep */
 static void end_of_message(session *s)
 {
+    if (s->reset_at_data_end) { /* nothing is kept */
+        close_session(s, "fault: connection reset", 1);
+        drop_transaction(s);
+        return;
+    }
     if (s->tx_oversize) {
         reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
               (unsigned long long)s->max_size);

@@ -60,7 +60,8 @@ typedef struct session_host {
     void (*starttls)(void *ctx);
     /* wait - call session_resume() after ms milliseconds */
     void (*wait)(void *ctx, uint32_t ms);
-    /* drip - send the output of this call at bps bytes per second, then call session_resume() */
+    /* drip - send the output from here to the end of this call at bps bytes per second (what was sent
+     * before goes at once), then call session_resume() */
     void (*drip)(void *ctx, uint32_t bps);
     /* now - a monotonic clock in milliseconds (the fault engine's time) */
     int64_t (*now)(void *ctx);

@@ -343,11 +343,12 @@ DATA_CLOSED = "SMTP Error: data not accepted.SMTP server error: DATA command fai
 
 case(profile="connection-reset-mid-data", title="Connection reset while sending the message",
      symptom='"ECONNRESET", "Connection reset by peer", "Broken pipe"',
-     note="PHPMailer and swaks do not say the connection was reset: PHPMailer reports DATA command failed with an "
-          "empty reply, swaks that the remote host closed the connection.",
+     note="The clients have the 354 and send the message; the reset comes before its reply. PHPMailer and swaks "
+          "do not say the connection was reset: PHPMailer reports DATA END command failed with an empty reply, "
+          "swaks that the remote host closed the connection.",
      expect=expect(
          nm("ESOCKET", None, message="read ECONNRESET"),
-         pm(DATA_CLOSED),
+         pm("SMTP Error: data not accepted.SMTP server error: DATA END command failed"),
          px(PM_DATA),
          py("SMTPServerDisconnected", message="Connection unexpectedly closed: [Errno 104] Connection reset by peer"),
          sw(6, Re(r"Remote host closed connection unexpectedly"))))

@@ -25,6 +25,7 @@ typedef struct fake {
     int starttls;   /* the session asked for a TLS handshake */
     unsigned waits; /* wait() calls */
     uint32_t wait_ms, drip_bps;
+    size_t drip_from; /* out_len when drip() was called: the output before is not dripped */
     int64_t now;
     int async;           /* commit() leaves the answer for the test to give */
     store_msg *pending;  /* the commit waiting for an answer */
@@ -82,6 +83,7 @@ static void fake_drip(void *ctx, uint32_t bps)
 {
     fake *f = ctx;
     f->drip_bps = bps;
+    f->drip_from = f->out_len;
 }
 
 static int64_t fake_now(void *ctx)
@@ -601,6 +603,8 @@ static void test_fault_drip(void **state)
     feed(f, TX);
     assert_codes(f, "250 250"); /* the reply is out, for the host to drip */
     assert_int_equal(f->drip_bps, 10);
+    /* only MAIL's reply: the EHLO reply before it in the batch goes at once */
+    assert_string_equal(f->out + f->drip_from, "250 2.1.0 Sender <a@x.test> OK\r\n");
     assert_false(session_wants_input(f->s)); /* nothing read meanwhile */
     session_resume(f->s);
     assert_codes(f, "250 250 250");
