@@ -9,36 +9,19 @@ client.
 """
 
 import concurrent.futures
-import json
-import smtplib
-import ssl
 import subprocess
 import time
 
-from conftest import SWAKS, ca_file, run_nodemailer, run_phpmailer
+from harness import clients
+from harness.clients import tls_context  # noqa: F401 (re-exported for the tests)
+from harness.profiles import start_with_profile  # noqa: F401 (re-exported for the tests)
+from harness.server import address  # noqa: F401 (re-exported for the tests)
 
 SENDER = "app@example.org"
 RCPT = "rcpt@example.org"
 USER, PASSWORD = "app@example.org", "secret"  # smtps requires AUTH; with no --user any login works
 
 HUNG = "hung"  # the client had not returned when its bound ran out (and was killed)
-
-
-def start_with_profile(server_factory, tmp_path, profile, *args):
-    """A server running the profile (a dict, written to tmp_path as JSON)."""
-    path = tmp_path / f"profile{len(list(tmp_path.glob('profile*.json')))}.json"
-    path.write_text(json.dumps(profile, indent=1))
-    return server_factory("--profile", str(path), *args)
-
-
-def address(srv, listener):
-    entry = srv.listener(listener)
-    return entry["host"], entry["port"]
-
-
-def ca_pem():
-    with open(ca_file()) as f:
-        return f.read()
 
 
 class Ran:
@@ -81,19 +64,13 @@ def side_by_side(**calls):
 
 def nodemailer(srv, listener="smtp", mode=None, bound=30, **transport):
     """nodemailer-send.js; mode None (plain), "starttls" (requireTLS) or "implicit". Its JSON result."""
-    host, port = address(srv, listener)
     options = {"connectionTimeout": 10000, "greetingTimeout": 10000, "socketTimeout": 10000}
-    if mode == "starttls":
-        options.update(ignoreTLS=False, requireTLS=True, tls={"ca": ca_pem()})
-    elif mode == "implicit":
-        options.update(secure=True, ignoreTLS=False, tls={"ca": ca_pem()}, auth={"user": USER, "pass": PASSWORD})
-    for key, value in transport.items():
-        if key == "tls":
-            options["tls"] = dict(options.get("tls", {}), **value)
-        else:
-            options[key] = value
+    if mode == "implicit":
+        options["auth"] = {"user": USER, "pass": PASSWORD}
     message = {"from": SENDER, "to": RCPT, "subject": "fault test", "text": "Hello from nodemailer.\n"}
-    return run_nodemailer({"host": host, "port": port, "transport": options, "message": message}, timeout=bound)
+    tls_options = transport.pop("tls", None)
+    return clients.nodemailer(srv, message, listener=listener, tls=mode, bound=bound, tls_options=tls_options,
+                              **{**options, **transport})
 
 
 # -- PHPMailer ---------------------------------------------------------------------------------------------------
@@ -102,19 +79,11 @@ def nodemailer(srv, listener="smtp", mode=None, bound=30, **transport):
 def phpmailer(srv, listener="smtp", mode=None, bound=30, **options):
     """phpmailer-send.php with exceptions on and debug level 3 (connection errors); its one result, with
     PHPMailer's transcript under "debug"."""
-    host, port = address(srv, listener)
-    payload = {"host": host, "port": port, "exceptions": True, "debugLevel": 3, "timeout": 10,
-               "messages": [{"from": SENDER, "to": [RCPT], "subject": "fault test", "body": "Hello from PHP.\n"}]}
-    if mode == "starttls":
-        payload.update(secure="tls", ssl={"cafile": ca_file()})
-    elif mode == "implicit":
-        payload.update(secure="ssl", ssl={"cafile": ca_file()}, auth={"user": USER, "password": PASSWORD})
-    for key, value in options.items():
-        if key == "ssl":
-            payload["ssl"] = dict(payload.get("ssl", {}), **value)
-        else:
-            payload[key] = value
-    out = run_phpmailer(payload, timeout=bound)
+    payload = {"exceptions": True, "debugLevel": 3, "timeout": 10}
+    if mode == "implicit":
+        payload["auth"] = {"user": USER, "password": PASSWORD}
+    out = clients.phpmailer(srv, [{"from": SENDER, "to": [RCPT], "subject": "fault test", "body": "Hello from PHP.\n"}],
+                            listener=listener, tls=mode, bound=bound, **{**payload, **options})
     (result,) = out["results"]
     result["debug"] = out["debug"]
     return result
@@ -132,42 +101,25 @@ def php_text(result):
 
 
 def swaks(srv, *args, listener="smtp", mode=None, timeout=10, bound=30):
-    """Debian's swaks; CompletedProcess (its transcript is on stdout, its errors on stderr)."""
-    host, port = address(srv, listener)
-    argv = [SWAKS, "--server", host, "--port", str(port), "--timeout", str(timeout), "--from", SENDER,
-            "--to", RCPT, "--helo", "swaks.test.example"]
-    if mode == "starttls":
-        argv.append("--tls")
-    elif mode == "implicit":
-        argv += ["--tlsc", "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD]
-    argv += list(args)
-    return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=bound,
-                          stdin=subprocess.DEVNULL)
+    """Debian's swaks (TLS without verification); CompletedProcess (its transcript is on stdout, its errors on
+    stderr)."""
+    argv = ["--from", SENDER, "--to", RCPT, "--helo", "swaks.test.example"]
+    if mode == "implicit":
+        argv += ["--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD]
+    return clients.swaks(srv, *argv, *args, listener=listener, tls=mode, verify=False, timeout=timeout, bound=bound)
 
 
 # -- smtplib -----------------------------------------------------------------------------------------------------
 
 
-def tls_context(maximum=None):
-    ctx = ssl.create_default_context(cafile=ca_file())
-    if maximum is not None:
-        ctx.maximum_version = maximum
-    return ctx
-
-
 def smtplib_send(srv, listener="smtp", mode=None, timeout=10, context=None):
     """Connect (STARTTLS or implicit TLS and a login as asked), send one message; the TLS version used."""
-    host, port = address(srv, listener)
-    context = context or tls_context()
     msg = f"From: <{SENDER}>\r\nTo: <{RCPT}>\r\nSubject: fault test\r\n\r\nHello from smtplib.\r\n"
-    if mode == "implicit":
-        client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-    else:
-        client = smtplib.SMTP(host, port, timeout=timeout)
-    with client:
+    with clients.smtplib_client(srv, listener, tls="implicit" if mode == "implicit" else None, context=context,
+                                timeout=timeout) as client:
         client.ehlo("smtplib.test.example")
         if mode == "starttls":
-            client.starttls(context=context)
+            client.starttls(context=context or tls_context())
             client.ehlo("smtplib.test.example")
         if mode == "implicit":
             client.login(USER, PASSWORD)

