@@ -208,10 +208,12 @@ def test_a_strangers_refusals_are_bounded(server_factory):
     assert short_id["id"] == "short" and short_id["error"]["code"] == "unauthorized"
     with socket.create_connection(srv.admin_address, timeout=10) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        line = b'{"id": "' + b"i" * 60 + b'", "cmd": "ping"}\n'
+        # Enough refusals to fill the kernel's buffers on both sides (loopback may hold megabytes) and
+        # then the server's own 64 KiB: sent until the server closes on us, or 32 MiB of requests.
+        batch = (b'{"id": "' + b"i" * 60 + b'", "cmd": "ping"}\n') * 1000
         try:
-            for _ in range(20000):
-                s.sendall(line)
+            for _ in range(400):
+                s.sendall(batch)
         except OSError:
             pass  # closed on us: the point
     srv.wait_for_log(r"has not shown the token \(more than 64 KiB queued\)")
