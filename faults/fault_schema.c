@@ -173,6 +173,30 @@ static size_t decimal_prefix(const char *s)
     return n;
 }
 
+/* unit - a suffix of a scaled number ("1.5s", "10M") and what it multiplies by */
+typedef struct unit {
+    const char *suffix;
+    double scale;
+} unit;
+
+static const unit duration_units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+static const unit size_units[] = {{"", 1}, {"K", 1024}, {"M", 1024.0 * 1024}, {"G", 1024.0 * 1024 * 1024}};
+
+/*
+ * scaled - a plain decimal number followed by one of units' suffixes, scaled; -1 when s is not one
+ * (strtod alone would take "0x10s" and "1e3ms": only plain decimals are accepted)
+ */
+static double scaled(const char *s, const unit *units, size_t n)
+{
+    size_t digits = decimal_prefix(s);
+    if (digits == 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s + digits, units[i].suffix) == 0)
+            return strtod(s, NULL) * units[i].scale;
+    return -1;
+}
+
 /*
  * schema_duration - milliseconds: a number (ms), or a string "250ms", "1.5s", "2m", "1h". Non-negative, at
  * most a day.
@@ -180,27 +204,10 @@ static size_t decimal_prefix(const char *s)
 int schema_duration(compiler *c, const cJSON *v, const char *path, int64_t *out)
 {
     double ms = -1;
-    if (cJSON_IsNumber(v)) {
+    if (cJSON_IsNumber(v))
         ms = v->valuedouble;
-    } else if (cJSON_IsString(v)) {
-        /* strtod alone would take "0x10s" and "1e3ms": only plain decimals are durations */
-        size_t digits = decimal_prefix(v->valuestring);
-        const char *end = v->valuestring + digits;
-        double n = strtod(v->valuestring, NULL);
-        double scale = 0;
-        if (digits > 0) {
-            if (strcmp(end, "ms") == 0)
-                scale = 1;
-            else if (strcmp(end, "s") == 0)
-                scale = 1000;
-            else if (strcmp(end, "m") == 0)
-                scale = 60000;
-            else if (strcmp(end, "h") == 0)
-                scale = 3600000;
-        }
-        if (scale > 0)
-            ms = n * scale;
-    }
+    else if (cJSON_IsString(v))
+        ms = scaled(v->valuestring, duration_units, sizeof(duration_units) / sizeof(duration_units[0]));
     if (!(ms >= 0 && ms <= (double)MAX_DELAY_MS) || !isfinite(ms)) {
         schema_error(
             c, path,
@@ -216,23 +223,10 @@ int schema_duration(compiler *c, const cJSON *v, const char *path, int64_t *out)
 int schema_size(compiler *c, const cJSON *v, const char *path, uint64_t min, uint64_t max, uint64_t *out)
 {
     double n = -1;
-    if (cJSON_IsNumber(v)) {
+    if (cJSON_IsNumber(v))
         n = v->valuedouble;
-    } else if (cJSON_IsString(v)) {
-        size_t digits = decimal_prefix(v->valuestring);
-        const char *end = v->valuestring + digits;
-        n = strtod(v->valuestring, NULL);
-        if (digits == 0)
-            n = -1;
-        else if (*end == 'K' && end[1] == '\0')
-            n *= 1024;
-        else if (*end == 'M' && end[1] == '\0')
-            n *= 1024 * 1024;
-        else if (*end == 'G' && end[1] == '\0')
-            n *= 1024.0 * 1024 * 1024;
-        else if (*end != '\0')
-            n = -1;
-    }
+    else if (cJSON_IsString(v))
+        n = scaled(v->valuestring, size_units, sizeof(size_units) / sizeof(size_units[0]));
     if (!(n >= (double)min && n <= (double)max) || n != floor(n)) {
         schema_error(c, path,
                      "expected a size in bytes from %llu to %llu (a number, or a string such as \"10M\")",
