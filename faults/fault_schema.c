@@ -405,7 +405,7 @@ static int read_value(compiler *c, const cJSON *v, const char *path, const field
     }
     case F_SET: {
         set_ctx s = {f->arg, 0};
-        SF_ASSERT(s.names->n <= sizeof(s.bits) * 8);
+        SF_ASSERT(f->size == sizeof(s.bits) && s.names->n <= sizeof(s.bits) * 8);
         schema_each(c, v, path, set_item, &s);
         unsigned bits;
         memcpy(&bits, (char *)base + f->off, sizeof(bits));
