@@ -266,7 +266,7 @@ void fault_run_unref(fault_run *r);
 
 const fault_profile *fault_run_profile(const fault_run *r);
 
-/* fault_run_stats - counters for the admin socket */
+/* fault_stats - counters for the admin socket, filled in by fault_run_stats() */
 typedef struct fault_stats {
     uint64_t fired_total;
     uint64_t fired_by_stage[FAULT_STAGE_COUNT];

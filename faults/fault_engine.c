@@ -21,6 +21,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "sf_assert.h"
+
 #define GREYLIST_MAX   65536 /* triples remembered; the oldest is forgotten first */
 #define CLIENTS_MAX    65536 /* client addresses with rate-limit state */
 #define MINUTE_MS      60000
@@ -267,6 +269,7 @@ static void rate_add(rate_window *w, int64_t now)
         w->head = (w->head + 1) % w->max;
         w->count--;
     }
+    SF_ASSERT(w->max > 0 && w->count < w->max);
     w->t[(w->head + w->count) % w->max] = now;
     w->count++;
 }
@@ -528,6 +531,9 @@ static int conditions_hold(const fault_rule *r, const fault_conn *fc, fault_stag
 static int counters_allow(const fault_rule *r, size_t i, fault_conn *fc)
 {
     fault_run *run = fc->run;
+    SF_ASSERT(i < run->profile->nrules);
+    SF_ASSERT(!r->per_connection ||
+              (fc->matches != NULL && fc->fired != NULL)); /* fault_conn_new made them */
     uint32_t k = r->per_connection ? ++fc->matches[i] : ++run->matches[i];
     if (r->nth > 0 && k != r->nth)
         return 0;

@@ -1,11 +1,13 @@
 /*
- * fault_internal.h - what the profile compiler (fault_profile.c) and the engine (fault_engine.c) share:
- * the compiled form of a profile. Not for use outside faults/.
+ * fault_internal.h - what the modules of faults/ share: the compiled form of a profile (built by
+ * fault_profile.c, read by fault_engine.c and fault_summary.c) and the text utilities of fault_text.c.
+ * Not for use outside faults/.
  */
 #ifndef SMTPFAULT_FAULT_INTERNAL_H
 #define SMTPFAULT_FAULT_INTERNAL_H
 
 #include "fault.h"
+#include "fault_arena.h"
 
 #define FAULT_NO_TIME INT64_MIN
 
@@ -43,8 +45,6 @@ typedef struct fault_limit {
     int per_server; /* messages_per_minute: counted for the whole server, not per client address */
     fault_action act;
 } fault_limit;
-
-typedef struct fault_arena fault_arena;
 
 struct fault_profile {
     unsigned refs;

@@ -1,5 +1,6 @@
 /*
- * fault_stage.h - the names of a session's parts, as X-macro lists: stages, listeners, SASL mechanisms.
+ * fault_stage.h - the stages of a session, as an X-macro list (the listeners and SASL mechanisms are the
+ * server's: server_vocab.h).
  *
  * A stage names a point in a session where the server decides what to do next: the session's command table
  * tags each command with one, the transcript names it, and the fault engine matches profile rules against it.
@@ -44,18 +45,5 @@ static inline const char *fault_stage_name(fault_stage stage)
     };
     return (unsigned)stage < FAULT_STAGE_COUNT ? names[stage] : "?";
 }
-
-/* X(ENUM_SUFFIX, "name") - the listeners, as profiles, logs and the ports file name them */
-#define FAULT_LISTENER_LIST(X)  \
-    X(SMTP, "smtp")             \
-    X(SUBMISSION, "submission") \
-    X(SMTPS, "smtps")
-
-/* X(ENUM_SUFFIX, "name", sends the password in the clear) - SASL mechanisms, in the order EHLO lists them */
-#define FAULT_AUTH_MECH_LIST(X) \
-    X(PLAIN, "PLAIN", 1)        \
-    X(LOGIN, "LOGIN", 1)        \
-    X(CRAM_MD5, "CRAM-MD5", 0)  \
-    X(XOAUTH2, "XOAUTH2", 1)
 
 #endif

@@ -6,19 +6,13 @@
 #include <string.h>
 
 #include "fault_internal.h"
+#include "fault_names.h"
 
 /* listener_bit - the bit of a listener name in FAULT_LISTENER_LIST order, 0 for an unknown one */
 static unsigned listener_bit(const char *name)
 {
-    static const char *const names[] = {
-#define FAULT_LISTENER_NAME(e, s) s,
-        FAULT_LISTENER_LIST(FAULT_LISTENER_NAME)
-#undef FAULT_LISTENER_NAME
-    };
-    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(names[i], name) == 0)
-            return 1u << i;
-    return 0;
+    int i = fault_names_find(&fault_listener_names, name);
+    return i < 0 ? 0 : 1u << i;
 }
 
 /* add_setting - name into the summary's settings, when there is room */

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fault_stage.h"
+#include "server_vocab.h"
 #include "log.h"
 
 #define CONFIG_HOST_MAX 64
@@ -18,7 +18,7 @@ typedef struct listen_addr {
     int port;                   /* 0: the kernel picks a free port */
 } listen_addr;
 
-/* The listeners, in the order they are opened and reported (names in faults/fault_stage.h). */
+/* The listeners, in the order they are opened and reported (names in faults/server_vocab.h). */
 typedef enum listener_kind {
 #define LISTENER_ENUM(e, name) LISTENER_##e,
     FAULT_LISTENER_LIST(LISTENER_ENUM)

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "fault_stage.h"
+#include "server_vocab.h"
 
 #define SASL_NAME_MAX      256 /* user names we keep; longer ones are refused */
 #define SASL_CHALLENGE_MAX 512 /* base64 of a challenge */
