@@ -480,7 +480,8 @@ def admin_exchanges():
 ELIDED = "\u2026elided"
 # Keys whose values differ from run to run: only their type is compared.
 VOLATILE = {"uptime_ms": (int, float), "in": (int,), "out": (int,), "bytes_in": (int,), "bytes_out": (int,),
-            "libuv": (str,), "wolfssl": (str,), "cjson": (str,)}
+            "libuv": (str,), "wolfssl": (str,), "cjson": (str,),
+            "connections": (int,)}  # capacity.connections follows the machine's ulimit -n
 PEM_RE = r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n"
 
 

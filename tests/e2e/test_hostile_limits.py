@@ -298,7 +298,8 @@ def test_descriptors_in_reserve_for_the_admin_socket_and_the_store(server_factor
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
     limit = stats(server)["capacity"]["connections"]
-    assert 100 < limit < 256
+    # Half of what is left once the reserve is kept: a waiting connection holds two descriptors.
+    assert 40 < limit < 128
     server.wait_for_log(rf"at most {limit} SMTP connections \(RLIMIT_NOFILE 256")
     held, greeted, refused = [], [], 0
     try:
