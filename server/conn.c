@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "fault_gate.h"
 #include "jsonutil.h"
 #include "listener.h"
 #include "log.h"
@@ -702,14 +703,8 @@ static const fault_action *tls_decision(conn *c)
         f.user = session_user(c->s);
         f.authenticated = f.user != NULL;
     }
-    fault_decision *d = &c->srv->decision;
-    fault_decide(c->faults, FAULT_STAGE_TLS_HANDSHAKE, &f, server_now_ms(), d);
-    if (d->act == NULL)
-        return NULL;
-    char what[300];
-    fault_decision_describe(d, what, sizeof(what));
-    conn_eventf(c, LOG_INFO, "fault", "%s at tls_handshake: %s", d->why, what);
-    return d->act;
+    return fault_gate_decide(c->faults, FAULT_STAGE_TLS_HANDSHAKE, &f, server_now_ms(), &c->srv->decision,
+                             host_event, c);
 }
 
 /* tls_start - begin the handshake under policy (the decision's delay, if any, is over) */
@@ -1058,14 +1053,10 @@ static int connect_stage(conn *c)
 {
     fault_facts f;
     memset(&f, 0, sizeof(f));
-    fault_decision *d = &c->srv->decision;
-    fault_decide(c->faults, FAULT_STAGE_CONNECT, &f, server_now_ms(), d);
-    const fault_action *a = d->act;
+    const fault_action *a = fault_gate_decide(c->faults, FAULT_STAGE_CONNECT, &f, server_now_ms(),
+                                              &c->srv->decision, host_event, c);
     if (a == NULL)
         return 1;
-    char what[300];
-    fault_decision_describe(d, what, sizeof(what));
-    conn_eventf(c, LOG_INFO, "fault", "%s at connect: %s", d->why, what);
     if (a->hang) {
         c->hanging = 1;
         update_reading(c);

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "fault_gate.h"
 #include "log.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -447,12 +448,8 @@ static gate_result gate(session *s, fault_stage stage, const fault_facts *f, res
         s->pending = 0;
         delayed = 1; /* the decision was taken before the delay; it is not taken again */
     } else {
-        fault_decide(s->faults, stage, f, s->host->now(s->ctx), d);
-        if (d->act == NULL)
+        if (fault_gate_decide(s->faults, stage, f, s->host->now(s->ctx), d, s->host->event, s->ctx) == NULL)
             return GATE_PROCEED;
-        char what[300];
-        fault_decision_describe(d, what, sizeof(what));
-        eventf(s, LOG_INFO, "fault", "%s at %s: %s", d->why, fault_stage_name(stage), what);
     }
     const fault_action *a = d->act;
     if (a->delay_ms > 0 && !delayed) {
@@ -473,9 +470,7 @@ static gate_result gate(session *s, fault_stage stage, const fault_facts *f, res
         s->truncating = 1;
         s->truncate_left = a->truncate;
     }
-    s->close_after = a->close;
-    if (a->reply != NULL && a->reply_code == 421)
-        s->close_after = a->close == FAULT_CLOSE_RST ? FAULT_CLOSE_RST : FAULT_CLOSE_FIN;
+    s->close_after = fault_gate_close_after(a);
     if (a->raw != NULL) {
         emit(s, a->raw, a->raw_len);
         event(s, LOG_INFO, "reply", a->raw, a->raw_len);
