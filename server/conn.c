@@ -17,6 +17,7 @@
 #include "conn_internal.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,12 @@ typedef struct write_req {
 static void reset_when_delivered(conn *c);
 static void conn_after_session(conn *c);
 static void update_reading(conn *c);
+
+/* dripping - a drip is in progress (until its last tick finds nothing left) */
+static int dripping(const conn *c)
+{
+    return c->drip.len > 0;
+}
 
 conn *conn_next(conn *c)
 {
@@ -121,8 +128,8 @@ static void maybe_free(conn *c)
     session_free(c->s);
     fault_conn_free(c->faults);
     conn_tls_free(&c->tls);
-    free(c->out);
-    free(c->drip);
+    bytebuf_release(&c->out);
+    bytebuf_release(&c->drip);
     transcript_free(&c->transcript);
     free(c);
     server_conn_gone(srv);
@@ -228,7 +235,7 @@ static void on_write(uv_write_t *req, int status)
     free(w->data);
     free(w);
     c->writes_pending--;
-    if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && c->drip == NULL) {
+    if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && !dripping(c)) {
         reset_when_delivered(c);
         return;
     }
@@ -282,11 +289,10 @@ static void send_plain(conn *c, char *data, size_t len)
 
 static void drip_tick(conn *c)
 {
-    size_t left = c->drip_len - c->drip_off;
+    size_t left = c->drip.len - c->drip_off;
     if (left == 0) {
-        free(c->drip);
-        c->drip = NULL;
-        c->drip_len = c->drip_off = 0;
+        bytebuf_release(&c->drip);
+        c->drip_off = 0;
         conn_timer_idle(c);
         session_resume(c->s);
         conn_after_session(c);
@@ -303,38 +309,32 @@ static void drip_tick(conn *c)
         conn_close(c, "out of memory", 0);
         return;
     }
-    memcpy(chunk, c->drip + c->drip_off, n);
+    memcpy(chunk, c->drip.data + c->drip_off, n);
     c->drip_off += n;
     send_plain(c, chunk, n);
     if (c->phase != CONN_CLOSED)
-        conn_timer_set(c, TIMER_DRIP, c->drip_off == c->drip_len ? 0 : wait);
+        conn_timer_set(c, TIMER_DRIP, c->drip_off == c->drip.len ? 0 : wait);
 }
 
 /* drip_append - output that comes while a drip runs goes after it, so that replies stay whole and in order */
 static void drip_append(conn *c, char *data, size_t len)
 {
-    char *drip = realloc(c->drip, c->drip_len + len);
-    if (drip == NULL) {
-        free(data);
-        conn_close(c, "out of memory", 0);
-        return;
-    }
-    memcpy(drip + c->drip_len, data, len);
+    int r = bytebuf_append(&c->drip, data, len);
     free(data);
-    c->drip = drip;
-    c->drip_len += len;
+    if (r != 0)
+        conn_close(c, "out of memory", 0);
 }
 
 /* drip_finish - the rest of the drip at once: the server is stopping, and its deadline is a deadline */
 static void drip_finish(conn *c)
 {
-    if (c->drip == NULL)
+    if (!dripping(c))
         return;
-    char *rest = c->drip;
-    size_t len = c->drip_len - c->drip_off;
+    size_t total;
+    char *rest = bytebuf_take(&c->drip, &total);
+    size_t len = total - c->drip_off;
     memmove(rest, rest + c->drip_off, len);
-    c->drip = NULL;
-    c->drip_len = c->drip_off = 0;
+    c->drip_off = 0;
     conn_timer_idle(c);
     send_plain(c, rest, len);
 }
@@ -342,26 +342,21 @@ static void drip_finish(conn *c)
 /* flush - the batch's output: written now, and from drip_from on handed to the drip */
 void conn_flush(conn *c)
 {
-    if (c->out_len == 0 || c->phase == CONN_CLOSED)
+    if (c->out.len == 0 || c->phase == CONN_CLOSED)
         return;
-    char *data = c->out;
-    size_t len = c->out_len, from = c->drip_bps > 0 ? c->drip_from : len;
-    c->out = NULL;
-    c->out_len = c->out_cap = 0;
-    if (c->drip != NULL) {
+    size_t len;
+    char *data = bytebuf_take(&c->out, &len);
+    size_t from = c->drip_bps > 0 ? c->drip_from : len;
+    if (dripping(c)) {
         drip_append(c, data, len);
         return;
     }
     if (from < len) {
-        char *tail = malloc(len - from);
-        if (tail == NULL) {
+        if (bytebuf_append(&c->drip, data + from, len - from) != 0) {
             free(data);
             conn_close(c, "out of memory", 0);
             return;
         }
-        memcpy(tail, data + from, len - from);
-        c->drip = tail;
-        c->drip_len = len - from;
         c->drip_off = 0;
         c->drip_rate = c->drip_bps;
         c->drip_bps = 0;
@@ -370,7 +365,7 @@ void conn_flush(conn *c)
         send_plain(c, data, from);
     else
         free(data);
-    if (c->drip != NULL && c->phase != CONN_CLOSED)
+    if (dripping(c) && c->phase != CONN_CLOSED)
         drip_tick(c);
 }
 
@@ -379,20 +374,8 @@ static void host_send(void *ctx, const char *data, size_t len)
     conn *c = ctx;
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : CONN_OUT_INITIAL;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        char *out = realloc(c->out, cap);
-        if (out == NULL) {
-            conn_close(c, "out of memory", 0);
-            return;
-        }
-        c->out = out;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
+    if (bytebuf_append(&c->out, data, len) != 0)
+        conn_close(c, "out of memory", 0);
 }
 
 /* -- graceful end -----------------------------------------------------------------------------------------
@@ -508,7 +491,13 @@ static void host_drip(void *ctx, uint32_t bps)
 {
     conn *c = ctx;
     c->drip_bps = bps;
-    c->drip_from = c->out_len; /* the output before is not the rule's to slow down */
+    c->drip_from = c->out.len; /* the output before is not the rule's to slow down */
+}
+
+static int64_t host_wall_ms(void *ctx)
+{
+    (void)ctx;
+    return wall_ms();
 }
 
 static int64_t host_now(void *ctx)
@@ -523,8 +512,8 @@ static void host_starttls(void *ctx)
     c->tls.phase = TLS_PHASE_PENDING;
 }
 
-static const session_host conn_host = {host_send, host_close, host_commit, host_starttls,
-                                       host_wait, host_drip,  host_now,    conn_event};
+static const session_host conn_host = {host_send, host_close, host_commit,  host_starttls, host_wait,
+                                       host_drip, host_now,   host_wall_ms, conn_event};
 
 /* -- input ------------------------------------------------------------------------------------------------
  */
@@ -673,7 +662,7 @@ static void update_reading(conn *c)
         want = c->phase == CONN_OPEN && !c->eof;
     else
         want = c->phase == CONN_OPEN && !c->eof && c->s != NULL &&
-               (session_wants_input(c->s) || session_discards_input(c->s)) && c->drip == NULL &&
+               (session_wants_input(c->s) || session_discards_input(c->s)) && !dripping(c) &&
                c->tcp.write_queue_size <= CONN_WRITE_QUEUE_MAX;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -698,7 +687,7 @@ static void conn_after_session(conn *c)
         return;
     /* The 421 waits for a dripped reply to end (at the drain deadline the drip ends at once). */
     if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s) &&
-        c->drip == NULL)
+        !dripping(c))
         session_shutdown(c->s);
     conn_flush(c);
     c->drip_bps = 0;
@@ -709,11 +698,11 @@ static void conn_after_session(conn *c)
     }
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->phase == CONN_FLUSHING && c->drip == NULL && c->reset_at_end) {
+    if (c->phase == CONN_FLUSHING && !dripping(c) && c->reset_at_end) {
         reset_when_delivered(c);
         return;
     }
-    if (c->phase == CONN_FLUSHING && c->drip == NULL) {
+    if (c->phase == CONN_FLUSHING && !dripping(c)) {
         uv_timer_stop(&c->timer);
         conn_tls_close_notify(c);
         c->shutdown_req.data = c;
@@ -813,6 +802,9 @@ void conn_accept(listener *l)
         log_server(LOG_ERROR, "%s: out of memory accepting a connection", l->name);
         return;
     }
+    /* Unbounded here: a batch is what the session answers to one read, a drip what it answers meanwhile. */
+    bytebuf_init(&c->out, CONN_OUT_INITIAL, SIZE_MAX);
+    bytebuf_init(&c->drip, CONN_OUT_INITIAL, SIZE_MAX);
     if (uv_tcp_init(srv->loop, &c->tcp) != 0) {
         free(c);
         return;

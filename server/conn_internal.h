@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 
+#include "bytebuf.h"
 #include "conn.h"
 #include "conn_tls.h"
 #include "peer_watch.h"
@@ -57,13 +58,12 @@ struct conn {
     unsigned writes_pending;
     const char *end_reason; /* why the session ended, for the close log line */
     char client[STORE_CLIENT_MAX];
-    char *out; /* plaintext output of the current batch */
-    size_t out_len, out_cap;
+    bytebuf out;       /* plaintext output of the current batch */
     uint32_t drip_bps; /* the batch being built is dripped at this rate, from out[drip_from] on */
     size_t drip_from;
     uint32_t drip_rate; /* the rate of the drip in progress (drip_bps is reset after each batch) */
-    char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
-    size_t drip_len, drip_off;
+    bytebuf drip;       /* output being dripped: drip.data[drip_off .. drip.len) */
+    size_t drip_off;
     uint64_t bytes_in, bytes_out;
     uint64_t started_ms;     /* loop time */
     int64_t started_wall_ms; /* wall clock, for the admin socket */

@@ -23,16 +23,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "bytebuf.h"
 #include "fault_gate.h"
 #include "log.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
 
-#define REPLY_MAX         600                          /* one formatted reply line, CRLF included */
-#define SESSION_INBUF_MAX (SMTP_AUTH_LINE_MAX + 65536) /* a partial line plus one read while paused */
-#define TLS_NAME_MAX      64
+#define REPLY_MAX             600                          /* one formatted reply line, CRLF included */
+#define SESSION_INBUF_MAX     (SMTP_AUTH_LINE_MAX + 65536) /* a partial line plus one read while paused */
+#define SESSION_INBUF_INITIAL 1024                         /* a partial command line or two */
+#define TLS_NAME_MAX          64
+#define SMTP_PARAM_ECHO_MAX   64 /* an unsupported parameter's key, as echoed in the 555 */
 
 /* X(ENUM, "name") - the session states */
 #define SESSION_STATE_LIST(X)                                                                  \
@@ -135,18 +137,10 @@ struct session {
 
     int discarding; /* an over-long line is being skipped up to its LF */
     int feeding;    /* inside session_feed: a synchronous commit must not re-enter it */
-    char *in;       /* input not yet processed (a partial line, or what arrived while paused) */
-    size_t in_len, in_cap;
+    bytebuf in;     /* input not yet processed (a partial line, or what arrived while paused) */
 };
 
 /* -- helpers ------------------------------------------------------------------------------------------- */
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void event(session *s, int level, const char *name, const char *text, size_t len)
 {
@@ -589,7 +583,7 @@ static void end_of_message(session *s)
     }
     store_msg *m = s->tx;
     s->tx = NULL;
-    m->received_ms = wall_ms();
+    m->received_ms = s->host->wall_ms(s->ctx);
     /* A discarded message goes the same way, so that its reply cannot be told from a kept one's. */
     m->discard = s->discard;
     set_state(s, ST_COMMIT);
@@ -735,14 +729,33 @@ static int need_helo(session *s)
     return 0;
 }
 
-/* param_seen - one occurrence of each MAIL/RCPT parameter */
-static int param_seen(session *s, unsigned *seen, unsigned bit, const smtp_param *p)
+/* params_ok - 1 when the MAIL/RCPT parameters passed; else the reply that says why, and 0 */
+static int params_ok(session *s, smtp_params_status st, const smtp_params_error *err)
 {
-    if (*seen & bit) {
-        error_reply(s, "501 5.5.4 Error: duplicate parameter %.*s", (int)p->key_len, p->key);
+    int klen = (int)(err->bad.key_len > SMTP_PARAM_ECHO_MAX ? SMTP_PARAM_ECHO_MAX : err->bad.key_len);
+    switch (st) {
+    case SMTP_PARAMS_OK:
         return 1;
+    case SMTP_PARAMS_NEED_EHLO:
+        error_reply(s, "555 5.5.4 Error: parameters need EHLO, not HELO");
+        return 0;
+    case SMTP_PARAMS_UNSUPPORTED:
+        error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s", klen, err->bad.key);
+        return 0;
+    case SMTP_PARAMS_DUPLICATE:
+        error_reply(s, "501 5.5.4 Error: duplicate parameter %.*s", (int)err->bad.key_len, err->bad.key);
+        return 0;
+    case SMTP_PARAMS_BAD_VALUE:
+        error_reply(s, "%s", err->reply);
+        return 0;
+    case SMTP_PARAMS_TOO_BIG: /* RFC 1870 section 6.1: a permanent refusal, not a client error */
+        reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
+              (unsigned long long)s->max_size);
+        return 0;
+    case SMTP_PARAMS_MALFORMED:
+        error_reply(s, "501 5.5.4 Error: malformed parameters");
+        return 0;
     }
-    *seen |= bit;
     return 0;
 }
 
@@ -936,81 +949,13 @@ static void cmd_mail(session *s, const smtp_command *cmd)
     const char *cur, *end;
     if (!path_argument(s, cmd, 1, &path, &cur, &end))
         return;
-    smtp_param p;
-    int r;
-    unsigned seen = 0;
-    uint64_t declared = 0;
-    const char *body_type = NULL;
-    int smtputf8 = 0;
-    while ((r = smtp_next_param(&cur, end, &p)) == 1) {
-        if (!s->esmtp) {
-            error_reply(s, "555 5.5.4 Error: parameters need EHLO, not HELO");
-            return;
-        }
-        if (smtp_param_is(&p, "SIZE")) {
-            if (param_seen(s, &seen, 1, &p))
-                return;
-            if (p.value == NULL || smtp_parse_number(p.value, p.value_len, &declared) != 0) {
-                error_reply(s, "501 5.5.4 Error: SIZE needs a number");
-                return;
-            }
-            if (declared > s->max_size) { /* RFC 1870 section 6.1 */
-                reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
-                      (unsigned long long)s->max_size);
-                return;
-            }
-        } else if (smtp_param_is(&p, "BODY")) {
-            if (param_seen(s, &seen, 2, &p))
-                return;
-            if (smtp_value_is(&p, "7BIT"))
-                body_type = "7BIT";
-            else if (smtp_value_is(&p, "8BITMIME"))
-                body_type = "8BITMIME";
-            else if (smtp_value_is(&p, "BINARYMIME"))
-                body_type = "BINARYMIME";
-            else {
-                error_reply(s, "501 5.5.4 Error: BODY must be 7BIT, 8BITMIME or BINARYMIME");
-                return;
-            }
-        } else if (smtp_param_is(&p, "SMTPUTF8")) {
-            if (param_seen(s, &seen, 4, &p))
-                return;
-            if (p.value != NULL) {
-                error_reply(s, "501 5.5.4 Error: SMTPUTF8 takes no value");
-                return;
-            }
-            smtputf8 = 1;
-        } else if (smtp_param_is(&p, "RET")) { /* RFC 3461 section 4.3 */
-            if (param_seen(s, &seen, 8, &p))
-                return;
-            if (!smtp_value_is(&p, "FULL") && !smtp_value_is(&p, "HDRS")) {
-                error_reply(s, "501 5.5.4 Error: RET must be FULL or HDRS");
-                return;
-            }
-        } else if (smtp_param_is(&p, "ENVID")) { /* RFC 3461 section 4.4 */
-            if (param_seen(s, &seen, 16, &p))
-                return;
-            if (p.value == NULL || p.value_len > 100 || !smtp_xtext_valid(p.value, p.value_len)) {
-                error_reply(s, "501 5.5.4 Error: ENVID must be xtext of at most 100 characters");
-                return;
-            }
-        } else if (smtp_param_is(&p, "AUTH")) { /* RFC 4954 section 5: accepted, not trusted */
-            if (param_seen(s, &seen, 32, &p))
-                return;
-            if (p.value == NULL || !smtp_xtext_valid(p.value, p.value_len)) {
-                error_reply(s, "501 5.5.4 Error: AUTH must be xtext or <>");
-                return;
-            }
-        } else {
-            error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s",
-                        (int)(p.key_len > 64 ? 64 : p.key_len), p.key);
-            return;
-        }
-    }
-    if (r < 0) {
-        error_reply(s, "501 5.5.4 Error: malformed parameters");
+    smtp_params params;
+    smtp_params_error err;
+    if (!params_ok(s, smtp_parse_mail_params(cur, end, s->esmtp, s->max_size, &params, &err), &err))
         return;
-    }
+    uint64_t declared = params.size;
+    const char *body_type = params.body_type;
+    int smtputf8 = params.smtputf8;
     if (path.has_utf8 && !smtputf8) { /* RFC 6531 section 3.5 */
         reply(s, "553 5.6.7 Error: non-ASCII sender address needs the SMTPUTF8 parameter");
         return;
@@ -1043,7 +988,7 @@ static void cmd_mail(session *s, const smtp_command *cmd)
     m->declared_size = declared;
     m->tls_version = s->tls ? s->tls_version_static : NULL;
     m->tls_cipher = s->tls ? s->tls_cipher_static : NULL;
-    m->started_ms = wall_ms();
+    m->started_ms = s->host->wall_ms(s->ctx);
     /* A declared SIZE is a good first guess for the buffer; never more than the limit. */
     if (declared > 0)
         (void)store_msg_reserve(m, (size_t)declared + 2);
@@ -1051,28 +996,6 @@ static void cmd_mail(session *s, const smtp_command *cmd)
     (void)charge_inflight(s, declared); /* checked above */
     set_state(s, ST_MAIL);
     reply(s, "250 2.1.0 Sender <%s> OK", path.mailbox);
-}
-
-/* notify_valid - NOTIFY=NEVER, or a comma list of SUCCESS, FAILURE, DELAY (RFC 3461 section 4.1) */
-static int notify_valid(const smtp_param *p)
-{
-    if (p->value == NULL)
-        return 0;
-    if (smtp_value_is(p, "NEVER"))
-        return 1;
-    const char *v = p->value, *end = p->value + p->value_len;
-    while (v < end) {
-        const char *comma = memchr(v, ',', (size_t)(end - v));
-        const char *item_end = comma ? comma : end;
-        smtp_param item = {.value = v, .value_len = (size_t)(item_end - v)};
-        if (!smtp_value_is(&item, "SUCCESS") && !smtp_value_is(&item, "FAILURE") &&
-            !smtp_value_is(&item, "DELAY"))
-            return 0;
-        v = comma ? comma + 1 : end;
-        if (comma && v == end)
-            return 0;
-    }
-    return 1;
 }
 
 static void cmd_rcpt(session *s, const smtp_command *cmd)
@@ -1089,40 +1012,9 @@ static void cmd_rcpt(session *s, const smtp_command *cmd)
     const char *cur, *end;
     if (!path_argument(s, cmd, 0, &path, &cur, &end))
         return;
-    smtp_param p;
-    int r;
-    unsigned seen = 0;
-    while ((r = smtp_next_param(&cur, end, &p)) == 1) {
-        if (!s->esmtp) {
-            error_reply(s, "555 5.5.4 Error: parameters need EHLO, not HELO");
-            return;
-        }
-        if (smtp_param_is(&p, "NOTIFY")) {
-            if (param_seen(s, &seen, 1, &p))
-                return;
-            if (!notify_valid(&p)) {
-                error_reply(s, "501 5.5.4 Error: NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY");
-                return;
-            }
-        } else if (smtp_param_is(&p, "ORCPT")) {
-            if (param_seen(s, &seen, 2, &p))
-                return;
-            const char *semi = p.value ? memchr(p.value, ';', p.value_len) : NULL;
-            if (semi == NULL || semi == p.value ||
-                !smtp_xtext_valid(semi + 1, p.value_len - (size_t)(semi + 1 - p.value))) {
-                error_reply(s, "501 5.5.4 Error: ORCPT must be addr-type;xtext");
-                return;
-            }
-        } else {
-            error_reply(s, "555 5.5.4 Error: unsupported parameter %.*s",
-                        (int)(p.key_len > 64 ? 64 : p.key_len), p.key);
-            return;
-        }
-    }
-    if (r < 0) {
-        error_reply(s, "501 5.5.4 Error: malformed parameters");
+    smtp_params_error err;
+    if (!params_ok(s, smtp_parse_rcpt_params(cur, end, s->esmtp, &err), &err))
         return;
-    }
     if (path.has_utf8 && !s->tx->smtputf8) {
         reply(s, "553 5.6.7 Error: non-ASCII recipient address needs SMTPUTF8 in MAIL FROM");
         return;
@@ -1498,41 +1390,24 @@ static size_t consume(session *s, const char *buf, size_t len)
 /* keep - save unprocessed input; -1 when it would pass the buffer limit */
 static int keep(session *s, const char *data, size_t len)
 {
-    if (s->in_len + len > SESSION_INBUF_MAX)
-        return -1;
-    if (s->in_len + len > s->in_cap) {
-        size_t cap = s->in_cap ? s->in_cap : 1024;
-        while (cap < s->in_len + len)
-            cap *= 2;
-        char *in = realloc(s->in, cap);
-        if (in == NULL)
-            return -1;
-        s->in = in;
-        s->in_cap = cap;
-    }
-    memcpy(s->in + s->in_len, data, len);
-    s->in_len += len;
-    return 0;
+    return bytebuf_append(&s->in, data, len); /* its bound is SESSION_INBUF_MAX */
 }
 
 static void drop_input(session *s)
 {
-    free(s->in);
-    s->in = NULL;
-    s->in_len = s->in_cap = 0;
+    bytebuf_release(&s->in);
 }
 
 /* process_input - run the saved input through the state machine */
 static void process_input(session *s)
 {
-    if (s->in_len == 0)
+    if (s->in.len == 0)
         return;
     s->feeding = 1;
-    size_t used = consume(s, s->in, s->in_len);
+    size_t used = consume(s, s->in.data, s->in.len);
     s->feeding = 0;
-    s->in_len -= used;
-    if (s->in_len > 0)
-        memmove(s->in, s->in + used, s->in_len);
+    if (used < s->in.len)
+        bytebuf_consume(&s->in, used);
     else
         drop_input(s); /* idle sessions hold no input buffer */
 }
@@ -1541,7 +1416,7 @@ void session_feed(session *s, const char *data, size_t len)
 {
     if (s->state == ST_CLOSING || s->state == ST_HANG)
         return;
-    if (s->in_len == 0) {
+    if (s->in.len == 0) {
         /* The common case: straight from the read buffer, keeping only a partial line. */
         s->feeding = 1;
         size_t used = consume(s, data, len);
@@ -1563,6 +1438,8 @@ void session_feed(session *s, const char *data, size_t len)
 session *session_new(const session_config *cfg, const session_host *host, void *ctx, const session_info *info)
 {
     session *s = calloc(1, sizeof(*s));
+    if (s != NULL)
+        bytebuf_init(&s->in, SESSION_INBUF_INITIAL, SESSION_INBUF_MAX);
     if (s == NULL)
         return NULL;
     s->id = info->id;
@@ -1672,9 +1549,9 @@ void session_tls_established(session *s, const char *version, const char *cipher
     snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", cipher ? cipher : "?");
     if (s->state != ST_TLS)
         return;        /* implicit TLS, before the greeting */
-    if (s->in_len > 0) /* RFC 3207 section 5: plaintext after STARTTLS could be an injection */
+    if (s->in.len > 0) /* RFC 3207 section 5: plaintext after STARTTLS could be an injection */
         eventf(s, LOG_INFO, "tls", "discarded %zu bytes the client sent after STARTTLS, before the handshake",
-               s->in_len);
+               s->in.len);
     drop_input(s);
     s->discarding = 0;
     free(s->helo);
@@ -1751,7 +1628,7 @@ void session_free(session *s)
     store_msg_unref(s->tx);
     free(s->helo);
     free(s->user);
-    free(s->in);
+    bytebuf_release(&s->in);
     free(s->override_buf);
     free(s);
 }
