@@ -27,6 +27,7 @@
 #include "fault_gate.h"
 #include "listener.h"
 #include "log.h"
+#include "sf_assert.h"
 #include "store_disk.h"
 #include "tls.h"
 
@@ -138,6 +139,7 @@ static void maybe_free(conn *c)
 static void on_handle_closed(uv_handle_t *h)
 {
     conn *c = h->data;
+    SF_ASSERT(c->handles_open > 0); /* one callback per handle closed */
     c->handles_open--;
     maybe_free(c);
 }
@@ -234,6 +236,7 @@ static void on_write(uv_write_t *req, int status)
     conn *c = w->c;
     free(w->data);
     free(w);
+    SF_ASSERT(c->writes_pending > 0);
     c->writes_pending--;
     if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && !dripping(c)) {
         reset_when_delivered(c);
@@ -289,6 +292,7 @@ static void send_plain(conn *c, char *data, size_t len)
 
 static void drip_tick(conn *c)
 {
+    SF_ASSERT(c->drip_off <= c->drip.len);
     size_t left = c->drip.len - c->drip_off;
     if (left == 0) {
         bytebuf_release(&c->drip);
@@ -347,6 +351,7 @@ void conn_flush(conn *c)
     size_t len;
     char *data = bytebuf_take(&c->out, &len);
     size_t from = c->drip_bps > 0 ? c->drip_from : len;
+    SF_ASSERT(from <= len); /* drip_from marks a point in this batch */
     if (dripping(c)) {
         drip_append(c, data, len);
         return;

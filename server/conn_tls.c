@@ -13,6 +13,7 @@
 #include "conn_internal.h"
 #include "fault_gate.h"
 #include "log.h"
+#include "sf_assert.h"
 
 #define TLS_ALERT_RECORD_MAX 7 /* an alert record: header and two bytes */
 
@@ -213,6 +214,7 @@ int conn_tls_feed(conn *c, const char *data, size_t len)
     }
     case TLS_PHASE_HANDSHAKE:
     case TLS_PHASE_ACTIVE:
+        SF_ASSERT(c->tls.ssl != NULL); /* both phases begin with the wolfSSL object made */
         if (tls_conn_feed(c->tls.ssl, data, len) != 0) {
             conn_close(c, "TLS input over the limit", 0);
             return 1;
@@ -225,6 +227,7 @@ int conn_tls_feed(conn *c, const char *data, size_t len)
 
 void conn_tls_send(conn *c, char *data, size_t len)
 {
+    SF_ASSERT(c->tls.phase == TLS_PHASE_ACTIVE && c->tls.ssl != NULL);
     int r = tls_conn_write(c->tls.ssl, data, len);
     free(data);
     send_tls_output(c);

@@ -26,6 +26,7 @@
 
 #include "bytebuf.h"
 #include "fault_gate.h"
+#include "sf_assert.h"
 #include "log.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -271,8 +272,10 @@ static session_state command_state(const session *s)
 /* release_inflight - the session's content no longer counts against the server-wide bound */
 static void release_inflight(session *s)
 {
-    if (s->cfg->inflight != NULL)
+    if (s->cfg->inflight != NULL) {
+        SF_ASSERT(s->cfg->inflight->used >= s->tx_charged); /* a session gives back only what it took */
         s->cfg->inflight->used -= s->tx_charged;
+    }
     s->tx_charged = 0;
 }
 
@@ -318,6 +321,7 @@ static void reset_transaction(session *s)
 static void content_sink(void *ctx, const char *data, size_t len)
 {
     session *s = ctx;
+    SF_ASSERT(s->tx != NULL); /* content is read only inside a transaction */
     if (s->tx_oversize || s->tx_oom)
         return;
     if (s->tx->size + len > s->max_size) {
@@ -1406,6 +1410,7 @@ static void process_input(session *s)
     s->feeding = 1;
     size_t used = consume(s, s->in.data, s->in.len);
     s->feeding = 0;
+    SF_ASSERT(used <= s->in.len);
     if (used < s->in.len)
         bytebuf_consume(&s->in, used);
     else
