@@ -693,8 +693,11 @@ static void ehlo_helo(session *s, command_args *a, int esmtp)
     free(s->helo);
     s->helo = helo;
     s->esmtp = esmtp;
-    /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it. */
+    /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it, and its facts (the EHLO text's) go with it. */
     drop_transaction(s);
+    a->f.sender = NULL;
+    a->f.rcpts = NULL;
+    a->f.nrcpts = 0;
     set_state(s, ST_READY);
 
     if (!esmtp) {

@@ -453,6 +453,19 @@ static void test_ehlo_resets_transaction(void **state)
     fake_free(f);
 }
 
+/* An EHLO in a transaction ends it: its EHLO text no longer sees the sender (which it used to read freed). */
+static void test_ehlo_text_after_a_transaction(void **state)
+{
+    (void)state;
+    fake *f = fake_with(&cfg, "{\"server\": {\"ehlo_text\": \"mx for [{sender}]\"}}", "smtp");
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nEHLO d\r\n");
+    assert_codes(f, "250 250 250");
+    const char *second = strstr(f->out, "250 2.1.0");
+    assert_non_null(second);
+    assert_non_null(strstr(second, "250-mx for []\r\n"));
+    fake_free(f);
+}
+
 /* -- fault gates: a real fault_run compiled from JSON ------------------------------------------------- */
 
 #define TX "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
@@ -1213,6 +1226,7 @@ int main(void)
         cmocka_unit_test(test_nul_and_unknown),
         cmocka_unit_test(test_timeout_and_shutdown),
         cmocka_unit_test(test_ehlo_resets_transaction),
+        cmocka_unit_test(test_ehlo_text_after_a_transaction),
         cmocka_unit_test(test_fault_reply_at_each_stage),
         cmocka_unit_test(test_fault_positive_reply),
         cmocka_unit_test(test_fault_delay),
