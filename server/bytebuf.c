@@ -62,3 +62,14 @@ void bytebuf_release(bytebuf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+char *bytebuf_take(bytebuf *b, size_t *len)
+{
+    char *data = b->len > 0 ? b->data : NULL;
+    *len = b->len;
+    if (data == NULL)
+        free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return data;
+}

@@ -33,6 +33,9 @@ int bytebuf_append(bytebuf *b, const void *p, size_t n);
 /* bytebuf_consume - drop the first n bytes (n <= len); an emptied buffer above its first size is freed */
 void bytebuf_consume(bytebuf *b, size_t n);
 
+/* bytebuf_take - the bytes held (malloc'd, ownership passes; NULL when empty) in *len; the buffer is empty */
+char *bytebuf_take(bytebuf *b, size_t *len);
+
 /* bytebuf_release - free the memory; the buffer is empty and may be used again */
 void bytebuf_release(bytebuf *b);
 

@@ -14,18 +14,20 @@
  * plaintext to the session, the session's replies encrypted on the way out.
  */
 #include "conn.h"
+#include "conn_internal.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
-#include "jsonutil.h"
+#include "fault_gate.h"
 #include "listener.h"
 #include "log.h"
-#include "peer_watch.h"
+#include "sf_assert.h"
 #include "store_disk.h"
 #include "tls.h"
 
@@ -35,90 +37,21 @@
 #define CONN_DRIP_TICK_MS    100          /* a drip faster than 10 bytes/s sends every tick */
 #define CONN_RESET_POLL_MS   5 /* before a reset fault's RST: how often to look at the send queue */
 
-typedef enum conn_phase {
-    CONN_OPEN,      /* the session is talking */
-    CONN_FLUSHING,  /* the session ended: write what is queued, then shut down */
-    CONN_LINGERING, /* FIN sent: reading and discarding until the client's FIN or the linger timer */
-    CONN_CLOSED,    /* handles closing */
-} conn_phase;
-
-typedef enum conn_timer_use {
-    TIMER_IDLE,      /* the client has this long to say something */
-    TIMER_WAIT,      /* a fault's delay: then session_resume() */
-    TIMER_DRIP,      /* the next bytes of a drip */
-    TIMER_TLS_DELAY, /* a fault's delay before the handshake */
-    TIMER_START,     /* a fault's delay at the connect stage, before the session starts */
-    TIMER_LINGER,    /* after our FIN */
-    TIMER_RESET,     /* a reset fault waits for its replies to be delivered */
-} conn_timer_use;
-
-typedef enum conn_tls {
-    CONN_TLS_NONE,      /* plaintext */
-    CONN_TLS_PENDING,   /* STARTTLS accepted: the handshake starts once the 220 is queued */
-    CONN_TLS_HANDSHAKE, /* the handshake runs */
-    CONN_TLS_ACTIVE,    /* application data is encrypted */
-    CONN_TLS_STALLED,   /* a fault: ciphertext is read and ignored */
-    CONN_TLS_ALERT,     /* a fault: the first ciphertext gets an alert, then the connection closes */
-    CONN_TLS_RAW,       /* a fault: the first ciphertext gets the raw bytes, then the connection closes */
-} conn_tls;
-
-struct conn {
-    server *srv;
-    listener *l;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_shutdown_t shutdown_req;
-    peer_watch watch; /* while the session is open and the socket not read: has the client gone? */
-    session *s;
-    fault_conn *faults;
-    tls_conn *tls;
-    conn_tls tls_phase;
-    int tls_alert;                   /* CONN_TLS_ALERT: the description to send */
-    const fault_action *tls_raw;     /* CONN_TLS_RAW: the rule whose raw bytes answer the ClientHello */
-    int implicit_tls;                /* the session starts after the handshake */
-    const fault_action *pending_act; /* a tls_handshake or connect fault waiting for its delay */
-    conn_timer_use timer_use;
-    conn *prev, *next;
-    uint64_t id;
-    conn_phase phase;
-    int handles_open;
-    int commit_pending; /* a --store-dir write refers to this connection */
-    int reading;
-    int drain_requested;     /* the server is stopping: 421 once the transaction in flight ends */
-    int eof;                 /* the client shut its side down */
-    int hanging;             /* a connect-stage hang: no session, input discarded */
-    int reset_at_end;        /* a reset fault: RST once the output queued before it is delivered */
-    int reset_after_input;   /* ... and once the client has sent something more (its ClientHello) */
-    uint64_t reset_deadline; /* loop time when the RST goes even if the client has not taken the output */
-    uint64_t reset_in_mark;  /* bytes_in when the reset was decided */
-    int reset_reading;       /* reset_after_input: reading (and dropping) until the client goes on */
-    unsigned writes_pending;
-    const char *end_reason; /* why the session ended, for the close log line */
-    char client[STORE_CLIENT_MAX];
-    char *out; /* plaintext output of the current batch */
-    size_t out_len, out_cap;
-    uint32_t drip_bps; /* the batch being built is dripped at this rate, from out[drip_from] on */
-    size_t drip_from;
-    uint32_t drip_rate; /* the rate of the drip in progress (drip_bps is reset after each batch) */
-    char *drip;         /* output being dripped: drip[drip_off .. drip_len) */
-    size_t drip_len, drip_off;
-    uint64_t bytes_in, bytes_out;
-    uint64_t started_ms;     /* loop time */
-    int64_t started_wall_ms; /* wall clock, for the admin socket */
-    uint64_t messages;       /* kept */
-    transcript transcript;
-};
-
 typedef struct write_req {
     uv_write_t req;
     conn *c;
     char *data;
 } write_req;
 
-static void conn_close(conn *c, const char *reason, int reset);
 static void reset_when_delivered(conn *c);
-static void after_session(conn *c);
+static void conn_after_session(conn *c);
 static void update_reading(conn *c);
+
+/* dripping - a drip is in progress (until its last tick finds nothing left) */
+static int dripping(const conn *c)
+{
+    return c->drip.len > 0;
+}
 
 conn *conn_next(conn *c)
 {
@@ -135,8 +68,9 @@ static int64_t wall_ms(void)
 }
 
 /* conn_event - one transcript event: the connection's own transcript, the log, admin subscribers */
-static void conn_event(conn *c, int level, const char *name, const char *text, size_t len)
+void conn_event(void *ctx, int level, const char *name, const char *text, size_t len)
 {
+    conn *c = ctx;
     /* Kept only for the admin socket's sessions.get; timed from the loop's clock, which costs nothing. */
     if (level <= LOG_INFO && c->srv->admin != NULL)
         transcript_add(&c->transcript, c->started_wall_ms + (int64_t)(uv_now(c->srv->loop) - c->started_ms),
@@ -144,9 +78,7 @@ static void conn_event(conn *c, int level, const char *name, const char *text, s
     server_event(c->srv, c->id, level, name, text, len);
 }
 
-static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
+void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
 {
     /* Formatted only when someone reads it; the admin socket sees every event up to info, whatever the
      * log level. */
@@ -166,14 +98,14 @@ static void conn_eventf(conn *c, int level, const char *name, const char *fmt, .
 
 static void on_timer(uv_timer_t *t);
 
-static void timer_set(conn *c, conn_timer_use use, uint64_t ms)
+void conn_timer_set(conn *c, conn_timer_use use, uint64_t ms)
 {
     c->timer_use = use;
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* timer_idle - the idle timeout; its repeat value lets each read restart it with uv_timer_again */
-static void timer_idle(conn *c)
+void conn_timer_idle(conn *c)
 {
     uint64_t ms = (uint64_t)c->srv->cfg->idle_timeout_s * 1000;
     c->timer_use = TIMER_IDLE;
@@ -196,9 +128,9 @@ static void maybe_free(conn *c)
     srv->nconns--;
     session_free(c->s);
     fault_conn_free(c->faults);
-    tls_conn_free(c->tls);
-    free(c->out);
-    free(c->drip);
+    conn_tls_free(&c->tls);
+    bytebuf_release(&c->out);
+    bytebuf_release(&c->drip);
     transcript_free(&c->transcript);
     free(c);
     server_conn_gone(srv);
@@ -207,6 +139,7 @@ static void maybe_free(conn *c)
 static void on_handle_closed(uv_handle_t *h)
 {
     conn *c = h->data;
+    SF_ASSERT(c->handles_open > 0); /* one callback per handle closed */
     c->handles_open--;
     maybe_free(c);
 }
@@ -224,9 +157,9 @@ static void record_session(conn *c, const char *reason)
         rec.helo = helo ? strdup(helo) : NULL;
         rec.user = user ? strdup(user) : NULL;
     }
-    if (c->tls != NULL && c->tls_phase == CONN_TLS_ACTIVE) {
-        rec.tls_version = tls_conn_version(c->tls);
-        rec.tls_cipher = tls_conn_cipher(c->tls);
+    if (conn_tls_active(&c->tls)) {
+        rec.tls_version = tls_conn_version(c->tls.ssl);
+        rec.tls_cipher = tls_conn_cipher(c->tls.ssl);
     }
     snprintf(rec.end_reason, sizeof(rec.end_reason), "%s", reason);
     rec.started_ms = c->started_wall_ms;
@@ -239,7 +172,7 @@ static void record_session(conn *c, const char *reason)
 }
 
 /* conn_close - the one close path: idempotent; frees once every handle has closed */
-static void conn_close(conn *c, const char *reason, int reset)
+void conn_close(conn *c, const char *reason, int reset)
 {
     if (c->phase == CONN_CLOSED)
         return;
@@ -285,13 +218,13 @@ static void reset_when_delivered(conn *c)
     if (c->reset_deadline == 0)
         c->reset_deadline = now + CONN_LINGER_MS;
     if (now < c->reset_deadline && (c->writes_pending > 0 || unacked_bytes(c) > 0)) {
-        timer_set(c, TIMER_RESET, CONN_RESET_POLL_MS);
+        conn_timer_set(c, TIMER_RESET, CONN_RESET_POLL_MS);
         return;
     }
     if (now < c->reset_deadline && c->reset_after_input && !c->eof && c->bytes_in == c->reset_in_mark) {
         c->reset_reading = 1;
         update_reading(c);
-        timer_set(c, TIMER_RESET, c->reset_deadline - now);
+        conn_timer_set(c, TIMER_RESET, c->reset_deadline - now);
         return;
     }
     conn_close(c, c->end_reason, 1);
@@ -303,8 +236,9 @@ static void on_write(uv_write_t *req, int status)
     conn *c = w->c;
     free(w->data);
     free(w);
+    SF_ASSERT(c->writes_pending > 0);
     c->writes_pending--;
-    if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && c->drip == NULL) {
+    if (status == 0 && c->reset_at_end && c->phase == CONN_FLUSHING && !dripping(c)) {
         reset_when_delivered(c);
         return;
     }
@@ -321,7 +255,7 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* queue_write - hand data (malloc'd, ownership passes) to libuv */
-static void queue_write(conn *c, char *data, size_t len)
+void conn_queue_write(conn *c, char *data, size_t len)
 {
     if (c->phase == CONN_CLOSED || len == 0) {
         free(data);
@@ -346,38 +280,26 @@ static void queue_write(conn *c, char *data, size_t len)
     c->writes_pending++;
 }
 
-/* send_tls_output - whatever wolfSSL produced (handshake records, alerts, application data) */
-static void send_tls_output(conn *c)
-{
-    size_t len;
-    char *data = tls_conn_take_output(c->tls, &len);
-    queue_write(c, data, len);
-}
-
 /* send_plain - session output to the client, encrypted when TLS is active */
 static void send_plain(conn *c, char *data, size_t len)
 {
-    if (c->tls_phase != CONN_TLS_ACTIVE) {
-        queue_write(c, data, len);
+    if (c->tls.phase != TLS_PHASE_ACTIVE) {
+        conn_queue_write(c, data, len);
         return;
     }
-    int r = tls_conn_write(c->tls, data, len);
-    free(data);
-    send_tls_output(c);
-    if (r != 0)
-        conn_close(c, tls_conn_error(c->tls), 0);
+    conn_tls_send(c, data, len);
 }
 
 static void drip_tick(conn *c)
 {
-    size_t left = c->drip_len - c->drip_off;
+    SF_ASSERT(c->drip_off <= c->drip.len);
+    size_t left = c->drip.len - c->drip_off;
     if (left == 0) {
-        free(c->drip);
-        c->drip = NULL;
-        c->drip_len = c->drip_off = 0;
-        timer_idle(c);
+        bytebuf_release(&c->drip);
+        c->drip_off = 0;
+        conn_timer_idle(c);
         session_resume(c->s);
-        after_session(c);
+        conn_after_session(c);
         return;
     }
     /* About one tick per CONN_DRIP_TICK_MS: n bytes, then a wait of n/bps seconds, so any rate holds. */
@@ -391,65 +313,55 @@ static void drip_tick(conn *c)
         conn_close(c, "out of memory", 0);
         return;
     }
-    memcpy(chunk, c->drip + c->drip_off, n);
+    memcpy(chunk, c->drip.data + c->drip_off, n);
     c->drip_off += n;
     send_plain(c, chunk, n);
     if (c->phase != CONN_CLOSED)
-        timer_set(c, TIMER_DRIP, c->drip_off == c->drip_len ? 0 : wait);
+        conn_timer_set(c, TIMER_DRIP, c->drip_off == c->drip.len ? 0 : wait);
 }
 
 /* drip_append - output that comes while a drip runs goes after it, so that replies stay whole and in order */
 static void drip_append(conn *c, char *data, size_t len)
 {
-    char *drip = realloc(c->drip, c->drip_len + len);
-    if (drip == NULL) {
-        free(data);
-        conn_close(c, "out of memory", 0);
-        return;
-    }
-    memcpy(drip + c->drip_len, data, len);
+    int r = bytebuf_append(&c->drip, data, len);
     free(data);
-    c->drip = drip;
-    c->drip_len += len;
+    if (r != 0)
+        conn_close(c, "out of memory", 0);
 }
 
 /* drip_finish - the rest of the drip at once: the server is stopping, and its deadline is a deadline */
 static void drip_finish(conn *c)
 {
-    if (c->drip == NULL)
+    if (!dripping(c))
         return;
-    char *rest = c->drip;
-    size_t len = c->drip_len - c->drip_off;
+    size_t total;
+    char *rest = bytebuf_take(&c->drip, &total);
+    size_t len = total - c->drip_off;
     memmove(rest, rest + c->drip_off, len);
-    c->drip = NULL;
-    c->drip_len = c->drip_off = 0;
-    timer_idle(c);
+    c->drip_off = 0;
+    conn_timer_idle(c);
     send_plain(c, rest, len);
 }
 
 /* flush - the batch's output: written now, and from drip_from on handed to the drip */
-static void flush(conn *c)
+void conn_flush(conn *c)
 {
-    if (c->out_len == 0 || c->phase == CONN_CLOSED)
+    if (c->out.len == 0 || c->phase == CONN_CLOSED)
         return;
-    char *data = c->out;
-    size_t len = c->out_len, from = c->drip_bps > 0 ? c->drip_from : len;
-    c->out = NULL;
-    c->out_len = c->out_cap = 0;
-    if (c->drip != NULL) {
+    size_t len;
+    char *data = bytebuf_take(&c->out, &len);
+    size_t from = c->drip_bps > 0 ? c->drip_from : len;
+    SF_ASSERT(from <= len); /* drip_from marks a point in this batch */
+    if (dripping(c)) {
         drip_append(c, data, len);
         return;
     }
     if (from < len) {
-        char *tail = malloc(len - from);
-        if (tail == NULL) {
+        if (bytebuf_append(&c->drip, data + from, len - from) != 0) {
             free(data);
             conn_close(c, "out of memory", 0);
             return;
         }
-        memcpy(tail, data + from, len - from);
-        c->drip = tail;
-        c->drip_len = len - from;
         c->drip_off = 0;
         c->drip_rate = c->drip_bps;
         c->drip_bps = 0;
@@ -458,7 +370,7 @@ static void flush(conn *c)
         send_plain(c, data, from);
     else
         free(data);
-    if (c->drip != NULL && c->phase != CONN_CLOSED)
+    if (dripping(c) && c->phase != CONN_CLOSED)
         drip_tick(c);
 }
 
@@ -467,20 +379,8 @@ static void host_send(void *ctx, const char *data, size_t len)
     conn *c = ctx;
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : CONN_OUT_INITIAL;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        char *out = realloc(c->out, cap);
-        if (out == NULL) {
-            conn_close(c, "out of memory", 0);
-            return;
-        }
-        c->out = out;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
+    if (bytebuf_append(&c->out, data, len) != 0)
+        conn_close(c, "out of memory", 0);
 }
 
 /* -- graceful end -----------------------------------------------------------------------------------------
@@ -502,12 +402,12 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     /* Keep reading (and discarding) until the client's FIN, so unread input cannot turn our close into an
      * RST that destroys the reply the client has not read yet. */
     c->phase = CONN_LINGERING;
-    timer_set(c, TIMER_LINGER, CONN_LINGER_MS);
+    conn_timer_set(c, TIMER_LINGER, CONN_LINGER_MS);
     update_reading(c);
 }
 
 /* end_gracefully - write what is queued (and close_notify), then FIN */
-static void end_gracefully(conn *c, const char *reason)
+void conn_end_gracefully(conn *c, const char *reason)
 {
     if (c->phase != CONN_OPEN)
         return;
@@ -519,7 +419,7 @@ static void host_close(void *ctx, const char *reason, int reset)
 {
     conn *c = ctx;
     c->reset_at_end = reset; /* the replies queued (or dripped) so far go out first */
-    end_gracefully(c, reason);
+    conn_end_gracefully(c, reason);
 }
 
 /* -- commit --------------------------------------------------------------------------------------------- */
@@ -547,7 +447,7 @@ static void on_disk_done(void *ctx, store_msg *m, int status)
         return;
     }
     session_commit_done(c->s, status == 0 ? m->id : NULL);
-    after_session(c);
+    conn_after_session(c);
 }
 
 static void host_commit(void *ctx, store_msg *m)
@@ -589,14 +489,20 @@ static void host_wait(void *ctx, uint32_t ms)
     /* libuv counts from the loop's cached millisecond clock: refresh it, and round up, so that a delay
      * never ends early (it ends at most a millisecond late instead). */
     uv_update_time(c->srv->loop);
-    timer_set(c, TIMER_WAIT, (uint64_t)ms + 1);
+    conn_timer_set(c, TIMER_WAIT, (uint64_t)ms + 1);
 }
 
 static void host_drip(void *ctx, uint32_t bps)
 {
     conn *c = ctx;
     c->drip_bps = bps;
-    c->drip_from = c->out_len; /* the output before is not the rule's to slow down */
+    c->drip_from = c->out.len; /* the output before is not the rule's to slow down */
+}
+
+static int64_t host_wall_ms(void *ctx)
+{
+    (void)ctx;
+    return wall_ms();
 }
 
 static int64_t host_now(void *ctx)
@@ -605,183 +511,14 @@ static int64_t host_now(void *ctx)
     return server_now_ms();
 }
 
-static void host_event(void *ctx, int level, const char *name, const char *text, size_t len)
-{
-    conn_event(ctx, level, name, text, len);
-}
-
 static void host_starttls(void *ctx)
 {
     conn *c = ctx;
-    c->tls_phase = CONN_TLS_PENDING;
+    c->tls.phase = TLS_PHASE_PENDING;
 }
 
-static const session_host conn_host = {host_send, host_close, host_commit, host_starttls,
-                                       host_wait, host_drip,  host_now,    host_event};
-
-static void tls_fail(conn *c, const char *why)
-{
-    conn_eventf(c, LOG_INFO, "tls", "handshake failed: %s", why);
-    if (c->tls != NULL)
-        send_tls_output(c); /* the alert wolfSSL made, if any */
-    end_gracefully(c, "TLS handshake failed");
-}
-
-/* tls_established - the handshake is done: the session starts, or restarts after STARTTLS */
-static void tls_established(conn *c)
-{
-    c->tls_phase = CONN_TLS_ACTIVE;
-    const char *version = tls_conn_version(c->tls), *cipher = tls_conn_cipher(c->tls);
-    conn_eventf(c, LOG_INFO, "tls", "%s %s%s", version, cipher, tls_conn_resumed(c->tls) ? " (resumed)" : "");
-    session_tls_established(c->s, version, cipher);
-    if (c->implicit_tls)
-        session_start(c->s);
-}
-
-/* tls_pump - run the ciphertext read so far through the handshake and then to the session */
-static void tls_pump(conn *c)
-{
-    if (c->tls_phase == CONN_TLS_HANDSHAKE) {
-        tls_status st = tls_conn_handshake(c->tls);
-        send_tls_output(c);
-        if (st == TLS_WANT)
-            return;
-        if (st == TLS_FAILED) {
-            tls_fail(c, tls_conn_error(c->tls));
-            return;
-        }
-        tls_established(c);
-    }
-    while (c->tls_phase == CONN_TLS_ACTIVE && c->phase == CONN_OPEN) {
-        int n = tls_conn_read(c->tls, c->srv->plain_buf, sizeof(c->srv->plain_buf));
-        if (n == 0)
-            break;
-        if (n == -1) {
-            conn_close(c, "client sent TLS close_notify", 0);
-            return;
-        }
-        if (n < 0) {
-            conn_eventf(c, LOG_INFO, "tls", "%s", tls_conn_error(c->tls));
-            conn_close(c, "TLS error", 0);
-            return;
-        }
-        if (session_discards_input(c->s))
-            continue;
-        session_feed(c->s, c->srv->plain_buf, (size_t)n);
-        flush(c); /* before the next record: output stays in order with what the session decides */
-    }
-}
-
-/* tls_policy_for - the profile's TLS settings, then the rule's */
-static tls_policy tls_policy_for(const conn *c, const fault_action *a)
-{
-    tls_policy p = TLS_POLICY_DEFAULT;
-    const fault_settings *fs = fault_profile_settings(fault_run_profile(fault_conn_run(c->faults)));
-    if (fs->certificate >= 0)
-        p.cert = (cert_kind)fs->certificate;
-    if (fs->tls_min >= 0) {
-        p.min = (tls_version)fs->tls_min;
-        p.max = (tls_version)fs->tls_max;
-    }
-    if (a != NULL && a->certificate >= 0)
-        p.cert = (cert_kind)a->certificate;
-    if (a != NULL && a->tls_min >= 0) {
-        p.min = (tls_version)a->tls_min;
-        p.max = (tls_version)a->tls_max;
-    }
-    return p;
-}
-
-/* tls_decision - the fault engine at the tls_handshake stage (the decision lives in the server) */
-static const fault_action *tls_decision(conn *c)
-{
-    fault_facts f;
-    memset(&f, 0, sizeof(f));
-    if (c->s != NULL) {
-        f.helo = session_helo(c->s);
-        f.user = session_user(c->s);
-        f.authenticated = f.user != NULL;
-    }
-    fault_decision *d = &c->srv->decision;
-    fault_decide(c->faults, FAULT_STAGE_TLS_HANDSHAKE, &f, server_now_ms(), d);
-    if (d->act == NULL)
-        return NULL;
-    char what[300];
-    fault_decision_describe(d, what, sizeof(what));
-    conn_eventf(c, LOG_INFO, "fault", "%s at tls_handshake: %s", d->why, what);
-    return d->act;
-}
-
-/* tls_start - begin the handshake under policy (the decision's delay, if any, is over) */
-static void tls_start(conn *c, const fault_action *a)
-{
-    if (a != NULL && a->hang) {
-        c->tls_phase = CONN_TLS_STALLED;
-        return;
-    }
-    if (a != NULL && a->tls_plaintext) {
-        c->tls_phase = CONN_TLS_NONE;
-        if (c->implicit_tls)
-            session_start(c->s); /* the greeting in plain text, on the TLS port */
-        else
-            session_tls_abandoned(c->s); /* after the 220, the server goes on in plain text */
-        return;
-    }
-    if (a != NULL && a->raw != NULL) {
-        /* Sent as the answer to the ClientHello: written at once after a STARTTLS 220, the bytes would
-         * reach the client with the 220 and be read as plaintext, never by its TLS layer. */
-        c->tls_phase = CONN_TLS_RAW;
-        c->tls_raw = a; /* a rule's action: it lives as long as the profile we hold */
-        return;
-    }
-    if (a != NULL && a->close != FAULT_CLOSE_NONE) {
-        /* After the STARTTLS 220, the RST answers the ClientHello; on smtps it comes before. */
-        c->reset_at_end = a->close == FAULT_CLOSE_RST;
-        c->reset_after_input = c->reset_at_end && !c->implicit_tls;
-        c->reset_in_mark = c->bytes_in;
-        end_gracefully(c, c->reset_at_end ? "fault: reset at the TLS handshake"
-                                          : "fault: closed at the TLS handshake");
-        return;
-    }
-    if (a != NULL && a->tls_alert >= 0) {
-        c->tls_phase = CONN_TLS_ALERT;
-        c->tls_alert = a->tls_alert;
-        return;
-    }
-    tls_policy p = tls_policy_for(c, a);
-    char err[200];
-    c->tls = tls_conn_new(c->srv->tls, &p, err, sizeof(err));
-    if (c->tls == NULL) {
-        conn_eventf(c, LOG_WARN, "tls", "cannot start TLS: %s", err);
-        end_gracefully(c, "TLS set-up failed");
-        return;
-    }
-    c->tls_phase = CONN_TLS_HANDSHAKE;
-}
-
-/* tls_begin - the TLS handshake is due (implicit TLS at accept, or after the STARTTLS 220) */
-static void tls_begin(conn *c)
-{
-    const fault_action *a = tls_decision(c);
-    if (a != NULL && a->delay_ms > 0) {
-        c->tls_phase = CONN_TLS_STALLED; /* until the delay is over; ciphertext waits in the kernel */
-        c->pending_act = a;              /* a rule's action: it lives as long as the profile we hold */
-        timer_set(c, TIMER_TLS_DELAY, a->delay_ms);
-        return;
-    }
-    tls_start(c, a);
-}
-
-/* on_tls_delay_over - the delayed handshake starts, with the decision taken before the delay */
-static void on_tls_delay_over(conn *c)
-{
-    const fault_action *a = c->pending_act;
-    c->pending_act = NULL;
-    c->tls_phase = CONN_TLS_NONE;
-    timer_idle(c);
-    tls_start(c, a);
-    after_session(c);
-}
+static const session_host conn_host = {host_send, host_close, host_commit,  host_starttls, host_wait,
+                                       host_drip, host_now,   host_wall_ms, conn_event};
 
 /* -- input ------------------------------------------------------------------------------------------------
  */
@@ -804,28 +541,29 @@ static void on_timer(uv_timer_t *t)
             conn_close(c, "idle timeout", 0);
             return;
         }
-        if (c->tls_phase != CONN_TLS_NONE && c->tls_phase != CONN_TLS_ACTIVE) {
+        if (conn_tls_handshaking(&c->tls)) {
             /* In the middle of a handshake (or a fault that stalls it) a 421 in plain text would be read as
              * a TLS record: close without a word, as a hang does. */
             conn_close(c, "idle timeout during the TLS handshake", 0);
             return;
         }
         session_timeout(c->s);
-        after_session(c);
+        conn_after_session(c);
         return;
     case TIMER_WAIT:
-        timer_idle(c);
+        conn_timer_idle(c);
         session_resume(c->s);
-        after_session(c);
+        conn_after_session(c);
         return;
     case TIMER_DRIP:
         drip_tick(c);
         return;
     case TIMER_TLS_DELAY:
-        on_tls_delay_over(c);
+        conn_tls_delay_over(c);
+        conn_after_session(c);
         return;
     case TIMER_START:
-        timer_idle(c);
+        conn_timer_idle(c);
         start_session(c);
         return;
     case TIMER_LINGER:
@@ -837,7 +575,8 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-/* clienthello_on_plain - the first bytes on a plaintext port are a TLS record: say so in the transcript */
+/* note_clienthello_on_plain - the first bytes on a plaintext port are a TLS record: say so in the transcript
+ */
 static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
 {
     if (n >= 3 && (unsigned char)buf[0] == 0x16 && buf[1] == 3)
@@ -859,7 +598,7 @@ static void client_gone(conn *c, int reset)
     if (c->phase == CONN_LINGERING) {
         conn_close(c, c->end_reason, 0);
     } else if (c->phase == CONN_OPEN) {
-        if (c->tls_phase == CONN_TLS_HANDSHAKE)
+        if (c->tls.phase == TLS_PHASE_HANDSHAKE)
             conn_eventf(c, LOG_INFO, "tls", "the client closed the connection during the TLS handshake");
         conn_close(c,
                    c->s != NULL && session_in_transaction(c->s)
@@ -893,7 +632,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             conn_close(c, uv_strerror((int)nread), 0);
         return;
     }
-    if (c->bytes_in == 0 && c->tls_phase == CONN_TLS_NONE && c->tls == NULL && !c->implicit_tls)
+    if (c->bytes_in == 0 && c->tls.phase == TLS_PHASE_NONE && c->tls.ssl == NULL && !c->implicit_tls)
         note_clienthello_on_plain(c, buf->base, (size_t)nread);
     c->bytes_in += (uint64_t)nread;
     if (c->reset_reading) {
@@ -904,50 +643,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return; /* lingering, flushing or hanging: input is discarded */
     if (c->timer_use == TIMER_IDLE)
         uv_timer_again(&c->timer);
-    switch (c->tls_phase) {
-    case CONN_TLS_NONE:
+    if (c->tls.phase != TLS_PHASE_NONE) {
+        if (!conn_tls_feed(c, buf->base, (size_t)nread))
+            return;
+    } else {
         if (c->s == NULL || session_discards_input(c->s))
             return;
         session_feed(c->s, buf->base, (size_t)nread);
-        break;
-    case CONN_TLS_PENDING:
-        return; /* cannot happen: the handshake starts in the same turn as the 220 */
-    case CONN_TLS_STALLED:
-        return;
-    case CONN_TLS_ALERT: {
-        unsigned char rec[7];
-        size_t n = tls_alert_record(c->tls_alert, rec);
-        char *out = malloc(n);
-        if (out != NULL) {
-            memcpy(out, rec, n);
-            queue_write(c, out, n);
-        }
-        conn_eventf(c, LOG_INFO, "tls", "refused the ClientHello with alert %s",
-                    fault_tls_alert_name(c->tls_alert));
-        c->tls_phase = CONN_TLS_STALLED;
-        end_gracefully(c, "fault: TLS alert");
-        break;
     }
-    case CONN_TLS_RAW: {
-        char *raw = malloc(c->tls_raw->raw_len);
-        if (raw != NULL) {
-            memcpy(raw, c->tls_raw->raw, c->tls_raw->raw_len);
-            queue_write(c, raw, c->tls_raw->raw_len);
-        }
-        c->tls_phase = CONN_TLS_STALLED;
-        end_gracefully(c, "fault: raw bytes instead of a TLS handshake");
-        break;
-    }
-    case CONN_TLS_HANDSHAKE:
-    case CONN_TLS_ACTIVE:
-        if (tls_conn_feed(c->tls, buf->base, (size_t)nread) != 0) {
-            conn_close(c, "TLS input over the limit", 0);
-            return;
-        }
-        tls_pump(c);
-        break;
-    }
-    after_session(c);
+    conn_after_session(c);
 }
 
 /* update_reading - read only when the session takes input and the client reads its replies */
@@ -956,14 +660,14 @@ static void update_reading(conn *c)
     int want;
     if (c->phase == CONN_LINGERING || c->reset_reading)
         want = !c->eof;
-    else if (c->hanging || c->tls_phase == CONN_TLS_STALLED || c->tls_phase == CONN_TLS_ALERT ||
-             c->tls_phase == CONN_TLS_RAW)
+    else if (c->hanging || c->tls.phase == TLS_PHASE_STALLED || c->tls.phase == TLS_PHASE_ALERT ||
+             c->tls.phase == TLS_PHASE_RAW)
         want = c->phase == CONN_OPEN && !c->eof && c->timer_use != TIMER_TLS_DELAY;
-    else if (c->tls_phase == CONN_TLS_HANDSHAKE)
+    else if (c->tls.phase == TLS_PHASE_HANDSHAKE)
         want = c->phase == CONN_OPEN && !c->eof;
     else
         want = c->phase == CONN_OPEN && !c->eof && c->s != NULL &&
-               (session_wants_input(c->s) || session_discards_input(c->s)) && c->drip == NULL &&
+               (session_wants_input(c->s) || session_discards_input(c->s)) && !dripping(c) &&
                c->tcp.write_queue_size <= CONN_WRITE_QUEUE_MAX;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -982,33 +686,30 @@ static void update_reading(conn *c)
 }
 
 /* after_session - after every call into the session: write its output, follow its wishes */
-static void after_session(conn *c)
+static void conn_after_session(conn *c)
 {
     if (c->phase == CONN_CLOSED)
         return;
     /* The 421 waits for a dripped reply to end (at the drain deadline the drip ends at once). */
     if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s) &&
-        c->drip == NULL)
+        !dripping(c))
         session_shutdown(c->s);
-    flush(c);
+    conn_flush(c);
     c->drip_bps = 0;
-    if (c->phase == CONN_OPEN && c->tls_phase == CONN_TLS_PENDING) {
-        tls_begin(c); /* the 220 is queued in plaintext, ahead of anything TLS */
-        if (c->phase == CONN_OPEN && c->tls_phase == CONN_TLS_NONE)
-            flush(c); /* a plaintext fault: the session spoke again */
+    if (c->phase == CONN_OPEN && c->tls.phase == TLS_PHASE_PENDING) {
+        conn_tls_begin(c); /* the 220 is queued in plaintext, ahead of anything TLS */
+        if (c->phase == CONN_OPEN && c->tls.phase == TLS_PHASE_NONE)
+            conn_flush(c); /* a plaintext fault: the session spoke again */
     }
     if (c->phase == CONN_CLOSED)
         return;
-    if (c->phase == CONN_FLUSHING && c->drip == NULL && c->reset_at_end) {
+    if (c->phase == CONN_FLUSHING && !dripping(c) && c->reset_at_end) {
         reset_when_delivered(c);
         return;
     }
-    if (c->phase == CONN_FLUSHING && c->drip == NULL) {
+    if (c->phase == CONN_FLUSHING && !dripping(c)) {
         uv_timer_stop(&c->timer);
-        if (c->tls_phase == CONN_TLS_ACTIVE) {
-            tls_conn_close_notify(c->tls);
-            send_tls_output(c);
-        }
+        conn_tls_close_notify(c);
         c->shutdown_req.data = c;
         /* uv_shutdown waits for the queued writes, then sends FIN. */
         if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
@@ -1047,10 +748,10 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t out
 static void start_session(conn *c)
 {
     if (c->implicit_tls)
-        tls_begin(c);
+        conn_tls_begin(c);
     else
         session_start(c->s);
-    after_session(c);
+    conn_after_session(c);
 }
 
 /* connect_stage - the fault engine before the greeting; 1 when the session may start now */
@@ -1058,14 +759,10 @@ static int connect_stage(conn *c)
 {
     fault_facts f;
     memset(&f, 0, sizeof(f));
-    fault_decision *d = &c->srv->decision;
-    fault_decide(c->faults, FAULT_STAGE_CONNECT, &f, server_now_ms(), d);
-    const fault_action *a = d->act;
+    const fault_action *a = fault_gate_decide(c->faults, FAULT_STAGE_CONNECT, &f, server_now_ms(),
+                                              &c->srv->decision, conn_event, c);
     if (a == NULL)
         return 1;
-    char what[300];
-    fault_decision_describe(d, what, sizeof(what));
-    conn_eventf(c, LOG_INFO, "fault", "%s at connect: %s", d->why, what);
     if (a->hang) {
         c->hanging = 1;
         update_reading(c);
@@ -1081,21 +778,21 @@ static int connect_stage(conn *c)
         host_send(c, data, len);
         c->drip_bps = a->drip_bps;
         c->reset_at_end = a->close == FAULT_CLOSE_RST; /* after the reply */
-        end_gracefully(c, c->reset_at_end ? "fault: reset at connect" : "fault: refused at connect");
-        after_session(c);
+        conn_end_gracefully(c, c->reset_at_end ? "fault: reset at connect" : "fault: refused at connect");
+        conn_after_session(c);
         return 0;
     }
     if (a->close != FAULT_CLOSE_NONE) {
         if (a->close == FAULT_CLOSE_RST) {
             conn_close(c, "fault: reset at connect", 1);
         } else {
-            end_gracefully(c, "fault: closed at connect");
-            after_session(c);
+            conn_end_gracefully(c, "fault: closed at connect");
+            conn_after_session(c);
         }
         return 0;
     }
     if (a->delay_ms > 0) {
-        timer_set(c, TIMER_START, a->delay_ms);
+        conn_timer_set(c, TIMER_START, a->delay_ms);
         update_reading(c); /* nothing is read yet, but a client leaving is noticed */
         return 0;
     }
@@ -1110,6 +807,9 @@ void conn_accept(listener *l)
         log_server(LOG_ERROR, "%s: out of memory accepting a connection", l->name);
         return;
     }
+    /* Unbounded here: a batch is what the session answers to one read, a drip what it answers meanwhile. */
+    bytebuf_init(&c->out, CONN_OUT_INITIAL, SIZE_MAX);
+    bytebuf_init(&c->drip, CONN_OUT_INITIAL, SIZE_MAX);
     if (uv_tcp_init(srv->loop, &c->tcp) != 0) {
         free(c);
         return;
@@ -1153,39 +853,33 @@ void conn_accept(listener *l)
         return;
     }
     conn_eventf(c, LOG_INFO, "connect", "%s on %s %s", c->client, l->name, l->bound);
-    timer_idle(c);
+    conn_timer_idle(c);
     if (connect_stage(c))
         start_session(c);
 }
 
-cJSON *conn_json(const conn *c, int with_transcript)
+void conn_view(const conn *c, session_view *v)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)c->id);
-    cJSON_AddStringToObject(o, "client", c->client);
-    cJSON_AddStringToObject(o, "listener", c->l->name);
-    cJSON_AddBoolToObject(o, "live", 1);
-    const char *state = c->phase != CONN_OPEN ? "closing"
-                        : c->hanging          ? "hang"
-                        : c->tls_phase == CONN_TLS_HANDSHAKE || c->tls_phase == CONN_TLS_STALLED
-                            ? "tls handshake"
-                        : c->s != NULL ? session_state_name(c->s)
-                                       : "init";
-    cJSON_AddStringToObject(o, "state", state);
-    const char *helo = c->s ? session_helo(c->s) : NULL, *user = c->s ? session_user(c->s) : NULL;
-    int tls = c->tls != NULL && c->tls_phase == CONN_TLS_ACTIVE;
-    json_add_string_or_null(o, "helo", helo);
-    json_add_tls(o, tls ? tls_conn_version(c->tls) : NULL, tls ? tls_conn_cipher(c->tls) : NULL);
-    json_add_string_or_null(o, "auth", user);
-    json_add_time(o, "started", c->started_wall_ms);
-    cJSON_AddNumberToObject(o, "bytes_in", (double)c->bytes_in);
-    cJSON_AddNumberToObject(o, "bytes_out", (double)c->bytes_out);
-    cJSON_AddNumberToObject(o, "messages", (double)c->messages);
-    if (with_transcript) {
-        cJSON_AddItemToObject(o, "transcript", transcript_json(&c->transcript));
-        cJSON_AddNumberToObject(o, "transcript_dropped", (double)c->transcript.dropped);
+    memset(v, 0, sizeof(*v));
+    v->id = c->id;
+    v->client = c->client;
+    v->listener = c->l->name;
+    v->state = c->phase != CONN_OPEN                                                      ? "closing"
+               : c->hanging                                                               ? "hang"
+               : c->tls.phase == TLS_PHASE_HANDSHAKE || c->tls.phase == TLS_PHASE_STALLED ? "tls handshake"
+               : c->s != NULL ? session_state_name(c->s)
+                              : "init";
+    v->helo = c->s ? session_helo(c->s) : NULL;
+    v->user = c->s ? session_user(c->s) : NULL;
+    if (conn_tls_active(&c->tls)) {
+        v->tls_version = tls_conn_version(c->tls.ssl);
+        v->tls_cipher = tls_conn_cipher(c->tls.ssl);
     }
-    return o;
+    v->started_ms = c->started_wall_ms;
+    v->bytes_in = c->bytes_in;
+    v->bytes_out = c->bytes_out;
+    v->messages = c->messages;
+    v->transcript = &c->transcript;
 }
 
 uint64_t conn_id(const conn *c)
@@ -1208,8 +902,8 @@ void conn_shutdown(conn *c, int force)
             conn_close(c, "server shutdown", 0);
         return;
     }
-    int mid_handshake = c->tls_phase != CONN_TLS_ACTIVE && c->tls_phase != CONN_TLS_NONE;
-    if (c->hanging || mid_handshake || (c->implicit_tls && c->tls_phase == CONN_TLS_NONE && c->tls == NULL)) {
+    if (c->hanging || conn_tls_handshaking(&c->tls) ||
+        (c->implicit_tls && c->tls.phase == TLS_PHASE_NONE && c->tls.ssl == NULL)) {
         conn_close(c, "server shutdown", 0); /* no session to drain yet */
         return;
     }
@@ -1223,5 +917,5 @@ void conn_shutdown(conn *c, int force)
         }
         session_shutdown(c->s);
     }
-    after_session(c);
+    conn_after_session(c);
 }

@@ -15,8 +15,8 @@ void conn_shutdown(conn *c, int force);
 /* conn_next - the next live connection of the server's list */
 conn *conn_next(conn *c);
 
-/* conn_json - a live session for the admin socket (with its transcript when asked) */
-cJSON *conn_json(const conn *c, int with_transcript);
+/* conn_view - a live session as the admin socket shows it (valid until the connection next runs) */
+void conn_view(const conn *c, session_view *v);
 
 /* conn_id, conn_bytes - the session id; bytes read and written so far */
 uint64_t conn_id(const conn *c);

@@ -16,7 +16,6 @@
 #include "admin.h"
 #include "conn.h"
 #include "fsutil.h"
-#include "jsonutil.h"
 #include "listener.h"
 #include "log.h"
 #include "store_disk.h"
@@ -191,77 +190,11 @@ void server_message_stored(server *srv, store_msg *m)
     admin_message_stored(srv->admin, m);
 }
 
-static void record_free(session_record *r)
-{
-    free(r->helo);
-    free(r->user);
-    transcript_free(&r->transcript);
-    memset(r, 0, sizeof(*r));
-}
-
 void server_record_session(server *srv, session_record *rec)
 {
     srv->bytes_in += rec->bytes_in;
     srv->bytes_out += rec->bytes_out;
-    session_record *slot = &srv->recent[srv->recent_next];
-    record_free(slot);
-    *slot = *rec;
-    memset(rec, 0, sizeof(*rec));
-    srv->recent_next = (srv->recent_next + 1) % SERVER_RECENT_MAX;
-    if (srv->recent_count < SERVER_RECENT_MAX)
-        srv->recent_count++;
-}
-
-static cJSON *record_json(const session_record *r, int with_transcript)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)r->id);
-    cJSON_AddStringToObject(o, "client", r->client);
-    cJSON_AddStringToObject(o, "listener", r->listener);
-    cJSON_AddBoolToObject(o, "live", 0);
-    cJSON_AddStringToObject(o, "state", "closed");
-    json_add_string_or_null(o, "helo", r->helo);
-    json_add_tls(o, r->tls_version, r->tls_cipher);
-    json_add_string_or_null(o, "auth", r->user);
-    json_add_time(o, "started", r->started_ms);
-    json_add_time(o, "ended", r->ended_ms);
-    cJSON_AddStringToObject(o, "close_reason", r->end_reason);
-    cJSON_AddNumberToObject(o, "bytes_in", (double)r->bytes_in);
-    cJSON_AddNumberToObject(o, "bytes_out", (double)r->bytes_out);
-    cJSON_AddNumberToObject(o, "messages", (double)r->messages);
-    if (with_transcript) {
-        cJSON_AddItemToObject(o, "transcript", transcript_json(&r->transcript));
-        cJSON_AddNumberToObject(o, "transcript_dropped", (double)r->transcript.dropped);
-    }
-    return o;
-}
-
-/* recent_at - the i-th most recent closed session (0: the newest) */
-static const session_record *recent_at(const server *srv, size_t i)
-{
-    size_t slot = (srv->recent_next + SERVER_RECENT_MAX - 1 - i) % SERVER_RECENT_MAX;
-    return &srv->recent[slot];
-}
-
-void server_sessions_json(server *srv, cJSON *out)
-{
-    cJSON *live = cJSON_AddArrayToObject(out, "live");
-    for (conn *c = srv->conns; c != NULL; c = conn_next(c))
-        cJSON_AddItemToArray(live, conn_json(c, 0));
-    cJSON *recent = cJSON_AddArrayToObject(out, "recent");
-    for (size_t i = 0; i < srv->recent_count; i++)
-        cJSON_AddItemToArray(recent, record_json(recent_at(srv, i), 0));
-}
-
-cJSON *server_session_json(server *srv, uint64_t id)
-{
-    for (conn *c = srv->conns; c != NULL; c = conn_next(c))
-        if (conn_id(c) == id)
-            return conn_json(c, 1);
-    for (size_t i = 0; i < srv->recent_count; i++)
-        if (recent_at(srv, i)->id == id)
-            return record_json(recent_at(srv, i), 1);
-    return NULL;
+    sessions_ring_add(&srv->recent, rec);
 }
 
 static const char *const mode_names[] = {"accept", "refuse", "blackhole"};
@@ -546,8 +479,7 @@ fail:
 void server_free(server *srv)
 {
     store_free(&srv->store);
-    for (size_t i = 0; i < SERVER_RECENT_MAX; i++)
-        record_free(&srv->recent[i]);
+    sessions_ring_free(&srv->recent);
     admin_free(srv->admin);
     srv->admin = NULL;
     fault_profile_unref(srv->start_profile);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "fault.h"
 #include "session.h"
+#include "sessions.h"
 #include "store.h"
 #include "tls.h"
 #include "transcript.h"
@@ -26,8 +27,6 @@ typedef struct admin admin;
 
 typedef struct conn conn;
 typedef struct server server;
-
-#define SERVER_RECENT_MAX 200 /* closed sessions sessions.list and sessions.get still show */
 
 /*
  * Descriptors never given to SMTP connections, out of RLIMIT_NOFILE: admin connections (served and
@@ -41,19 +40,6 @@ typedef struct server server;
 /* An SMTP connection's descriptors: its socket, and a duplicate watched for hang-up while the server does
  * not read the socket (peer_watch.h: delays, commits, drips). */
 #define SERVER_FDS_PER_CONN 2
-
-/* session_record - a closed session, kept for the admin socket */
-typedef struct session_record {
-    uint64_t id;
-    char client[STORE_CLIENT_MAX];
-    const char *listener;
-    char *helo, *user;
-    const char *tls_version, *tls_cipher; /* wolfSSL's static strings */
-    char end_reason[160];
-    int64_t started_ms, ended_ms; /* wall clock */
-    uint64_t bytes_in, bytes_out, messages;
-    transcript transcript;
-} session_record;
 
 /* listener_mode - how a listener answers a connection attempt (a profile's refuse and blackhole rules) */
 typedef enum listener_mode {
@@ -103,8 +89,7 @@ struct server {
     int64_t started_ms;           /* monotonic, for uptime */
     fault_profile *start_profile; /* what reset goes back to */
     admin *admin;
-    session_record recent[SERVER_RECENT_MAX]; /* a ring, recent_next is the slot written next */
-    size_t recent_next, recent_count;
+    sessions_ring recent; /* closed sessions, for the admin socket */
     char read_buf[SERVER_READ_BUFFER];
     char plain_buf[SERVER_PLAIN_BUFFER];
 };
@@ -139,7 +124,7 @@ void server_record_session(server *srv, session_record *rec);
 /* server_event - one session event: the log, and the admin socket's subscribers */
 void server_event(server *srv, uint64_t sid, int level, const char *event, const char *text, size_t len);
 
-/* server_stats_json / server_sessions_json / server_session_json - for the admin socket */
+/* server_stats_json / server_sessions_json / server_session_json (sessions.c) - for the admin socket */
 void server_stats_json(server *srv, cJSON *out);
 void server_sessions_json(server *srv, cJSON *out);
 cJSON *server_session_json(server *srv, uint64_t id);

@@ -65,6 +65,8 @@ typedef struct session_host {
     void (*drip)(void *ctx, uint32_t bps);
     /* now - a monotonic clock in milliseconds (the fault engine's time) */
     int64_t (*now)(void *ctx);
+    /* wall_ms - the wall clock in milliseconds since the epoch (a message's times in its envelope) */
+    int64_t (*wall_ms)(void *ctx);
     /* event - one transcript event: "command", "reply", "fault", "auth", "state", ... */
     void (*event)(void *ctx, int level, const char *event, const char *text, size_t len);
 } session_host;

@@ -370,3 +370,159 @@ int smtp_parse_bdat(const char *arg, size_t n, uint64_t *size, int *last)
     }
     return -1;
 }
+
+/* -- MAIL FROM and RCPT TO parameters ---------------------------------------------------------------------
+ */
+
+#define SMTP_ENVID_MAX 100 /* RFC 3461 section 4.4 */
+
+/* A parameter's value check: SMTP_PARAMS_OK, SMTP_PARAMS_BAD_VALUE or SMTP_PARAMS_TOO_BIG. */
+typedef smtp_params_status (*param_check)(const smtp_param *p, smtp_params *out, uint64_t max_size);
+
+/* param_rule - one parameter a command takes: its key, its check, the 501 when the check fails */
+typedef struct param_rule {
+    const char *key;
+    param_check check;
+    const char *bad_value;
+} param_rule;
+
+static smtp_params_status check_size(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    if (p->value == NULL || smtp_parse_number(p->value, p->value_len, &out->size) != 0)
+        return SMTP_PARAMS_BAD_VALUE;
+    return out->size > max_size ? SMTP_PARAMS_TOO_BIG : SMTP_PARAMS_OK;
+}
+
+static smtp_params_status check_body(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    static const char *const types[] = {"7BIT", "8BITMIME", "BINARYMIME"};
+    (void)max_size;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (smtp_value_is(p, types[i])) {
+            out->body_type = types[i];
+            return SMTP_PARAMS_OK;
+        }
+    return SMTP_PARAMS_BAD_VALUE;
+}
+
+static smtp_params_status check_smtputf8(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    (void)max_size;
+    if (p->value != NULL)
+        return SMTP_PARAMS_BAD_VALUE;
+    out->smtputf8 = 1;
+    return SMTP_PARAMS_OK;
+}
+
+static smtp_params_status check_ret(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    (void)out, (void)max_size;
+    return smtp_value_is(p, "FULL") || smtp_value_is(p, "HDRS") ? SMTP_PARAMS_OK : SMTP_PARAMS_BAD_VALUE;
+}
+
+static smtp_params_status check_envid(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    (void)out, (void)max_size;
+    return p->value != NULL && p->value_len <= SMTP_ENVID_MAX && smtp_xtext_valid(p->value, p->value_len)
+               ? SMTP_PARAMS_OK
+               : SMTP_PARAMS_BAD_VALUE;
+}
+
+/* check_xtext - a value that is xtext (RFC 3461 section 4): MAIL FROM's AUTH= (RFC 4954 section 5) */
+static smtp_params_status check_xtext(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    (void)out, (void)max_size;
+    return p->value != NULL && smtp_xtext_valid(p->value, p->value_len) ? SMTP_PARAMS_OK
+                                                                        : SMTP_PARAMS_BAD_VALUE;
+}
+
+/* check_notify - NEVER, or a comma list of SUCCESS, FAILURE, DELAY (RFC 3461 section 4.1) */
+static smtp_params_status check_notify(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    (void)out, (void)max_size;
+    if (p->value == NULL)
+        return SMTP_PARAMS_BAD_VALUE;
+    if (smtp_value_is(p, "NEVER"))
+        return SMTP_PARAMS_OK;
+    const char *v = p->value, *end = p->value + p->value_len;
+    while (v < end) {
+        const char *comma = memchr(v, ',', (size_t)(end - v));
+        const char *item_end = comma ? comma : end;
+        smtp_param item = {.value = v, .value_len = (size_t)(item_end - v)};
+        if (!smtp_value_is(&item, "SUCCESS") && !smtp_value_is(&item, "FAILURE") &&
+            !smtp_value_is(&item, "DELAY"))
+            return SMTP_PARAMS_BAD_VALUE;
+        v = comma ? comma + 1 : end;
+        if (comma && v == end)
+            return SMTP_PARAMS_BAD_VALUE;
+    }
+    return SMTP_PARAMS_OK;
+}
+
+/* check_orcpt - addr-type;xtext (RFC 3461 section 4.2) */
+static smtp_params_status check_orcpt(const smtp_param *p, smtp_params *out, uint64_t max_size)
+{
+    (void)out, (void)max_size;
+    const char *semi = p->value ? memchr(p->value, ';', p->value_len) : NULL;
+    if (semi == NULL || semi == p->value ||
+        !smtp_xtext_valid(semi + 1, p->value_len - (size_t)(semi + 1 - p->value)))
+        return SMTP_PARAMS_BAD_VALUE;
+    return SMTP_PARAMS_OK;
+}
+
+static const param_rule mail_rules[] = {
+    {"SIZE", check_size, "501 5.5.4 Error: SIZE needs a number"},
+    {"BODY", check_body, "501 5.5.4 Error: BODY must be 7BIT, 8BITMIME or BINARYMIME"},
+    {"SMTPUTF8", check_smtputf8, "501 5.5.4 Error: SMTPUTF8 takes no value"},
+    {"RET", check_ret, "501 5.5.4 Error: RET must be FULL or HDRS"},
+    {"ENVID", check_envid, "501 5.5.4 Error: ENVID must be xtext of at most 100 characters"},
+    {"AUTH", check_xtext, "501 5.5.4 Error: AUTH must be xtext or <>"}, /* accepted, not trusted */
+};
+
+static const param_rule rcpt_rules[] = {
+    {"NOTIFY", check_notify, "501 5.5.4 Error: NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY"},
+    {"ORCPT", check_orcpt, "501 5.5.4 Error: ORCPT must be addr-type;xtext"},
+};
+
+/* parse_params - the parameters in [cur, end) against rules (at most 32), in order, each key at most once */
+static smtp_params_status parse_params(const char *cur, const char *end, int esmtp, const param_rule *rules,
+                                       size_t nrules, uint64_t max_size, smtp_params *out,
+                                       smtp_params_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    memset(err, 0, sizeof(*err));
+    uint32_t seen = 0;
+    int r;
+    while ((r = smtp_next_param(&cur, end, &err->bad)) == 1) {
+        if (!esmtp)
+            return SMTP_PARAMS_NEED_EHLO;
+        size_t i = 0;
+        while (i < nrules && !smtp_param_is(&err->bad, rules[i].key))
+            i++;
+        if (i == nrules)
+            return SMTP_PARAMS_UNSUPPORTED;
+        if (seen & (1u << i))
+            return SMTP_PARAMS_DUPLICATE;
+        seen |= 1u << i;
+        smtp_params_status st = rules[i].check(&err->bad, out, max_size);
+        if (st != SMTP_PARAMS_OK) {
+            err->reply = rules[i].bad_value;
+            return st;
+        }
+    }
+    return r < 0 ? SMTP_PARAMS_MALFORMED : SMTP_PARAMS_OK;
+}
+
+smtp_params_status smtp_parse_mail_params(const char *cur, const char *end, int esmtp, uint64_t max_size,
+                                          smtp_params *out, smtp_params_error *err)
+{
+    return parse_params(cur, end, esmtp, mail_rules, sizeof(mail_rules) / sizeof(mail_rules[0]), max_size,
+                        out, err);
+}
+
+smtp_params_status smtp_parse_rcpt_params(const char *cur, const char *end, int esmtp, smtp_params_error *err)
+{
+    smtp_params unused;
+    return parse_params(cur, end, esmtp, rcpt_rules, sizeof(rcpt_rules) / sizeof(rcpt_rules[0]), 0, &unused,
+                        err);
+}

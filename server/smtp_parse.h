@@ -107,4 +107,39 @@ int smtp_xtext_valid(const char *s, size_t n);
 /* smtp_parse_bdat - "SIZE [LAST]" (RFC 3030 section 2). 0 on success, -1 on a syntax error. */
 int smtp_parse_bdat(const char *arg, size_t n, uint64_t *size, int *last);
 
+/* smtp_params - what the MAIL FROM parameters declare (RCPT TO's are checked, not kept) */
+typedef struct smtp_params {
+    uint64_t size;         /* SIZE=, 0 when absent (RFC 1870) */
+    const char *body_type; /* "7BIT", "8BITMIME", "BINARYMIME" (RFC 6152, 3030), NULL when absent */
+    int smtputf8;          /* SMTPUTF8 (RFC 6531) */
+} smtp_params;
+
+typedef enum smtp_params_status {
+    SMTP_PARAMS_OK,
+    SMTP_PARAMS_NEED_EHLO,   /* a parameter after HELO */
+    SMTP_PARAMS_UNSUPPORTED, /* a key this command does not take: bad is it */
+    SMTP_PARAMS_DUPLICATE,   /* a key given twice: bad is the second */
+    SMTP_PARAMS_BAD_VALUE,   /* bad's value is not what its key takes: reply says why */
+    SMTP_PARAMS_TOO_BIG,     /* SIZE= past the limit (RFC 1870 section 6.1) */
+    SMTP_PARAMS_MALFORMED,   /* the text is not a list of esmtp-params */
+} smtp_params_status;
+
+/* smtp_params_error - which parameter failed, and for SMTP_PARAMS_BAD_VALUE the whole 501 reply line */
+typedef struct smtp_params_error {
+    smtp_param bad;
+    const char *reply;
+} smtp_params_error;
+
+/*
+ * smtp_parse_mail_params - MAIL FROM's parameters in [cur, end): SIZE (at most max_size), BODY, SMTPUTF8,
+ * RET, ENVID, AUTH, each at most once, checked in the order given (the first failure is the answer).
+ * esmtp: the session said EHLO. Fills *out; on failure says which parameter in *err.
+ */
+smtp_params_status smtp_parse_mail_params(const char *cur, const char *end, int esmtp, uint64_t max_size,
+                                          smtp_params *out, smtp_params_error *err);
+
+/* smtp_parse_rcpt_params - RCPT TO's parameters: NOTIFY and ORCPT (RFC 3461), as smtp_parse_mail_params */
+smtp_params_status smtp_parse_rcpt_params(const char *cur, const char *end, int esmtp,
+                                          smtp_params_error *err);
+
 #endif

@@ -19,10 +19,12 @@
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/ssl.h>
 
+#include "bytebuf.h"
 #include "fault.h"
 
 #define TLS_INPUT_MAX   (256 * 1024) /* ciphertext waiting to be decrypted: a few reads' worth */
 #define TLS_OUT_INITIAL 4096         /* a handshake flight with one certificate fits */
+#define TLS_IN_INITIAL  16384        /* one full TLS record */
 #define TLS_ERROR_MAX   200
 #define TLS_SUITES_MAX  4096 /* every suite a context enables, by name, ':'-separated */
 
@@ -34,10 +36,9 @@ struct tls_server {
 struct tls_conn {
     WOLFSSL *ssl;
     tls_policy policy;
-    char *in; /* ciphertext fed and not yet taken by wolfSSL: in[in_off .. in_len) */
-    size_t in_off, in_len, in_cap;
-    char *out; /* ciphertext wolfSSL produced, for the connection to send */
-    size_t out_len, out_cap;
+    bytebuf in; /* ciphertext fed and not yet taken by wolfSSL: in.data[in_off .. in.len) */
+    size_t in_off;
+    bytebuf out; /* ciphertext wolfSSL produced, for the connection to send */
     int peer_eof;
     int failed_io; /* the output buffer could not grow */
     char error[TLS_ERROR_MAX];
@@ -71,17 +72,16 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
     tls_conn *tc = ctx;
-    size_t avail = tc->in_len - tc->in_off;
+    size_t avail = tc->in.len - tc->in_off;
     if (avail == 0)
         return tc->peer_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
     size_t n = avail < (size_t)sz ? avail : (size_t)sz;
-    memcpy(buf, tc->in + tc->in_off, n);
+    memcpy(buf, tc->in.data + tc->in_off, n);
     tc->in_off += n;
-    if (tc->in_off == tc->in_len) {
+    if (tc->in_off == tc->in.len) {
         /* All read: give the buffer back, so that an idle connection does not keep 16 KiB for nothing. */
-        free(tc->in);
-        tc->in = NULL;
-        tc->in_off = tc->in_len = tc->in_cap = 0;
+        bytebuf_release(&tc->in);
+        tc->in_off = 0;
     }
     return (int)n;
 }
@@ -90,21 +90,10 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
     tls_conn *tc = ctx;
-    size_t need = tc->out_len + (size_t)sz;
-    if (need > tc->out_cap) {
-        size_t cap = tc->out_cap ? tc->out_cap : TLS_OUT_INITIAL;
-        while (cap < need)
-            cap *= 2;
-        char *out = realloc(tc->out, cap);
-        if (out == NULL) {
-            tc->failed_io = 1;
-            return WOLFSSL_CBIO_ERR_GENERAL;
-        }
-        tc->out = out;
-        tc->out_cap = cap;
+    if (bytebuf_append(&tc->out, buf, (size_t)sz) != 0) {
+        tc->failed_io = 1;
+        return WOLFSSL_CBIO_ERR_GENERAL;
     }
-    memcpy(tc->out + tc->out_len, buf, (size_t)sz);
-    tc->out_len = need;
     return sz;
 }
 
@@ -354,6 +343,9 @@ tls_conn *tls_conn_new(tls_server *ts, const tls_policy *policy, char *err, size
     wolfSSL_SetIOReadCtx(tc->ssl, tc);
     wolfSSL_SetIOWriteCtx(tc->ssl, tc);
     tc->policy = *policy;
+    bytebuf_init(&tc->in, TLS_IN_INITIAL, TLS_INPUT_MAX);
+    /* Unbounded here: what wolfSSL writes is the session's output of one batch, bounded where it is made. */
+    bytebuf_init(&tc->out, TLS_OUT_INITIAL, SIZE_MAX);
     return tc;
 }
 
@@ -362,8 +354,8 @@ void tls_conn_free(tls_conn *tc)
     if (tc == NULL)
         return;
     wolfSSL_free(tc->ssl);
-    free(tc->in);
-    free(tc->out);
+    bytebuf_release(&tc->in);
+    bytebuf_release(&tc->out);
     free(tc);
 }
 
@@ -373,30 +365,13 @@ int tls_conn_feed(tls_conn *tc, const char *data, size_t len)
         tc->peer_eof = 1;
         return 0;
     }
-    if (tc->in_off > 0 && tc->in_off == tc->in_len)
-        tc->in_off = tc->in_len = 0;
-    if (tc->in_len - tc->in_off + len > TLS_INPUT_MAX)
+    if (tc->in.len - tc->in_off + len > TLS_INPUT_MAX) /* what waits, not what was taken already */
         return -1;
-    if (tc->in_len + len > tc->in_cap) {
-        if (tc->in_off > 0) { /* compact before growing */
-            memmove(tc->in, tc->in + tc->in_off, tc->in_len - tc->in_off);
-            tc->in_len -= tc->in_off;
-            tc->in_off = 0;
-        }
-        if (tc->in_len + len > tc->in_cap) {
-            size_t cap = tc->in_cap ? tc->in_cap : 16384;
-            while (cap < tc->in_len + len)
-                cap *= 2;
-            char *in = realloc(tc->in, cap);
-            if (in == NULL)
-                return -1;
-            tc->in = in;
-            tc->in_cap = cap;
-        }
+    if (tc->in_off > 0 && tc->in.len + len > tc->in.cap) { /* compact before growing */
+        bytebuf_consume(&tc->in, tc->in_off);
+        tc->in_off = 0;
     }
-    memcpy(tc->in + tc->in_len, data, len);
-    tc->in_len += len;
-    return 0;
+    return bytebuf_append(&tc->in, data, len);
 }
 
 /* looks_like_smtp - the first bytes of a "ClientHello" are an SMTP command: a plaintext client */
@@ -446,17 +421,17 @@ static void describe_error(tls_conn *tc, int err)
 tls_status tls_conn_handshake(tls_conn *tc)
 {
     /* Seen before wolfSSL consumes it: a plaintext client on the implicit-TLS port. */
-    int plaintext =
-        !wolfSSL_is_init_finished(tc->ssl) && looks_like_smtp(tc->in + tc->in_off, tc->in_len - tc->in_off);
+    int plaintext = !wolfSSL_is_init_finished(tc->ssl) &&
+                    looks_like_smtp(tc->in.data + tc->in_off, tc->in.len - tc->in_off);
     char first[16];
-    size_t nfirst = tc->in_len - tc->in_off < sizeof(first) - 1 ? tc->in_len - tc->in_off : sizeof(first) - 1;
+    size_t nfirst = tc->in.len - tc->in_off < sizeof(first) - 1 ? tc->in.len - tc->in_off : sizeof(first) - 1;
     if (plaintext) {
-        memcpy(first, tc->in + tc->in_off, nfirst);
+        memcpy(first, tc->in.data + tc->in_off, nfirst);
         first[nfirst] = '\0';
     }
     int alert = wolfSSL_is_init_finished(tc->ssl)
                     ? -1
-                    : plaintext_alert(tc->in + tc->in_off, tc->in_len - tc->in_off);
+                    : plaintext_alert(tc->in.data + tc->in_off, tc->in.len - tc->in_off);
     int r = wolfSSL_accept(tc->ssl);
     if (r == WOLFSSL_SUCCESS)
         return TLS_DONE;
@@ -474,7 +449,7 @@ tls_status tls_conn_handshake(tls_conn *tc)
          * protocol_version (RFC 5246 appendix E.1), and clients then report a version error. */
         unsigned char rec[7];
         size_t n = tls_alert_record(70, rec);
-        tc->out_len = 0;
+        tc->out.len = 0;
         (void)io_send(tc->ssl, (char *)rec, (int)n, tc);
         snprintf(
             tc->error, sizeof(tc->error),
@@ -534,15 +509,7 @@ void tls_conn_close_notify(tls_conn *tc)
 
 char *tls_conn_take_output(tls_conn *tc, size_t *len)
 {
-    char *out = tc->out;
-    *len = tc->out_len;
-    if (tc->out_len == 0) {
-        *len = 0;
-        return NULL;
-    }
-    tc->out = NULL;
-    tc->out_len = tc->out_cap = 0;
-    return out;
+    return bytebuf_take(&tc->out, len);
 }
 
 const char *tls_conn_version(const tls_conn *tc)

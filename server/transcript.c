@@ -33,12 +33,12 @@ static size_t record_size(const char *p)
 static void drop_oldest(transcript *t, size_t need)
 {
     size_t cut = 0;
-    while (cut < t->len && t->len - cut + need > TRANSCRIPT_MAX - TRANSCRIPT_MAX / 4) {
-        cut += record_size(t->buf + cut);
+    while (cut < t->buf.len && t->buf.len - cut + need > TRANSCRIPT_MAX - TRANSCRIPT_MAX / 4) {
+        cut += record_size(t->buf.data + cut);
         t->dropped++;
     }
-    memmove(t->buf, t->buf + cut, t->len - cut);
-    t->len -= cut;
+    if (cut > 0)
+        bytebuf_consume(&t->buf, cut);
 }
 
 void transcript_add(transcript *t, int64_t ms, const char *event, const char *text, size_t len)
@@ -47,27 +47,20 @@ void transcript_add(transcript *t, int64_t ms, const char *event, const char *te
     if (len > LOG_TEXT_MAX)
         len = LOG_TEXT_MAX;
     size_t need = HEADER + nlen + len;
-    if (t->len + need > TRANSCRIPT_MAX)
+    if (t->buf.max == 0) /* a zeroed transcript (calloc'd connection) starts here */
+        bytebuf_init(&t->buf, TRANSCRIPT_INITIAL, TRANSCRIPT_MAX);
+    if (t->buf.len + need > TRANSCRIPT_MAX)
         drop_oldest(t, need);
-    if (t->len + need > t->cap) {
-        size_t cap = t->cap ? t->cap : TRANSCRIPT_INITIAL;
-        while (cap < t->len + need)
-            cap *= 2;
-        if (cap > TRANSCRIPT_MAX)
-            cap = TRANSCRIPT_MAX;
-        char *buf = realloc(t->buf, cap);
-        if (buf == NULL) {
-            t->dropped++;
-            return;
-        }
-        t->buf = buf;
-        t->cap = cap;
+    if (bytebuf_reserve(&t->buf, need) != 0) {
+        t->dropped++;
+        return;
     }
     record_header h = {ms, (uint16_t)nlen, (uint16_t)len};
-    memcpy(t->buf + t->len, &h, sizeof(h));
-    memcpy(t->buf + t->len + HEADER, event, nlen);
-    memcpy(t->buf + t->len + HEADER + nlen, text, len);
-    t->len += need;
+    char *at = t->buf.data + t->buf.len;
+    memcpy(at, &h, sizeof(h));
+    memcpy(at + HEADER, event, nlen);
+    memcpy(at + HEADER + nlen, text, len);
+    t->buf.len += need;
 }
 
 cJSON *transcript_json(const transcript *t)
@@ -75,10 +68,10 @@ cJSON *transcript_json(const transcript *t)
     cJSON *arr = cJSON_CreateArray();
     if (arr == NULL)
         return NULL;
-    for (size_t off = 0; off < t->len;) {
+    for (size_t off = 0; off < t->buf.len;) {
         record_header h;
-        memcpy(&h, t->buf + off, sizeof(h));
-        const char *name = t->buf + off + HEADER;
+        memcpy(&h, t->buf.data + off, sizeof(h));
+        const char *name = t->buf.data + off + HEADER;
         char ev[NAME_MAX_LEN + 1], when[40], text[LOG_TEXT_MAX * 6 + 32];
         memcpy(ev, name, h.name_len);
         ev[h.name_len] = '\0';
@@ -102,6 +95,6 @@ void transcript_move(transcript *to, transcript *t)
 
 void transcript_free(transcript *t)
 {
-    free(t->buf);
+    bytebuf_release(&t->buf);
     memset(t, 0, sizeof(*t));
 }

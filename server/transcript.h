@@ -14,11 +14,12 @@
 
 #include <cJSON.h>
 
+#include "bytebuf.h"
+
 #define TRANSCRIPT_MAX (32 * 1024) /* bytes kept per session; older events are dropped first */
 
 typedef struct transcript {
-    char *buf; /* records: int64 wall ms, uint16 name length, uint16 text length, name, text */
-    size_t len, cap;
+    bytebuf buf;      /* records: int64 wall ms, uint16 name length, uint16 text length, name, text */
     uint64_t dropped; /* events dropped to stay within TRANSCRIPT_MAX */
 } transcript;
 

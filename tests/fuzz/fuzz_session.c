@@ -106,13 +106,19 @@ static int64_t fake_now(void *ctx)
     return ((fake *)ctx)->now;
 }
 
+static int64_t fake_wall_ms(void *ctx)
+{
+    (void)ctx;
+    return 0; /* the envelope's times: no behaviour depends on them */
+}
+
 static void fake_event(void *ctx, int level, const char *event, const char *text, size_t len)
 {
     (void)ctx, (void)level, (void)event, (void)text, (void)len;
 }
 
-static const session_host host = {fake_send, fake_close, fake_commit, fake_starttls,
-                                  fake_wait, fake_drip,  fake_now,    fake_event};
+static const session_host host = {fake_send, fake_close, fake_commit,  fake_starttls, fake_wait,
+                                  fake_drip, fake_now,   fake_wall_ms, fake_event};
 
 /* settle - what conn.c would do between reads: end waits, finish commits, complete STARTTLS */
 static void settle(fake *f, int round)

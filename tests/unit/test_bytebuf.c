@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -66,12 +67,34 @@ static void test_initial_above_max_is_the_bound(void **state)
     bytebuf_release(&b);
 }
 
+static void test_take_hands_over_the_bytes(void **state)
+{
+    (void)state;
+    bytebuf b;
+    bytebuf_init(&b, 4, 64);
+    size_t len = 99;
+    assert_null(bytebuf_take(&b, &len)); /* empty: nothing to hand over */
+    assert_int_equal(len, 0);
+    assert_int_equal(bytebuf_append(&b, "hello", 5), 0);
+    char *data = bytebuf_take(&b, &len);
+    assert_non_null(data);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "hello", 5);
+    free(data);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(bytebuf_append(&b, "x", 1), 0); /* usable again, with its bound */
+    assert_int_equal(bytebuf_reserve(&b, 64), -1);
+    bytebuf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grows_by_doubling_up_to_the_bound),
         cmocka_unit_test(test_consume_keeps_the_rest_and_frees_a_burst),
         cmocka_unit_test(test_initial_above_max_is_the_bound),
+        cmocka_unit_test(test_take_hands_over_the_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

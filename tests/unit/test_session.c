@@ -13,7 +13,8 @@
 #include "log.h"
 #include "session.h"
 
-#define OUT_MAX (1 << 20)
+#define OUT_MAX      (1 << 20)
+#define FAKE_WALL_MS 1700000000123 /* the host's wall clock: a message's times come from it */
 
 typedef struct fake {
     session *s;
@@ -92,13 +93,19 @@ static int64_t fake_now(void *ctx)
     return f->now;
 }
 
+static int64_t fake_wall_ms(void *ctx)
+{
+    (void)ctx;
+    return FAKE_WALL_MS;
+}
+
 static void fake_event(void *ctx, int level, const char *event, const char *text, size_t len)
 {
     (void)ctx, (void)level, (void)event, (void)text, (void)len;
 }
 
-static const session_host fake_host = {fake_send, fake_close, fake_commit, fake_starttls,
-                                       fake_wait, fake_drip,  fake_now,    fake_event};
+static const session_host fake_host = {fake_send, fake_close, fake_commit,  fake_starttls, fake_wait,
+                                       fake_drip, fake_now,   fake_wall_ms, fake_event};
 
 static session_config cfg = {"mx.test", 1000, 100, 5, 0, 0, 0, 0, {NULL, NULL, 0}, NULL};
 
@@ -213,6 +220,8 @@ static void check_transaction_result(fake *f)
     assert_string_equal(m->rcpts[1], "c@y.test");
     assert_string_equal(m->helo, "c");
     assert_string_equal(m->body_type, "8BITMIME");
+    assert_int_equal(m->started_ms, FAKE_WALL_MS); /* the session's clock is its host's */
+    assert_int_equal(m->received_ms, FAKE_WALL_MS);
     const char body[] = "Subject: t\r\n\r\n.dot\r\n\xc3\xa9\r\n";
     assert_int_equal(m->size, sizeof(body) - 1);
     assert_memory_equal(m->body, body, sizeof(body) - 1);
@@ -441,6 +450,19 @@ static void test_ehlo_resets_transaction(void **state)
     fake *f = fake_new();
     feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nEHLO d\r\nRCPT TO:<b@y.test>\r\nMAIL FROM:<a@x.test>\r\n");
     assert_codes(f, "250 250 250 503 250");
+    fake_free(f);
+}
+
+/* An EHLO in a transaction ends it: its EHLO text no longer sees the sender (which it used to read freed). */
+static void test_ehlo_text_after_a_transaction(void **state)
+{
+    (void)state;
+    fake *f = fake_with(&cfg, "{\"server\": {\"ehlo_text\": \"mx for [{sender}]\"}}", "smtp");
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nEHLO d\r\n");
+    assert_codes(f, "250 250 250");
+    const char *second = strstr(f->out, "250 2.1.0");
+    assert_non_null(second);
+    assert_non_null(strstr(second, "250-mx for []\r\n"));
     fake_free(f);
 }
 
@@ -1204,6 +1226,7 @@ int main(void)
         cmocka_unit_test(test_nul_and_unknown),
         cmocka_unit_test(test_timeout_and_shutdown),
         cmocka_unit_test(test_ehlo_resets_transaction),
+        cmocka_unit_test(test_ehlo_text_after_a_transaction),
         cmocka_unit_test(test_fault_reply_at_each_stage),
         cmocka_unit_test(test_fault_positive_reply),
         cmocka_unit_test(test_fault_delay),

@@ -174,13 +174,100 @@ static void test_bdat_args(void **state)
     assert_int_equal(smtp_parse_bdat("123456789012345678901", 21, &size, &last), -1);
 }
 
+/* mail_params - smtp_parse_mail_params over a C string, after EHLO, SIZE limit 1000 */
+static smtp_params_status mail_params(const char *text, smtp_params *out, smtp_params_error *err)
+{
+    return smtp_parse_mail_params(text, text + strlen(text), 1, 1000, out, err);
+}
+
+static void test_mail_params(void **state)
+{
+    (void)state;
+    smtp_params p;
+    smtp_params_error e;
+    assert_int_equal(mail_params(" SIZE=500 BODY=8bitmime SMTPUTF8 RET=HDRS ENVID=a+2Bb AUTH=<>", &p, &e),
+                     SMTP_PARAMS_OK);
+    assert_int_equal(p.size, 500);
+    assert_string_equal(p.body_type, "8BITMIME");
+    assert_int_equal(p.smtputf8, 1);
+    assert_int_equal(mail_params("", &p, &e), SMTP_PARAMS_OK);
+    assert_int_equal(p.size, 0);
+    assert_null(p.body_type);
+    assert_int_equal(p.smtputf8, 0);
+
+    /* each rule's bad value, with its reply */
+    static const struct {
+        const char *text, *reply;
+    } bad[] = {
+        {" SIZE=x", "501 5.5.4 Error: SIZE needs a number"},
+        {" SIZE", "501 5.5.4 Error: SIZE needs a number"},
+        {" BODY=9BIT", "501 5.5.4 Error: BODY must be 7BIT, 8BITMIME or BINARYMIME"},
+        {" SMTPUTF8=yes", "501 5.5.4 Error: SMTPUTF8 takes no value"},
+        {" RET=ALL", "501 5.5.4 Error: RET must be FULL or HDRS"},
+        {" ENVID=a+zz", "501 5.5.4 Error: ENVID must be xtext of at most 100 characters"},
+        {" AUTH", "501 5.5.4 Error: AUTH must be xtext or <>"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(mail_params(bad[i].text, &p, &e), SMTP_PARAMS_BAD_VALUE);
+        assert_string_equal(e.reply, bad[i].reply);
+    }
+    char envid[120] = " ENVID=";
+    memset(envid + 7, 'e', 101);
+    assert_int_equal(mail_params(envid, &p, &e), SMTP_PARAMS_BAD_VALUE); /* 101 characters */
+    envid[7 + 100] = '\0';
+    assert_int_equal(mail_params(envid, &p, &e), SMTP_PARAMS_OK); /* 100 */
+
+    assert_int_equal(mail_params(" SIZE=1001", &p, &e), SMTP_PARAMS_TOO_BIG);
+    assert_int_equal(mail_params(" SIZE=1000", &p, &e), SMTP_PARAMS_OK);
+    assert_int_equal(mail_params(" body=7BIT BODY=7BIT", &p, &e), SMTP_PARAMS_DUPLICATE);
+    assert_memory_equal(e.bad.key, "BODY", 4);
+    assert_int_equal(mail_params(" NOTIFY=NEVER", &p, &e), SMTP_PARAMS_UNSUPPORTED); /* RCPT's, not MAIL's */
+    assert_memory_equal(e.bad.key, "NOTIFY", 6);
+    assert_int_equal(mail_params(" =x", &p, &e), SMTP_PARAMS_MALFORMED);
+    /* the first failure in the order given is the answer */
+    assert_int_equal(mail_params(" SIZE=2000 BODY=x", &p, &e), SMTP_PARAMS_TOO_BIG);
+    assert_int_equal(mail_params(" BODY=x SIZE=2000", &p, &e), SMTP_PARAMS_BAD_VALUE);
+    const char *helo = " SIZE=10";
+    assert_int_equal(smtp_parse_mail_params(helo, helo + strlen(helo), 0, 1000, &p, &e),
+                     SMTP_PARAMS_NEED_EHLO);
+}
+
+static smtp_params_status rcpt_params(const char *text, smtp_params_error *err)
+{
+    return smtp_parse_rcpt_params(text, text + strlen(text), 1, err);
+}
+
+static void test_rcpt_params(void **state)
+{
+    (void)state;
+    smtp_params_error e;
+    assert_int_equal(rcpt_params(" NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;a+40b", &e), SMTP_PARAMS_OK);
+    assert_int_equal(rcpt_params(" NOTIFY=never", &e), SMTP_PARAMS_OK);
+    const char *bad_notify[] = {" NOTIFY", " NOTIFY=SUCCESS,", " NOTIFY=SUCCESS,SOMETIMES", " NOTIFY=,DELAY"};
+    for (size_t i = 0; i < sizeof(bad_notify) / sizeof(bad_notify[0]); i++) {
+        assert_int_equal(rcpt_params(bad_notify[i], &e), SMTP_PARAMS_BAD_VALUE);
+        assert_string_equal(e.reply,
+                            "501 5.5.4 Error: NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY");
+    }
+    const char *bad_orcpt[] = {" ORCPT=rfc822", " ORCPT=;a", " ORCPT=rfc822;a+zz", " ORCPT"};
+    for (size_t i = 0; i < sizeof(bad_orcpt) / sizeof(bad_orcpt[0]); i++) {
+        assert_int_equal(rcpt_params(bad_orcpt[i], &e), SMTP_PARAMS_BAD_VALUE);
+        assert_string_equal(e.reply, "501 5.5.4 Error: ORCPT must be addr-type;xtext");
+    }
+    assert_int_equal(rcpt_params(" NOTIFY=NEVER NOTIFY=NEVER", &e), SMTP_PARAMS_DUPLICATE);
+    assert_int_equal(rcpt_params(" SIZE=10", &e), SMTP_PARAMS_UNSUPPORTED);
+    const char *helo = " NOTIFY=NEVER";
+    assert_int_equal(smtp_parse_rcpt_params(helo, helo + strlen(helo), 0, &e), SMTP_PARAMS_NEED_EHLO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find_line),   cmocka_unit_test(test_split_command),
         cmocka_unit_test(test_paths_valid), cmocka_unit_test(test_paths_invalid),
         cmocka_unit_test(test_params),      cmocka_unit_test(test_numbers_and_xtext),
-        cmocka_unit_test(test_bdat_args),
+        cmocka_unit_test(test_bdat_args),   cmocka_unit_test(test_mail_params),
+        cmocka_unit_test(test_rcpt_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
