@@ -87,10 +87,10 @@ void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
     char text[400];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    size_t n = log_vformat(text, sizeof(text), fmt, ap);
     va_end(ap);
     if (n > 0)
-        conn_event(c, level, name, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+        conn_event(c, level, name, text, n);
 }
 
 /* -- timer ------------------------------------------------------------------------------------------------

@@ -16,12 +16,20 @@
 #define FSUTIL_CHUNK         (1u << 30) /* one write call; uv_buf_t lengths are unsigned int */
 #define FSUTIL_TEMP_ATTEMPTS 8          /* 64 random bits collide by accident practically never */
 
+/* open_read - path opened read-only with flags added; the descriptor or a libuv error code */
+static int open_read(const char *path, int flags)
+{
+    uv_fs_t req;
+    int fd = uv_fs_open(NULL, &req, path, O_RDONLY | flags, 0, NULL);
+    uv_fs_req_cleanup(&req);
+    return fd;
+}
+
 int fsutil_read(const char *path, size_t max, char **data, size_t *len)
 {
     uv_fs_t req;
     /* O_NONBLOCK: opening a FIFO must not wait for a writer (an admin "path" could name one). */
-    int fd = uv_fs_open(NULL, &req, path, O_RDONLY | O_NONBLOCK, 0, NULL);
-    uv_fs_req_cleanup(&req);
+    int fd = open_read(path, O_NONBLOCK);
     if (fd < 0)
         return fd;
     int r = uv_fs_fstat(NULL, &req, fd, NULL);
@@ -127,8 +135,7 @@ int fsutil_write(const char *path, const char *data, size_t len, int mode, int d
 int fsutil_fsync_dir(const char *dir)
 {
     uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, dir, O_RDONLY | O_DIRECTORY, 0, NULL);
-    uv_fs_req_cleanup(&req);
+    int fd = open_read(dir, O_DIRECTORY);
     if (fd < 0)
         return fd;
     int r = uv_fs_fsync(NULL, &req, fd, NULL);

@@ -169,3 +169,11 @@ int log_parse_format(const char *s)
         return LOG_FORMAT_JSON;
     return -1;
 }
+
+size_t log_vformat(char *out, size_t outsz, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(out, outsz, fmt, ap);
+    if (n <= 0)
+        return 0;
+    return (size_t)n < outsz ? (size_t)n : outsz - 1;
+}

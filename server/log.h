@@ -9,6 +9,7 @@
 #ifndef SMTPFAULT_LOG_H
 #define SMTPFAULT_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,13 @@ void log_session(log_level level, uint64_t sid, const char *event, const char *t
 void log_sanitize(const char *in, size_t n, char *out, size_t outsz);
 
 /* log_parse_level / log_parse_format - from a command-line word; -1 when unknown */
+/*
+ * log_vformat - fmt and ap into out, as vsnprintf; the length written (cut to outsz - 1), or 0 when
+ * nothing was: what an event line holds, for the helpers that format one
+ */
+size_t log_vformat(char *out, size_t outsz, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 int log_parse_level(const char *s);
 int log_parse_format(const char *s);
 

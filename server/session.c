@@ -155,10 +155,10 @@ static void eventf(session *s, int level, const char *name, const char *fmt, ...
     char text[400];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    size_t n = log_vformat(text, sizeof(text), fmt, ap);
     va_end(ap);
     if (n > 0)
-        event(s, level, name, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+        event(s, level, name, text, n);
 }
 
 /* set_state - the one place states change; logged at debug level */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bytebuf.h"
 #include "jsonutil.h"
 
 #define STORE_BODY_INITIAL 4096 /* first body allocation; grows by doubling */
@@ -96,19 +97,13 @@ int store_msg_add_rcpt(store_msg *m, const char *s, size_t n)
 
 int store_msg_reserve(store_msg *m, size_t n)
 {
-    if (m->cap - m->size >= n)
-        return 0;
-    size_t cap = m->cap ? m->cap : STORE_BODY_INITIAL;
-    while (cap - m->size < n) {
-        if (cap > SIZE_MAX / 2)
-            return -1;
-        cap *= 2;
-    }
-    char *b = realloc(m->body, cap);
-    if (b == NULL)
+    /* The body grows as a bytebuf does; its fields stay body, size and cap for the many that read them. The
+     * session bounds it (the SIZE limit, the content in flight) before it asks. */
+    bytebuf b = {m->body, m->size, m->cap, STORE_BODY_INITIAL, SIZE_MAX};
+    if (bytebuf_reserve(&b, n) != 0)
         return -1;
-    m->body = b;
-    m->cap = cap;
+    m->body = b.data;
+    m->cap = b.cap;
     return 0;
 }
 
