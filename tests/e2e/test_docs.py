@@ -72,6 +72,8 @@ NOT_RUN = {
     ("docs/performance.md", "bench/delay_accuracy.py"): "a benchmark; test_conn_faults.py::test_delay_accuracy "
                                                         "measures the same",
     ("docs/performance.md", "make bench-tls"): "benchmarks: minutes of load on an idle machine",
+    ("docs/performance.md", "/usr/bin/python3 bench/hostile.py"): "a benchmark of a few minutes; "
+                                                                 "tests/e2e/test_hostile_*.py hold its bounds",
     ("docs/admin.md", "// Load a profile, wait"): "examples/admin-snippets/node.js: test_admin_snippets.py",
     ("docs/admin.md", '"""Load a profile, wait'): "examples/admin-snippets/python.py: test_admin_snippets.py",
     ("docs/admin.md", "<?php"): "examples/admin-snippets/php.php: test_admin_snippets.py",
