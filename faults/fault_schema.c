@@ -428,7 +428,7 @@ static int read_value(compiler *c, const cJSON *v, const char *path, const field
     case F_CUSTOM:
         return f->parse(c, v, path, f, base);
     }
-    SF_ASSERT(!"a field type without a reader");
+    SF_UNREACHABLE("a field type without a reader");
     return -1;
 }
 

@@ -18,8 +18,15 @@
             abort();                                                                                   \
         }                                                                                              \
     } while (0)
+/* SF_UNREACHABLE - a place the code's logic never reaches (why: a string literal) */
+#define SF_UNREACHABLE(why)                                                                 \
+    do {                                                                                    \
+        fprintf(stderr, "%s:%d: %s: unreachable: %s\n", __FILE__, __LINE__, __func__, why); \
+        abort();                                                                            \
+    } while (0)
 #else
-#define SF_ASSERT(cond) ((void)sizeof(!(cond))) /* compiled, so it cannot rot, but never evaluated */
+#define SF_ASSERT(cond)     ((void)sizeof(!(cond))) /* compiled, so it cannot rot, but never evaluated */
+#define SF_UNREACHABLE(why) ((void)(why))
 #endif
 
 #endif
