@@ -24,8 +24,10 @@ bounded() {
     timeout --kill-after=10 "$max" "$@"
 }
 
-# in_container - true inside a podman or Docker container, where a nested rootful podman cannot run
-in_container() { [ -f /run/.containerenv ] || [ -f /.dockerenv ]; }
+# in_container - true inside a container that podman runs (it writes /run/.containerenv), as the
+# fresh-machine stage's: a rootful podman cannot run nested there. Not /.dockerenv: this project's own
+# machines are Docker-made sandboxes where podman runs fine.
+in_container() { [ -f /run/.containerenv ]; }
 
 # take_lock NAME - one run at a time per NAME (apt-get, and the image tags are shared)
 take_lock() {
