@@ -40,6 +40,26 @@ def kib(pid, field):
     return proc_status(pid, field) or 0
 
 
+def mib(kib_value):
+    return round(kib_value / 1024, 1)
+
+
+def fds(srv):
+    return len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+
+
+def connect(srv, listener="smtp", timeout=10):
+    a = srv.ports[listener]
+    return socket.create_connection((a["host"], int(a["port"])), timeout=timeout)
+
+
+def timed_line(srv, line, answer_len=100):
+    """One admin line sent while SMTP greetings are timed: its figures."""
+    (secs, answer), greet = while_greeting(srv, lambda: admin_line(srv, line))
+    return {"bytes": len(line), "answered_s": round(secs, 3),
+            "greeting_ms": None if greet is None else round(greet, 1), "answer": answer[:answer_len]}
+
+
 def greeting_ms(port, timeout=120):
     """Connect and read the 220: milliseconds, or None when none came within timeout (the loop was blocked
     all along)."""
@@ -54,9 +74,8 @@ def greeting_ms(port, timeout=120):
 
 def admin_line(srv, payload, timeout=300):
     """Send one raw line to the admin socket; (seconds until the answer, the answer's first 200 bytes)."""
-    a = srv.ports["admin"]
     start = time.monotonic()
-    with socket.create_connection((a["host"], int(a["port"])), timeout=timeout) as s:
+    with connect(srv, "admin", timeout) as s:
         s.sendall(payload)
         answer = s.makefile("rb").readline()
     return time.monotonic() - start, answer[:200].decode(errors="replace")
@@ -88,9 +107,7 @@ def server(binary, work, name, *args):
 def scenario_keys(binary, work):
     srv = server(binary, work, "keys")
     try:
-        line = ("{" + ",".join(f'"k{i}":1' for i in range(150000)) + ',"cmd":"ping"}\n').encode()
-        (secs, answer), greet = while_greeting(srv, lambda: admin_line(srv, line))
-        return {"answered_s": round(secs, 3), "greeting_ms": None if greet is None else round(greet, 1), "answer": answer}
+        return timed_line(srv, ("{" + ",".join(f'"k{i}":1' for i in range(150000)) + ',"cmd":"ping"}\n').encode())
     finally:
         srv.stop()
 
@@ -99,8 +116,7 @@ def scenario_keys_token(binary, work):
     srv = server(binary, work, "keys_token")
     try:
         line = ('{"token":"' + TOKEN + '",' + ",".join(f'"k{i}":1' for i in range(300000)) + ',"cmd":"ping"}\n').encode()
-        (secs, answer), greet = while_greeting(srv, lambda: admin_line(srv, line))
-        return {"answered_s": round(secs, 3), "greeting_ms": None if greet is None else round(greet, 1), "answer": answer[:100]}
+        return timed_line(srv, line)
     finally:
         srv.stop()
 
@@ -112,9 +128,7 @@ def scenario_profile(binary, work):
         # were quadratic.
         keys = ",".join(f'"x{i}":1' for i in range(60000)) + "," + ",".join(['"name":"n"'] * 20000)
         line = ('{"token":"' + TOKEN + '","cmd":"profile.validate","profile":{' + keys + "}}\n").encode()
-        (secs, answer), greet = while_greeting(srv, lambda: admin_line(srv, line))
-        return {"bytes": len(line), "answered_s": round(secs, 3), "greeting_ms": None if greet is None else round(greet, 1),
-                "answer": answer[:80]}
+        return timed_line(srv, line, 80)
     finally:
         srv.stop()
 
@@ -124,11 +138,10 @@ def scenario_parked(binary, work):
     conns = []
     try:
         before = kib(srv.proc.pid, "VmRSS")
-        fds_start = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
-        a = srv.ports["admin"]
+        fds_start = fds(srv)
         chunk = b'{"cmd":"ping","pad":"' + b"x" * (MIB - 22)
         for _ in range(40):
-            s = socket.create_connection((a["host"], int(a["port"])), timeout=5)
+            s = connect(srv, "admin", timeout=5)
             s.setblocking(False)
             conns.append(s)
         for _ in range(8):
@@ -140,9 +153,8 @@ def scenario_parked(binary, work):
         time.sleep(1)
         grown = kib(srv.proc.pid, "VmRSS") - before
         time.sleep(11)
-        fds = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
-        return {"rss_added_mib": round(grown / 1024, 1), "fds_after_12s": fds, "fds_at_start": fds_start,
-                "hwm_mib": round(kib(srv.proc.pid, "VmHWM") / 1024, 1)}
+        return {"rss_added_mib": mib(grown), "fds_after_12s": fds(srv), "fds_at_start": fds_start,
+                "hwm_mib": mib(kib(srv.proc.pid, "VmHWM"))}
     finally:
         for s in conns:
             s.close()
@@ -156,7 +168,7 @@ def scenario_items(binary, work):
         line = b'{"cmd":"ping","a":[' + b",".join([b"1"] * 4_000_000) + b"]}\n"
         secs, answer = admin_line(srv, line)
         return {"bytes": len(line), "answered_s": round(secs, 3), "answer": answer[:80],
-                "peak_added_mib": round((kib(srv.proc.pid, "VmHWM") - before) / 1024, 1)}
+                "peak_added_mib": mib(kib(srv.proc.pid, "VmHWM") - before)}
     finally:
         srv.stop()
 
@@ -167,7 +179,7 @@ def scenario_inflight(binary, work):
     try:
         before = kib(srv.proc.pid, "VmRSS")
         for _ in range(20):
-            s = socket.create_connection(("127.0.0.1", srv.port("smtp")), timeout=30)
+            s = connect(srv, timeout=30)
             s.recv(512)
             s.sendall(b"EHLO big.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
             conns.append(s)
@@ -180,7 +192,7 @@ def scenario_inflight(binary, work):
             except OSError:
                 refused += 1
         time.sleep(1)
-        return {"rss_added_mib": round((kib(srv.proc.pid, "VmRSS") - before) / 1024, 1),
+        return {"rss_added_mib": mib(kib(srv.proc.pid, "VmRSS") - before),
                 "inflight_bytes": srv.admin("stats", token=TOKEN).get("capacity", {}).get("inflight_bytes"), "clients_cut": refused}
     finally:
         for s in conns:
@@ -193,19 +205,17 @@ def scenario_subscribers(binary, work):
     subs = []
     try:
         before = kib(srv.proc.pid, "VmRSS")
-        a = srv.ports["admin"]
         for _ in range(20):
-            s = socket.create_connection((a["host"], int(a["port"])), timeout=5)
+            s = connect(srv, "admin", timeout=5)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.sendall(('{"token":"' + TOKEN + '","cmd":"events.subscribe"}\n').encode())
             subs.append(s)
         for _ in range(2000):
-            with socket.create_connection(("127.0.0.1", srv.port("smtp")), timeout=10) as c:
+            with connect(srv) as c:
                 c.sendall(b"EHLO events.example\r\n" + b"NOOP\r\n" * 20 + b"QUIT\r\n")
                 while c.recv(65536):
                     pass
-        return {"rss_added_mib": round((kib(srv.proc.pid, "VmRSS") - before) / 1024, 1),
-                "hwm_mib": round(kib(srv.proc.pid, "VmHWM") / 1024, 1)}
+        return {"rss_added_mib": mib(kib(srv.proc.pid, "VmRSS") - before), "hwm_mib": mib(kib(srv.proc.pid, "VmHWM"))}
     finally:
         for s in subs:
             s.close()
@@ -218,7 +228,7 @@ def scenario_abandoned(binary, work):
         srv.admin("profile.load", token=TOKEN, profile={"rules": [{"when": {"stage": "mail"}, "do": {"delay": "1h"}}]})
         conns = []
         for _ in range(200):
-            s = socket.create_connection(("127.0.0.1", srv.port("smtp")), timeout=10)
+            s = connect(srv)
             s.recv(512)
             s.sendall(b"EHLO gone.example\r\nMAIL FROM:<a@example.org>\r\n")
             conns.append(s)
@@ -229,7 +239,7 @@ def scenario_abandoned(binary, work):
         time.sleep(3)
         live_after = srv.admin("stats", token=TOKEN)["sessions"]["live"]
         return {"live_during_delay": live_before, "live_3s_after_they_left": live_after,
-                "fds": len(os.listdir(f"/proc/{srv.proc.pid}/fd"))}
+                "fds": fds(srv)}
     finally:
         srv.stop()
 

@@ -834,12 +834,6 @@ static void on_connection(uv_stream_t *server_stream, int status)
                               ADMIN_CLIENTS_MAX));
 }
 
-/* is_loopback - 127.0.0.0/8 or ::1 */
-static int is_loopback(const char *host)
-{
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
-}
-
 /*
  * unix_socket_alive - a process accepts connections on path. A start-up probe, before the loop runs: a
  * plain blocking connect(2), which on a unix socket answers at once.
@@ -925,15 +919,8 @@ admin *admin_start(server *srv, int *failed)
     a->flush.data = a;
     a->flush_open = 1;
     for (size_t i = 0; i < cfg->nadmin; i++) {
-        const admin_addr *addr = &cfg->admin[i];
-        if (!addr->unix_path[0] && !is_loopback(addr->tcp.host) && !cfg->admin_remote) {
-            log_server(LOG_ERROR,
-                       "--admin %s is not a loopback address: add --admin-remote to allow it (and set "
-                       "--admin-token)",
-                       addr->tcp.host);
-            *failed = 1;
-            break;
-        }
+        const admin_addr *addr =
+            &cfg->admin[i]; /* non-loopback without --admin-remote: refused by options.c */
         admin_listener *l = &a->listeners[a->nlisteners++];
         int r = open_listener(a, l, addr);
         if (r != 0) {
@@ -947,7 +934,7 @@ admin *admin_start(server *srv, int *failed)
             break;
         }
         log_server(LOG_INFO, "listening for admin on %s", l->bound);
-        if (!addr->unix_path[0] && !is_loopback(addr->tcp.host) && cfg->admin_token == NULL)
+        if (!addr->unix_path[0] && !config_host_is_loopback(addr->tcp.host) && cfg->admin_token == NULL)
             log_server(LOG_WARN,
                        "admin socket on %s without --admin-token: anyone who can reach it controls the "
                        "server",

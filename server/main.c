@@ -92,7 +92,7 @@ static int check_dir(const char *dir)
     uv_dirent_t ent;
     while (paths != NULL && uv_fs_scandir_next(&req, &ent) != UV_EOF) {
         size_t len = strlen(ent.name);
-        if (len > 5 && strcmp(ent.name + len - 5, ".json") == 0 && ent.type != UV_DIRENT_DIR &&
+        if (profiles_is_json(ent.name) && ent.type != UV_DIRENT_DIR &&
             (paths[n] = malloc(strlen(dir) + len + 2)) != NULL)
             sprintf(paths[n++], "%s/%s", dir, ent.name);
     }
@@ -122,11 +122,17 @@ static int is_dir(const char *path)
     return dir;
 }
 
+/* asks_help - a subcommand's argv is `SUBCOMMAND --help` (or -h) */
+static int asks_help(int argc, char **argv)
+{
+    return argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
 /* cmd_check - `smtpfault check FILE|NAME|DIR...`: validate each, report every error, exit 1 if any is invalid
  */
 static int cmd_check(int argc, char **argv)
 {
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (asks_help(argc, argv)) {
         printf("Usage: smtpfault check FILE|NAME|DIR...\n"
                "Validate fault profiles: files, names of shipped profiles (smtpfault profiles), or every\n"
                "*.json in a directory. Every error is printed with its JSON path; the exit status is 0 when\n"
@@ -144,8 +150,7 @@ static int cmd_check(int argc, char **argv)
         if (is_dir(argv[i])) {
             bad |= check_dir(argv[i]) != 0;
         } else if (profiles_find(argv[i], path, sizeof(path)) != 0) {
-            size_t len = strlen(argv[i]);
-            if (strchr(argv[i], '/') != NULL || (len > 5 && strcmp(argv[i] + len - 5, ".json") == 0))
+            if (strchr(argv[i], '/') != NULL || profiles_is_json(argv[i]))
                 bad |= check_one(argv[i]) != 0; /* a file: say why it cannot be read */
             else {
                 fprintf(stderr, "%s: no such file or shipped profile (smtpfault profiles lists them)\n",
@@ -162,7 +167,7 @@ static int cmd_check(int argc, char **argv)
 /* cmd_profiles - `smtpfault profiles [NAME]`: the catalog, or one profile's JSON as it is shipped */
 static int cmd_profiles(int argc, char **argv)
 {
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (asks_help(argc, argv)) {
         printf("Usage: smtpfault profiles [NAME|FILE]\n"
                "Without an argument, list the shipped profiles (and those in $SMTPFAULT_PROFILES) with the\n"
                "first sentence of each description. With a name, print that profile's JSON, to read it or\n"

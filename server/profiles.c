@@ -141,6 +141,12 @@ static int exists(const char *path)
     return file;
 }
 
+int profiles_is_json(const char *name)
+{
+    size_t len = strlen(name);
+    return len > 5 && strcmp(name + len - 5, ".json") == 0;
+}
+
 int profiles_find(const char *name, char *out, size_t outsz)
 {
     if (strchr(name, '/') != NULL || exists(name)) {
@@ -156,8 +162,7 @@ int profiles_find_shipped(const char *name, char *out, size_t outsz)
         snprintf(out, outsz, "%s", name);
         return -1; /* a name, never a path: nothing outside the profile directories */
     }
-    size_t len = strlen(name);
-    int has_ext = len > 5 && strcmp(name + len - 5, ".json") == 0;
+    int has_ext = profiles_is_json(name);
     const char *dirs[PROFILES_DIRS_MAX];
     char store[PROFILES_DIRS_STORE];
     size_t n = search_dirs(dirs, PROFILES_DIRS_MAX, store, sizeof(store));
@@ -203,7 +208,7 @@ int profiles_list(void)
         uv_dirent_t ent;
         while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
             size_t len = strlen(ent.name);
-            if (len <= 5 || strcmp(ent.name + len - 5, ".json") != 0)
+            if (!profiles_is_json(ent.name))
                 continue;
             int seen = 0; /* a name found in an earlier directory wins, as with --profile NAME */
             for (size_t i = 0; i < n && !seen; i++)

@@ -31,6 +31,9 @@ int profiles_find_shipped(const char *name, char *out, size_t outsz);
  */
 int profiles_path_allowed(const char *path, const char *allow, char *out, size_t outsz);
 
+/* profiles_is_json - name ends in ".json" after at least one character */
+int profiles_is_json(const char *name);
+
 /* profiles_list - every shipped profile, as "name  description" lines on stdout (`smtpfault profiles`) */
 int profiles_list(void);
 
