@@ -72,44 +72,25 @@ static int check_one(const char *path)
     return ok ? 0 : -1;
 }
 
-static int path_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* check_dir - every *.json in dir, in name order; 0 when all are valid, -1 otherwise or when there is none */
 static int check_dir(const char *dir)
 {
-    uv_fs_t req;
-    int r = uv_fs_scandir(NULL, &req, dir, 0, NULL);
-    if (r < 0) {
+    char **names;
+    size_t n;
+    int r = profiles_scan(dir, &names, &n);
+    if (r != 0) {
         fprintf(stderr, "%s: cannot read the directory: %s\n", dir, uv_strerror(r));
-        uv_fs_req_cleanup(&req);
         return -1;
     }
-    char **paths = calloc((size_t)r + 1, sizeof(*paths));
-    size_t n = 0;
-    uv_dirent_t ent;
-    while (paths != NULL && uv_fs_scandir_next(&req, &ent) != UV_EOF) {
-        size_t len = strlen(ent.name);
-        if (profiles_is_json(ent.name) && ent.type != UV_DIRENT_DIR &&
-            (paths[n] = malloc(strlen(dir) + len + 2)) != NULL)
-            sprintf(paths[n++], "%s/%s", dir, ent.name);
-    }
-    uv_fs_req_cleanup(&req);
-    if (paths == NULL) {
-        fprintf(stderr, "smtpfault: out of memory\n");
-        return -1;
-    }
-    qsort(paths, n, sizeof(*paths), path_cmp);
     int bad = n == 0;
     if (n == 0)
         fprintf(stderr, "%s: no *.json profile in this directory\n", dir);
     for (size_t i = 0; i < n; i++) {
-        bad |= check_one(paths[i]) != 0;
-        free(paths[i]);
+        char path[PROFILES_PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        bad |= check_one(path) != 0;
     }
-    free(paths);
+    profiles_free_names(names, n);
     return bad ? -1 : 0;
 }
 

@@ -192,6 +192,38 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+void profiles_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int profiles_scan(const char *dir, char ***out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    uv_fs_t req;
+    int r = uv_fs_scandir(NULL, &req, dir, 0, NULL);
+    if (r < 0) {
+        uv_fs_req_cleanup(&req);
+        return r;
+    }
+    char **names = calloc((size_t)r + 1, sizeof(*names));
+    size_t n = 0;
+    uv_dirent_t ent;
+    while (names != NULL && uv_fs_scandir_next(&req, &ent) != UV_EOF)
+        if (profiles_is_json(ent.name) && ent.type != UV_DIRENT_DIR && (names[n] = strdup(ent.name)) != NULL)
+            n++;
+    uv_fs_req_cleanup(&req);
+    if (names == NULL)
+        return UV_ENOMEM;
+    qsort(names, n, sizeof(*names), name_cmp);
+    *out = names;
+    *nout = n;
+    return 0;
+}
+
 int profiles_list(void)
 {
     const char *dirs[PROFILES_DIRS_MAX];
@@ -200,19 +232,15 @@ int profiles_list(void)
     char **names = NULL;
     size_t n = 0, cap = 0;
     for (size_t d = 0; d < ndirs; d++) {
-        uv_fs_t req;
-        if (uv_fs_scandir(NULL, &req, dirs[d], 0, NULL) < 0) {
-            uv_fs_req_cleanup(&req);
+        char **files;
+        size_t nfiles;
+        if (profiles_scan(dirs[d], &files, &nfiles) != 0)
             continue;
-        }
-        uv_dirent_t ent;
-        while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
-            size_t len = strlen(ent.name);
-            if (!profiles_is_json(ent.name))
-                continue;
+        for (size_t f = 0; f < nfiles; f++) {
+            size_t len = strlen(files[f]) - 5; /* without .json */
             int seen = 0; /* a name found in an earlier directory wins, as with --profile NAME */
             for (size_t i = 0; i < n && !seen; i++)
-                seen = strncmp(names[i], ent.name, len - 5) == 0 && names[i][len - 5] == '\0';
+                seen = strncmp(names[i], files[f], len) == 0 && names[i][len] == '\0';
             if (seen)
                 continue;
             if (n == cap) {
@@ -222,14 +250,14 @@ int profiles_list(void)
                     break;
                 names = grown;
             }
-            names[n++] = strndup(ent.name, len - 5);
+            names[n++] = strndup(files[f], len);
         }
-        uv_fs_req_cleanup(&req);
+        profiles_free_names(files, nfiles);
     }
     qsort(names, n, sizeof(*names), name_cmp);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        char path[4200], line[90];
+        char path[PROFILES_PATH_MAX], line[90];
         fault_errors errs = {NULL, 0};
         fault_profile *p =
             profiles_find(names[i], path, sizeof(path)) == 0 ? profiles_load(path, &errs) : NULL;
@@ -242,9 +270,8 @@ int profiles_list(void)
         }
         fault_errors_free(&errs);
         fault_profile_unref(p);
-        free(names[i]);
     }
-    free(names);
+    profiles_free_names(names, n);
     if (n == 0)
         fprintf(stderr, "smtpfault: no profiles found (set SMTPFAULT_PROFILES to a directory of *.json)\n");
     return n == 0 || bad ? 1 : 0;

@@ -34,6 +34,13 @@ int profiles_path_allowed(const char *path, const char *allow, char *out, size_t
 /* profiles_is_json - name ends in ".json" after at least one character */
 int profiles_is_json(const char *name);
 
+/*
+ * profiles_scan - the *.json files of dir (names, not paths), sorted; 0 with *out (free it with
+ * profiles_free_names) and *nout, or a libuv error code
+ */
+int profiles_scan(const char *dir, char ***out, size_t *nout);
+void profiles_free_names(char **names, size_t n);
+
 /* profiles_list - every shipped profile, as "name  description" lines on stdout (`smtpfault profiles`) */
 int profiles_list(void);
 
