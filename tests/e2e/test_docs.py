@@ -82,6 +82,8 @@ NOT_RUN = {
                                                                     "the wheel into a venv",
     ("docs/clients.md", "import smtplib, ssl, pytest"): "clients/python/tests/test_package.py runs it in an empty "
                                                         "project with the installed wheel",
+    ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "
+                                                   "with the composer archive installed",
 }
 # Lines of claimed sh blocks that are not run (the block's other lines are).
 NOT_RUN_LINES = {"make test": "the whole suite, this test included: what CI runs"}
