@@ -170,6 +170,16 @@ final class Client extends Target
         $this->workdir = null;
     }
 
+    /** a spawned server that close() never stopped is stopped with this object (at the latest, at exit) */
+    public function __destruct()
+    {
+        if ($this->process !== null) {
+            proc_terminate($this->process, 15);
+            proc_close($this->process); // waits for it to exit
+            $this->process = null;
+        }
+    }
+
     /** @internal the connection that carries commands and owns the scopes */
     public function mainConnection(): Connection
     {

@@ -57,6 +57,12 @@ final class ClientTest extends TestCase
         $sf = Client::start(token: 's3cret');
         try {
             $this->assertTrue($sf->ping());
+            try { // verification is on: another server's CA (each generates its own) does not verify this one
+                Mail::send($this->server->smtp, $sf->caFile, 'mallory@example.com');
+                $this->fail('a certificate of another CA was accepted');
+            } catch (PHPMailerException $e) {
+                $this->assertStringContainsString('certificate verify failed', $e->getMessage());
+            }
             $bad = Client::connect($sf->admin, 'wrong');
             $e = self::error(fn () => $bad->ping());
             $this->assertSame('unauthorized', $e->errorCode);

@@ -37,9 +37,12 @@ def test_connect_to_a_running_server(smtpfault):
         assert other.smtp == smtpfault.smtp  # read from the server's stats when connected
 
 
-def test_token_and_unauthorized():
+def test_token_and_unauthorized(smtpfault):
     with SmtpFault.start(token="s3cret") as sf:
         assert sf.ping()
+        # Verification is on: another server's CA (each generates its own) does not verify this one.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            send_mail(smtpfault.smtp, sf.ca, "mallory@example.com")
         with SmtpFault.connect(sf.admin, token="wrong") as bad:
             with pytest.raises(SmtpFaultError) as caught:
                 bad.ping()

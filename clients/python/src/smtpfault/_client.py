@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
@@ -270,6 +271,8 @@ class SmtpFault(_Target):
         self.workdir = workdir
         self._ports = ports
         self._main: Optional[Connection] = Connection(admin, token, timeout)
+        # A spawned server that close() never stopped is stopped when this object goes, or at exit.
+        self._finalizer = weakref.finalize(self, _stop, process) if process is not None else None
 
     @classmethod
     def connect(cls, admin: str = DEFAULT_ADMIN, token: Optional[str] = None,
@@ -372,6 +375,8 @@ class SmtpFault(_Target):
             self._main.close()
             self._main = None
         if self.process is not None and self.workdir is not None:
+            if self._finalizer is not None:
+                self._finalizer.detach()
             status = _stop(self.process)
             if status != 0:
                 raise SmtpFaultError("server_failed", f"smtpfault exited {status}: {_tail(self.workdir)}")
