@@ -52,6 +52,22 @@ final class ClientTest extends TestCase
         $other->close();
     }
 
+    public function testConnectOverAUnixSocket(): void
+    {
+        $dir = sys_get_temp_dir() . '/sf-' . bin2hex(random_bytes(4)); // a socket path is at most 107 bytes
+        mkdir($dir, 0700);
+        $sf = Client::start(args: ['--admin', "unix:$dir/admin.sock"]);
+        try {
+            $other = Client::connect("unix:$dir/admin.sock");
+            $this->assertTrue($other->ping());
+            $this->assertEquals($sf->smtp, $other->smtp);
+            $other->close();
+        } finally {
+            $sf->close();
+            rmdir($dir);
+        }
+    }
+
     public function testTokenAndUnauthorized(): void
     {
         $sf = Client::start(token: 's3cret');

@@ -5,6 +5,7 @@ import os
 import pathlib
 import socket
 import ssl
+import tempfile
 
 import pytest
 
@@ -35,6 +36,14 @@ def test_connect_to_a_running_server(smtpfault):
         assert other.ping() is True
         assert other.process is None
         assert other.smtp == smtpfault.smtp  # read from the server's stats when connected
+
+
+def test_connect_over_a_unix_socket():
+    with tempfile.TemporaryDirectory(prefix="sf-") as short:  # a socket path is at most 107 bytes
+        with SmtpFault.start(args=["--admin", f"unix:{short}/admin.sock"]) as sf:
+            with SmtpFault.connect(f"unix:{short}/admin.sock") as other:
+                assert other.ping() is True
+                assert other.smtp == sf.smtp
 
 
 def test_token_and_unauthorized(smtpfault):
