@@ -11,7 +11,7 @@ final class Scope extends Target
 {
     public readonly string $id;
     public readonly bool $keep;
-    /** @var array{name?: string, rules?: int} the profile it started with */
+    /** @var array<string, mixed> what its start profile touches (name, rules, stages, ...), as loadProfile() answers */
     public readonly array $profile;
     /** @var array<string, ?Listener> */
     private array $listeners = [];

@@ -226,7 +226,7 @@ class Scope(_Target):
         self.smtp: Optional[Listener] = _listener(listeners.get("smtp"))
         self.submission: Optional[Listener] = _listener(listeners.get("submission"))
         self.smtps: Optional[Listener] = _listener(listeners.get("smtps"))
-        self.profile: JSON = response.get("profile") or {}
+        self.profile: JSON = response.get("profile") or {}  # what its start profile touches, as load_profile answers
         self.closed = False
 
     def _conn(self) -> Connection:
