@@ -243,6 +243,9 @@ final class Client extends Target
     private static function tail(string $log, int $lines = 20): string
     {
         $text = @file($log, FILE_IGNORE_NEW_LINES);
-        return $text === false ? "(no log at $log)" : "its log $log ends:\n" . implode("\n", array_slice($text, -$lines));
+        if ($text === false) {
+            return "(no log at $log)";
+        }
+        return "its log $log ends:\n" . implode("\n", array_slice($text, -$lines));
     }
 }
