@@ -188,6 +188,9 @@ export declare class SmtpFault extends Target {
     ping(): Promise<boolean>;
     version(): Promise<{ version: string; [key: string]: string }>;
     createScope(options?: ScopeOptions): Promise<Scope>;
+    /** A Scope for a scope that exists (one created with keep through another connection). */
+    scope(id: string): Promise<Scope>;
+    /** Every scope of the server (scope.list). */
     scopes(): Promise<Array<Record<string, any>>>;
     /** Ends the admin connection (and the scopes it created); stops a server started here. Its exit code or signal. */
     close(): Promise<number | string | null>;

@@ -14,14 +14,15 @@
 const crypto = require('node:crypto');
 const { SmtpFault } = require('./index');
 
-let testcontainers;
-try {
-    testcontainers = require('testcontainers');
-} catch (err) {
-    throw new Error('smtpfault/testcontainers needs the testcontainers package: npm install --save-dev testcontainers ' +
-        `(${err.message})`);
+/* loadTestcontainers() - the testcontainers package, or an error that says how to install it */
+function loadTestcontainers() {
+    try {
+        return require('testcontainers');
+    } catch (err) {
+        throw new Error('smtpfault/testcontainers needs the testcontainers package: npm install --save-dev ' +
+            `testcontainers (${err.message.split('\n')[0]})`);
+    }
 }
-const { GenericContainer, Wait } = testcontainers;
 
 const PORTS = { smtp: 2525, submission: 2587, smtps: 2465, admin: 2580 };
 const SCOPE_PORT_LOW = 30000;
@@ -69,6 +70,7 @@ class SmtpfaultContainer {
 
     /* start() - the container, started and ready, as a connected SmtpFault; its close() stops the container */
     async start() {
+        const { GenericContainer, Wait } = loadTestcontainers();
         const scopePorts = [];
         for (let i = 0; i < this.scopePorts; i++) {
             scopePorts.push(SCOPE_PORT_LOW + i);

@@ -129,6 +129,17 @@ class SmtpFault extends Target {
         return scope;
     }
 
+    /* scope(id) - a Scope for a scope that exists (one created with keep by another connection) */
+    async scope(id) {
+        const found = (await this.scopes()).find(s => s.scope === id);
+        if (!found) {
+            throw new SmtpFaultError('not_found', `no scope has the id ${JSON.stringify(id)}`, { command: 'scope.list' });
+        }
+        const scope = new Scope(this, found);
+        await scope._fetchCa();
+        return scope;
+    }
+
     /* scopes() - every scope of the server (scope.list) */
     async scopes() {
         return (await this._request('scope.list')).scopes;

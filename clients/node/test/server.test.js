@@ -19,7 +19,7 @@ before(async () => {
 });
 
 after(async () => {
-    await sf.close();
+    await sf?.close();
 });
 
 test('start: every listener on a loopback port, the CA, a live process that close() stops', async () => {
