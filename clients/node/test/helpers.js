@@ -7,6 +7,7 @@ const nodemailer = require('nodemailer');
 // The binary under test: SMTPFAULT_BIN (CTest sets it), else the build tree's.
 const BIN = process.env.SMTPFAULT_BIN || path.resolve(__dirname, '../../../build/smtpfault');
 const IO_TIMEOUT_MS = 20000; // generous: an ASan build on a loaded two-core machine
+const TEST_TIMEOUT = 60000; // per test: a hang fails the test instead of stalling the run
 
 /* transport(listener, ca, options) - Nodemailer on a listener, verifying the server against ca */
 function transport(listener, ca, { secure = false, auth = { user: 'app@example.com', pass: 'secret' } } = {}) {
@@ -53,4 +54,4 @@ async function eventually(check, what) {
     }
 }
 
-module.exports = { BIN, IO_TIMEOUT_MS, send, transport, refuses, eventually };
+module.exports = { BIN, IO_TIMEOUT_MS, TEST_TIMEOUT, send, transport, refuses, eventually };

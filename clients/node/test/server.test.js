@@ -10,7 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const { SmtpFault, SmtpFaultError } = require('..');
-const { BIN, send, refuses, eventually } = require('./helpers');
+const { BIN, TEST_TIMEOUT, send, refuses, eventually } = require('./helpers');
 
 let sf;
 
@@ -22,7 +22,7 @@ after(async () => {
     await sf?.close();
 });
 
-test('start: every listener on a loopback port, the CA, a live process that close() stops', async () => {
+test('start: every listener on a loopback port, the CA, a live process that close() stops', { timeout: TEST_TIMEOUT }, async () => {
     const own = await SmtpFault.start({ bin: BIN });
     for (const name of ['smtp', 'submission', 'smtps']) {
         assert.equal(own[name].host, '127.0.0.1');
@@ -37,14 +37,14 @@ test('start: every listener on a loopback port, the CA, a live process that clos
     assert.ok(await refuses(smtp), 'the listener is gone');
 });
 
-test('start: a binary that cannot run, or a bad option, is start_failed with the reason', async () => {
+test('start: a binary that cannot run, or a bad option, is start_failed with the reason', { timeout: TEST_TIMEOUT }, async () => {
     await assert.rejects(SmtpFault.start({ bin: '/nonexistent/smtpfault' }),
         err => err instanceof SmtpFaultError && err.code === 'start_failed' && /ENOENT/.test(err.message));
     await assert.rejects(SmtpFault.start({ bin: BIN, args: ['--max-recipients', '5'] }),
         err => err.code === 'start_failed' && /--max-recipients/.test(err.message));
 });
 
-test('connect: a server that runs, by address; its listeners from stats', async () => {
+test('connect: a server that runs, by address; its listeners from stats', { timeout: TEST_TIMEOUT }, async () => {
     const other = await SmtpFault.connect({ admin: sf.admin.address });
     try {
         assert.deepEqual(other.smtp, sf.smtp);
@@ -57,7 +57,7 @@ test('connect: a server that runs, by address; its listeners from stats', async 
     assert.equal(await sf.ping(), true, 'closing a connected SmtpFault leaves the server running');
 });
 
-test('connect: SMTPFAULT_ADMIN, a unix socket, and the token (unauthorized without it)', async () => {
+test('connect: SMTPFAULT_ADMIN, a unix socket, and the token (unauthorized without it)', { timeout: TEST_TIMEOUT }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-'));
     const sock = path.join(dir, 'admin.sock');
     const guarded = await SmtpFault.start({ bin: BIN, token: 's3cret', args: ['--admin', '127.0.0.1:0', '--admin', `unix:${sock}`] });
@@ -81,14 +81,14 @@ test('connect: SMTPFAULT_ADMIN, a unix socket, and the token (unauthorized witho
     }
 });
 
-test('connect: nobody listening is disconnected', async () => {
+test('connect: nobody listening is disconnected', { timeout: TEST_TIMEOUT }, async () => {
     const gone = await SmtpFault.start({ bin: BIN });
     const admin = gone.admin.address;
     await gone.close();
     await assert.rejects(SmtpFault.connect({ admin }), err => err.code === 'disconnected');
 });
 
-test('profiles: inline, by name, from a file; validate, get, clear', async () => {
+test('profiles: inline, by name, from a file; validate, get, clear', { timeout: TEST_TIMEOUT }, async () => {
     const inline = { name: 'first-rcpt', rules: [{ when: { stage: 'rcpt', times: 1 }, do: { reply: '451 4.3.0 Try again later' } }] };
     assert.deepEqual(await sf.loadProfile(inline),
         { name: 'first-rcpt', rules: 1, stages: ['rcpt'], listeners: ['smtp', 'submission', 'smtps'], settings: [] });
@@ -103,7 +103,7 @@ test('profiles: inline, by name, from a file; validate, get, clear', async () =>
     assert.equal((await sf.getProfile()).rules, 0);
 });
 
-test('errors: invalid_profile with every JSON-path error, from the server and from a file here', async () => {
+test('errors: invalid_profile with every JSON-path error, from the server and from a file here', { timeout: TEST_TIMEOUT }, async () => {
     await assert.rejects(sf.loadProfile({ rules: [{ when: { stage: 'rpct' } }] }, { source: 'broken.json' }), err => {
         assert.ok(err instanceof SmtpFaultError);
         assert.equal(err.code, 'invalid_profile');
@@ -117,7 +117,7 @@ test('errors: invalid_profile with every JSON-path error, from the server and fr
         err => err.code === 'invalid_profile' && /cannot read/.test(err.errors[0]));
 });
 
-test('errors: not_found, bad_argument, timeout', async () => {
+test('errors: not_found, bad_argument, timeout', { timeout: TEST_TIMEOUT }, async () => {
     await assert.rejects(sf.loadProfile('no-such-profile'), err => err.code === 'not_found');
     await assert.rejects(sf.message('6B0495A0B27300000001'), err => err.code === 'not_found');
     await assert.rejects(sf.session(999999), err => err.code === 'not_found');
@@ -130,7 +130,7 @@ test('errors: not_found, bad_argument, timeout', async () => {
     assert.equal(await sf.ping(), true, 'the connection stays usable after errors');
 });
 
-test('messages: Nodemailer verifying sf.ca on every listener; wait, list, get, delete, clear', async () => {
+test('messages: Nodemailer verifying sf.ca on every listener; wait, list, get, delete, clear', { timeout: TEST_TIMEOUT }, async () => {
     await sf.reset();
     await send(sf.submission, sf.ca, 'alice@example.com', 'on submission');
     await send(sf.smtps, sf.ca, 'bob@example.com', 'on smtps', { secure: true });
@@ -156,7 +156,7 @@ test('messages: Nodemailer verifying sf.ca on every listener; wait, list, get, d
     assert.deepEqual(await sf.messages(), []);
 });
 
-test('waitForMessage waits on its own connection: other commands go on meanwhile', async () => {
+test('waitForMessage waits on its own connection: other commands go on meanwhile', { timeout: TEST_TIMEOUT }, async () => {
     await sf.reset();
     const waiting = sf.waitForMessage({ to: 'later@example.com', timeout: 20000 });
     assert.equal(await sf.ping(), true, 'answered while the wait is pending');
@@ -164,7 +164,7 @@ test('waitForMessage waits on its own connection: other commands go on meanwhile
     assert.deepEqual((await waiting).recipients, ['later@example.com']);
 });
 
-test('faults: a 550 profile refuses Nodemailer; stats count it; reset goes back', async () => {
+test('faults: a 550 profile refuses Nodemailer; stats count it; reset goes back', { timeout: TEST_TIMEOUT }, async () => {
     await sf.reset();
     await sf.loadProfile('rcpt-550-user-unknown');
     await assert.rejects(send(sf.smtp, sf.ca, 'nobody@example.com'), err => err.responseCode === 550);
@@ -175,7 +175,7 @@ test('faults: a 550 profile refuses Nodemailer; stats count it; reset goes back'
     assert.equal((await sf.stats()).faults.fired, 0);
 });
 
-test('sessions and events: a session as it happens, then in sessions() and session(id)', async () => {
+test('sessions and events: a session as it happens, then in sessions() and session(id)', { timeout: TEST_TIMEOUT }, async () => {
     const events = sf.events();
     await events.ready;
     await send(sf.smtp, sf.ca, 'dave@example.com');
@@ -198,7 +198,7 @@ test('sessions and events: a session as it happens, then in sessions() and sessi
     assert.ok(session.transcript.some(line => line.event === 'message'));
 });
 
-test('ESM: import { SmtpFault } from "smtpfault"', async () => {
+test('ESM: import { SmtpFault } from "smtpfault"', { timeout: TEST_TIMEOUT }, async () => {
     const esm = await import('smtpfault');
     assert.equal(esm.SmtpFault, SmtpFault);
     assert.equal(esm.SmtpFaultError, SmtpFaultError);

@@ -12,17 +12,18 @@ const path = require('node:path');
 
 const PACKAGE = path.resolve(__dirname, '..');
 const TSC = require.resolve('typescript/bin/tsc');
+const { TEST_TIMEOUT } = require('./helpers');
 
 function tsc(args) {
     return spawnSync(process.execPath, [TSC, ...args], { encoding: 'utf8', timeout: 120000 });
 }
 
-test('the declarations compile as CommonJS and ES module TypeScript uses them', () => {
+test('the declarations compile as CommonJS and ES module TypeScript uses them', { timeout: TEST_TIMEOUT }, () => {
     const r = tsc(['-p', path.join(__dirname, 'types', 'tsconfig.json')]);
     assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
-test('a use the declarations forbid does not compile', () => {
+test('a use the declarations forbid does not compile', { timeout: TEST_TIMEOUT }, () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smtpfault-types-'));
     try {
         const file = path.join(dir, 'bad.mts');
