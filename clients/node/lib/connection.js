@@ -63,9 +63,18 @@ class Connection {
         for (let nl; (nl = this.buffered.indexOf('\n')) >= 0;) {
             const line = this.buffered.slice(0, nl);
             this.buffered = this.buffered.slice(nl + 1);
-            if (line.trim() !== '') {
-                this.dispatch(JSON.parse(line));
+            if (line.trim() === '') {
+                continue;
             }
+            let value;
+            try {
+                value = JSON.parse(line);
+            } catch (err) {
+                // Not the admin socket (a wrong port): end the connection, which fails what is pending.
+                this.socket.destroy();
+                return;
+            }
+            this.dispatch(value);
         }
     }
 

@@ -203,3 +203,7 @@ test('ESM: import { SmtpFault } from "smtpfault"', { timeout: TEST_TIMEOUT }, as
     assert.equal(esm.SmtpFault, SmtpFault);
     assert.equal(esm.SmtpFaultError, SmtpFaultError);
 });
+
+test('connect: a port that is not an admin socket (SMTP) is disconnected, not a hang', { timeout: TEST_TIMEOUT }, async () => {
+    await assert.rejects(SmtpFault.connect({ admin: sf.smtp.address }), err => err.code === 'disconnected');
+});
