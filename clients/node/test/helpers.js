@@ -2,7 +2,9 @@
 /* helpers.js - what the package's tests share: the binary under test, a mail sender, polling with a deadline. */
 const path = require('node:path');
 const net = require('node:net');
+const { before, after } = require('node:test');
 const nodemailer = require('nodemailer');
+const { SmtpFault } = require('..');
 
 // The binary under test: SMTPFAULT_BIN (CTest sets it), else the build tree's.
 const BIN = process.env.SMTPFAULT_BIN || path.resolve(__dirname, '../../../build/smtpfault');
@@ -54,4 +56,16 @@ async function eventually(check, what) {
     }
 }
 
-module.exports = { BIN, IO_TIMEOUT_MS, TEST_TIMEOUT, send, transport, refuses, eventually };
+/* serverPerFile(set) - a server started before the file's tests (handed to set) and stopped after them */
+function serverPerFile(set) {
+    let sf;
+    before(async () => {
+        sf = await SmtpFault.start({ bin: BIN });
+        set(sf);
+    });
+    after(async () => {
+        await sf?.close();
+    });
+}
+
+module.exports = { BIN, IO_TIMEOUT_MS, TEST_TIMEOUT, serverPerFile, send, transport, refuses, eventually };

@@ -3,24 +3,17 @@
  * server.test.js - SmtpFault against the real binary: start and connect, every command on the server's own
  * listeners, each error type, events, and Nodemailer verifying the server with sf.ca.
  */
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const { SmtpFault, SmtpFaultError } = require('..');
-const { BIN, TEST_TIMEOUT, send, refuses, eventually } = require('./helpers');
+const { BIN, TEST_TIMEOUT, serverPerFile, send, refuses, eventually } = require('./helpers');
 
 let sf;
-
-before(async () => {
-    sf = await SmtpFault.start({ bin: BIN });
-});
-
-after(async () => {
-    await sf?.close();
-});
+serverPerFile(started => { sf = started; });
 
 test('start: every listener on a loopback port, the CA, a live process that close() stops', { timeout: TEST_TIMEOUT }, async () => {
     const own = await SmtpFault.start({ bin: BIN });
