@@ -71,7 +71,7 @@ until [ -S "$WORK/podman.sock" ]; do
 done
 
 mkdir -p "$TC_DIR"
-cp "$HERE/package.json" "$HERE/package-lock.json" "$HERE/testcontainers.test.js" "$TC_DIR/"
+cp -p "$HERE/package.json" "$HERE/package-lock.json" "$HERE/testcontainers.test.js" "$TC_DIR/" # -p: the lock's age says when to reinstall
 if [ ! -d "$TC_DIR/node_modules/testcontainers" ] || [ "$TC_DIR/package-lock.json" -nt "$TC_DIR/node_modules" ]; then
     log "npm ci: testcontainers and Nodemailer (package-lock.json)"
     # --ignore-scripts: ssh2's optional native speed-ups are not needed (nor a compiler for them)

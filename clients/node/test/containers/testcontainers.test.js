@@ -69,6 +69,23 @@ test('a shipped profile fails the next mail; reset clears it', async () => {
     await sf.reset();
 });
 
+test('scopes in the container: their ports published and mapped, each with its own fault and mail', async () => {
+    const failing = await sf.createScope({ profile: 'rcpt-550-user-unknown' });
+    const clean = await sf.createScope();
+    try {
+        assert.notEqual(failing.submission.port, clean.submission.port);
+        assert.equal(clean.submission.host, sf.admin.host);
+        await assert.rejects(send(failing.submission, failing.ca, 'refused@example.com'), err => err.responseCode === 550);
+        await send(clean.submission, clean.ca, 'scoped@example.com');
+        assert.equal((await clean.waitForMessage({ to: 'scoped@example.com', timeout: IO_TIMEOUT_MS })).listener, 'submission');
+        assert.deepEqual(await failing.messages(), []);
+        assert.ok(!(await sf.messages()).some(m => m.recipients.includes('scoped@example.com')), 'not the server\'s');
+    } finally {
+        await failing.close();
+        await clean.close();
+    }
+});
+
 test('ESM: import { SmtpfaultContainer } from "smtpfault/testcontainers"', async () => {
     const esm = await import('smtpfault/testcontainers');
     assert.equal(esm.SmtpfaultContainer, SmtpfaultContainer);
