@@ -12,6 +12,8 @@ Every block carries an info string, which says what it is and what this test doe
             one message through every client they configure, and the message must arrive.
   json      a fault profile: `smtpfault check` accepts it, or it is the broken one that the console block
             after it checks (then the errors must be the documented ones).
+  json composer
+            a project's composer.json: composer installs from it (test_clients_md_without_frameworks).
   admin     an admin socket transcript: `> request` lines are sent and each `< response` compared with the
             server's structurally (every key, in order); `…` stands for elided list items or lines.
   json output
@@ -117,6 +119,9 @@ CLAIMED = {
     "test_profile_check_errors": [("docs/profiles.md", "$ smtpfault check broken.json")],
     "test_scopes_md": [("docs/scopes.md", "smtpfault ctl scope create"),
                        ("docs/scopes.md", "cd examples/parallel/python")],
+    "test_clients_md_without_frameworks": [
+        ("docs/clients.md", "import smtplib, ssl\nfrom smtpfault import SmtpFault"),
+        ("docs/clients.md", '{\n    "require": { "smtpfault/smtpfault"'), ("docs/clients.md", "<?php\nrequire 'vendor")],
     "test_tls_clients": [("docs/tls.md", "const fs = require('node:fs');"),
                          ("docs/tls.md", "$mail = new PHPMailer"), ("docs/tls.md", "import smtplib, ssl"),
                          ("docs/tls.md", "swaks --server localhost")],
@@ -196,7 +201,7 @@ def test_every_block_is_covered():
         checked = (b.lang == "json" and not b.meta) or b.lang == "admin"  # test_json_profiles, test_admin_transcripts
         if shown or checked:
             continue
-        if b.meta:
+        if b.meta and (b.lang, b.meta) != ("json", "composer"):
             problems.append(f"{b}: unknown info string {b.lang} {b.meta!r}")
         elif not any(b in find_blocks(key) for key in [*claimed, *NOT_RUN]):
             problems.append(f"{b}: starts {b.first!r}: no test runs it (claim it in CLAIMED, or explain in NOT_RUN)")
@@ -447,25 +452,30 @@ def test_readme_test_suite_node(doc_server, bin_dir, tmp_path):
     assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == []
 
 
+def composer_env(env, tmp_path):
+    """env for composer and php in a project of this test: composer's home and cache here, and PHPMailer (which
+    the project would have from packagist) Debian's, its autoloader prepended to every script."""
+    if shutil.which("composer") is None or shutil.which("phpunit") is None or not PHPMAILER_AUTOLOAD.exists():
+        pytest.skip("composer, Debian's phpunit or libphp-phpmailer is missing")
+    ini = tmp_path / "php-ini"
+    ini.mkdir()
+    (ini / "phpmailer.ini").write_text(f"auto_prepend_file={PHPMAILER_AUTOLOAD}\n")
+    return {**env, "COMPOSER_HOME": str(tmp_path / "composer-home"), "COMPOSER_NO_INTERACTION": "1",
+            "COMPOSER_CACHE_DIR": str(tmp_path / "composer-cache"), "PHP_INI_SCAN_DIR": f":{ini}"}
+
+
 def test_readme_test_suite_php(doc_server, bin_dir, tmp_path):
     """The PHP package required with composer from a path repository as the README says, in an empty project
     (packagist.org off: no network here); PHPUnit and PHPMailer, which the project would require from
     packagist, are Debian's: vendor/bin/phpunit links Debian's phpunit, and PHPMailer's autoloader is
     prepended (PHP_INI_SCAN_DIR)."""
-    if shutil.which("composer") is None or shutil.which("phpunit") is None or not PHPMAILER_AUTOLOAD.exists():
-        pytest.skip("composer, Debian's phpunit or libphp-phpmailer is missing")
     test = "test_readme_test_suite_php"
     srv = doc_server([])
     project = readme_project(test, tmp_path, "WelcomeTest.php", "<?php\nuse PHPMailer", srv)
     (project / "composer.json").write_text('{"repositories": {"packagist.org": false}}\n')
     (project / "vendor" / "bin").mkdir(parents=True)
     (project / "vendor" / "bin" / "phpunit").symlink_to(shutil.which("phpunit"))
-    ini = tmp_path / "php-ini"
-    ini.mkdir()
-    (ini / "phpmailer.ini").write_text(f"auto_prepend_file={PHPMAILER_AUTOLOAD}\n")
-    env = shell_env(bin_dir, srv, {"COMPOSER_HOME": str(tmp_path / "composer-home"),
-                                   "COMPOSER_CACHE_DIR": str(tmp_path / "composer-cache"),
-                                   "COMPOSER_NO_INTERACTION": "1", "PHP_INI_SCAN_DIR": f":{ini}"})
+    env = composer_env(shell_env(bin_dir, srv), tmp_path)
     run_sh(claimed_block(test, "README.md", "composer config repositories.smtpfault"), None, lambda s: env, project,
            checkout_copy(tmp_path), srv)
     assert (project / "vendor" / "smtpfault" / "smtpfault").resolve() == tmp_path / "smtpfault" / "clients" / "php"
@@ -789,6 +799,38 @@ def test_scopes_md(doc_server, bin_dir, tmp_path):
     run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "cd examples/parallel/python"), None, lambda s: env,
            tmp_path)
     assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == [], "every test's scope ended with it"
+
+
+# -- docs/clients.md ---------------------------------------------------------------------------------------
+
+
+def test_clients_md_without_frameworks(bin_dir, tmp_path):
+    """The Python and PHP programs without a test framework: each starts its own server (SMTPFAULT_BIN), sends
+    through a scope as its comments say, and prints the captured message's AUTH user. The PHP one in a
+    project that composer installed from the documented composer.json (the package a copy of clients/php
+    beside it, packagist.org off: no network here)."""
+    test = "test_clients_md_without_frameworks"
+    env = shell_env(bin_dir, None, {"SMTPFAULT_BIN": str(smtpfault_bin()), "PYTHONDONTWRITEBYTECODE": "1",
+                                    "PYTHONPATH": str(REPO_ROOT / "clients" / "python" / "src")})
+    script = tmp_path / "send.py"
+    script.write_text(claimed_block(test, "docs/clients.md", "import smtplib, ssl\nfrom smtpfault import SmtpFault").text)
+    proc = subprocess.run(["/usr/bin/python3", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout == "app@gmail.com\n", proc.stdout + proc.stderr
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(REPO_ROOT / "clients" / "php", tmp_path / "smtpfault" / "clients" / "php",
+                    ignore=shutil.ignore_patterns("vendor"))  # the documented url: ../smtpfault/clients/php
+    (project / "composer.json").write_text(
+        claimed_block(test, "docs/clients.md", '{\n    "require": { "smtpfault/smtpfault"').text)
+    env = composer_env(env, tmp_path)
+    status, out = run_shell("composer config -g repositories.packagist.org false && composer install", env, project)
+    assert status == 0, out
+    assert (project / "vendor" / "smtpfault" / "smtpfault" / "src" / "Client.php").exists()
+    (project / "send.php").write_text(claimed_block(test, "docs/clients.md", "<?php\nrequire 'vendor").text)
+    status, out = run_shell("php send.php", env, project)
+    assert status == 0 and out == "app@gmail.com\n", out
 
 
 # -- docs/tls.md --------------------------------------------------------------------------------------------
