@@ -786,18 +786,36 @@ def test_errors_md_commands(doc_server, bin_dir):
 
 
 def test_scopes_md(doc_server, bin_dir, tmp_path):
-    """The shell session against a fresh server (so the first scope is s1), then the parallel example with
-    eight pytest-xdist workers, run from a copy of examples/parallel (pytest writes beside the tests) with
-    Debian's python3 (which has pytest-xdist) first on PATH."""
+    """The shell session against a fresh server (so the first scope is s1), then the parallel examples against
+    one server, run from a copy of examples/parallel (pytest writes beside the tests) whose ../../../clients is
+    this checkout's: Python with Debian's python3 (which has pytest-xdist) and the package from clients/python
+    (PYTEST_PLUGINS loads the plugin its entry point would), Node with the package and tests/clients'
+    Nodemailer on NODE_PATH, PHP with Debian's phpunit and PHPMailer. Every test of each ran: the server
+    fired each fault once per test."""
     srv = doc_server([])
     run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "smtpfault ctl scope create"), lambda a: srv,
            lambda s: shell_env(bin_dir, srv), tmp_path)
     if subprocess.run(["/usr/bin/python3", "-c", "import xdist"], capture_output=True).returncode != 0:
         pytest.skip("python3-pytest-xdist is not installed")
-    shutil.copytree(REPO_ROOT / "examples" / "parallel", tmp_path / "examples" / "parallel")
-    env = debian_python_first(shell_env(bin_dir, srv, {"PYTHONDONTWRITEBYTECODE": "1"}), tmp_path)
+    if shutil.which("node") is None or not (CLIENTS_DIR / "node_modules" / "nodemailer").is_dir():
+        pytest.skip("node or tests/clients/node_modules/nodemailer is missing")
+    if shutil.which("phpunit") is None or not PHPMAILER_AUTOLOAD.exists():
+        pytest.skip("Debian's phpunit or libphp-phpmailer is missing")
+    shutil.copytree(REPO_ROOT / "examples" / "parallel", tmp_path / "examples" / "parallel",
+                    ignore=shutil.ignore_patterns("node_modules", "vendor"))
+    (tmp_path / "clients").symlink_to(REPO_ROOT / "clients")
+    node_path = tmp_path / "node-path"
+    node_path.mkdir()
+    (node_path / "smtpfault").symlink_to(REPO_ROOT / "clients" / "node")
+    env = debian_python_first(shell_env(bin_dir, srv, {
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO_ROOT / "clients" / "python" / "src"),
+        "PYTEST_PLUGINS": "smtpfault.pytest_plugin", "NODE_PATH": f"{node_path}:{CLIENTS_DIR / 'node_modules'}"}),
+        tmp_path)
+    before = {fault: len(re.findall(fault, srv.log())) for fault in ("at rcpt: reply 550", "at greeting: reply 421")}
     run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "cd examples/parallel/python"), None, lambda s: env,
            tmp_path)
+    for fault, count in before.items():
+        assert len(re.findall(fault, srv.log())) - count == 3 * 8, f"{fault}: 8 tests in each of 3 languages"
     assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == [], "every test's scope ended with it"
 
 
