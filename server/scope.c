@@ -252,9 +252,23 @@ void scope_conn_gone(scope *sc)
 
 /* -- created scopes ----------------------------------------------------------------------------------- */
 
+/* port_held - a live listener of the server's own or of a created scope has host:port, listening or not: a
+ * refusing listener has closed its socket but goes back to its port when its window ends */
+static int port_held(server *srv, const char *host, int port)
+{
+    for (scope *sc = &srv->own; sc != NULL; sc = sc == &srv->own ? srv->scopes : sc->next)
+        for (int i = 0; i < LISTENER_COUNT; i++) {
+            const listener *l = &sc->listeners[i];
+            if (l->open && l->port == port && strcmp(l->host, host) == 0)
+                return 1;
+        }
+    return 0;
+}
+
 /*
  * open_listener - the scope's listener of kind k on the host of the server's own: a port the kernel picks,
- * or the first free one of --scope-ports from where the last search stopped. 0, or -1 with *code and err.
+ * or the first free one of --scope-ports from where the last search stopped; never a port another listener
+ * holds while it refuses. 0, or -1 with *code and err.
  */
 static int open_listener(scope *sc, listener_kind k, const char **code, char *err, size_t errsz)
 {
@@ -266,12 +280,23 @@ static int open_listener(scope *sc, listener_kind k, const char **code, char *er
     memset(&addr, 0, sizeof(addr));
     addr.enabled = 1;
     snprintf(addr.host, sizeof(addr.host), "%s", own->host);
-    unsigned tries = cfg->scope_port_low ? cfg->scope_port_high - cfg->scope_port_low + 1 : 1;
+    unsigned tries = cfg->scope_port_low ? cfg->scope_port_high - cfg->scope_port_low + 1 : SCOPE_PORT_PICKS;
     int r = 0;
     for (unsigned i = 0; i < tries; i++) {
-        if (cfg->scope_port_low)
+        if (cfg->scope_port_low) {
             addr.port = (int)(cfg->scope_port_low + srv->scope_port_next++ % tries);
+            if (port_held(srv, addr.host, addr.port)) {
+                r = UV_EADDRINUSE;
+                continue;
+            }
+        }
         r = listener_open(l, sc, k, &addr, err, errsz);
+        if (r == 0 && port_held(srv, l->host, l->port)) {
+            listener_close(l); /* the kernel picked a port a refusing listener will take back */
+            snprintf(err, errsz, "no free port for %s", own->name);
+            r = UV_EADDRINUSE;
+            continue;
+        }
         if (r == 0) {
             l->cfg = own->cfg;
             l->implicit_tls = own->implicit_tls;

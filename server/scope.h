@@ -33,6 +33,8 @@ typedef struct conn conn;
 /* A scope's descriptors at most: each listener's socket, or a blackhole's socket and the connection that
  * fills its backlog. */
 #define SCOPE_FDS_MAX (LISTENER_COUNT * 2)
+/* Without --scope-ports: how often to ask the kernel again when it picks a port a refusing listener holds */
+#define SCOPE_PORT_PICKS 4
 
 /* listener_mode - how a listener answers a connection attempt (a profile's refuse and blackhole rules) */
 typedef enum listener_mode {

@@ -1,0 +1,261 @@
+"""Scopes attacked: ending a scope (scope.delete, its creator closing, SIGTERM) while its sessions are in
+every state a fault can hold them in; requests pipelined behind a wait that the end of a scope answers;
+ports of a --scope-ports range under pressure; many admin clients creating scopes and leaving at once; a
+small descriptor limit. Every server must exit 0 with no sanitizer report (the harness checks at teardown).
+"""
+import os
+import socket
+import subprocess
+
+import pytest
+
+from harness.admin import ctl_argv
+from harness.env import IO_TIMEOUT, SLOW, poll
+from harness.server import Server
+from harness.smtp import RawClient
+from test_scopes import _free_range, open_fds, refused
+
+STATES_PROFILE = {
+    "name": "every-wait",
+    "rules": [
+        {"when": {"stage": "ehlo", "helo": "hang.example"}, "do": {"hang": True}},
+        {"when": {"stage": "ehlo", "helo": "delay.example"}, "do": {"delay": "10m"}},
+        {"when": {"stage": "ehlo", "helo": "drip.example"}, "do": {"drip": 1}},
+        {"when": {"stage": "data", "sender": "reset@*"},
+         "do": {"reply": "354 End data with <CR><LF>.<CR><LF>", "close": "reset"}},
+        {"when": {"stage": "connect", "listener": "submission"}, "do": {"blackhole": True}},
+    ],
+}
+
+
+def sessions_in_every_state(sc):
+    """Clients of scope sc (an answer of scope.create) held in each state: mid-DATA, a delay, a drip, a hang,
+    a pending reset, an unfinished TLS handshake. Returns them, each with the state it is in."""
+    port = sc["listeners"]["smtp"]["port"]
+    clients = []
+
+    def client(helo):
+        c = RawClient("127.0.0.1", port)
+        c.expect(220)
+        c.send(f"EHLO {helo}\r\n")
+        return c
+
+    mid_data = client("data.example")
+    mid_data.expect(250)
+    mid_data.cmd("MAIL FROM:<a@example.test>", 250)
+    mid_data.cmd("RCPT TO:<b@example.test>", 250)
+    mid_data.cmd("DATA", 354)
+    mid_data.send(b"Subject: half\r\n\r\nhalf a message")
+    clients.append(("mid-DATA", mid_data))
+    for helo in ("hang.example", "delay.example"):
+        clients.append((helo, client(helo)))
+    drip = client("drip.example")
+    assert drip.sock.recv(1) == b"2"  # the drip has started
+    clients.append(("drip", drip))
+    reset = client("reset.example")
+    reset.expect(250)
+    reset.cmd("MAIL FROM:<reset@example.test>", 250)
+    reset.cmd("RCPT TO:<b@example.test>", 250)
+    reset.cmd("DATA", 354)  # the reset now waits for the message
+    clients.append(("reset pending", reset))
+    tls = socket.create_connection(("127.0.0.1", sc["listeners"]["smtps"]["port"]), timeout=IO_TIMEOUT)
+    tls.send(b"\x16\x03\x01\x00\xff\x01")  # the start of a ClientHello, never finished
+    clients.append(("TLS handshake", tls))
+    return clients
+
+
+def assert_all_closed(clients, timeout=15 * SLOW):
+    for state, c in clients:
+        sock = c if isinstance(c, socket.socket) else c.sock
+        sock.settimeout(timeout)
+        try:
+            while sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            raise AssertionError(f"the session {state} was not closed when its scope ended")
+        finally:
+            sock.close()
+
+
+@pytest.mark.parametrize("how", ["delete", "creator-closes"])
+def test_scope_ends_with_sessions_in_every_state(server_factory, how):
+    srv = server_factory()
+    creator = srv.admin()
+    with srv.admin() as admin:
+        creator.ok("ping"), admin.ok("ping")  # both accepted
+        before = open_fds(srv.pid)
+        sc = creator.ok("scope.create", profile=STATES_PROFILE)
+        clients = sessions_in_every_state(sc)
+        poll(lambda: admin.ok("stats", scope=sc["scope"])["sessions"]["live"] == 6, 10 * SLOW,
+             message="six live sessions in the scope")
+        with pytest.raises(socket.timeout):
+            socket.create_connection(("127.0.0.1", sc["listeners"]["submission"]["port"]), timeout=0.5).close()
+        if how == "delete":
+            admin.ok("scope.delete", scope=sc["scope"])
+        elif how == "creator-closes":
+            creator.close()
+        else:
+            srv.signal()
+        assert_all_closed(clients)
+        if how != "sigterm":
+            poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="the scope ended")
+            poll(lambda: open_fds(srv.pid) <= before, 10 * SLOW,
+                 message=lambda: f"the scope's descriptors released ({open_fds(srv.pid)} open, {before} before)")
+            assert refused(sc["listeners"]["smtp"]["port"]) and refused(sc["listeners"]["submission"]["port"])
+    creator.close()
+    assert srv.stop() == 0
+    srv.check_clean_exit()
+
+
+def test_refused_listener_keeps_its_port(server_factory):
+    """A scope whose listener refuses (a refuse rule) still owns its --scope-ports port: another scope must not
+    take it, or the first could never listen again and the second would get its mail."""
+    base = _free_range(2)
+    srv = server_factory("--scope-ports", f"{base}-{base + 1}")
+    refuse = {"rules": [{"when": {"stage": "connect", "listener": "smtp"}, "do": {"refuse": True}}]}
+    with srv.admin() as admin:
+        a = admin.ok("scope.create", listeners=["smtp"], profile=refuse)
+        assert a["listeners"]["smtp"]["port"] == base and refused(base)
+        b = admin.ok("scope.create", listeners=["smtp"])
+        admin.ok("scope.delete", scope=b["scope"])
+        c = admin.call("scope.create", listeners=["smtp"])
+        assert c["ok"] is True and c["listeners"]["smtp"]["port"] == base + 1, c
+        admin.ok("profile.clear", scope=a["scope"])
+        stats = admin.ok("stats", scope=a["scope"])
+        assert stats["listeners"]["smtp"] == {"address": f"127.0.0.1:{base}", "mode": "accept"}, stats
+        with RawClient("127.0.0.1", base) as client:
+            client.expect(220)
+        assert admin.ok("stats", scope=a["scope"])["sessions"]["total"] == 1
+        assert admin.ok("stats", scope=c["scope"])["sessions"]["total"] == 0
+
+
+def test_half_made_scope_releases_its_ports_and_id(server_factory):
+    """--scope-ports with room for one listener and a scope asking for three: the one opened is closed again,
+    the id is not used up, and a scope of one listener then takes that port."""
+    base = _free_range(4)
+    srv = server_factory("--scope-ports", f"{base}-{base + 3}")
+    with srv.admin() as admin:
+        first = admin.ok("scope.create")
+        assert first["scope"] == "s1"
+        before = open_fds(srv.pid)
+        for _ in range(5):
+            admin.error("scope.create", "unavailable")
+        assert open_fds(srv.pid) == before
+        one = admin.ok("scope.create", listeners=["smtps"])
+        assert one["scope"] == "s2" and one["listeners"]["smtps"]["port"] in range(base, base + 4)
+        admin.error("scope.create", "unavailable", listeners=["smtp"])
+        admin.ok("scope.delete", scope="s1")
+        again = admin.ok("scope.create")
+        assert again["scope"] == "s3"
+        assert sorted(l["port"] for l in again["listeners"].values()) == sorted(
+            l["port"] for l in first["listeners"].values())
+
+
+def test_requests_behind_a_wait_run_when_its_scope_ends(server):
+    """A client waits on a scope another client owns, with requests pipelined behind the wait that delete,
+    create and wait on scopes; it also owns a scope, and a subscriber of the ending scope owns one too. The
+    owner leaves: every queued request is answered in order, and the scopes of clients that go end."""
+    owner = server.admin()
+    target = owner.ok("scope.create", listeners=["smtp"])["scope"]
+    with server.admin() as waiter, server.admin() as watcher:
+        mine = waiter.ok("scope.create", listeners=["smtp"])["scope"]
+        other = watcher.ok("scope.create", listeners=["smtp"], keep=False)["scope"]
+        watcher.ok("events.subscribe", scope=target)
+        lines = [
+            {"id": 1, "cmd": "messages.wait", "scope": target, "timeout": 60},
+            {"id": 2, "cmd": "scope.delete", "scope": mine},
+            {"id": 3, "cmd": "scope.create", "listeners": ["smtp"]},
+            {"id": 4, "cmd": "messages.wait", "scope": target, "timeout": 60},
+            {"id": 5, "cmd": "scope.delete", "scope": other},
+            {"id": 6, "cmd": "ping"},
+        ]
+        waiter.send(b"".join(waiter.encode(o) + b"\n" for o in lines))
+        poll(lambda: "admin" in server.log(), 1)
+        owner.close()
+        answers = [waiter.response(timeout=20 * SLOW) for _ in lines]
+        assert [a["id"] for a in answers] == [1, 2, 3, 4, 5, 6], answers
+        assert answers[0]["error"]["code"] == "not_found" and answers[3]["error"]["code"] == "not_found"
+        assert answers[1]["deleted"] == mine and answers[2]["ok"] is True and answers[4]["deleted"] == other
+        assert answers[5]["ok"] is True
+        end = watcher.next_event(timeout=20 * SLOW)
+        while end.get("event") != "scope_end":
+            end = watcher.next_event(timeout=20 * SLOW)
+        assert end == {"event": "scope_end", "scope": target}
+        with pytest.raises(ConnectionError):
+            watcher.read_line(timeout=20 * SLOW)
+        scopes = [s["scope"] for s in waiter.ok("scope.list")["scopes"]]
+        assert scopes == [answers[2]["scope"]]
+    with server.admin() as admin:
+        poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="every scope ended")
+
+
+def test_waiting_on_own_scope_then_closing(server):
+    """Connections wait on the scope they created, with more requests queued behind the wait, and close: a
+    FIN is a half-close, whose requests are still answered, so each scope ends when its wait has answered."""
+    for _ in range(20):
+        c = server.admin()
+        sc = c.ok("scope.create", listeners=["smtp"])["scope"]
+        c.send(c.encode({"cmd": "messages.wait", "scope": sc, "timeout": 1}) + b"\n"
+               + c.encode({"cmd": "scope.create"}) + b"\n" + c.encode({"cmd": "scope.delete", "scope": sc}) + b"\n")
+        c.close()
+    with server.admin() as admin:
+        poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="every scope ended")
+
+
+def test_scope_limit_under_a_small_descriptor_limit(tmp_path):
+    """With ulimit -n 200 the server lowers --max-scopes to fit; creating scopes until refused while SMTP
+    clients take every connection left: clear refusals, no crash, every scope still answers."""
+    s = Server(tmp_path / "lowfd")
+    s.argv = ["prlimit", "--nofile=200:200", "--"] + s.argv
+    s.start()
+    try:
+        with s.admin() as admin:
+            made = []
+            while True:
+                r = admin.call("scope.create", listeners=["smtp"])
+                if not r["ok"]:
+                    assert r["error"]["code"] == "too_many_scopes", r
+                    assert "lowered to fit ulimit -n" in r["error"]["message"], r
+                    break
+                made.append(r)
+                assert len(made) < 64
+            assert made, s.log()
+            conns = []
+            try:
+                for _ in range(40):
+                    for r in made + [None]:
+                        port = r["listeners"]["smtp"]["port"] if r else s.port
+                        try:
+                            conns.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                        except OSError:
+                            pass
+                for r in made:
+                    with RawClient("127.0.0.1", r["listeners"]["smtp"]["port"]) as c:
+                        reply = c.reply()
+                        assert reply.code in (220, 421), reply
+            finally:
+                for c in conns:
+                    c.close()
+            assert admin.ok("ping")["ok"]
+        assert s.stop() == 0
+        s.check_clean_exit()
+    finally:
+        s.kill()
+
+
+def test_ctl_hold_ends_with_the_server(server):
+    """ctl scope create without --keep, stdin a pipe: the server stopping ends ctl (it says why)."""
+    proc = subprocess.Popen(ctl_argv(server, "scope", "create", "--listeners", "smtp"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert '"scope"' in proc.stdout.readline()
+        assert server.stop() == 0
+        out, err = proc.communicate(timeout=20 * SLOW)
+        assert proc.returncode != 0 and "the server closed the connection" in err, (proc.returncode, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    server.check_clean_exit()
