@@ -204,6 +204,36 @@ def test_waiting_on_own_scope_then_closing(server):
         poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="every scope ended")
 
 
+def test_many_admin_clients_create_scopes_and_leave_at_once(server):
+    """64 admin clients (the most the socket serves) each create three scopes, some waiting on another's,
+    then all close at once: every scope ends and the descriptors come back."""
+    before = open_fds(server.pid)
+    clients = [server.admin() for _ in range(64)]
+    made = []
+    for c in clients:
+        made += [c.ok("scope.create", listeners=["smtp"])["scope"] for _ in range(3)]
+    for i, c in enumerate(clients):
+        c.send(c.encode({"cmd": "messages.wait", "scope": made[(i * 3 + 7) % len(made)], "timeout": 60}) + b"\n"
+               + c.encode({"cmd": "scope.create"}) + b"\n")
+    for c in clients:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
+    def admin_again():
+        try:
+            a = server.admin()
+            if a.call("ping")["ok"]:
+                return a
+            a.close()
+        except (AssertionError, ConnectionError, OSError):
+            pass
+        return None
+
+    with poll(admin_again, 20 * SLOW, message="the admin socket serves again") as admin:
+        poll(lambda: admin.ok("scope.list")["scopes"] == [], 20 * SLOW, message="every scope ended")
+        poll(lambda: open_fds(server.pid) <= before + 1, 20 * SLOW,
+             message=lambda: f"descriptors back to {before} + this client ({open_fds(server.pid)} open)")
+
+
 def test_scope_limit_under_a_small_descriptor_limit(tmp_path):
     """With ulimit -n 200 the server lowers --max-scopes to fit; creating scopes until refused while SMTP
     clients take every connection left: clear refusals, no crash, every scope still answers."""
