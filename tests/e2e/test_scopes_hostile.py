@@ -4,15 +4,17 @@ ports of a --scope-ports range under pressure; many admin clients creating scope
 small descriptor limit. Every server must exit 0 with no sanitizer report (the harness checks at teardown).
 """
 import os
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
 from harness.admin import ctl_argv
 from harness.env import IO_TIMEOUT, SLOW, poll
 from harness.server import Server
-from harness.smtp import RawClient
+from harness.smtp import RawClient, transaction
 from test_scopes import _free_range, open_fds, refused
 
 STATES_PROFILE = {
@@ -79,7 +81,7 @@ def assert_all_closed(clients, timeout=15 * SLOW):
             sock.close()
 
 
-@pytest.mark.parametrize("how", ["delete", "creator-closes"])
+@pytest.mark.parametrize("how", ["delete", "creator-closes", "sigterm"])
 def test_scope_ends_with_sessions_in_every_state(server_factory, how):
     srv = server_factory()
     creator = srv.admin()
@@ -289,3 +291,27 @@ def test_ctl_hold_ends_with_the_server(server):
             proc.kill()
             proc.wait()
     server.check_clean_exit()
+
+
+def test_sigterm_again_while_the_server_exits(server_factory):
+    """SIGTERM with scopes, sessions and messages, then SIGTERM again and again while the process winds
+    down (a second docker stop, a test teardown): it still exits 0."""
+    srv = server_factory()
+    admin = srv.admin()
+    for _ in range(30):
+        sc = admin.ok("scope.create", listeners=["smtp"])
+        with RawClient("127.0.0.1", sc["listeners"]["smtp"]["port"]) as c:
+            c.greet()
+            transaction(c, "a@example.test", ["b@example.test"], b"Subject: x\r\n\r\n" + (b"y" * 900 + b"\r\n") * 100)
+    srv.signal()
+    srv.wait_for_log(r"info: stopped: ", timeout=20 * SLOW)
+    deadline = time.monotonic() + 20 * SLOW
+    while srv.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            srv.proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        time.sleep(0.001)
+    admin.close()
+    assert srv.wait() == 0, srv.log()[-2000:]
+    srv.check_clean_exit()
