@@ -392,6 +392,23 @@ scope *scope_find(server *srv, const char *id)
     return NULL;
 }
 
+/* shutdown_conns - ask each of the scope's sessions to end (force: at once, whatever it is doing) */
+static void shutdown_conns(scope *sc, int force)
+{
+    /* Iterate with the next pointer saved: a connection may free itself synchronously. */
+    for (conn *c = sc->conns, *next; c != NULL; c = next) {
+        next = conn_next(c);
+        conn_shutdown(c, force);
+    }
+}
+
+/* on_end_grace - sessions still open SCOPE_END_GRACE_MS after their scope ended (a client that reads none of
+ * its replies keeps its 421 and FIN queued forever): closed now */
+static void on_end_grace(uv_timer_t *t)
+{
+    shutdown_conns(t->data, 1);
+}
+
 void scope_end(scope *sc, const char *why)
 {
     if (sc->ending || sc == &sc->srv->own)
@@ -412,13 +429,11 @@ void scope_end(scope *sc, const char *why)
     scope_close_listeners(sc);
     uv_timer_stop(&sc->modes);
     store_clear(&sc->store);
-    /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = sc->conns, *next; c != NULL; c = next) {
-        next = conn_next(c);
-        conn_shutdown(c, 1);
-    }
+    shutdown_conns(sc, 1);
     if (sc->nconns == 0)
         finish(sc);
+    else /* the modes timer has no other use now */
+        uv_timer_start(&sc->modes, on_end_grace, SCOPE_END_GRACE_MS, 0);
 }
 
 void scope_owner_gone(server *srv, const void *owner)

@@ -35,6 +35,9 @@ typedef struct conn conn;
 #define SCOPE_FDS_MAX (LISTENER_COUNT * 2)
 /* Without --scope-ports: how often to ask the kernel again when it picks a port a refusing listener holds */
 #define SCOPE_PORT_PICKS 4
+/* After its scope ended, how long a session may take to deliver its 421 (and linger for the client's FIN)
+ * before it is closed whatever its client does */
+#define SCOPE_END_GRACE_MS 5000
 
 /* listener_mode - how a listener answers a connection attempt (a profile's refuse and blackhole rules) */
 typedef enum listener_mode {

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -315,3 +316,191 @@ def test_sigterm_again_while_the_server_exits(server_factory):
     admin.close()
     assert srv.wait() == 0, srv.log()[-2000:]
     srv.check_clean_exit()
+
+
+def test_owner_subscriber_that_stops_reading_ends_its_scope_mid_session(server):
+    """The creator of a scope subscribes to its events and stops reading; a client of the scope pipelines
+    commands in a transaction until the subscriber is dropped (16 MiB unread), which ends the scope from
+    inside that client's own session: the client gets a 421 or a close, and the server goes on."""
+    owner = server.admin(rcvbuf=4096)
+    sc = owner.ok("scope.create", listeners=["smtp"])
+    owner.ok("events.subscribe", scope=sc["scope"])
+    client = RawClient("127.0.0.1", sc["listeners"]["smtp"]["port"])
+    client.greet()
+    client.cmd("MAIL FROM:<a@example.test>", 250)
+    done = threading.Event()
+    received = []
+
+    def reader():
+        client.sock.settimeout(60 * SLOW)
+        try:
+            while True:
+                chunk = client.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                received.append(len(chunk))
+        except OSError:
+            pass
+        done.set()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        for _ in range(100):
+            client.sock.sendall(b"NOOP\r\n" * 4000)
+    except OSError:
+        pass  # the session ended under us
+    assert done.wait(60 * SLOW), "the scope's session was not closed"
+    with server.admin() as admin:
+        poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="the scope ended")
+        assert admin.ok("ping")["ok"]
+    client.close()
+    owner.close()
+
+
+def test_scope_ends_while_messages_are_committed_to_the_store_dir(server):
+    """Clients end their messages and the scope is deleted (or its creator leaves) before the --store-dir
+    writes finish, while another client waits on the scope: the waits answer, nothing is kept, no leak."""
+    for round_ in range(6):
+        creator = server.admin()
+        sc = creator.ok("scope.create", listeners=["smtp"])
+        port = sc["listeners"]["smtp"]["port"]
+        waiter = server.admin()
+        waiter.send_obj({"id": 1, "cmd": "messages.wait", "scope": sc["scope"], "timeout": 60})
+        clients = []
+        for i in range(10):
+            c = RawClient("127.0.0.1", port)
+            c.greet()
+            c.cmd("MAIL FROM:<a@example.test>", 250)
+            c.cmd("RCPT TO:<b@example.test>", 250)
+            c.cmd("DATA", 354)
+            clients.append(c)
+        for c in clients:
+            c.send(b"Subject: race\r\n\r\n" + b"x" * 50000 + b"\r\n.\r\n")
+        if round_ % 2:
+            creator.close()
+        else:
+            with server.admin() as admin:
+                admin.ok("scope.delete", scope=sc["scope"])
+            creator.close()
+        answer = waiter.response(timeout=20 * SLOW)
+        assert answer["id"] == 1 and (answer["ok"] or answer["error"]["code"] == "not_found"), answer
+        waiter.close()
+        for c in clients:
+            c.read_until_closed(timeout=20 * SLOW)
+            c.close()
+    with server.admin() as admin:
+        poll(lambda: admin.ok("scope.list")["scopes"] == [] and admin.ok("stats")["sessions"]["live"] == 0,
+             10 * SLOW, message="every scope and session gone")
+        assert admin.ok("messages.list")["messages"] == []
+
+
+def test_store_pool_shared_by_scopes(server_factory):
+    """--store-max-messages 2 shared by three scopes: evictions cross scopes and are counted in the scope that
+    lost the message; a wait in one scope with a "since" id of another's message, a delete and a clear in one
+    scope while another waits: each wait answers with its own scope's mail only."""
+    srv = server_factory("--store-max-messages", "2")
+    with srv.admin() as admin, srv.admin() as waiter:
+        a, b, c = (admin.ok("scope.create", listeners=["smtp"]) for _ in range(3))
+
+        def send(sc, subject):
+            with RawClient("127.0.0.1", sc["listeners"]["smtp"]["port"]) as cl:
+                cl.greet()
+                return transaction(cl, "s@example.test", [f"{subject}@example.test"], b"Subject: s\r\n\r\nbody\r\n")
+
+        first_a = send(a, "a1")
+        send(b, "b1")
+        waiter.send_obj({"id": 7, "cmd": "messages.wait", "scope": c["scope"], "since": first_a, "timeout": 60})
+        send(a, "a2")  # evicts a1
+        assert admin.ok("stats", scope=a["scope"])["messages"]["evicted"] == 1
+        admin.ok("messages.clear", scope=b["scope"])
+        admin.ok("messages.delete", scope=a["scope"], message=admin.ok("messages.list", scope=a["scope"])["messages"][0]["id"])
+        send(c, "c1")
+        got = waiter.response(timeout=20 * SLOW)
+        assert got["id"] == 7 and got["message"]["recipients"] == ["c1@example.test"], got
+        waiter.send_obj({"id": 8, "cmd": "messages.wait", "scope": b["scope"], "since": first_a, "timeout": 60})
+        send(a, "a3")
+        send(c, "c2")  # evicts c1 (a3 and c2 remain)
+        send(b, "b2")
+        got = waiter.response(timeout=20 * SLOW)
+        assert got["id"] == 8 and got["message"]["recipients"] == ["b2@example.test"], got
+        total = sum(admin.ok("stats", scope=s["scope"])["messages"]["kept"] for s in (a, b, c))
+        assert total == 2 and admin.ok("stats")["messages"]["kept"] == 0
+
+
+@pytest.mark.parametrize("stdin", ["devnull", "file", "closed-pipe"])
+def test_ctl_hold_with_every_stdin(server, tmp_path, stdin):
+    """ctl scope create without --keep: /dev/null or a file as stdin is not watched (the scope lives until
+    SIGTERM); a pipe already at EOF ends it at once. Either way ctl exits 0 and the scope ends with it."""
+    f = tmp_path / "in.txt"
+    f.write_text("x\n")
+    src = {"devnull": subprocess.DEVNULL, "file": open(f), "closed-pipe": subprocess.PIPE}[stdin]
+    proc = subprocess.Popen(ctl_argv(server, "scope", "create", "--listeners", "smtp"), stdin=src,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if stdin == "closed-pipe":
+            proc.stdin.close()
+        answer = proc.stdout.readline()
+        assert '"scope"' in answer, proc.stderr.read()
+        with server.admin() as admin:
+            if stdin != "closed-pipe":
+                time.sleep(0.2 * SLOW)  # a watched stdin at EOF would have ended ctl by now
+                assert proc.poll() is None
+                assert len(admin.ok("scope.list")["scopes"]) == 1
+                proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20 * SLOW) == 0, proc.stderr.read()
+            poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="the held scope ended")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if stdin == "file":
+            src.close()
+
+
+def test_admin_arguments_of_every_shape_for_scope(server_factory, short_tmp):
+    """"scope" of every wrong type and size on every command that takes it, and on those that do not; scopes
+    created over the unix socket with a token; a subscriber deleting the scope it watches."""
+    srv = server_factory("--admin", f"unix:{short_tmp}/a.sock", "--admin-token", "t0ken")
+    with srv.admin(unix=True, token="t0ken") as admin:
+        sc = admin.ok("scope.create", listeners=["smtp"])["scope"]
+        for cmd in ("stats", "profile.get", "profile.clear", "messages.list", "messages.clear", "sessions.list",
+                    "reset", "tls.ca", "scope.delete"):
+            for bad in (1, 1.5, None, True, [], {}, [sc], {"scope": sc}):
+                admin.error(cmd, "bad_argument", scope=bad)
+            for missing in ("", "s0", "s" + "9" * 30, "S1", sc + " ", "x" * 100000, "\u00e9", sc.upper()):
+                admin.error(cmd, "not_found", scope=missing)
+        for cmd in ("ping", "version", "scope.create", "scope.list"):
+            admin.error(cmd, "bad_argument", scope=sc)
+        with srv.admin(unix=True) as stranger:
+            stranger.error("scope.create", "unauthorized")
+        admin.ok("events.subscribe", scope=sc)
+        admin.send_obj({"id": 5, "cmd": "scope.delete", "scope": sc})
+        end = admin.read_json(timeout=20 * SLOW)
+        assert end == {"event": "scope_end", "scope": sc}, end
+        with pytest.raises(ConnectionError):
+            while True:
+                admin.read_line(timeout=20 * SLOW)
+    with srv.admin(token="t0ken") as admin:
+        assert admin.ok("scope.list")["scopes"] == []
+
+
+def test_scope_end_closes_a_session_whose_client_does_not_read(server):
+    """A client of the scope pipelines commands and reads none of the replies, so the server's output to it
+    is stuck: ending the scope must still close that session (and release its descriptor), not leave it
+    waiting for the client to read forever."""
+    with server.admin() as admin:
+        sc = admin.ok("scope.create", listeners=["smtp"])
+        client = RawClient("127.0.0.1", sc["listeners"]["smtp"]["port"], rcvbuf=4096)
+        client.greet()
+        client.sock.settimeout(2 * SLOW)
+        try:
+            for _ in range(100):
+                client.sock.sendall(b"EHLO x\r\n" * 5000)
+        except socket.timeout:
+            pass  # the server stopped reading: its replies wait for us
+        sid = admin.ok("sessions.list", scope=sc["scope"])["live"][0]["id"]
+        admin.ok("scope.delete", scope=sc["scope"])
+        srv_log = server.wait_for_log(rf"#{sid} close ", timeout=20 * SLOW)
+        assert srv_log
+        client.close()
