@@ -40,8 +40,10 @@ int scope_init(scope *sc, server *srv, const char *id, fault_profile *profile)
 
 void scope_apply_modes(scope *sc)
 {
+    if (sc->ending)
+        return; /* its timer serves the end now (on_end_grace) */
     uv_timer_stop(&sc->modes);
-    if (sc->srv->stopping || sc->ending)
+    if (sc->srv->stopping)
         return;
     int64_t now = server_now_ms(), next = INT64_MAX;
     for (int i = 0; i < LISTENER_COUNT; i++) {
@@ -425,9 +427,11 @@ void scope_end(scope *sc, const char *why)
     srv->nscopes--;
     log_server(LOG_INFO, "scope %s ended: %s (%zu session%s closed, %zu message%s dropped)", sc->id, why,
                sc->nconns, sc->nconns == 1 ? "" : "s", sc->store.count, sc->store.count == 1 ? "" : "s");
-    admin_scope_ended(srv->admin, sc);
+    /* Its ports first: answering its waits runs the requests queued behind them, a scope.create among them.
+     */
     scope_close_listeners(sc);
     uv_timer_stop(&sc->modes);
+    admin_scope_ended(srv->admin, sc);
     store_clear(&sc->store);
     shutdown_conns(sc, 1);
     if (sc->nconns == 0)

@@ -504,3 +504,51 @@ def test_scope_end_closes_a_session_whose_client_does_not_read(server):
         srv_log = server.wait_for_log(rf"#{sid} close ", timeout=20 * SLOW)
         assert srv_log
         client.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_drain_is_the_same_in_a_scope(server, sig):
+    """SIGTERM or SIGHUP with a message half sent on the server's own listener and in a scope: both clients
+    finish their message (250), then get the 421, and the server exits 0 promptly."""
+    admin = server.admin()
+    sc = admin.ok("scope.create", listeners=["smtp"])
+    clients = []
+    for port in (server.port, sc["listeners"]["smtp"]["port"]):
+        c = RawClient("127.0.0.1", port)
+        c.greet()
+        c.cmd("MAIL FROM:<a@example.test>", 250)
+        c.cmd("RCPT TO:<b@example.test>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"Subject: drain\r\n\r\nfirst half\r\n")
+        clients.append(c)
+    started = time.monotonic()
+    server.signal(sig)
+    server.wait_for_log(r"received SIG")
+    for c in clients:
+        c.send(b"second half\r\n.\r\n")
+        assert c.expect(250).code == 250
+        c.send(b"NOOP\r\n")
+        assert c.reply().code == 421
+        c.read_until_closed()
+        c.close()
+    admin.close()
+    assert server.wait() == 0
+    assert time.monotonic() - started < 5 * SLOW  # well before the drain period's end
+    server.check_clean_exit()
+
+
+def test_scope_create_behind_a_wait_gets_the_ended_scopes_ports(server_factory):
+    """--scope-ports with room for one scope: a client waits on it with a scope.create queued behind; when the
+    scope ends, the queued create runs at once and must find the ports the ended scope has given back."""
+    base = _free_range(3)
+    srv = server_factory("--scope-ports", f"{base}-{base + 2}")
+    owner = srv.admin()
+    first = owner.ok("scope.create")
+    with srv.admin() as waiter:
+        waiter.send(waiter.encode({"id": 1, "cmd": "messages.wait", "scope": first["scope"], "timeout": 60}) + b"\n"
+                    + waiter.encode({"id": 2, "cmd": "scope.create"}) + b"\n")
+        owner.close()
+        assert waiter.response(timeout=20 * SLOW)["error"]["code"] == "not_found"
+        again = waiter.response(timeout=20 * SLOW)
+        assert again["id"] == 2 and again["ok"] is True, again
+        assert sorted(l["port"] for l in again["listeners"].values()) == [base, base + 1, base + 2]
