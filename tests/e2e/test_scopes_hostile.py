@@ -5,7 +5,9 @@ small descriptor limit. Every server must exit 0 with no sanitizer report (the h
 """
 import os
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -13,6 +15,7 @@ import time
 import pytest
 
 from harness.admin import ctl_argv
+from harness.clients import tls_context
 from harness.env import IO_TIMEOUT, SLOW, poll
 from harness.server import Server
 from harness.smtp import RawClient, transaction
@@ -238,16 +241,27 @@ def test_many_admin_clients_create_scopes_and_leave_at_once(server):
 
 
 def test_scope_limit_under_a_small_descriptor_limit(tmp_path):
-    """With ulimit -n 200 the server lowers --max-scopes to fit; creating scopes until refused while SMTP
-    clients take every connection left: clear refusals, no crash, every scope still answers."""
+    """With ulimit -n 200 the server lowers --max-scopes to fit. SMTP clients first take every connection
+    there is (and more, refused with 421), then scopes are created until refused, each blackholing its three
+    listeners (the most descriptors a scope holds): every refusal is too_many_scopes, never a failure for
+    want of a descriptor, and every scope and the server's own listener still answer."""
+    blackhole = {"rules": [{"when": {"stage": "connect"}, "do": {"blackhole": True}}]}
     s = Server(tmp_path / "lowfd")
     s.argv = ["prlimit", "--nofile=200:200", "--"] + s.argv
     s.start()
+    conns = []
     try:
         with s.admin() as admin:
+            first = admin.ok("scope.create", listeners=["smtp"])
+            for _ in range(120):
+                for port in (s.port, first["listeners"]["smtp"]["port"]):
+                    try:
+                        conns.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                    except OSError:
+                        pass
             made = []
             while True:
-                r = admin.call("scope.create", listeners=["smtp"])
+                r = admin.call("scope.create", profile=blackhole)
                 if not r["ok"]:
                     assert r["error"]["code"] == "too_many_scopes", r
                     assert "lowered to fit ulimit -n" in r["error"]["message"], r
@@ -255,26 +269,20 @@ def test_scope_limit_under_a_small_descriptor_limit(tmp_path):
                 made.append(r)
                 assert len(made) < 64
             assert made, s.log()
-            conns = []
-            try:
-                for _ in range(40):
-                    for r in made + [None]:
-                        port = r["listeners"]["smtp"]["port"] if r else s.port
-                        try:
-                            conns.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-                        except OSError:
-                            pass
-                for r in made:
-                    with RawClient("127.0.0.1", r["listeners"]["smtp"]["port"]) as c:
-                        reply = c.reply()
-                        assert reply.code in (220, 421), reply
-            finally:
-                for c in conns:
-                    c.close()
-            assert admin.ok("ping")["ok"]
+            for r in made:
+                assert admin.ok("stats", scope=r["scope"])["listeners"]["smtps"]["mode"] == "blackhole"
+            for c in conns:
+                c.close()
+            for port in (s.port, first["listeners"]["smtp"]["port"]):
+                def greets():
+                    with RawClient("127.0.0.1", port) as c:
+                        return c.reply().code == 220
+                poll(greets, 20 * SLOW, message=f"a greeting on port {port} once the clients left")
         assert s.stop() == 0
         s.check_clean_exit()
     finally:
+        for c in conns:
+            c.close()
         s.kill()
 
 
@@ -552,3 +560,119 @@ def test_scope_create_behind_a_wait_gets_the_ended_scopes_ports(server_factory):
         again = waiter.response(timeout=20 * SLOW)
         assert again["id"] == 2 and again["ok"] is True, again
         assert sorted(l["port"] for l in again["listeners"].values()) == [base, base + 1, base + 2]
+
+
+CHAOS_SECONDS = float(os.environ.get("SMTPFAULT_SCOPE_CHAOS_SECONDS", "8"))
+CHAOS_PROFILES = [
+    None,
+    {"rules": [{"when": {"stage": "connect", "listener": "smtp", "until": "300ms"}, "do": {"refuse": True}}]},
+    {"rules": [{"when": {"stage": "connect", "listener": "smtp", "after": "200ms", "until": "600ms"},
+                "do": {"blackhole": True}}]},
+    {"rules": [{"when": {"stage": "rcpt"}, "do": {"delay": "300ms"}}]},
+    {"rules": [{"when": {"stage": "data_end"}, "do": {"drip": 20}}]},
+    {"rules": [{"when": {"stage": "data"}, "do": {"reply": "354 go on", "close": "reset"}}]},
+    {"rules": [{"when": {"stage": "tls_handshake"}, "do": {"delay": "200ms"}}]},
+    {"rules": [{"when": {"stage": "mail"}, "do": {"hang": True}}]},
+]
+
+
+def test_chaos_of_scopes_traffic_and_admin(server_factory):
+    """For a few seconds (SMTPFAULT_SCOPE_CHAOS_SECONDS): scopes created with every kind of fault and ended
+    by delete or by their creator leaving, SMTP clients (plain, STARTTLS, implicit TLS) on whatever scope
+    is alive, admin clients waiting on and subscribing to them. No crash, every session and scope gone at the
+    end, and a clean exit (the sanitizers have their say at teardown)."""
+    import random
+
+    base = _free_range(40)
+    srv = server_factory("--scope-ports", f"{base}-{base + 39}", "--idle-timeout", "3")
+    stop = time.monotonic() + CHAOS_SECONDS * SLOW
+    live = []
+    lock = threading.Lock()
+    errors = []
+
+    def creator(seed):
+        rnd = random.Random(seed)
+        while time.monotonic() < stop:
+            a = srv.admin()
+            try:
+                mine = []
+                for _ in range(rnd.randint(1, 3)):
+                    args = {"listeners": rnd.sample(["smtp", "submission", "smtps"], rnd.randint(1, 3))}
+                    p = rnd.choice(CHAOS_PROFILES)
+                    if p:
+                        args["profile"] = p
+                    r = a.call("scope.create", **args)
+                    if r["ok"]:
+                        mine.append(r)
+                        with lock:
+                            live.append(r)
+                    else:
+                        assert r["error"]["code"] in ("unavailable", "too_many_scopes"), r
+                time.sleep(rnd.random() * 0.3)
+                for r in mine:
+                    with lock:
+                        live.remove(r)
+                    if rnd.random() < 0.5:
+                        a.ok("scope.delete", scope=r["scope"])
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+            finally:
+                a.close()
+
+    def pick_live(rnd):
+        """A live scope, or None after a short pause when there is none."""
+        with lock:
+            sc = rnd.choice(live) if live else None
+        if sc is None:
+            time.sleep(0.01)
+        return sc
+
+    def mailer(seed):
+        rnd = random.Random(seed)
+        while time.monotonic() < stop:
+            sc = pick_live(rnd)
+            if sc is None:
+                continue
+            name = rnd.choice(list(sc["listeners"]))
+            port = sc["listeners"][name]["port"]
+            try:
+                if name == "smtps":
+                    c = smtplib.SMTP_SSL("127.0.0.1", port, timeout=2, context=tls_context())
+                else:
+                    c = smtplib.SMTP("127.0.0.1", port, timeout=2)
+                    if name == "submission" or rnd.random() < 0.3:
+                        c.starttls(context=tls_context())
+                if name != "smtp":
+                    c.login("u", "p")
+                c.sendmail("a@example.test", ["b@example.test"], b"Subject: chaos\r\n\r\n" + b"x" * rnd.randint(0, 20000))
+                c.quit()
+            except (OSError, smtplib.SMTPException, ssl.SSLError):
+                pass  # the scope ended, or its fault fired: expected
+
+    def watcher(seed):
+        rnd = random.Random(seed)
+        while time.monotonic() < stop:
+            sc = pick_live(rnd)
+            if sc is None:
+                continue
+            try:
+                with srv.admin() as a:
+                    if rnd.random() < 0.5:
+                        a.call("messages.wait", scope=sc["scope"], timeout=0.5, read_timeout=10 * SLOW)
+                    else:
+                        a.call("events.subscribe", scope=sc["scope"])
+                        a.read_line(timeout=0.3)
+            except (OSError, TimeoutError, ConnectionError):
+                pass
+
+    threads = [threading.Thread(target=f, args=(i,)) for i, f in
+               enumerate([creator, creator, creator, mailer, mailer, mailer, mailer, watcher, watcher])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60 * SLOW)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+    with srv.admin() as a:
+        poll(lambda: a.ok("scope.list")["scopes"] == [], 20 * SLOW, message="every scope ended")
+        poll(lambda: a.ok("stats")["sessions"]["live"] == 0, 20 * SLOW, message="every session closed")
