@@ -344,6 +344,8 @@ static void handle_line(ctl *c, const char *line, size_t len)
         c->got_response = 1;
         if (cJSON_IsTrue(okv)) {
             c->exit_code = 0;
+            if (c->hold)
+                hold(c); /* before the answer: a script may signal us as soon as it has read it */
             if (c->json || c->always_json)
                 printf("%.*s\n", (int)len, line), fflush(stdout); /* events: a script waits for this line */
             else if (!c->follow)
@@ -371,9 +373,7 @@ static void handle_line(ctl *c, const char *line, size_t len)
             fprintf(stderr, "smtpfault ctl: following the events of %s (Ctrl-C to stop)\n", c->address);
             fflush(stderr);
         }
-        if (c->hold && c->exit_code == 0)
-            hold(c);
-        else if (!c->follow || c->exit_code != 0)
+        if ((!c->hold && !c->follow) || c->exit_code != 0)
             ctl_close(c);
     }
     cJSON_Delete(o);

@@ -676,3 +676,22 @@ def test_chaos_of_scopes_traffic_and_admin(server_factory):
     with srv.admin() as a:
         poll(lambda: a.ok("scope.list")["scopes"] == [], 20 * SLOW, message="every scope ended")
         poll(lambda: a.ok("stats")["sessions"]["live"] == 0, 20 * SLOW, message="every session closed")
+
+
+def test_ctl_hold_sigterm_right_after_the_answer(server):
+    """A script reads ctl scope create's answer and at once sends SIGTERM: ctl ends the scope and exits 0
+    (its handler must be in place before the answer is printed)."""
+    for _ in range(10):
+        proc = subprocess.Popen(ctl_argv(server, "scope", "create", "--listeners", "smtp"), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert '"scope"' in proc.stdout.readline()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20 * SLOW) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdin.close()
+    with server.admin() as admin:
+        poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="every held scope ended")
