@@ -103,8 +103,13 @@ static void ctl_close(ctl *c)
         uv_close((uv_handle_t *)&c->sigint, NULL);
     if (!uv_is_closing((uv_handle_t *)&c->sigterm))
         uv_close((uv_handle_t *)&c->sigterm, NULL);
-    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle))
+    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle)) {
+        /* uv_pipe_open made the pipe non-blocking for everyone who shares it: the script that started us
+         * would read EAGAIN from it next. (libuv reopens a terminal, so that one is ours alone.) */
+        if (c->stdin_handle == (uv_handle_t *)&c->stdin_pipe)
+            (void)uv_stream_set_blocking((uv_stream_t *)&c->stdin_pipe, 1);
         uv_close(c->stdin_handle, NULL);
+    }
 }
 
 /* -- printing ---------------------------------------------------------------------------------------- */

@@ -695,3 +695,19 @@ def test_ctl_hold_sigterm_right_after_the_answer(server):
             proc.stdin.close()
     with server.admin() as admin:
         poll(lambda: admin.ok("scope.list")["scopes"] == [], 10 * SLOW, message="every held scope ended")
+
+
+def test_ctl_hold_leaves_a_shared_stdin_pipe_blocking(server):
+    """ctl scope create without --keep watches its standard input; a pipe it shares with the script that
+    started it must be left as it was (blocking) when ctl ends, or the script's next read fails with EAGAIN."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(ctl_argv(server, "scope", "create", "--listeners", "smtp"), stdin=r,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert '"scope"' in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20 * SLOW) == 0, proc.stderr.read()
+        assert os.get_blocking(r), "ctl left the shared standard input non-blocking"
+    finally:
+        os.close(r)
+        os.close(w)
