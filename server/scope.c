@@ -239,11 +239,26 @@ static void on_modes_closed(uv_handle_t *h)
     free(sc);
 }
 
+/* list_remove - sc out of the list *head (server.scopes or server.ended) holds it in; a no-op when not there
+ */
+static void list_remove(scope **head, scope *sc)
+{
+    if (sc->prev != NULL)
+        sc->prev->next = sc->next;
+    else if (*head == sc)
+        *head = sc->next;
+    if (sc->next != NULL)
+        sc->next->prev = sc->prev;
+    sc->prev = sc->next = NULL;
+}
+
 /* finish - a created scope that ended and has no session left: its timer closes, then it is freed */
 static void finish(scope *sc)
 {
-    if (!uv_is_closing((uv_handle_t *)&sc->modes))
-        uv_close((uv_handle_t *)&sc->modes, on_modes_closed);
+    if (uv_is_closing((uv_handle_t *)&sc->modes))
+        return;
+    list_remove(&sc->srv->ended, sc);
+    uv_close((uv_handle_t *)&sc->modes, on_modes_closed);
 }
 
 void scope_conn_gone(scope *sc)
@@ -394,8 +409,7 @@ scope *scope_find(server *srv, const char *id)
     return NULL;
 }
 
-/* shutdown_conns - ask each of the scope's sessions to end (force: at once, whatever it is doing) */
-static void shutdown_conns(scope *sc, int force)
+void scope_shutdown_conns(scope *sc, int force)
 {
     /* Iterate with the next pointer saved: a connection may free itself synchronously. */
     for (conn *c = sc->conns, *next; c != NULL; c = next) {
@@ -408,7 +422,7 @@ static void shutdown_conns(scope *sc, int force)
  * its replies keeps its 421 and FIN queued forever): closed now */
 static void on_end_grace(uv_timer_t *t)
 {
-    shutdown_conns(t->data, 1);
+    scope_shutdown_conns(t->data, 1);
 }
 
 void scope_end(scope *sc, const char *why)
@@ -417,13 +431,12 @@ void scope_end(scope *sc, const char *why)
         return;
     server *srv = sc->srv;
     sc->ending = 1;
-    if (sc->prev != NULL)
-        sc->prev->next = sc->next;
-    else
-        srv->scopes = sc->next;
-    if (sc->next != NULL)
-        sc->next->prev = sc->prev;
-    sc->prev = sc->next = NULL;
+    list_remove(&srv->scopes, sc);
+    /* Among the ended until its last session has gone: a stop that closes every connection closes its too. */
+    sc->next = srv->ended;
+    if (srv->ended != NULL)
+        srv->ended->prev = sc;
+    srv->ended = sc;
     srv->nscopes--;
     log_server(LOG_INFO, "scope %s ended: %s (%zu session%s closed, %zu message%s dropped)", sc->id, why,
                sc->nconns, sc->nconns == 1 ? "" : "s", sc->store.count, sc->store.count == 1 ? "" : "s");
@@ -433,7 +446,7 @@ void scope_end(scope *sc, const char *why)
     uv_timer_stop(&sc->modes);
     admin_scope_ended(srv->admin, sc);
     store_clear(&sc->store);
-    shutdown_conns(sc, 1);
+    scope_shutdown_conns(sc, 1);
     if (sc->nconns == 0)
         finish(sc);
     else /* the modes timer has no other use now */

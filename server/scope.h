@@ -81,7 +81,7 @@ struct scope {
     int keep;                     /* outlives its owner */
     int ending;         /* scope_end ran: no listener, no new session; freed once the last one goes */
     int64_t created_ms; /* wall clock */
-    scope *prev, *next; /* server.scopes */
+    scope *prev, *next; /* server.scopes, or server.ended once ended */
 };
 
 /* scope_init - sc with profile in force (a reference is taken) and no listener yet; 0, or -1 (no memory) */
@@ -121,6 +121,9 @@ void scope_event(scope *sc, uint64_t sid, int level, const char *event, const ch
 void scope_stats_json(scope *sc, cJSON *out);
 void scope_sessions_json(scope *sc, cJSON *out);
 cJSON *scope_session_json(scope *sc, uint64_t id);
+
+/* scope_shutdown_conns - ask each of the scope's sessions to end (force: at once, whatever it is doing) */
+void scope_shutdown_conns(scope *sc, int force);
 
 /* scope_conn_gone - one of the scope's connections has been freed (conn.c keeps the list) */
 void scope_conn_gone(scope *sc);

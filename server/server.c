@@ -121,16 +121,11 @@ void server_stop(server *srv)
         uv_fs_req_cleanup(&req);
         srv->ports_written = 0;
     }
-    /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = srv->own.conns, *next; c != NULL; c = next) {
-        next = conn_next(c);
-        conn_shutdown(c, force);
-    }
+    scope_shutdown_conns(&srv->own, force);
     for (scope *sc = srv->scopes; sc != NULL; sc = sc->next)
-        for (conn *c = sc->conns, *next; c != NULL; c = next) {
-            next = conn_next(c);
-            conn_shutdown(c, force);
-        }
+        scope_shutdown_conns(sc, force);
+    for (scope *sc = srv->ended; sc != NULL; sc = sc->next)
+        scope_shutdown_conns(sc, force);
     if (srv->nconns == 0) {
         finish(srv);
         return;

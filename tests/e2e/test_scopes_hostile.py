@@ -4,6 +4,7 @@ ports of a --scope-ports range under pressure; many admin clients creating scope
 small descriptor limit. Every server must exit 0 with no sanitizer report (the harness checks at teardown).
 """
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -11,6 +12,7 @@ import ssl
 import subprocess
 import threading
 import time
+from datetime import datetime
 
 import pytest
 
@@ -493,24 +495,30 @@ def test_admin_arguments_of_every_shape_for_scope(server_factory, short_tmp):
         assert admin.ok("scope.list")["scopes"] == []
 
 
+def deleted_with_a_stuck_client(admin):
+    """A scope whose client pipelines commands and reads none of the replies (the server's output to it is
+    stuck), then deleted: the client and the id of its session."""
+    sc = admin.ok("scope.create", listeners=["smtp"])
+    client = RawClient("127.0.0.1", sc["listeners"]["smtp"]["port"], rcvbuf=4096)
+    client.greet()
+    client.sock.settimeout(2 * SLOW)
+    try:
+        for _ in range(100):
+            client.sock.sendall(b"EHLO x\r\n" * 5000)
+    except socket.timeout:
+        pass  # the server stopped reading: its replies wait for us
+    sid = admin.ok("sessions.list", scope=sc["scope"])["live"][0]["id"]
+    admin.ok("scope.delete", scope=sc["scope"])
+    return client, sid
+
+
 def test_scope_end_closes_a_session_whose_client_does_not_read(server):
     """A client of the scope pipelines commands and reads none of the replies, so the server's output to it
     is stuck: ending the scope must still close that session (and release its descriptor), not leave it
     waiting for the client to read forever."""
     with server.admin() as admin:
-        sc = admin.ok("scope.create", listeners=["smtp"])
-        client = RawClient("127.0.0.1", sc["listeners"]["smtp"]["port"], rcvbuf=4096)
-        client.greet()
-        client.sock.settimeout(2 * SLOW)
-        try:
-            for _ in range(100):
-                client.sock.sendall(b"EHLO x\r\n" * 5000)
-        except socket.timeout:
-            pass  # the server stopped reading: its replies wait for us
-        sid = admin.ok("sessions.list", scope=sc["scope"])["live"][0]["id"]
-        admin.ok("scope.delete", scope=sc["scope"])
-        srv_log = server.wait_for_log(rf"#{sid} close ", timeout=20 * SLOW)
-        assert srv_log
+        client, sid = deleted_with_a_stuck_client(admin)
+        server.wait_for_log(rf"#{sid} close ", timeout=20 * SLOW)
         client.close()
 
 
@@ -711,3 +719,19 @@ def test_ctl_hold_leaves_a_shared_stdin_pipe_blocking(server):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_stop_at_once_closes_the_sessions_of_ended_scopes(server):
+    """A scope is deleted while its client reads nothing (its session waits out the end grace); a SIGTERM sent
+    twice, "closing every connection now", must close that session too, not leave it to the grace timer."""
+    with server.admin() as admin:
+        client, sid = deleted_with_a_stuck_client(admin)
+    server.signal()
+    server.wait_for_log(r"received SIGTERM: stopping")
+    server.signal()
+    assert server.wait() == 0
+    client.close()
+    stamp = lambda pattern: datetime.fromisoformat(re.search(rf"^(\S+)Z .*{pattern}", server.log(), re.M)[1])  # noqa: E731
+    took = (stamp(rf"#{sid} close ") - stamp(r"scope s1 ended")).total_seconds()
+    assert took < 4.5, f"the session closed {took:.1f} s after its scope ended: at the end grace, not at the stop"
+    server.check_clean_exit()
