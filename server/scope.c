@@ -239,8 +239,7 @@ static void on_modes_closed(uv_handle_t *h)
     free(sc);
 }
 
-/* list_remove - sc out of the list *head (server.scopes or server.ended) holds it in; a no-op when not there
- */
+/* list_remove - sc out of *head (server.scopes or server.ended); a no-op when it is not there */
 static void list_remove(scope **head, scope *sc)
 {
     if (sc->prev != NULL)
@@ -440,8 +439,7 @@ void scope_end(scope *sc, const char *why)
     srv->nscopes--;
     log_server(LOG_INFO, "scope %s ended: %s (%zu session%s closed, %zu message%s dropped)", sc->id, why,
                sc->nconns, sc->nconns == 1 ? "" : "s", sc->store.count, sc->store.count == 1 ? "" : "s");
-    /* Its ports first: answering its waits runs the requests queued behind them, a scope.create among them.
-     */
+    /* Its ports first: answering its waits runs the requests queued behind them (a scope.create too). */
     scope_close_listeners(sc);
     uv_timer_stop(&sc->modes);
     admin_scope_ended(srv->admin, sc);
