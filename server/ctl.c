@@ -103,8 +103,13 @@ static void ctl_close(ctl *c)
         uv_close((uv_handle_t *)&c->sigint, NULL);
     if (!uv_is_closing((uv_handle_t *)&c->sigterm))
         uv_close((uv_handle_t *)&c->sigterm, NULL);
-    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle))
+    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle)) {
+        /* uv_pipe_open made the pipe non-blocking for everyone who shares it: the script that started us
+         * would read EAGAIN from it next. (libuv reopens a terminal, so that one is ours alone.) */
+        if (c->stdin_handle == (uv_handle_t *)&c->stdin_pipe)
+            (void)uv_stream_set_blocking((uv_stream_t *)&c->stdin_pipe, 1);
         uv_close(c->stdin_handle, NULL);
+    }
 }
 
 /* -- printing ---------------------------------------------------------------------------------------- */
@@ -344,6 +349,8 @@ static void handle_line(ctl *c, const char *line, size_t len)
         c->got_response = 1;
         if (cJSON_IsTrue(okv)) {
             c->exit_code = 0;
+            if (c->hold)
+                hold(c); /* before the answer: a script may signal us as soon as it has read it */
             if (c->json || c->always_json)
                 printf("%.*s\n", (int)len, line), fflush(stdout); /* events: a script waits for this line */
             else if (!c->follow)
@@ -371,9 +378,7 @@ static void handle_line(ctl *c, const char *line, size_t len)
             fprintf(stderr, "smtpfault ctl: following the events of %s (Ctrl-C to stop)\n", c->address);
             fflush(stderr);
         }
-        if (c->hold && c->exit_code == 0)
-            hold(c);
-        else if (!c->follow || c->exit_code != 0)
+        if ((!c->hold && !c->follow) || c->exit_code != 0)
             ctl_close(c);
     }
     cJSON_Delete(o);
