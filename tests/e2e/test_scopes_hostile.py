@@ -245,10 +245,11 @@ def test_many_admin_clients_create_scopes_and_leave_at_once(server):
 
 
 def test_scope_limit_under_a_small_descriptor_limit(tmp_path):
-    """With ulimit -n 200 the server lowers --max-scopes to fit. SMTP clients first take every connection
-    there is (and more, refused with 421), then scopes are created until refused, each blackholing its three
-    listeners (the most descriptors a scope holds): every refusal is too_many_scopes, never a failure for
-    want of a descriptor, and every scope and the server's own listener still answer."""
+    """With ulimit -n 200, scopes and SMTP connections share what the reserve leaves. SMTP clients first take
+    every connection there is (and more, refused with 421): scope.create is then unavailable, saying why,
+    never a half-made scope. Once they leave, scopes are created until refused, each blackholing its three
+    listeners (the most descriptors a scope holds): the refusal is the same clear unavailable, every scope
+    made still blackholes, and the server's own listener and the first scope still greet."""
     blackhole = {"rules": [{"when": {"stage": "connect"}, "do": {"blackhole": True}}]}
     s = Server(tmp_path / "lowfd")
     s.argv = ["prlimit", "--nofile=200:200", "--"] + s.argv
@@ -263,25 +264,34 @@ def test_scope_limit_under_a_small_descriptor_limit(tmp_path):
                         conns.append(socket.create_connection(("127.0.0.1", port), timeout=5))
                     except OSError:
                         pass
+            poll(lambda: admin.ok("stats")["capacity"]["connections"] <= len(admin.ok("sessions.list")["live"])
+                 + len(admin.ok("sessions.list", scope=first["scope"])["live"]), 20 * SLOW,
+                 message="every connection taken")
+            r = admin.call("scope.create", profile=blackhole)
+            assert r["error"]["code"] == "unavailable", r
+            assert "no descriptors left for another scope" in r["error"]["message"], r
+            assert [x["scope"] for x in admin.ok("scope.list")["scopes"]] == [first["scope"]]
+            for c in conns:
+                c.close()
+            conns.clear()
+            poll(lambda: admin.ok("stats")["sessions"]["live"] == 0, 20 * SLOW, message="the clients gone")
             made = []
             while True:
                 r = admin.call("scope.create", profile=blackhole)
                 if not r["ok"]:
-                    assert r["error"]["code"] == "too_many_scopes", r
-                    assert "lowered to fit ulimit -n" in r["error"]["message"], r
+                    assert r["error"]["code"] == "unavailable", r
+                    assert "no descriptors left for another scope" in r["error"]["message"], r
                     break
                 made.append(r)
                 assert len(made) < 64
             assert made, s.log()
             for r in made:
                 assert admin.ok("stats", scope=r["scope"])["listeners"]["smtps"]["mode"] == "blackhole"
-            for c in conns:
-                c.close()
             for port in (s.port, first["listeners"]["smtp"]["port"]):
                 def greets():
                     with RawClient("127.0.0.1", port) as c:
                         return c.reply().code == 220
-                poll(greets, 20 * SLOW, message=f"a greeting on port {port} once the clients left")
+                poll(greets, 20 * SLOW, message=f"a greeting on port {port}")
         assert s.stop() == 0
         s.check_clean_exit()
     finally:
