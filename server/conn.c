@@ -168,6 +168,8 @@ static void record_session(conn *c, const char *reason)
     rec.bytes_out = c->bytes_out;
     rec.messages = c->messages;
     transcript_move(&rec.transcript, &c->transcript);
+    if (c->s != NULL)
+        findings_move(&rec.findings, session_findings(c->s));
     server_record_session(c->srv, &rec);
 }
 
@@ -590,6 +592,7 @@ static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
 /* client_gone - the client shut its side down (or reset): one answer, whether a read or the watch saw it */
 static void client_gone(conn *c, int reset)
 {
+    conn_findings_client_left(c);
     if (reset) {
         conn_close(c, "client reset the connection", 0);
         return;
@@ -639,6 +642,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_close(c, c->end_reason, 1); /* the client went on: the reset meets it mid-stream */
         return;
     }
+    if (c->phase == CONN_LINGERING)
+        conn_findings_after_close(c, buf->base, (size_t)nread);
     if (c->phase != CONN_OPEN || c->hanging)
         return; /* lingering, flushing or hanging: input is discarded */
     if (c->timer_use == TIMER_IDLE)
@@ -694,6 +699,7 @@ static void conn_after_session(conn *c)
     if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s) &&
         !dripping(c))
         session_shutdown(c->s);
+    conn_findings_before_output(c);
     conn_flush(c);
     c->drip_bps = 0;
     if (c->phase == CONN_OPEN && c->tls.phase == TLS_PHASE_PENDING) {
@@ -880,6 +886,7 @@ void conn_view(const conn *c, session_view *v)
     v->bytes_out = c->bytes_out;
     v->messages = c->messages;
     v->transcript = &c->transcript;
+    v->findings = c->s ? session_findings(c->s) : NULL;
 }
 
 uint64_t conn_id(const conn *c)

@@ -68,6 +68,7 @@ struct conn {
     uint64_t started_ms;     /* loop time */
     int64_t started_wall_ms; /* wall clock, for the admin socket */
     uint64_t messages;       /* kept */
+    int first_output_seen;   /* conn_findings_before_output looked at the first reply */
     transcript transcript;
 };
 
@@ -91,5 +92,14 @@ void conn_flush(conn *c);
 /* conn_timer_set, conn_timer_idle - the one timer, for use; the idle timeout */
 void conn_timer_set(conn *c, conn_timer_use use, uint64_t ms);
 void conn_timer_idle(conn *c);
+
+/* conn_findings_before_output - before a batch goes out: did the client speak before the greeting? */
+void conn_findings_before_output(conn *c);
+
+/* conn_findings_client_left - the client closed or reset: did it leave without QUIT? */
+void conn_findings_client_left(conn *c);
+
+/* conn_findings_after_close - bytes read while lingering after the session ended */
+void conn_findings_after_close(conn *c, const char *data, size_t len);
 
 #endif
