@@ -32,13 +32,17 @@
     X("sessions.get", sessions_get, "session", "one session with its transcript")                  \
     X("events.subscribe", events_subscribe, "", "stream every event until the connection closes")  \
     X("tls.ca", tls_ca, "", "the CA certificate clients should trust (PEM)")                       \
-    X("reset", reset, "", "profile, counters, messages and rate limits back to the start")
+    X("reset", reset, "", "profile, counters, messages and rate limits back to the start")         \
+    X("client.report", client_report, "client", "a client's findings and retry story")
 
 /*
  * admin_command - run request req (already checked to be an object with a string "cmd") for client c.
  * Returns the response object (without "id"), or NULL when the response was deferred or will stream.
  */
 cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id);
+
+/* cmd_client_report - client.report (admin_report.c) */
+cJSON *cmd_client_report(admin_client *c, const cJSON *req, cJSON *id);
 
 /* admin_error - {"ok": false, "error": {"code": code, "message": message}} */
 cJSON *admin_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

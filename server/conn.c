@@ -72,9 +72,12 @@ void conn_event(void *ctx, int level, const char *name, const char *text, size_t
 {
     conn *c = ctx;
     /* Kept only for the admin socket's sessions.get; timed from the loop's clock, which costs nothing. */
-    if (level <= LOG_INFO && c->srv->admin != NULL)
+    if (level <= LOG_INFO && c->srv->admin != NULL) {
         transcript_add(&c->transcript, c->started_wall_ms + (int64_t)(uv_now(c->srv->loop) - c->started_ms),
                        name, text, len);
+        /* Delays between connections are measured: one clock for all, to the millisecond, not the loop's. */
+        client_story_event(&c->srv->stories, &c->story, wall_ms(), name, text, len);
+    }
     server_event(c->srv, c->id, level, name, text, len);
 }
 
@@ -168,8 +171,10 @@ static void record_session(conn *c, const char *reason)
     rec.bytes_out = c->bytes_out;
     rec.messages = c->messages;
     transcript_move(&rec.transcript, &c->transcript);
-    if (c->s != NULL)
+    if (c->s != NULL) {
+        client_story_session_end(&c->srv->stories, &c->story, session_findings(c->s));
         findings_move(&rec.findings, session_findings(c->s));
+    }
     server_record_session(c->srv, &rec);
 }
 
@@ -848,6 +853,7 @@ void conn_accept(listener *l)
     }
     fault_addr addr;
     format_peer(&ss, c->client, sizeof(c->client), &addr);
+    story_track_start(&c->story, c->client, c->id, c->started_wall_ms);
     uv_tcp_nodelay(&c->tcp, 1); /* replies are small and latency-bound */
     c->implicit_tls = l->implicit_tls;
 

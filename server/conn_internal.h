@@ -70,6 +70,7 @@ struct conn {
     uint64_t messages;       /* kept */
     int first_output_seen;   /* conn_findings_before_output looked at the first reply */
     transcript transcript;
+    story_track story; /* this connection's part of its client's story */
 };
 
 /* conn_event - one transcript event (ctx is the conn): its transcript, the log, admin subscribers */

@@ -270,6 +270,7 @@ int server_reset(server *srv, size_t *cleared)
     *cleared = store_clear(&srv->store);
     srv->store.accepted = srv->store.evicted = srv->store.evicted_bytes = 0;
     srv->discarded = 0;
+    client_stories_clear(&srv->stories);
     log_server(LOG_INFO, "reset: %zu message%s cleared, profile and counters back to the start", *cleared,
                *cleared == 1 ? "" : "s");
     apply_modes(srv);
@@ -480,6 +481,7 @@ void server_free(server *srv)
 {
     store_free(&srv->store);
     sessions_ring_free(&srv->recent);
+    client_stories_clear(&srv->stories);
     admin_free(srv->admin);
     srv->admin = NULL;
     fault_profile_unref(srv->start_profile);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "fault.h"
 #include "session.h"
+#include "client_story.h"
 #include "sessions.h"
 #include "store.h"
 #include "tls.h"
@@ -89,7 +90,8 @@ struct server {
     int64_t started_ms;           /* monotonic, for uptime */
     fault_profile *start_profile; /* what reset goes back to */
     admin *admin;
-    sessions_ring recent; /* closed sessions, for the admin socket */
+    sessions_ring recent;   /* closed sessions, for the admin socket */
+    client_stories stories; /* each client's retry story and findings, for client.report */
     char read_buf[SERVER_READ_BUFFER];
     char plain_buf[SERVER_PLAIN_BUFFER];
 };
