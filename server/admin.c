@@ -87,11 +87,12 @@ struct admin_client {
     int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
     int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
     int subscribed;
-    int waiting;   /* a messages.wait holds the queue */
-    int eof;       /* the client shut its side: answer what it sent, then close */
-    bytebuf out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
-    int writes;    /* write requests not completed yet */
-    size_t queued; /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
+    scope *sub_scope; /* whose events it gets */
+    int waiting;      /* a messages.wait holds the queue */
+    int eof;          /* the client shut its side: answer what it sent, then close */
+    bytebuf out;      /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
+    int writes;       /* write requests not completed yet */
+    size_t queued;    /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
     cJSON *wait_id;
     admin_filter filter;
 };
@@ -157,6 +158,7 @@ static void admin_client_close(admin_client *c, const char *why)
     if (c->subscribed)
         c->a->nsubscribers--;
     c->subscribed = 0;
+    scope_owner_gone(c->a->srv, c); /* a crashed test leaves no scope behind */
     uv_close(&c->h.handle, on_client_closed);
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
     uv_close((uv_handle_t *)&c->idle_timer, on_client_closed);
@@ -509,17 +511,16 @@ static void on_linger_end(uv_timer_t *t)
 }
 
 /*
- * refuse - resp (taken over) is the client's last response, followed by a FIN. What it still sends is read
- * and dropped, so that closing does not reset the connection under the response; it is closed at its EOF,
- * or ADMIN_REFUSED_LINGER_MS after the refusal, whatever it still sends.
+ * hang_up - the server is done with c: what is queued goes, followed by a FIN. What the client still sends
+ * is read and dropped, so that closing does not reset the connection under the last lines; it is closed at
+ * its EOF, or ADMIN_REFUSED_LINGER_MS later, whatever it still sends.
  */
-static void refuse(admin_client *c, cJSON *resp)
+static void hang_up(admin_client *c)
 {
     c->refused = 1;
     if (c->subscribed)
         c->a->nsubscribers--;
     c->subscribed = 0;
-    respond(c, resp, NULL);
     flush_output(c); /* before the FIN */
     if (c->closing)
         return;
@@ -528,6 +529,13 @@ static void refuse(admin_client *c, cJSON *resp)
         return;
     }
     uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
+}
+
+/* refuse - resp (taken over) is the client's last response, then hang_up */
+static void refuse(admin_client *c, cJSON *resp)
+{
+    respond(c, resp, NULL);
+    hang_up(c);
 }
 
 /*
@@ -713,13 +721,14 @@ void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t
     uv_timer_start(&c->timer, on_wait_timeout, timeout_ms, 0);
 }
 
-int admin_subscribe(admin_client *c)
+int admin_subscribe(admin_client *c, scope *sc)
 {
     if (!c->subscribed && c->a->nsubscribers >= ADMIN_SUBSCRIBERS_MAX)
         return -1;
     if (!c->subscribed)
         c->a->nsubscribers++;
     c->subscribed = 1;
+    c->sub_scope = sc;
     return 0;
 }
 
@@ -741,13 +750,13 @@ int admin_filter_match(const admin_filter *f, const store_msg *m)
     return 1;
 }
 
-void admin_message_stored(admin *a, store_msg *m)
+void admin_message_stored(admin *a, scope *sc, store_msg *m)
 {
     if (a == NULL)
         return;
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        if (!c->closing && c->waiting && admin_filter_match(&c->filter, m)) {
+        if (!c->closing && c->waiting && c->filter.sc == sc && admin_filter_match(&c->filter, m)) {
             cJSON *resp = cJSON_CreateObject();
             cJSON_AddBoolToObject(resp, "ok", 1);
             cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
@@ -761,7 +770,7 @@ int admin_has_subscribers(const admin *a)
     return a != NULL && a->nsubscribers > 0;
 }
 
-void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, size_t len)
+void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const char *text, size_t len)
 {
     if (!admin_has_subscribers(a))
         return;
@@ -779,6 +788,8 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
         cJSON_AddNumberToObject(o, "session", (double)sid);
     cJSON_AddStringToObject(o, "time", when);
     cJSON_AddStringToObject(o, "text", clean);
+    if (sc->id[0] != '\0')
+        cJSON_AddStringToObject(o, "scope", sc->id);
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (line == NULL)
@@ -786,10 +797,29 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
     size_t line_len = strlen(line);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->subscribed && !c->closing)
+        if (c->subscribed && !c->closing && c->sub_scope == sc)
             queue_line(c, line, line_len, 0);
     }
     cJSON_free(line);
+}
+
+void admin_scope_ended(admin *a, scope *sc)
+{
+    if (a == NULL)
+        return;
+    char line[SCOPE_ID_MAX + 48];
+    int n = snprintf(line, sizeof(line), "{\"event\":\"scope_end\",\"scope\":\"%s\"}", sc->id);
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (c->waiting && c->filter.sc == sc)
+            end_wait(c, admin_error("not_found", "scope %s ended", sc->id));
+        if (c->subscribed && c->sub_scope == sc) {
+            queue_line(c, line, (size_t)n, 0);
+            hang_up(c);
+        }
+    }
 }
 
 /* -- listeners ------------------------------------------------------------------------------------------- */

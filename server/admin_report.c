@@ -1,12 +1,12 @@
 /*
- * admin_report.c - the admin socket's client.report: one client's findings and retry story
- * (client_story.h), or the clients that have one.
+ * admin_report.c - the admin socket's client.report: the findings and retry story (client_story.h) of a
+ * client address, or of a scope (whose connections make one story), or the client addresses that have one.
  */
 #include "admin_cmd.h"
 
 #include "server.h"
 
-cJSON *cmd_client_report(admin_client *c, const cJSON *req, cJSON *id)
+cJSON *cmd_client_report(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
     (void)id;
     const client_stories *st = &admin_server(c)->stories;
@@ -15,14 +15,22 @@ cJSON *cmd_client_report(admin_client *c, const cJSON *req, cJSON *id)
         return admin_error("bad_argument",
                            "\"client\" must be a string: a client address, as in sessions.list "
                            "but without the port");
+    int in_scope = sc->id[0] != '\0';
+    if (in_scope && client != NULL)
+        return admin_error("bad_argument",
+                           "a scope's connections make one story: give \"scope\" or \"client\", "
+                           "not both");
     cJSON *report = NULL;
-    if (client != NULL) {
-        report = client_story_json(st, client->valuestring);
+    if (in_scope || client != NULL) {
+        char key[STORY_KEY_MAX];
+        story_key(key, sizeof(key), in_scope ? "" : client->valuestring, sc->id);
+        report = client_story_json(st, key);
         if (report == NULL)
             return admin_error("not_found",
-                               "no story is kept for the client \"%.100s\" (no session since the "
-                               "start or the last reset, or forgotten past %d clients)",
-                               client->valuestring, STORY_CLIENTS_MAX);
+                               "no story is kept for %s \"%.100s\" (no session since the start or "
+                               "the last reset, or forgotten past %d stories)",
+                               in_scope ? "the scope" : "the client", in_scope ? sc->id : client->valuestring,
+                               STORY_CLIENTS_MAX);
     }
     cJSON *resp = cJSON_CreateObject();
     cJSON_AddBoolToObject(resp, "ok", 1);

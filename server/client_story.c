@@ -235,9 +235,14 @@ static void add_try(client_stories *st, const char *key, const story_try *t, int
 
 /* -- reading a connection's events ---------------------------------------------------------------------- */
 
-void story_track_start(story_track *t, const char *client, uint64_t session, int64_t ms)
+#define SCOPE_KEY_PREFIX "scope:"
+
+void story_key(char *key, size_t size, const char *client, const char *scope_id)
 {
-    memset(t, 0, sizeof(*t));
+    if (scope_id[0] != '\0') {
+        snprintf(key, size, SCOPE_KEY_PREFIX "%s", scope_id);
+        return;
+    }
     /* The address without its port: "1.2.3.4:5678" or "[::1]:5678" */
     const char *colon = strrchr(client, ':');
     size_t n = colon ? (size_t)(colon - client) : strlen(client);
@@ -245,7 +250,18 @@ void story_track_start(story_track *t, const char *client, uint64_t session, int
         client++;
         n -= 2;
     }
-    snprintf(t->key, sizeof(t->key), "%.*s", (int)n, client);
+    snprintf(key, size, "%.*s", (int)n, client);
+}
+
+static int scoped(const char *key)
+{
+    return strncmp(key, SCOPE_KEY_PREFIX, sizeof(SCOPE_KEY_PREFIX) - 1) == 0;
+}
+
+void story_track_start(story_track *t, const char *client, const char *scope_id, uint64_t session, int64_t ms)
+{
+    memset(t, 0, sizeof(*t));
+    story_key(t->key, sizeof(t->key), client, scope_id);
     t->session = session;
     t->connected_ms = ms;
     t->wait = STORY_WAIT_GREETING;
@@ -444,7 +460,10 @@ cJSON *client_story_json(const client_stories *st, const char *key)
     if (cs == NULL)
         return NULL;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "client", cs->key);
+    if (scoped(cs->key))
+        cJSON_AddStringToObject(o, "scope", cs->key + sizeof(SCOPE_KEY_PREFIX) - 1);
+    else
+        cJSON_AddStringToObject(o, "client", cs->key);
     cJSON_AddNumberToObject(o, "sessions", (double)cs->sessions);
     json_add_time(o, "first", cs->first_ms);
     json_add_time(o, "last", cs->last_ms);
@@ -484,16 +503,22 @@ cJSON *client_story_keys(const client_stories *st)
 {
     cJSON *a = cJSON_CreateArray();
     for (const client_story *cs = st->head; cs != NULL; cs = cs->next)
-        cJSON_AddItemToArray(a, cJSON_CreateString(cs->key));
+        if (!scoped(cs->key))
+            cJSON_AddItemToArray(a, cJSON_CreateString(cs->key));
     return a;
 }
 
-void client_stories_clear(client_stories *st)
+void client_stories_forget(client_stories *st, const char *scope_id)
 {
-    while (st->head != NULL) {
-        client_story *cs = st->head;
-        unlink_story(st, cs);
-        story_free(cs);
+    char key[STORY_KEY_MAX];
+    if (scope_id != NULL && scope_id[0] != '\0')
+        story_key(key, sizeof(key), "", scope_id);
+    for (client_story *cs = st->head, *next; cs != NULL; cs = next) {
+        next = cs->next;
+        if (scope_id == NULL || (scope_id[0] == '\0' ? !scoped(cs->key) : strcmp(cs->key, key) == 0)) {
+            unlink_story(st, cs);
+            story_free(cs);
+            st->n--;
+        }
     }
-    st->n = 0;
 }

@@ -27,8 +27,9 @@
 #define STORY_ADDR_MAX    128 /* bytes of a sender or recipient kept */
 #define STORY_REPLY_MAX   128 /* bytes of the reply that ended a try */
 
-#define STORY_HAMMER_RETRIES 3 /* retries of a 4xx, each within STORY_HAMMER_DELAY_MS, without backing off \
-                                */
+#define STORY_HAMMER_RETRIES                                                      \
+    3 /* retries of a 4xx, each within STORY_HAMMER_DELAY_MS, without backing off \
+       */
 #define STORY_HAMMER_DELAY_MS 1000 /* ... is hammering */
 #define STORY_BACKOFF_MIN_MS  50   /* a delay grew when it is longer by this much and by a tenth at least */
 
@@ -90,8 +91,15 @@ typedef struct story_track {
     int rate_limited, conn_limited;
 } story_track;
 
-/* story_track_start - a connection from key (address or scope) began at ms */
-void story_track_start(story_track *t, const char *key, uint64_t session, int64_t ms);
+/*
+ * story_track_start - a connection from client ("addr:port") began at ms; in the scope scope_id ("" for the
+ * server's own listeners), whose connections all make one story
+ */
+void story_track_start(story_track *t, const char *client, const char *scope_id, uint64_t session,
+                       int64_t ms);
+
+/* story_key - the key of a scope's story ("scope:ID"), or of a client address when scope_id is "" */
+void story_key(char *key, size_t size, const char *client, const char *scope_id);
 
 /* client_story_event - one transcript event of t's connection at wall time ms */
 void client_story_event(client_stories *st, story_track *t, int64_t ms, const char *event, const char *text,
@@ -103,10 +111,10 @@ void client_story_session_end(client_stories *st, story_track *t, const findings
 /* client_story_json - the story of key, or NULL when none is kept */
 cJSON *client_story_json(const client_stories *st, const char *key);
 
-/* client_story_keys - every client with a story, most recently seen first */
+/* client_story_keys - every client address with a story (not the scopes'), most recently seen first */
 cJSON *client_story_keys(const client_stories *st);
 
-/* client_stories_clear - forget every story (reset) */
-void client_stories_clear(client_stories *st);
+/* client_stories_forget - reset: a scope's story (scope_id), the client addresses' ("" ), or all (NULL) */
+void client_stories_forget(client_stories *st, const char *scope_id);
 
 #endif

@@ -78,7 +78,7 @@ void conn_event(void *ctx, int level, const char *name, const char *text, size_t
         /* Delays between connections are measured: one clock for all, to the millisecond, not the loop's. */
         client_story_event(&c->srv->stories, &c->story, wall_ms(), name, text, len);
     }
-    server_event(c->srv, c->id, level, name, text, len);
+    scope_event(c->sc, c->id, level, name, text, len);
 }
 
 void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
@@ -122,12 +122,14 @@ static void maybe_free(conn *c)
     if (c->handles_open > 0 || c->commit_pending)
         return;
     server *srv = c->srv;
+    scope *sc = c->sc;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        srv->conns = c->next;
+        sc->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    sc->nconns--;
     srv->nconns--;
     session_free(c->s);
     fault_conn_free(c->faults);
@@ -136,6 +138,7 @@ static void maybe_free(conn *c)
     bytebuf_release(&c->drip);
     transcript_free(&c->transcript);
     free(c);
+    scope_conn_gone(sc);
     server_conn_gone(srv);
 }
 
@@ -175,7 +178,7 @@ static void record_session(conn *c, const char *reason)
         client_story_session_end(&c->srv->stories, &c->story, session_findings(c->s));
         findings_move(&rec.findings, session_findings(c->s));
     }
-    server_record_session(c->srv, &rec);
+    scope_record_session(c->sc, &rec);
 }
 
 /* conn_close - the one close path: idempotent; frees once every handle has closed */
@@ -444,7 +447,7 @@ static void on_disk_done(void *ctx, store_msg *m, int status)
     if (status == 0) {
         c->messages++;
         log_stored(c, m, "");
-        server_message_stored(c->srv, m);
+        scope_message_stored(c->sc, m);
     } else {
         log_server(LOG_ERROR, "cannot write message %s to %s: %s", m->id, c->srv->cfg->store_dir,
                    uv_strerror(status));
@@ -461,9 +464,9 @@ static void host_commit(void *ctx, store_msg *m)
 {
     conn *c = ctx;
     server *srv = c->srv;
-    store_assign_id(&srv->store, m);
+    store_assign_id(&c->sc->store, m);
     if (m->discard) {
-        srv->discarded++;
+        c->sc->discarded++;
         log_stored(c, m, ", discarded by the fault (not kept)");
         session_commit_done(c->s, m->id);
         store_msg_unref(m);
@@ -472,7 +475,7 @@ static void host_commit(void *ctx, store_msg *m)
     if (srv->cfg->store_dir == NULL) {
         c->messages++;
         log_stored(c, m, "");
-        server_message_stored(srv, m);
+        scope_message_stored(c->sc, m);
         session_commit_done(c->s, m->id);
         store_msg_unref(m);
         return;
@@ -586,12 +589,14 @@ static void on_timer(uv_timer_t *t)
  */
 static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
 {
-    if (n >= 3 && (unsigned char)buf[0] == 0x16 && buf[1] == 3)
-        conn_eventf(
-            c, LOG_INFO, "tls",
-            "the client started a TLS handshake on a plaintext port: it expects implicit TLS (port 465), "
-            "this listener speaks %s",
-            c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
+    if (n < 3 || (unsigned char)buf[0] != 0x16 || buf[1] != 3)
+        return;
+    conn_eventf(c, LOG_INFO, "tls",
+                "the client started a TLS handshake on a plaintext port: it expects implicit TLS (port 465), "
+                "this listener speaks %s",
+                c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
+    if (c->s != NULL) /* what follows is TLS read as commands: none of it is the client's SMTP */
+        session_not_smtp(c->s);
 }
 
 /* client_gone - the client shut its side down (or reset): one answer, whether a read or the watch saw it */
@@ -826,6 +831,7 @@ void conn_accept(listener *l)
         return;
     }
     c->srv = srv;
+    c->sc = l->sc;
     c->l = l;
     c->tcp.data = c;
     peer_watch_init(&c->watch, on_peer_gone);
@@ -833,10 +839,12 @@ void conn_accept(listener *l)
     c->id = ++srv->next_session_id;
     c->started_ms = uv_now(srv->loop);
     c->started_wall_ms = wall_ms();
-    c->next = srv->conns;
-    if (srv->conns != NULL)
-        srv->conns->prev = c;
-    srv->conns = c;
+    c->next = c->sc->conns;
+    if (c->sc->conns != NULL)
+        c->sc->conns->prev = c;
+    c->sc->conns = c;
+    c->sc->nconns++;
+    c->sc->sessions++;
     srv->nconns++;
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;
@@ -853,11 +861,11 @@ void conn_accept(listener *l)
     }
     fault_addr addr;
     format_peer(&ss, c->client, sizeof(c->client), &addr);
-    story_track_start(&c->story, c->client, c->id, c->started_wall_ms);
+    story_track_start(&c->story, c->client, c->sc->id, c->id, c->started_wall_ms);
     uv_tcp_nodelay(&c->tcp, 1); /* replies are small and latency-bound */
     c->implicit_tls = l->implicit_tls;
 
-    c->faults = fault_conn_new(srv->fault_run, l->name, &addr);
+    c->faults = fault_conn_new(c->sc->fault_run, l->name, &addr);
     session_info info = {c->id, c->client, l->name, c->faults};
     c->s = c->faults ? session_new(&l->cfg, &conn_host, c, &info) : NULL;
     if (c->s == NULL) {

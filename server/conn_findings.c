@@ -24,6 +24,10 @@ void conn_findings_before_output(conn *c)
     ssize_t n = recv(fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
     if (n <= 0)
         return;
+    if (n >= 2 && (unsigned char)peek[0] == 0x16 && peek[1] == 3) { /* a ClientHello: TLS, not SMTP */
+        session_not_smtp(c->s);
+        return;
+    }
     size_t len = 0;
     while (len < (size_t)n && peek[len] != '\r' && peek[len] != '\n')
         len++;

@@ -147,6 +147,7 @@ struct session {
     int last_followed;            /* line_followed of the last line run */
     int prev_followed;            /* ... and of the line before that */
     int rcpt_tried;               /* the transaction has had a RCPT command */
+    int not_smtp;                 /* the client speaks another protocol (TLS on this port): no findings */
 
     int discarding; /* an over-long line is being skipped up to its LF */
     int feeding;    /* inside session_feed: a synchronous commit must not re-enter it */
@@ -177,6 +178,8 @@ static void eventf(session *s, int level, const char *name, const char *fmt, ...
  */
 static void found(session *s, finding_id id, const char *line, size_t len)
 {
+    if (s->not_smtp)
+        return;
     if (findings_add(&s->findings, id, s->host->wall_ms(s->ctx), s->id, line, len) == 1)
         eventf(s, LOG_INFO, "finding", "%s (%s): %s", finding_name(id),
                finding_severity_name(finding_severity_of(id)), finding_reference(id));
@@ -1830,6 +1833,11 @@ void session_free(session *s)
 void session_finding(session *s, finding_id id, const char *line, size_t len)
 {
     found(s, id, line, len);
+}
+
+void session_not_smtp(session *s)
+{
+    s->not_smtp = 1;
 }
 
 findings *session_findings(session *s)

@@ -135,6 +135,10 @@ const char *session_helo(const session *s);
 /* session_finding - the host saw the client do what id names (an early talker, a drop without QUIT) */
 void session_finding(session *s, finding_id id, const char *line, size_t len);
 
+/* session_not_smtp - the client speaks another protocol (a TLS handshake on a plaintext port): what it
+ * sends says nothing of its SMTP, so the session records no finding */
+void session_not_smtp(session *s);
+
 /* session_findings - the session's findings so far (the host may move them away once it is over) */
 findings *session_findings(session *s);
 

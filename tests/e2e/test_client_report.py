@@ -184,3 +184,35 @@ def test_report_arguments(server):
     assert send(server, "b@example.com") == 250
     with server.admin() as admin:
         assert admin.ok("client.report")["clients"] == [CLIENT]
+
+
+def test_a_scope_is_one_story(server):
+    """In a scope every connection is the code under test: the story is the scope's, whatever the address."""
+    with server.admin() as admin:
+        sc = admin.ok("scope.create", listeners=["smtp"], profile={"rules": [
+            {"when": {"stage": "rcpt", "times": 1}, "do": {"reply": "451 4.3.0 Try again later"}}]})
+        port = sc["listeners"]["smtp"]["port"]
+
+        def scoped_send():
+            try:
+                with smtplib.SMTP(server.host, port, timeout=10) as client:
+                    client.sendmail("app@example.org", ["b@example.com"], make_message("scoped", "hello"))
+                return 250
+            except smtplib.SMTPRecipientsRefused as e:
+                return e.recipients["b@example.com"][0]
+
+        assert scoped_send() == 451
+        time.sleep(0.1)
+        assert scoped_send() == 250
+        rep = admin.ok("client.report", scope=sc["scope"])["report"]
+        assert rep["scope"] == sc["scope"] and "client" not in rep and rep["sessions"] == 2
+        (thread,) = rep["threads"]
+        assert [t["code"] for t in thread["tries"]] == [451, 250]
+        assert_delays(thread, [0.1])
+        assert ids(rep) == ["retry-4xx"]
+        # the server's own listeners saw nothing of it
+        assert admin.ok("client.report")["clients"] == []
+        admin.error("client.report", "bad_argument", scope=sc["scope"], client=CLIENT)
+        admin.ok("reset", scope=sc["scope"])  # the scope's reset forgets its story
+        admin.error("client.report", "not_found", scope=sc["scope"])
+        admin.error("client.report", "not_found", scope="s999")

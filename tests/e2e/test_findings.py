@@ -327,3 +327,19 @@ def test_smtplib_clean_run_has_no_findings(server):
         addr = "%s:%d" % client.sock.getsockname()[:2]
         client.sendmail("a@example.org", ["b@example.org"], make_message("clean", "hello"))
     assert session_findings(server, addr)[1] == []
+
+
+def test_tls_on_a_plaintext_port_is_no_finding(server_factory, tmp_path):
+    """A client configured for implicit TLS sends a ClientHello where SMTP is spoken: the bytes are TLS, not
+    its SMTP (no bare-lf, no early talker, no no-quit), whether they come before the greeting or after."""
+    srv = start_with_profile(server_factory, tmp_path, [rule("greeting", {"delay": "300ms"})])
+    for _ in range(2):
+        sock = socket.create_connection((srv.host, srv.port), timeout=10)
+        addr = "%s:%d" % sock.getsockname()[:2]
+        ctx = ssl.create_default_context(cafile=ca_file())
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(sock, server_hostname="localhost")
+        sock.close()
+        session, ids = session_findings(srv, addr)
+        assert ids == [], session["transcript"]
+        assert any(e["event"] == "tls" and "plaintext port" in e["text"] for e in session["transcript"])
