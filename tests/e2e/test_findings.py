@@ -343,3 +343,18 @@ def test_tls_on_a_plaintext_port_is_no_finding(server_factory, tmp_path):
         session, ids = session_findings(srv, addr)
         assert ids == [], session["transcript"]
         assert any(e["event"] == "tls" and "plaintext port" in e["text"] for e in session["transcript"])
+
+
+def test_tls_answered_in_plain_text_is_no_finding(server_factory, tmp_path):
+    """The tls_plaintext fault greets a TLS client in plain text: its ClientHello, read as commands, is not
+    its SMTP either."""
+    srv = start_with_profile(server_factory, tmp_path, [rule("tls_handshake", {"tls_plaintext": True},
+                                                             listener="smtps")])
+    smtps = srv.listener("smtps")
+    sock = socket.create_connection((smtps["host"], smtps["port"]), timeout=10)
+    addr = "%s:%d" % sock.getsockname()[:2]
+    with pytest.raises((ssl.SSLError, OSError)):
+        ssl.create_default_context(cafile=ca_file()).wrap_socket(sock, server_hostname="localhost")
+    sock.close()
+    session, ids = session_findings(srv, addr)
+    assert ids == [], session["transcript"]
