@@ -89,6 +89,8 @@ typedef struct story_track {
     char sender[STORY_ADDR_MAX], rcpt[STORY_ADDR_MAX];
     uint32_t greylist_ms; /* a greylist fault fired at the pending step */
     int rate_limited, conn_limited;
+    uint32_t
+        announce; /* 1u << finding_id: findings this connection's tries made, not yet in its transcript */
 } story_track;
 
 /*

@@ -79,6 +79,7 @@ void conn_event(void *ctx, int level, const char *name, const char *text, size_t
         client_story_event(&c->srv->stories, &c->story, wall_ms(), name, text, len);
     }
     scope_event(c->sc, c->id, level, name, text, len);
+    conn_findings_announce(c);
 }
 
 void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)

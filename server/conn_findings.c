@@ -52,3 +52,14 @@ void conn_findings_after_close(conn *c, const char *data, size_t len)
     if (c->s != NULL && c->tls.phase == TLS_PHASE_NONE)
         session_input_after_close(c->s, data, len);
 }
+
+void conn_findings_announce(conn *c)
+{
+    /* Cleared first: the event below comes back through conn_event, which calls this again. */
+    while (c->story.announce != 0) {
+        finding_id id = (finding_id)__builtin_ctz(c->story.announce);
+        c->story.announce &= c->story.announce - 1;
+        char text[FINDING_EVENT_MAX];
+        conn_event(c, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
+    }
+}

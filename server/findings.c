@@ -4,6 +4,7 @@
  */
 #include "findings.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,13 @@ const char *finding_severity_name(finding_severity sev)
 const char *finding_reference(finding_id id)
 {
     return id < FINDING_COUNT ? defs[id].reference : "";
+}
+
+size_t finding_describe(finding_id id, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "%s (%s): %s", finding_name(id),
+                     finding_severity_name(finding_severity_of(id)), finding_reference(id));
+    return n < 0 ? 0 : (size_t)n < outsz ? (size_t)n : outsz - 1;
 }
 
 static finding *find(const findings *f, finding_id id)

@@ -14,7 +14,8 @@
 
 #include <cJSON.h>
 
-#define FINDING_LINE_MAX 128 /* bytes of the line a finding comes from, as kept */
+#define FINDING_LINE_MAX  128 /* bytes of the line a finding comes from, as kept */
+#define FINDING_EVENT_MAX 200 /* a "finding" event's text: id, severity and reference */
 
 typedef enum finding_severity {
     FINDING_VIOLATION, /* the client broke a MUST or SHOULD of an RFC */
@@ -86,6 +87,9 @@ const char *finding_name(finding_id id);
 finding_severity finding_severity_of(finding_id id);
 const char *finding_severity_name(finding_severity sev);
 const char *finding_reference(finding_id id);
+
+/* finding_describe - "id (severity): reference", the text of a "finding" transcript event; its length */
+size_t finding_describe(finding_id id, char *out, size_t outsz);
 
 /*
  * findings_add - record id at wall time ms in session sid, from line (len bytes, cut to FINDING_LINE_MAX):

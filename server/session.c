@@ -180,9 +180,9 @@ static void found(session *s, finding_id id, const char *line, size_t len)
 {
     if (s->not_smtp)
         return;
+    char text[FINDING_EVENT_MAX];
     if (findings_add(&s->findings, id, s->host->wall_ms(s->ctx), s->id, line, len) == 1)
-        eventf(s, LOG_INFO, "finding", "%s (%s): %s", finding_name(id),
-               finding_severity_name(finding_severity_of(id)), finding_reference(id));
+        event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
 }
 
 /* set_state - the one place states change; logged at debug level */

@@ -116,6 +116,8 @@ def test_retried_5xx(server_factory, tmp_path):
     assert f["severity"] == "violation" and "RFC 5321 4.2.1" in f["reference"]
     assert f["line"].startswith("tried again ") and "550 5.1.1 No such user" in f["line"]
     assert rep["summary"]["retried_5xx"] is True and rep["summary"]["violations"] == 1
+    # the session that retried says so in its transcript, and in the log
+    srv.wait_for_log(r"#3 finding retried-5xx \(violation\): RFC 5321 4\.2\.1")
 
 
 def test_greylist_retry_too_soon(server_factory, tmp_path):
