@@ -770,10 +770,19 @@ int admin_has_subscribers(const admin *a)
     return a != NULL && a->nsubscribers > 0;
 }
 
+/* subscribed_to - a client streams sc's events (at most ADMIN_CLIENTS_MAX to look at) */
+static int subscribed_to(const admin *a, const scope *sc)
+{
+    for (const admin_client *c = a->clients; c != NULL; c = c->next)
+        if (c->subscribed && !c->closing && c->sub_scope == sc)
+            return 1;
+    return 0;
+}
+
 void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const char *text, size_t len)
 {
-    if (!admin_has_subscribers(a))
-        return;
+    if (!admin_has_subscribers(a) || !subscribed_to(a, sc))
+        return; /* the event line is built only for someone */
     char clean[LOG_TEXT_MAX * 6 + 32], when[40];
     log_sanitize(text, len, clean, sizeof(clean));
     struct timespec ts;

@@ -80,6 +80,13 @@ NOT_RUN = {
     ("docs/admin.md", "<?php"): "examples/admin-snippets/php.php: test_admin_snippets.py",
     ("docs/client-checks.md", 'r = admin.ok("client.report"'): "two lines of a test: test_client_report.py "
                                                                   "asserts this summary after the same story",
+    ("docs/clients.md", "python3 -m pip install ./clients/python"): "installs into an environment: "
+                                                                    "clients/python/tests/test_package.py installs "
+                                                                    "the wheel into a venv",
+    ("docs/clients.md", "import smtplib, ssl, pytest"): "clients/python/tests/test_package.py runs it in an empty "
+                                                        "project with the installed wheel",
+    ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "
+                                                   "with the composer archive installed",
 }
 # Lines of claimed sh blocks that are not run (the block's other lines are).
 NOT_RUN_LINES = {"make test": "the whole suite, this test included: what CI runs"}
