@@ -53,7 +53,6 @@ typedef struct story_thread {
     size_t ntries;
     uint64_t dropped;   /* older tries no longer kept */
     uint64_t seq;       /* when it was last tried, for eviction */
-    int64_t delays_max; /* longest delay so far, for the report */
 } story_thread;
 
 typedef struct client_story client_story;
