@@ -129,18 +129,39 @@ void findings_text_scan_init(findings_text_scan *t)
     memset(t, 0, sizeof(*t));
 }
 
+/* has_8bit - a byte over 0x7f in p[0..n): eight bytes at a time (message content is long) */
+static int has_8bit(const char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + sizeof(uint64_t) <= n; i += sizeof(uint64_t)) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof(w));
+        if (w & UINT64_C(0x8080808080808080))
+            return 1;
+    }
+    for (; i < n; i++)
+        if ((unsigned char)p[i] >= 0x80)
+            return 1;
+    return 0;
+}
+
 void findings_text_scan_feed(findings_text_scan *t, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '\n' && !t->prev_cr)
+    if (n == 0)
+        return;
+    const char *end = p + n;
+    /* memchr finds the line ends: a byte loop would cost the DATA path a third of its speed */
+    for (const char *q = p; !t->bare_lf && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
+        if (q == p ? !t->prev_cr : q[-1] != '\r')
             t->bare_lf = 1;
-        else if (ch != '\n' && t->prev_cr)
+    if (t->prev_cr && p[0] != '\n')
+        t->bare_cr = 1;
+    for (const char *q = p; !t->bare_cr && (q = memchr(q, '\r', (size_t)(end - q))) != NULL; q++)
+        if (q + 1 < end && q[1] != '\n')
             t->bare_cr = 1;
-        if (ch >= 0x80)
-            t->eightbit = 1;
-        t->prev_cr = ch == '\r';
-    }
+    if (!t->eightbit)
+        t->eightbit = has_8bit(p, n);
+    t->prev_cr = end[-1] == '\r';
 }
 
 finding_id findings_line_ending(const char *line, size_t len, size_t raw_len)

@@ -86,6 +86,17 @@ static void test_text_scan(void **state)
     assert_false(t.bare_lf);
     scan(&t, "caf\xc3\xa9\r\n", ".\r\n");
     assert_true(t.eightbit);
+    assert_false(t.bare_lf || t.bare_cr);
+    scan(&t, "one\r", "\ntwo\r\n"); /* the pieces' edges: a CRLF split, then a bare CR at the very end */
+    assert_false(t.bare_lf || t.bare_cr);
+    scan(&t, "one\r\n", "\ntwo");
+    assert_true(t.bare_lf);
+    scan(&t, "0123456789abcdef0123456789abcde\x80", ""); /* 8-bit past the word-sized steps */
+    assert_true(t.eightbit);
+    scan(&t, "\r\n\r\n", "\r");
+    assert_false(t.bare_lf || t.bare_cr); /* a CR at the end: not bare until what follows says so */
+    findings_text_scan_feed(&t, "x", 1);
+    assert_true(t.bare_cr);
 }
 
 int main(void)
