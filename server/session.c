@@ -1432,19 +1432,28 @@ static int verb_is(const char *line, size_t len, const char *verb)
 /* line_findings - what one command line, seen for the first time, shows of the client */
 static void line_findings(session *s, const char *line, size_t len, size_t raw_len)
 {
+    /* A finding keeps its line: never a credential (as log_command, a SASL line is not shown at all, an AUTH
+     * line only up to its mechanism). */
+    static const char sasl[] = "(SASL response)";
+    const char *shown = s->state == ST_AUTH ? sasl : line;
+    size_t shown_len = s->state == ST_AUTH ? sizeof(sasl) - 1 : len;
+    if (s->state != ST_AUTH && len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+        const char *sp = memchr(line + 5, ' ', len - 5);
+        shown_len = sp != NULL ? (size_t)(sp - line) : len;
+    }
     finding_id ending = findings_line_ending(line, len, raw_len);
     if (ending != FINDING_COUNT)
-        found(s, ending, line, len);
+        found(s, ending, shown, shown_len);
     s->prev_followed = s->last_followed;
     s->last_followed = s->line_followed;
     if (s->state == ST_AUTH)
         return; /* a SASL response: not a command, and a credential */
     if (s->line_followed && !s->pipelining_offered)
-        found(s, FINDING_PIPELINING_NOT_OFFERED, line, len);
+        found(s, FINDING_PIPELINING_NOT_OFFERED, shown, shown_len);
     if (s->tls_fresh) {
         s->tls_fresh = 0;
         if (!verb_is(line, len, "EHLO") && !verb_is(line, len, "HELO") && !verb_is(line, len, "QUIT"))
-            found(s, FINDING_NO_EHLO_AFTER_STARTTLS, line, len);
+            found(s, FINDING_NO_EHLO_AFTER_STARTTLS, shown, shown_len);
     }
     if (s->tx != NULL && verb_is(line, len, "RCPT"))
         s->rcpt_tried = 1;

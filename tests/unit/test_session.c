@@ -1,4 +1,5 @@
 /* test_session.c - the SMTP state machine over a fake transport (server/session.c) */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1358,6 +1359,23 @@ static void test_findings_tls_and_auth(void **state)
     fake_free(f);
 }
 
+static void test_findings_never_keep_credentials(void **state)
+{
+    (void)state;
+    session_config c = tls_cfg(0, 0);
+    fake *f = fake_with(&c, "{\"ehlo\": {\"remove\": [\"PIPELINING\"]}}", "smtp");
+    feed_each(f, "EHLO c\r\n", "AUTH PLAIN AHRpbQBwdw==\nNOOP\r\n", NULL); /* bare LF, pipelined */
+    feed_each(f, "AUTH LOGIN\r\n", "dGlt\n", NULL);                        /* a SASL response, bare LF */
+    const findings *x = session_findings(f->s);
+    assert_findings(f, "bare-lf pipelining-not-offered auth-before-starttls");
+    for (size_t i = 0; i < x->n; i++) {
+        assert_null(memmem(x->items[i].line, x->items[i].line_len, "AHRpbQBwdw", 10));
+        assert_null(memmem(x->items[i].line, x->items[i].line_len, "dGlt", 4));
+    }
+    assert_int_equal(x->items[0].count, 2); /* the AUTH line's and the SASL response's bare LF */
+    fake_free(f);
+}
+
 static void test_findings_after_421(void **state)
 {
     (void)state;
@@ -1423,6 +1441,7 @@ int main(void)
         cmocka_unit_test(test_findings_content),
         cmocka_unit_test(test_findings_size_and_utf8),
         cmocka_unit_test(test_findings_tls_and_auth),
+        cmocka_unit_test(test_findings_never_keep_credentials),
         cmocka_unit_test(test_findings_after_421),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
