@@ -180,6 +180,11 @@ static void found(session *s, finding_id id, const char *line, size_t len)
 {
     if (s->not_smtp)
         return;
+    /* A finding keeps its line, which is never to hold a credential: an AUTH line up to its mechanism. */
+    if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+        const char *sp = memchr(line + 5, ' ', len - 5);
+        len = sp != NULL ? (size_t)(sp - line) : len;
+    }
     char text[FINDING_EVENT_MAX];
     if (findings_add(&s->findings, id, s->host->wall_ms(s->ctx), s->id, line, len) == 1)
         event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
@@ -939,12 +944,8 @@ static sasl_context sasl_ctx(const session *s)
 static void cmd_auth(session *s, const smtp_command *cmd, command_args *a)
 {
     (void)a;
-    if (!s->tls && starttls_offered(s)) { /* the mechanism only: the rest of the line is a credential */
-        size_t mech = 0;
-        while (mech < cmd->arg_len && cmd->arg[mech] != ' ')
-            mech++;
-        found(s, FINDING_AUTH_BEFORE_STARTTLS, cmd->verb, (size_t)(cmd->arg - cmd->verb) + mech);
-    }
+    if (!s->tls && starttls_offered(s)) /* found() keeps the mechanism only */
+        found(s, FINDING_AUTH_BEFORE_STARTTLS, cmd->verb, command_len(cmd));
     if (!s->esmtp) {
         error_reply(s, "503 5.5.1 Error: send EHLO first");
         return;
@@ -1432,15 +1433,10 @@ static int verb_is(const char *line, size_t len, const char *verb)
 /* line_findings - what one command line, seen for the first time, shows of the client */
 static void line_findings(session *s, const char *line, size_t len, size_t raw_len)
 {
-    /* A finding keeps its line: never a credential (as log_command, a SASL line is not shown at all, an AUTH
-     * line only up to its mechanism). */
+    /* A SASL response is a credential: its findings do not show it (found() cuts AUTH lines itself). */
     static const char sasl[] = "(SASL response)";
     const char *shown = s->state == ST_AUTH ? sasl : line;
     size_t shown_len = s->state == ST_AUTH ? sizeof(sasl) - 1 : len;
-    if (s->state != ST_AUTH && len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
-        const char *sp = memchr(line + 5, ' ', len - 5);
-        shown_len = sp != NULL ? (size_t)(sp - line) : len;
-    }
     finding_id ending = findings_line_ending(line, len, raw_len);
     if (ending != FINDING_COUNT)
         found(s, ending, shown, shown_len);

@@ -1374,6 +1374,16 @@ static void test_findings_never_keep_credentials(void **state)
     }
     assert_int_equal(x->items[0].count, 2); /* the AUTH line's and the SASL response's bare LF */
     fake_free(f);
+    /* after a 421, and from the connection (an early talker): the same */
+    char buf[200];
+    f = fake_with(&cfg, reply_profile("mail", "421 4.3.2 bye", buf, sizeof(buf)), "smtp");
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\n", NULL);
+    session_input_after_close(f->s, "AUTH PLAIN AHRpbQBwdw==\r\n", 25);
+    session_finding(f->s, FINDING_EARLY_TALKER, "auth plain AHRpbQBwdw==", 23);
+    assert_findings(f, "command-after-421 early-talker");
+    for (size_t i = 0; i < session_findings(f->s)->n; i++)
+        assert_int_equal(session_findings(f->s)->items[i].line_len, 10);
+    fake_free(f);
 }
 
 static void test_findings_after_421(void **state)
