@@ -87,6 +87,12 @@ NOT_RUN = {
                                                         "project with the installed wheel",
     ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "
                                                    "with the composer archive installed",
+    ("docs/clients.md", "npm install --save-dev /path/to/smtpfault/clients/node"): "installs the Node package: "
+        "clients/node/test/pack.test.js (clients.node) installs its npm pack archive into an empty project",
+    ("docs/clients.md", "const { test, before, after } = require('node:test');"): "the Node quick start: "
+        "clients/node/test/pack.test.js (clients.node) runs it with node --test where the packed package is installed",
+    ("docs/clients.md", "const { SmtpfaultContainer }"): "needs a container engine: "
+        "clients/node/test/containers/ (container.testcontainers) starts the image the same way",
 }
 # Lines of claimed sh blocks that are not run (the block's other lines are).
 NOT_RUN_LINES = {"make test": "the whole suite, this test included: what CI runs"}
