@@ -51,8 +51,8 @@ typedef struct story_thread {
     char sender[STORY_ADDR_MAX], rcpt[STORY_ADDR_MAX];
     story_try tries[STORY_TRIES_MAX];
     size_t ntries;
-    uint64_t dropped;   /* older tries no longer kept */
-    uint64_t seq;       /* when it was last tried, for eviction */
+    uint64_t dropped; /* older tries no longer kept */
+    uint64_t seq;     /* when it was last tried, for eviction */
 } story_thread;
 
 typedef struct client_story client_story;
