@@ -103,6 +103,7 @@ int scope_reset(scope *sc, size_t *cleared)
     *cleared = store_clear(&sc->store);
     sc->store.accepted = sc->store.evicted = sc->store.evicted_bytes = 0;
     sc->discarded = 0;
+    client_stories_forget(&sc->srv->stories, sc->id);
     char label[SCOPE_ID_MAX + 16];
     log_server(LOG_INFO, "reset%s: %zu message%s cleared, profile and counters back to the start",
                scope_label(sc, label, sizeof(label)), *cleared, *cleared == 1 ? "" : "s");

@@ -350,6 +350,7 @@ fail:
 void server_free(server *srv)
 {
     scope_free(&srv->own);
+    client_stories_forget(&srv->stories, NULL);
     admin_free(srv->admin);
     srv->admin = NULL;
     tls_server_free(srv->tls);

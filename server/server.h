@@ -18,6 +18,7 @@
 #include "sessions.h"
 #include "store.h"
 #include "tls.h"
+#include "client_story.h"
 #include "scope.h"
 #include "transcript.h"
 
@@ -65,6 +66,7 @@ struct server {
     uint64_t next_session_id;
     int64_t started_ms; /* monotonic, for uptime */
     admin *admin;
+    client_stories stories; /* each client's (or scope's) retry story and findings, for client.report */
     char read_buf[SERVER_READ_BUFFER];
     char plain_buf[SERVER_PLAIN_BUFFER];
 };

@@ -15,6 +15,7 @@ static void record_free(session_record *r)
     free(r->helo);
     free(r->user);
     transcript_free(&r->transcript);
+    findings_free(&r->findings);
     memset(r, 0, sizeof(*r));
 }
 
@@ -72,6 +73,7 @@ cJSON *session_view_json(const session_view *v, int with_transcript)
     if (with_transcript) {
         cJSON_AddItemToObject(o, "transcript", transcript_json(v->transcript));
         cJSON_AddNumberToObject(o, "transcript_dropped", (double)v->transcript->dropped);
+        cJSON_AddItemToObject(o, "findings", findings_json(v->findings));
     }
     return o;
 }
@@ -95,6 +97,7 @@ static cJSON *record_json(const session_record *r, int with_transcript)
         .bytes_out = r->bytes_out,
         .messages = r->messages,
         .transcript = &r->transcript,
+        .findings = &r->findings,
     };
     return session_view_json(&v, with_transcript);
 }

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "findings.h"
 #include "store.h"
 #include "transcript.h"
 
@@ -25,6 +26,7 @@ typedef struct session_record {
     int64_t started_ms, ended_ms; /* wall clock */
     uint64_t bytes_in, bytes_out, messages;
     transcript transcript;
+    findings findings;
 } session_record;
 
 /* session_view - what the admin socket shows of one session, live or closed (strings may be NULL) */
@@ -36,6 +38,7 @@ typedef struct session_view {
     int64_t started_ms, ended_ms;
     uint64_t bytes_in, bytes_out, messages;
     const transcript *transcript;
+    const findings *findings; /* NULL: none */
 } session_view;
 
 /* sessions_ring - the most recent closed sessions; next is the slot written next */

@@ -48,6 +48,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -83,6 +84,8 @@ NOT_RUN = {
     ("docs/clients.md", "python3 -m venv --system-site-packages .venv    #"): "installs into a venv: "
         "test_readme_quick_start_and_test_suite runs the README's same commands, "
         "clients/python/tests/test_package.py installs the wheel into a venv",
+    ("docs/client-checks.md", 'r = admin.ok("client.report"'): "two lines of a test: test_client_report.py "
+                                                                  "asserts this summary after the same story",
     ("docs/clients.md", "import smtplib, ssl, pytest"): "clients/python/tests/test_package.py runs it in an empty "
                                                         "project with the installed wheel",
     ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "
@@ -592,7 +595,8 @@ ELIDED = "\u2026elided"
 VOLATILE = {"uptime_ms": (int, float), "in": (int,), "out": (int,), "bytes_in": (int,), "bytes_out": (int,),
             "libuv": (str,), "wolfssl": (str,), "cjson": (str,),
             "connections": (int,),  # capacity.connections follows the machine's ulimit -n
-            "port": (int,)}  # scope.create's listeners: ports the kernel picks
+            "port": (int,),  # scope.create's listeners: ports the kernel picks
+            "delay_ms": (int, type(None)), "delays_ms": (list,)}  # client.report: what the client waited
 PEM_RE = r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n"
 
 
@@ -683,6 +687,23 @@ def smtp_session(srv, message, rcpt="alice@example.com", refused_first=False):
     poll(lambda: admin_call(srv, {"cmd": "sessions.list"})["live"] == [], IO_TIMEOUT, message="the session to end")
 
 
+def retry_story(srv):
+    """client.report's documented run: the first RCPT to later@ refused with 421 three times, each retry
+    waiting longer (0.2, 0.6, 1.5 s), then delivered; a message to nobody@ refused with 550 and not sent again."""
+    admin_call(srv, {"cmd": "reset"})
+    admin_call(srv, {"cmd": "profile.load", "profile": {"rules": [
+        {"when": {"stage": "rcpt", "rcpt": "later@*", "times": 3}, "do": {"reply": "421 4.3.2 Busy, try again later"}},
+        {"when": {"stage": "rcpt", "rcpt": "nobody@*"}, "do": {"reply": "550 5.1.1 No such user"}}]}})
+    for wait, rcpt in ((0, "later"), (0.2, "later"), (0.6, "later"), (1.5, "later"), (0, "nobody")):
+        time.sleep(wait)
+        try:
+            with smtplib.SMTP(srv.host, srv.port, timeout=IO_TIMEOUT) as s:
+                s.sendmail("app@example.org", [f"{rcpt}@example.com"], b"Subject: story\r\n\r\nhello\r\n")
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPServerDisconnected):
+            pass
+    poll(lambda: admin_call(srv, {"cmd": "sessions.list"})["live"] == [], IO_TIMEOUT, message="the sessions to end")
+
+
 def test_admin_transcripts(doc_server):
     """Every `> request` of docs/admin.md sent, in the order of its ids, each `< response` compared.
 
@@ -690,7 +711,7 @@ def test_admin_transcripts(doc_server):
     (ids up to 6), one session whose first RCPT is refused by it and whose retry is accepted (the message
     the next requests show, its bytes taken from messages.get's raw_base64); a message before
     messages.clear (16) and before reset (17), so each clears one; and after events.subscribe (24) a
-    session whose events are compared with the documented ones.
+    session whose events are compared with the documented ones; before client.report (25), retry_story.
     """
     exchanges = sorted(admin_exchanges(), key=lambda e: e[0] if isinstance(e[0], int) else 0)
     assert [e[0] for e in exchanges][:3] == ["a1", 1, 2], "the transcripts' ids changed: update this test"
@@ -699,13 +720,15 @@ def test_admin_transcripts(doc_server):
     srv = doc_server(["--certs-dir", str(suite_pki())])
     matcher = Matcher()
     plays = {7: lambda: smtp_session(srv, message, refused_first=True), 16: lambda: smtp_session(srv, message),
-             17: lambda: smtp_session(srv, message)}
+             17: lambda: smtp_session(srv, message), 25: lambda: retry_story(srv)}
     with srv.admin() as client:
         for ident, request, responses in exchanges:
             if ident in plays:
                 plays[ident]()
             client.send(matcher.request(request).encode() + b"\n")
             actual = json.loads(client.read_line())
+            while "ok" not in actual:  # after events.subscribe, the events of the plays come first
+                actual = json.loads(client.read_line())
             matcher.match(doc_json(responses[0]), actual, f"response to {request}")
             if len(responses) > 1:  # events.subscribe: the events of the next session
                 smtp_session(srv, message)
