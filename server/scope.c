@@ -30,6 +30,7 @@ int scope_init(scope *sc, server *srv, const char *id, fault_profile *profile)
     sc->srv = srv;
     snprintf(sc->id, sizeof(sc->id), "%s", id);
     store_init(&sc->store, &srv->messages);
+    sessions_ring_init(&sc->recent, &srv->closed);
     uv_timer_init(srv->loop, &sc->modes);
     sc->modes.data = sc;
     sc->created_ms = wall_now_ms();

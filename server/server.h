@@ -44,6 +44,7 @@ struct server {
     uv_loop_t *loop;
     const config *cfg;
     store_pool messages;     /* every scope's stores draw on it: the --store-max-* limits, the id sequence */
+    sessions_pool closed;    /* every scope's closed sessions: SESSIONS_KEPT_MAX in all */
     tls_server *tls;         /* NULL with --no-tls */
     fault_decision decision; /* scratch for connect and tls_handshake decisions, used at once */
     scope own;               /* the server's own listeners, profile, messages and sessions */
