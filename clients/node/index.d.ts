@@ -146,10 +146,62 @@ export interface ScopeOptions {
     keep?: boolean;
 }
 
+/** A finding of client.report or sessions.get (docs/client-checks.md). */
+export interface Finding {
+    id: string;
+    severity: 'violation' | 'risk' | 'info';
+    reference: string;
+    count: number;
+    time: string;
+    session: number;
+    line: string;
+}
+
+/** client.report: a client's (or a scope's) findings and retry story. */
+export interface ClientReport {
+    client?: string;
+    scope?: string;
+    sessions: number;
+    first: string;
+    last: string;
+    summary: {
+        retried_4xx: boolean; backoff: boolean | null; hammering: boolean;
+        retried_5xx: boolean; gave_up_after_5xx: boolean; violations: number;
+    };
+    findings: Finding[];
+    threads: Array<{
+        sender?: string; rcpt?: string; connection?: boolean;
+        tries: Array<{ session: number; time: string; replied: string; code: number; stage: string; reply: string;
+            delay_ms: number | null; greylist_ms?: number; limited?: boolean }>;
+        dropped: number; retries: number; delays_ms: number[]; backoff: boolean | null; hammering: boolean;
+        outcome: 'delivered' | 'deferred' | 'refused';
+    }>;
+}
+
+/** What assertClient checks: each key given must hold. */
+export interface ClientExpectation {
+    /** true/false: a 4xx was (not) retried; {atLeast, backoff}: one thread retried a 4xx atLeast times, its delays growing (or not). */
+    retried4xx?: boolean | { atLeast?: number; backoff?: boolean };
+    retried5xx?: boolean;
+    gaveUpAfter5xx?: boolean;
+    hammering?: boolean;
+    /** How many kinds of RFC violation (0: none). */
+    violations?: number;
+}
+
+/** Throws an AssertionError whose message is the client's timeline unless the report shows what expect says. */
+export declare function assertReport(report: ClientReport, expect: ClientExpectation): ClientReport;
+/** What the client did: each thread's tries with their codes and delays, and the findings. */
+export declare function describe(report: ClientReport): string;
+
 /** A virtual server inside the running one: its own ports, profile, messages, sessions and counters. */
 export declare class Scope extends Target {
     readonly id: string;
     readonly keep: boolean;
+    /** client.report of the scope: every connection to its listeners as one client's story. */
+    report(): Promise<ClientReport>;
+    /** Waits for the scope's open sessions to end (5 s at most), then assertReport on its report. */
+    assertClient(expect: ClientExpectation): Promise<ClientReport>;
     /** scope.delete: the ports refuse, the sessions close, the messages are gone. */
     close(): Promise<void>;
 }
@@ -192,6 +244,11 @@ export declare class SmtpFault extends Target {
     scope(id: string): Promise<Scope>;
     /** Every scope of the server (scope.list). */
     scopes(): Promise<Array<Record<string, any>>>;
+    /** client.report of a client address on the server's own listeners; without one, the addresses with a story. */
+    report(): Promise<string[]>;
+    report(client: string): Promise<ClientReport>;
+    /** Scope's assertClient for a client address on the server's own listeners. */
+    assertClient(client: string, expect: ClientExpectation): Promise<ClientReport>;
     /** Ends the admin connection (and the scopes it created); stops a server started here. Its exit code or signal. */
     close(): Promise<number | string | null>;
     /** What a server started here wrote on stderr lately. */

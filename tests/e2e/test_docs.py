@@ -84,8 +84,8 @@ NOT_RUN = {
     ("docs/clients.md", "python3 -m venv --system-site-packages .venv    #"): "installs into a venv: "
         "test_readme_quick_start_and_test_suite runs the README's same commands, "
         "clients/python/tests/test_package.py installs the wheel into a venv",
-    ("docs/client-checks.md", 'r = admin.ok("client.report"'): "two lines of a test: test_client_report.py "
-                                                                  "asserts this summary after the same story",
+    ("docs/client-checks.md", "scope.assert_client("): "a line of a test: clients/python/tests/test_report.py "
+        "(clients.python) runs this block on its scope after the story it describes",
     ("docs/clients.md", "import smtplib, ssl, pytest"): "clients/python/tests/test_package.py runs it in an empty "
                                                         "project with the installed wheel",
     ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "

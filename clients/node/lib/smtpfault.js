@@ -23,6 +23,19 @@ class Scope extends Target {
         this.closed = false;
     }
 
+    /* report() - client.report of the scope: every connection to its listeners as one client's story */
+    async report() {
+        return (await this._request('client.report')).report;
+    }
+
+    /*
+     * assertClient(expect) - throw an AssertionError showing what the client did unless it did what expect
+     * says (see assertReport), e.g. {retried4xx: {atLeast: 3, backoff: true}, retried5xx: false, violations: 0}.
+     */
+    assertClient(expect) {
+        return this._assertReport(expect);
+    }
+
     /* close() - scope.delete: its ports refuse, its sessions close, its messages are gone. Closing twice is a no-op. */
     async close() {
         if (this.closed) {
@@ -138,6 +151,20 @@ class SmtpFault extends Target {
         const scope = new Scope(this, found);
         await scope._fetchCa();
         return scope;
+    }
+
+    /*
+     * report(client) - client.report: the story of a client address ('127.0.0.1') on the server's own
+     * listeners; without one, the addresses that have a story, most recently seen first.
+     */
+    async report(client) {
+        const answer = await this._request('client.report', { client });
+        return client === undefined ? answer.clients : answer.report;
+    }
+
+    /* assertClient(client, expect) - Scope's assertClient for a client address on the server's own listeners */
+    assertClient(client, expect) {
+        return this._assertReport(expect, client);
     }
 
     /* scopes() - every scope of the server (scope.list) */

@@ -4,12 +4,16 @@
  * events, reset), shared by SmtpFault (the server's own listeners) and Scope (one scope's): a Scope sends
  * the same commands with its "scope" id.
  */
+const { AssertionError } = require('node:assert');
 const { EventStream } = require('./events');
 const { profileArgs } = require('./profile');
 const { listener, reachable } = require('./address');
+const { assertReport } = require('./report');
 
 const DEFAULT_WAIT_MS = 10000;
 const LISTENERS = ['smtp', 'submission', 'smtps'];
+const SETTLE_MS = 5000; // how long assertClient waits for the client's open sessions (the server lingers 2 s)
+const POLL_MS = 20;
 
 /* fields(response) - a response without its id and ok */
 function fields(response) {
@@ -142,6 +146,29 @@ class Target {
     /* events() - every session event as it happens, as an async iterable (see EventStream) */
     events() {
         return new EventStream(() => this._client._open(), this._scope);
+    }
+
+    /*
+     * _assertReport(expect, client) - assertReport on client.report, once the client's open sessions have
+     * ended (a session's findings join the story when it ends) or SETTLE_MS passed.
+     */
+    async _assertReport(expect, client) {
+        const deadline = Date.now() + SETTLE_MS;
+        const open = s => client === undefined ||
+            s.client.slice(0, s.client.lastIndexOf(':')).replace(/^\[|\]$/g, '') === client;
+        while ((await this.sessions()).live.some(open) && Date.now() < deadline) {
+            await new Promise(resolve => setTimeout(resolve, POLL_MS));
+        }
+        let report;
+        try {
+            report = (await this._request('client.report', { client })).report;
+        } catch (err) {
+            if (err.code !== 'not_found') {
+                throw err;
+            }
+            throw new AssertionError({ message: `smtpfault saw no try of this client: ${err.message}` });
+        }
+        return assertReport(report, expect);
     }
 
     /* reset() - the start profile, fresh counters, no messages */

@@ -129,6 +129,24 @@ final class Client extends Target
         return new Scope($this, $this->mainConnection()->request('scope.create', $args));
     }
 
+    /**
+     * report - client.report: the story of a client address ('127.0.0.1') on the server's own listeners;
+     * without one, the addresses that have a story, most recently seen first.
+     */
+    public function report(?string $client = null): array
+    {
+        $answer = $this->request('client.report', ['client' => $client]);
+        return $client === null ? $answer['clients'] : $answer['report'];
+    }
+
+    /** assertClient - Scope::assertClient for a client address on the server's own listeners */
+    public function assertClient(string $client, bool|array|null $retried4xx = null, ?bool $retried5xx = null,
+        ?bool $gaveUpAfter5xx = null, ?bool $hammering = null, ?int $violations = null): array
+    {
+        return $this->assertReportOf($client,
+            compact('retried4xx', 'retried5xx', 'gaveUpAfter5xx', 'hammering', 'violations'));
+    }
+
     /** scopes - every scope of the server (scope.list) */
     public function scopes(): array
     {

@@ -52,6 +52,24 @@ final class Scope extends Target
         return $this->closed;
     }
 
+    /** report - client.report of the scope: every connection to its listeners as one client's story */
+    public function report(): array
+    {
+        return $this->request('client.report')['report'];
+    }
+
+    /**
+     * assertClient - fail, showing what the client did, unless it did what the arguments say (see
+     * Report::assertReport), e.g. retried4xx: ['atLeast' => 3, 'backoff' => true], retried5xx: false,
+     * violations: 0. The report.
+     */
+    public function assertClient(bool|array|null $retried4xx = null, ?bool $retried5xx = null,
+        ?bool $gaveUpAfter5xx = null, ?bool $hammering = null, ?int $violations = null): array
+    {
+        return $this->assertReportOf(null,
+            compact('retried4xx', 'retried5xx', 'gaveUpAfter5xx', 'hammering', 'violations'));
+    }
+
     /** close - end the scope: its listeners close, its messages are forgotten. Closing twice does nothing. */
     public function close(): void
     {

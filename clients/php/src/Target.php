@@ -17,6 +17,7 @@ namespace Smtpfault;
 abstract class Target
 {
     public const WAIT_MARGIN = 30.0; // seconds past a messages.wait timeout before its answer counts as lost
+    public const SETTLE_TIMEOUT = 5.0; // seconds assertClient waits for open sessions to end (the server lingers 2 s)
 
     private ?string $caPem = null;
     private ?string $caPath = null;
@@ -169,6 +170,29 @@ abstract class Target
             throw $e;
         }
         return new EventStream($conn, $timeout);
+    }
+
+    /**
+     * assertReportOf - Report::assertReport on client.report (of the scope, or of $client), once the client's
+     * open sessions have ended (a session's findings join the story when it ends) or SETTLE_TIMEOUT passed.
+     */
+    protected function assertReportOf(?string $client, array $expect): array
+    {
+        $deadline = microtime(true) + self::SETTLE_TIMEOUT;
+        $open = static fn ($s) => $client === null
+            || trim(substr($s['client'], 0, strrpos($s['client'], ':')), '[]') === $client;
+        while (array_filter($this->sessions()['live'], $open) !== [] && microtime(true) < $deadline) {
+            usleep(20000);
+        }
+        try {
+            $report = $this->request('client.report', ['client' => $client])['report'];
+        } catch (SmtpfaultException $e) {
+            if ($e->errorCode !== 'not_found') {
+                throw $e;
+            }
+            Report::fail("smtpfault saw no try of this client: {$e->detail}");
+        }
+        return Report::assertReport($report, ...$expect);
     }
 
     public function ca(): string

@@ -1,5 +1,5 @@
 // check.ts - the declarations as a CommonJS TypeScript project uses them (tsc --noEmit in types.test.js).
-import { SmtpFault, SmtpFaultError, Scope, Message, Envelope, Listener } from 'smtpfault';
+import { SmtpFault, SmtpFaultError, Scope, Message, Envelope, Listener, ClientReport, assertReport } from 'smtpfault';
 
 export async function example(): Promise<void> {
     const sf: SmtpFault = await SmtpFault.start({ args: ['--user', 'app@example.com:secret'], log: 'inherit' });
@@ -16,6 +16,12 @@ export async function example(): Promise<void> {
     const { live, recent } = await scope.sessions();
     const ids: number[] = [...live, ...recent].map(s => s.id);
     const fired: number = (await scope.stats()).faults.fired;
+    const report: ClientReport = await scope.assertClient({ retried4xx: { atLeast: 3, backoff: true }, retried5xx: false, violations: 0 });
+    const delays: number[] = report.threads[0].delays_ms;
+    assertReport(await scope.report(), { gaveUpAfter5xx: true });
+    const clients: string[] = await sf.report();
+    const verdict: boolean | null = (await sf.report('127.0.0.1')).summary.backoff;
+    await sf.assertClient('127.0.0.1', { hammering: false });
     for await (const ev of scope.events()) {
         const kind: string = ev.event;
         if (kind === 'close') {

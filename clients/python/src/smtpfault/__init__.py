@@ -12,6 +12,7 @@ As a pytest plugin (registered by entry point): the fixtures `smtpfault` (one se
 
 from ._client import EventStream, Listener, Scope, SmtpFault
 from ._connection import SmtpFaultError
+from ._report import assert_report, describe
 
-__all__ = ["SmtpFault", "Scope", "Listener", "EventStream", "SmtpFaultError"]
+__all__ = ["SmtpFault", "Scope", "Listener", "EventStream", "SmtpFaultError", "assert_report", "describe"]
 __version__ = "0.1.0"

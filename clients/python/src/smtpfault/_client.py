@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 from ._connection import DEFAULT_ADMIN, JSON, REQUEST_TIMEOUT, Connection, SmtpFaultError, check
+from ._report import assert_report
 
 Profile = Union[str, "os.PathLike[str]", Dict[str, Any]]
 
@@ -21,6 +22,7 @@ WAIT_MARGIN = 30.0  # seconds past a messages.wait timeout before its answer cou
 START_TIMEOUT = 60.0  # seconds for a spawned server to write its ports file (ASan builds start slowly)
 STOP_TIMEOUT = 60.0  # seconds for a spawned server to exit after SIGTERM (it drains for up to 5 s)
 POLL_INTERVAL = 0.02
+SETTLE_TIMEOUT = 5.0  # seconds assert_client waits for the client's open sessions (the server lingers 2 s)
 LISTENERS = ("smtp", "submission", "smtps")
 
 
@@ -149,6 +151,20 @@ class _Target:
         with block). With `timeout`, waiting longer than that for one event raises SmtpFaultError("timeout")."""
         return EventStream(self._open(), self._scope_id, timeout)
 
+    def _assert_report(self, expect: Any, client: Optional[str] = None) -> JSON:
+        # A session's findings join the story when it ends: give the client's open sessions a moment to.
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while any(client is None or s["client"].rpartition(":")[0].strip("[]") == client
+                  for s in self.sessions()["live"]) and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
+        try:
+            report = self._request("client.report", client=client)["report"]
+        except SmtpFaultError as e:
+            if e.code != "not_found":
+                raise
+            raise AssertionError(f"smtpfault saw no try of this client: {e.message}") from None
+        return assert_report(report, **expect)
+
     @property
     def ca(self) -> str:
         """The PEM of the CA the server's certificates are signed by: give it to clients that verify."""
@@ -234,6 +250,16 @@ class Scope(_Target):
 
     def _open(self) -> Connection:
         return self._owner._open()
+
+    def report(self) -> JSON:
+        """client.report of the scope: every connection to its listeners as one client's story."""
+        return self._request("client.report")["report"]
+
+    def assert_client(self, **expect: Any) -> JSON:
+        """assert_report on the scope's report (see smtpfault.assert_report): raises AssertionError showing
+        what the client did unless it did what `expect` says, e.g. retried_4xx={"at_least": 3, "backoff": True},
+        retried_5xx=False, gave_up_after_5xx=True, violations=0."""
+        return self._assert_report(expect)
 
     def close(self) -> None:
         """End the scope: its listeners close, its messages are forgotten. Closing twice does nothing."""
@@ -362,6 +388,16 @@ class SmtpFault(_Target):
         args = profile_args(profile, source) if profile is not None else {}
         args.update(_drop_none(listeners=list(listeners) if listeners is not None else None, keep=keep or None))
         return Scope(self, self._conn().request("scope.create", args))
+
+    def report(self, client: Optional[str] = None) -> Union[JSON, List[str]]:
+        """client.report: the story of a client address (127.0.0.1) on the server's own listeners; without
+        one, the addresses that have a story, most recently seen first."""
+        answer = self._request("client.report", client=client)
+        return answer["report"] if client is not None else answer["clients"]
+
+    def assert_client(self, client: str, **expect: Any) -> JSON:
+        """Scope.assert_client for a client address on the server's own listeners."""
+        return self._assert_report(expect, client)
 
     def scopes(self) -> List[JSON]:
         """Every scope of the server (scope.list)."""
