@@ -94,6 +94,13 @@ NOT_RUN = {
         "clients/node/test/pack.test.js (clients.node) installs its npm pack archive into an empty project",
     ("docs/clients.md", "const { test, before, after } = require('node:test');"): "the Node quick start: "
         "clients/node/test/pack.test.js (clients.node) runs it with node --test where the packed package is installed",
+    ("docs/clients.md", "import smtplib, time\nimport pytest"): "the Python retry example (assert_client): "
+        "clients/python/tests/test_package.py (clients.python) runs it in an empty project with the installed wheel",
+    ("docs/clients.md", "const assert = require('node:assert/strict');\nconst { test, before, after }"): "the Node "
+        "retry example (assertClient): clients/node/test/pack.test.js (clients.node) runs it with node --test where "
+        "the packed package is installed",
+    ("docs/clients.md", "<?php\nuse PHPUnit"): "the PHP retry example (assertClient): clients/php/tests/PackageTest.php "
+        "(clients.php) runs it in an empty project with the composer archive installed",
     ("docs/clients.md", "const { SmtpfaultContainer }"): "needs a container engine: "
         "clients/node/test/containers/ (container.testcontainers) starts the image the same way",
 }

@@ -2,7 +2,8 @@
 /*
  * pack.test.js - the archive `npm pack` makes, as a new user gets it: it holds the package and nothing else,
  * installs into an empty project (with Nodemailer), and the quick start of docs/clients.md (the same as the
- * package README's) passes there with node --test; the ES module entry points load.
+ * package README's) and its retry example (assertClient) pass there with node --test; the ES module entry
+ * points load.
  */
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -77,6 +78,16 @@ test('the quick start of docs/clients.md passes in the new project', { timeout: 
     fs.writeFileSync(path.join(project, 'quick-start.test.js'), quick);
     const out = run(process.execPath, ['--test', 'quick-start.test.js'], project, { SMTPFAULT_BIN: BIN });
     assert.match(out, /# pass 2\n/);
+    assert.match(out, /# fail 0\n/);
+});
+
+test('the retry example of docs/clients.md (one assertClient) passes in the new project', { timeout: PACK_TIMEOUT }, () => {
+    const markdown = fs.readFileSync(DOCS, 'utf8');
+    const example = firstJs(markdown.slice(markdown.indexOf('\n## Node\n')), "`scope.report()` is what the code under test did: [`client.report`](admin.md#clientreport) of the scope");
+    assert.match(example, /await scope\.assertClient\(/);
+    fs.writeFileSync(path.join(project, 'retries.test.js'), example);
+    const out = run(process.execPath, ['--test', 'retries.test.js'], project, { SMTPFAULT_BIN: BIN });
+    assert.match(out, /# pass 1\n/);
     assert.match(out, /# fail 0\n/);
 });
 

@@ -7,7 +7,8 @@ use PHPUnit\Framework\TestCase;
 
 /**
  * The package as a user gets it: `composer archive` of it, installed offline (an artifact repository,
- * packagist.org off) into an empty project, where the PHP quick start of docs/clients.md runs under PHPUnit.
+ * packagist.org off) into an empty project, where the PHP quick start and retry example of docs/clients.md run
+ * under PHPUnit.
  */
 final class PackageTest extends TestCase
 {
@@ -44,12 +45,14 @@ final class PackageTest extends TestCase
         return $out;
     }
 
-    /** the PHP quick start of docs/clients.md: the first php block of its ## PHP section */
-    private static function quickStart(): string
+    /** a php block of docs/clients.md's ## PHP section: the one that begins with $start (the quick start: the first) */
+    private static function phpBlock(string $start): string
     {
         $section = explode("\n## ", explode("\n## PHP\n", file_get_contents(self::DOC), 2)[1], 2)[0];
-        preg_match('/^```php\n(.*?)^```/sm', $section, $m);
-        return $m[1];
+        preg_match_all('/^```php\n(.*?)^```/sm', $section, $m);
+        $found = array_values(array_filter($m[1], static fn ($b) => str_starts_with($b, $start)));
+        self::assertCount(1, $found, "one php block of the PHP section begins with $start");
+        return $found[0];
     }
 
     public function testArchiveInstallsIntoAnEmptyProjectAndTheQuickStartRuns(): void
@@ -70,8 +73,9 @@ final class PackageTest extends TestCase
         // PHPMailer and PHPUnit come from Debian here; a project would have them from composer too.
         file_put_contents("$project/tests/bootstrap.php", "<?php\nrequire __DIR__ . '/../vendor/autoload.php';\n"
                                                         . "require '/usr/share/php/libphp-phpmailer/autoload.php';\n");
-        file_put_contents("$project/tests/SignupTest.php", self::quickStart());
+        file_put_contents("$project/tests/SignupTest.php", self::phpBlock("<?php\nuse PHPMailer"));
+        file_put_contents("$project/tests/RetryTest.php", self::phpBlock("<?php\nuse PHPUnit")); // its assertClient
         $out = $this->command(['phpunit', '--bootstrap', 'tests/bootstrap.php', 'tests'], $project);
-        $this->assertMatchesRegularExpression('/^OK \(2 tests, /m', $out);
+        $this->assertMatchesRegularExpression('/^OK \(3 tests, /m', $out);
     }
 }

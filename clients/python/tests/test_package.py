@@ -1,5 +1,6 @@
 """The package as a user gets it: a wheel built offline, installed into an empty project's venv, where the
-quick start of docs/clients.md runs under pytest-xdist with the plugin found through its entry point."""
+quick start and the retry example of docs/clients.md run under pytest-xdist with the plugin found through its
+entry point."""
 
 import os
 import re
@@ -19,10 +20,18 @@ def run(argv, cwd, **kw):
     return proc
 
 
-def quick_start():
-    """The Python quick start of docs/clients.md: the first python block of its ## Python section."""
+def python_block(start):
+    """The python block of docs/clients.md's ## Python section that begins with `start` (its quick start: the
+    first one)."""
     section = (REPO_ROOT / "docs" / "clients.md").read_text().split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
+    blocks = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    found = [b for b in blocks if b.startswith(start)]
+    assert len(found) == 1, (start, blocks)
+    return found[0]
+
+
+QUICK_START = "import smtplib, ssl, pytest"
+RETRY_EXAMPLE = "import smtplib, time\nimport pytest"  # its one-call assert_client
 
 
 def test_wheel_installs_into_an_empty_project_and_the_quick_start_runs(tmp_path):
@@ -39,9 +48,10 @@ def test_wheel_installs_into_an_empty_project_and_the_quick_start_runs(tmp_path)
 
     project = tmp_path / "project"
     project.mkdir()
-    (project / "test_signup.py").write_text(quick_start())
+    (project / "test_signup.py").write_text(python_block(QUICK_START))
+    (project / "test_retries.py").write_text(python_block(RETRY_EXAMPLE))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = run([venv / "bin" / "python", "-m", "pytest", "-v", "-p", "no:cacheprovider", "-n", "2"], project,
                env=env)
     assert re.search(r"plugins: .*smtpfault-0\.1\.0", proc.stdout), proc.stdout
-    assert re.search(r"\b2 passed\b", proc.stdout), proc.stdout
+    assert re.search(r"\b3 passed\b", proc.stdout), proc.stdout
