@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "admin_cmd.h"
+#include "admin_http.h"
 #include "bytebuf.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -87,8 +88,10 @@ struct admin_client {
     int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
     int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
     int subscribed;
-    int waiting;   /* a messages.wait holds the queue */
-    int eof;       /* the client shut its side: answer what it sent, then close */
+    int waiting; /* a messages.wait holds the queue */
+    int eof;     /* the client shut its side: answer what it sent, then close */
+    int started; /* a byte has come: the connection speaks NDJSON, or HTTP when http is set */
+    admin_http *http;
     bytebuf out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
     int writes;    /* write requests not completed yet */
     size_t queued; /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
@@ -144,6 +147,7 @@ static void on_client_closed(uv_handle_t *h)
     filter_free(&c->filter);
     bytebuf_release(&c->in);
     bytebuf_release(&c->out);
+    admin_http_free(c->http);
     free(c);
 }
 
@@ -255,13 +259,14 @@ static void on_flush(uv_idle_t *h)
 }
 
 /*
- * queue_line - a line of len bytes (without its newline) for the client; owned: text is taken over. Lines
- * gather into writes of up to ADMIN_OUT_CHUNK, sent before the loop next waits: 100,000 pipelined pings
- * cost a few writes, not 100,000 write requests. A longer line is a write of its own, in order.
+ * queue_out - len bytes of text for the client, and a newline when nl; owned: text is taken over. Small
+ * outputs gather into writes of up to ADMIN_OUT_CHUNK, sent before the loop next waits: 100,000 pipelined
+ * pings cost a few writes, not 100,000 write requests. A longer one is a write of its own, in order.
  */
-static void queue_line(admin_client *c, char *text, size_t len, int owned)
+static void queue_out(admin_client *c, char *text, size_t len, int owned, int nl)
 {
-    if (!c->closing && len + 1 > ADMIN_OUT_CHUNK) {
+    size_t total = len + (nl ? 1 : 0);
+    if (!c->closing && total > ADMIN_OUT_CHUNK) {
         flush_output(c);
         char *data = owned ? text : malloc(len);
         if (data != NULL && !owned)
@@ -269,21 +274,28 @@ static void queue_line(admin_client *c, char *text, size_t len, int owned)
         if (data == NULL)
             admin_client_close(c, "out of memory");
         else
-            submit(c, data, len, len, 1);
+            submit(c, data, len, len, nl);
         return;
     }
-    if (!c->closing && c->out.len + len + 1 > ADMIN_OUT_CHUNK)
+    if (!c->closing && c->out.len + total > ADMIN_OUT_CHUNK)
         flush_output(c);
     /* Grown by doubling: what a write holds is at most twice what it sends, and counted whole. */
-    if (!c->closing && bytebuf_reserve(&c->out, len + 1) != 0)
+    if (!c->closing && bytebuf_reserve(&c->out, total) != 0)
         admin_client_close(c, "out of memory");
     if (!c->closing) {
         (void)bytebuf_append(&c->out, text, len);
-        (void)bytebuf_append(&c->out, "\n", 1);
+        if (nl)
+            (void)bytebuf_append(&c->out, "\n", 1);
         uv_idle_start(&c->a->flush, on_flush);
     }
     if (owned)
         free(text);
+}
+
+/* queue_line - a line of len bytes (without its newline), as queue_out */
+static void queue_line(admin_client *c, char *text, size_t len, int owned)
+{
+    queue_out(c, text, len, owned, 1);
 }
 
 /*
@@ -330,7 +342,9 @@ static void respond(admin_client *c, cJSON *obj, cJSON *id)
         respond(c, refusal, idv);
         return;
     }
-    if (text != NULL)
+    if (text != NULL && c->http != NULL)
+        admin_http_response(c, out, text, strlen(text)); /* framed as an HTTP response or an event stream */
+    else if (text != NULL)
         queue_line(c, text, strlen(text), 1);
     cJSON_Delete(out);
 }
@@ -420,29 +434,28 @@ static int same_token(const char *given, const char *want)
     return diff == 0;
 }
 
-/* handle_line - one request line */
-static void handle_line(admin_client *c, const char *line, size_t len)
+cJSON *admin_parse_request(const char *line, size_t len, int multiline, cJSON **err)
 {
     if (!utf8_valid(line, len)) {
         /* JSON text is UTF-8 (RFC 8259 8.1); cJSON would take the bytes, and echo them in the response. */
-        respond(c, admin_error("invalid_json", "the request is not valid JSON (not UTF-8)"), NULL);
-        return;
+        *err = admin_error("invalid_json", "the request is not valid JSON (not UTF-8)");
+        return NULL;
     }
     /* Control characters are never JSON (in strings they are escaped), but cJSON skips them as blanks
      * ("\0{...}" was a request) and keeps them in strings (a NUL cut "pi\0ng" to "pi"). Tabs may pass. */
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)line[i] < 0x20 && line[i] != '\t' && line[i] != '\r') {
-            respond(c,
-                    admin_error("invalid_json",
-                                "the request is not valid JSON (control character 0x%02x at byte %zu)",
-                                (unsigned)(unsigned char)line[i], i + 1),
-                    NULL);
-            return;
+        if ((unsigned char)line[i] < 0x20 && line[i] != '\t' && line[i] != '\r' &&
+            !(multiline && line[i] == '\n')) {
+            *err = admin_error("invalid_json",
+                               "the request is not valid JSON (control character 0x%02x at byte %zu)",
+                               (unsigned)(unsigned char)line[i], i + 1);
+            return NULL;
         }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     /* One value per line: what follows it (a second request, garbage) would otherwise be ignored. */
-    while (req != NULL && end < line + len && (*end == ' ' || *end == '\t'))
+    while (req != NULL && end < line + len &&
+           (*end == ' ' || *end == '\t' || (multiline && (*end == '\r' || *end == '\n'))))
         end++;
     if (req != NULL && end < line + len) {
         cJSON_Delete(req);
@@ -450,22 +463,44 @@ static void handle_line(admin_client *c, const char *line, size_t len)
     }
     if (req == NULL) {
         size_t at = end ? (size_t)(end - line) : 0;
-        respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
-        return;
+        *err = admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1);
+        return NULL;
     }
     if (has_nul_escape(line, len)) {
         cJSON_Delete(req);
-        respond(c, admin_error("bad_request", "a string in the request holds \\u0000 (NUL), which none may"),
-                NULL);
+        *err = admin_error("bad_request", "a string in the request holds \\u0000 (NUL), which none may");
+        return NULL;
+    }
+    return req;
+}
+
+cJSON *admin_run_request(admin_client *c, const cJSON *req, cJSON *id)
+{
+    const char *dup = NULL;
+    int oom = 0;
+    if (!cJSON_IsObject(req))
+        return admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(req, "cmd")))
+        return admin_error("bad_request", "the request has no \"cmd\" string");
+    if ((dup = duplicate_key(req, &oom)) != NULL)
+        return admin_error("bad_request", "the key \"%.64s\" appears twice in the request", dup);
+    if (oom)
+        return admin_error("internal", "out of memory");
+    return admin_command(c, req, id);
+}
+
+/* handle_line - one request line */
+static void handle_line(admin_client *c, const char *line, size_t len)
+{
+    cJSON *resp = NULL;
+    cJSON *req = admin_parse_request(line, len, 0, &resp);
+    if (req == NULL) {
+        respond(c, resp, NULL);
         return;
     }
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
     cJSON *id = idv ? id_copy(idv) : NULL;
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     const config *cfg = c->a->srv->cfg;
-    const char *dup = NULL;
-    int oom = 0;
-    cJSON *resp;
     /* The token first: a request without it costs no more than its parse, whatever its shape. */
     int token_ok =
         cJSON_IsObject(req) && (cfg->admin_token == NULL || same_token(request_token(req), cfg->admin_token));
@@ -480,19 +515,11 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         }
         cJSON_free(printed);
     }
-    if (!cJSON_IsObject(req))
-        resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
-    else if (!token_ok)
+    if (cJSON_IsObject(req) && !token_ok)
         resp =
             admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
-    else if (!cJSON_IsString(cmd))
-        resp = admin_error("bad_request", "the request has no \"cmd\" string");
-    else if ((dup = duplicate_key(req, &oom)) != NULL)
-        resp = admin_error("bad_request", "the key \"%.64s\" appears twice in the request", dup);
-    else if (oom)
-        resp = admin_error("internal", "out of memory");
     else
-        resp = admin_command(c, req, id);
+        resp = admin_run_request(c, req, id);
     if (resp != NULL)
         respond(c, resp, id);
     cJSON_Delete(req);
@@ -519,7 +546,8 @@ static void refuse(admin_client *c, cJSON *resp)
     if (c->subscribed)
         c->a->nsubscribers--;
     c->subscribed = 0;
-    respond(c, resp, NULL);
+    if (resp != NULL)
+        respond(c, resp, NULL);
     flush_output(c); /* before the FIN */
     if (c->closing)
         return;
@@ -555,6 +583,11 @@ static int line_allowed(admin_client *c, const char *p, size_t len)
 /* process_lines - run the complete lines in the input, unless a wait holds the queue */
 static void process_lines(admin_client *c)
 {
+    if (c->http != NULL) {
+        if (!c->closing && !c->waiting && !c->refused)
+            admin_http_process(c); /* HTTP requests, framed by admin_http.c */
+        return;
+    }
     size_t off = 0;
     while (!c->closing && !c->waiting && !c->refused && off < c->in.len) {
         char *p = c->in.data + off;
@@ -613,7 +646,7 @@ static void watch_partial_line(admin_client *c)
 {
     if (c->closing || c->refused)
         return;
-    if (c->in.len > 0 && !c->waiting && !c->discarding)
+    if ((c->in.len > 0 || admin_http_partial(c->http)) && !c->waiting && !c->discarding)
         uv_timer_start(&c->idle_timer, on_partial_line_idle, ADMIN_PARTIAL_LINE_IDLE_MS, 0);
     else
         uv_timer_stop(&c->idle_timer);
@@ -641,9 +674,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == UV_EOF) {
         /* A half-close (shutdown(SHUT_WR), `nc -N`): the requests already sent are still answered, and a
          * last line without its newline counts as a request. The connection closes once that is done. */
+        if (c->http != NULL && c->subscribed) {
+            admin_client_close(c, NULL); /* an event stream's reader went away: its slot is free again */
+            return;
+        }
         uv_read_stop(stream);
         c->eof = 1;
-        if (c->in.len > 0 && !c->discarding) {
+        if (c->in.len > 0 && !c->discarding && c->http == NULL) {
             if (bytebuf_append(&c->in, "\n", 1) != 0) {
                 admin_client_close(c, "out of memory");
                 return;
@@ -658,6 +695,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     size_t n = (size_t)nread;
+    if (!c->started) {
+        /* The first byte tells the protocol: a request line starts with a method (GET, POST, ...), which no
+         * JSON text does. */
+        c->started = 1;
+        if (buf->base[0] >= 'A' && buf->base[0] <= 'Z' && (c->http = admin_http_new(c)) == NULL) {
+            admin_client_close(c, "out of memory");
+            return;
+        }
+    }
     /* While skipping an over-long line or waiting, keep only what is needed: bounded either way. */
     if (c->in.len + n > ADMIN_LINE_MAX + ADMIN_READ_BUFFER && !c->discarding && c->waiting) {
         admin_client_close(c, "too many requests queued behind messages.wait");
@@ -786,7 +832,9 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
     size_t line_len = strlen(line);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->subscribed && !c->closing)
+        if (c->subscribed && !c->closing && c->http != NULL)
+            admin_http_event(c, line, line_len);
+        else if (c->subscribed && !c->closing)
             queue_line(c, line, line_len, 0);
     }
     cJSON_free(line);
@@ -1000,4 +1048,62 @@ void admin_ports_json(const admin *a, cJSON *root)
 int admin_subscribers_max(void)
 {
     return ADMIN_SUBSCRIBERS_MAX;
+}
+
+/* -- for the HTTP framing (admin_http.c) ----------------------------------------------------------------- */
+
+admin_http *admin_client_http(const admin_client *c)
+{
+    return c->http;
+}
+
+bytebuf *admin_client_input(admin_client *c)
+{
+    return &c->in;
+}
+
+int admin_client_busy(const admin_client *c)
+{
+    return c->closing || c->waiting || c->refused;
+}
+
+void admin_client_send(admin_client *c, char *data, size_t len)
+{
+    queue_out(c, data, len, 1, 0);
+}
+
+void admin_client_finish(admin_client *c)
+{
+    /* Unlike refuse(), no linger: a large response must be written whole first. Input is dropped meanwhile.
+     */
+    c->refused = 1;
+    c->eof = 1;
+    if (!c->closing)
+        uv_timer_stop(&c->idle_timer);
+    close_if_done(c);
+}
+
+void admin_respond(admin_client *c, cJSON *resp, cJSON *id)
+{
+    respond(c, resp, id);
+}
+
+cJSON *admin_output_check(const admin_client *c, size_t len)
+{
+    return too_big(c, len + ADMIN_WRITE_OVERHEAD);
+}
+
+int admin_client_token_ok(admin_client *c, const char *given)
+{
+    const char *token = c->a->srv->cfg->admin_token;
+    int ok = token == NULL || same_token(given, token); /* every request, as on the NDJSON side */
+    if (ok)
+        c->authed = 1;
+    return ok;
+}
+
+cJSON *admin_request_id(const cJSON *req)
+{
+    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
+    return idv ? id_copy(idv) : NULL;
 }

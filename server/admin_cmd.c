@@ -57,8 +57,7 @@ static cJSON *ok(void)
 
 /* -- arguments ---------------------------------------------------------------------------------------- */
 
-/* listed - key is one of the names in list ("a, b, c", the arguments column of ADMIN_COMMAND_LIST) */
-static int listed(const char *list, const char *key)
+int admin_listed(const char *list, const char *key)
 {
     size_t klen = strlen(key);
     for (const char *p = list; *p != '\0'; p += strspn(p, ", ")) {
@@ -76,7 +75,7 @@ static cJSON *check_args(const cJSON *req, const char *allowed)
     for (const cJSON *k = req->child; k != NULL; k = k->next) {
         if (strcmp(k->string, "cmd") == 0 || strcmp(k->string, "id") == 0 || strcmp(k->string, "token") == 0)
             continue;
-        if (!listed(allowed, k->string))
+        if (!admin_listed(allowed, k->string))
             return admin_error("bad_argument", "unknown argument \"%.64s\" (expected %s%s)", k->string,
                                allowed[0] ? "one of: " : "none", allowed);
     }

@@ -43,6 +43,9 @@ cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id);
 /* admin_error - {"ok": false, "error": {"code": code, "message": message}} */
 cJSON *admin_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* admin_listed - key is one of the names in list ("a, b, c", the arguments column of ADMIN_COMMAND_LIST) */
+int admin_listed(const char *list, const char *key);
+
 /* admin_message_summary - a captured message's envelope, as messages.list shows it */
 cJSON *admin_message_summary(const store_msg *m);
 
