@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -55,6 +56,7 @@
 #define ADMIN_REFUSED_LINGER_MS    2000 /* a refused client's input is dropped for this long, then it closes */
 #define ADMIN_PRETOKEN_ID_MAX      64   /* a stranger's "id" is echoed only up to this many bytes */
 #define ADMIN_PRETOKEN_OUT_MAX     65536 /* output queued for a connection that has not shown the token */
+#define ADMIN_SUBJECT_MAX          998 /* the Subject a "subject" glob is matched against (a line's length) */
 
 typedef union admin_handle {
     uv_handle_t handle;
@@ -127,6 +129,7 @@ static void filter_free(admin_filter *f)
 {
     free(f->to);
     free(f->from);
+    free(f->subject);
     memset(f, 0, sizeof(*f));
 }
 
@@ -769,12 +772,49 @@ int admin_subscribe(admin_client *c)
     return 0;
 }
 
+/*
+ * subject_matches - the message's first Subject header field, unfolded, as sent (encoded words are not
+ * decoded), matches glob without regard to case; a message without one matches as ""
+ */
+static int subject_matches(const char *glob, const store_msg *m)
+{
+    const char *p = m->body ? m->body : "", *end = p + m->size;
+    char value[ADMIN_SUBJECT_MAX + 1];
+    size_t n = 0;
+    int in_subject = 0;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((lf ? lf : end) - p);
+        size_t l = len > 0 && p[len - 1] == '\r' ? len - 1 : len;
+        if (l == 0)
+            break; /* the end of the header section */
+        if (in_subject && (p[0] == ' ' || p[0] == '\t')) {
+            for (size_t i = 0; i < l && n < ADMIN_SUBJECT_MAX; i++)
+                value[n++] = p[i];
+        } else if (in_subject) {
+            break;
+        } else if (l >= 8 && strncasecmp(p, "subject:", 8) == 0) {
+            in_subject = 1;
+            size_t i = 8;
+            while (i < l && (p[i] == ' ' || p[i] == '\t'))
+                i++;
+            for (; i < l && n < ADMIN_SUBJECT_MAX; i++)
+                value[n++] = p[i];
+        }
+        p += len + (lf ? 1 : 0);
+    }
+    value[n] = '\0';
+    return fnmatch(glob, value, FNM_CASEFOLD) == 0;
+}
+
 int admin_filter_match(const admin_filter *f, const store_msg *m)
 {
     if (f->since_arrival ? m->arrival <= f->since_arrival : m->seq <= f->since_seq)
         return 0;
     /* Addresses match without regard to case, as profile globs do. */
     if (f->from != NULL && fnmatch(f->from, m->sender ? m->sender : "", FNM_CASEFOLD) != 0)
+        return 0;
+    if (f->subject != NULL && !subject_matches(f->subject, m))
         return 0;
     if (f->to != NULL) {
         size_t i;

@@ -113,12 +113,12 @@ static double number_arg(const cJSON *req, const char *key, double min, double m
     return v->valuedouble;
 }
 
-/* filter_args - to, from (globs) and since (a message id) */
+/* filter_args - to, from, subject (globs) and since (a message id) */
 static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
 {
     cJSON *err = NULL;
     const char *to = string_arg(req, "to", &err), *from = string_arg(req, "from", &err);
-    const char *since = string_arg(req, "since", &err);
+    const char *since = string_arg(req, "since", &err), *subject = string_arg(req, "subject", &err);
     if (err != NULL)
         return err;
     memset(f, 0, sizeof(*f));
@@ -135,6 +135,7 @@ static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
     }
     f->to = to ? strdup(to) : NULL;
     f->from = from ? strdup(from) : NULL;
+    f->subject = subject ? strdup(subject) : NULL;
     return NULL;
 }
 
@@ -243,6 +244,7 @@ static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
     if (err != NULL) {
         free(f.to);
         free(f.from);
+        free(f.subject);
         return err;
     }
     cJSON *resp = ok();
@@ -261,6 +263,7 @@ static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
     cJSON_AddBoolToObject(resp, "truncated", matched > n);
     free(f.to);
     free(f.from);
+    free(f.subject);
     return resp;
 }
 
@@ -334,6 +337,7 @@ static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
         if (admin_filter_match(&f, m)) {
             free(f.to);
             free(f.from);
+            free(f.subject);
             cJSON *resp = ok();
             cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
             return resp;

@@ -236,7 +236,7 @@ static const struct route {
     const char *query;
     route_fn fn;
 } routes[] = {
-    {HTTP_GET, "messages", NULL, "messages.list", "to, from, since, limit, scope", NULL},
+    {HTTP_GET, "messages", NULL, "messages.list", "to, from, subject, since, limit, scope", NULL},
     {HTTP_GET, "messages/*", "message", "messages.get", "scope", NULL},
     {HTTP_GET, "messages/*/raw", "message", "messages.get", "scope", raw_message},
     {HTTP_DELETE, "messages/*", "message", "messages.delete", "scope", NULL},

@@ -20,9 +20,10 @@ TOKEN = "s3cret-http-token"
 CURL = shutil.which("curl")
 
 
-def send(srv, to="http@example.com", subject="over http", body="Hello over HTTP.\r\n", sender="app@example.org"):
-    """One message through smtplib; its id."""
-    msg = make_message(subject, body, sender=sender, to=to)
+def send(srv, to="http@example.com", subject="over http", body="Hello over HTTP.\r\n", sender="app@example.org",
+         raw=None):
+    """One message (raw bytes, or made of the others) through smtplib; its id."""
+    msg = raw if raw is not None else make_message(subject, body, sender=sender, to=to)
     with srv.smtp(helo="http.test.example") as client:
         client.mail(sender)
         client.rcpt(to)
@@ -415,6 +416,8 @@ def test_rest_messages(server):
     assert [m["id"] for m in got["messages"]] == [second]
     status, got = http_json(server, "GET", "/api/v1/messages?from=app@*&limit=1")
     assert [m["id"] for m in got["messages"]] == [first] and got["truncated"] is False
+    status, got = http_json(server, "GET", "/api/v1/messages?subject=SEC*")  # a glob, without regard to case
+    assert [m["id"] for m in got["messages"]] == [second]
     status, got = http_json(server, "GET", f"/api/v1/messages?since={first}")
     assert [m["id"] for m in got["messages"]] == [second]
     status, got = http_json(server, "GET", f"/api/v1/messages/{first}")
@@ -481,3 +484,19 @@ def test_concurrent_http_and_ndjson_clients(server):
     for t in threads:
         t.join(HANG_GUARD)
     assert not errors, errors
+
+
+def test_subject_filter_over_ndjson_and_wait(server):
+    """subject is a messages.list and messages.wait argument on both sides: the Subject field unfolded, as sent."""
+    folded = send(server, raw=b"From: a@example.org\r\nSubject: a long\r\n folded subject\r\nX: y\r\n\r\nHi.\r\n")
+    plain = send(server, subject="Plain")
+    with server.admin() as admin:
+        assert [m["id"] for m in admin.ok("messages.list", subject="a long folded*")["messages"]] == [folded]
+        assert [m["id"] for m in admin.ok("messages.list", subject="plain")["messages"]] == [plain]
+        assert admin.ok("messages.list", subject="")["messages"] == []
+        assert admin.ok("messages.wait", subject="PLAIN", timeout=1)["message"]["id"] == plain
+    with RawHttp(server) as c:
+        c.send(request_bytes("POST", "/api/v1/messages.wait", {"subject": "later *", "timeout": 30}))
+        later = send(server, subject="Later on")
+        status, got = c.json()
+        assert (status, got["message"]["id"]) == (200, later)
