@@ -604,3 +604,8 @@ cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
         o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", commands[i].name);
     return admin_error("unknown_command", "unknown command \"%.64s\" (expected one of: %s)", name, list);
 }
+
+store_msg *admin_find_message(admin_client *c, const cJSON *req, cJSON **err)
+{
+    return find_message(c, req, err);
+}

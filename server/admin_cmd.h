@@ -46,6 +46,9 @@ cJSON *admin_error(const char *code, const char *fmt, ...) __attribute__((format
 /* admin_listed - key is one of the names in list ("a, b, c", the arguments column of ADMIN_COMMAND_LIST) */
 int admin_listed(const char *list, const char *key);
 
+/* admin_find_message - the message req's "message" names, or NULL with *err set (not_found, bad_argument) */
+store_msg *admin_find_message(admin_client *c, const cJSON *req, cJSON **err);
+
 /* admin_message_summary - a captured message's envelope, as messages.list shows it */
 cJSON *admin_message_summary(const store_msg *m);
 

@@ -23,6 +23,7 @@
 #include "admin_cmd.h"
 #include "config.h"
 #include "http_api.h"
+#include "jsonutil.h"
 #include "server.h"
 
 #define HTTP_HEAD_MAX     65536             /* request line and header fields, as a stranger's NDJSON line */
@@ -157,8 +158,18 @@ void admin_http_send(admin_client *c, int status, const char *ctype, const char 
 
 void admin_http_json(admin_client *c, int status, cJSON *obj)
 {
-    admin_client_http(c)->status = status;
-    admin_respond(c, obj, NULL);
+    char *text = json_print(obj);
+    cJSON_Delete(obj);
+    size_t len = text ? strlen(text) : 0;
+    cJSON *refusal = text ? admin_output_check(c, len + 1) : admin_error("internal", "out of memory");
+    if (refusal != NULL) {
+        cJSON_free(text);
+        admin_respond(c, refusal, NULL);
+        return;
+    }
+    text[len] = '\n'; /* json_print's NUL: the body ends with a newline, as a command's does */
+    send_head(c, status, "application/json", NULL, len + 1);
+    send_body(c, text, len + 1);
 }
 
 void admin_http_stream(admin_client *c)

@@ -12,12 +12,11 @@
 #include <string.h>
 
 #include <http_parser.h>
-#include <wolfssl/options.h>
-
-#include <wolfssl/wolfcrypt/coding.h>
 
 #include "admin_cmd.h"
 #include "admin_http.h"
+#include "mailpit.h"
+#include "mime.h"
 #include "profiles.h"
 #include "server.h"
 
@@ -26,17 +25,6 @@
 #define QUERY_ARGS_MAX 16 /* query parameters of one request */
 
 /* -- requests ----------------------------------------------------------------------------------------- */
-
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 /*
  * percent_decode - n bytes of a path segment or query value, %XX and (plus_space) '+' decoded, as a new
@@ -49,8 +37,8 @@ static char *percent_decode(const char *s, size_t n, int plus_space)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
+            int hi = i + 2 < n ? mime_hex_value(s[i + 1]) : -1;
+            int lo = i + 2 < n ? mime_hex_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);
                 return NULL;
@@ -68,7 +56,7 @@ static char *percent_decode(const char *s, size_t n, int plus_space)
 /* add_value - key: value into req, as a number for the keys that take one ("limit", "session") */
 static cJSON *add_value(cJSON *req, const char *key, const char *value)
 {
-    if (strcmp(key, "limit") == 0 || strcmp(key, "session") == 0 || strcmp(key, "timeout") == 0) {
+    if (strcmp(key, "limit") == 0 || strcmp(key, "session") == 0 || strcmp(key, "start") == 0) {
         char *end;
         double d = strtod(value, &end);
         if (*value == '\0' || *end != '\0')
@@ -162,30 +150,17 @@ static void post_command(admin_client *c, const http_request *r, const char *nam
 
 /* -- special routes ----------------------------------------------------------------------------------- */
 
-/* raw_message - GET messages/{id}/raw: the message as received, from messages.get's raw_base64 */
-static void raw_message(admin_client *c, cJSON *req)
+/* raw_message - GET messages/{id}/raw: the message as received */
+static void raw_message(admin_client *c, const http_request *r, cJSON *req)
 {
-    cJSON_AddBoolToObject(req, "raw", 1);
-    cJSON *resp = admin_run_request(c, req, NULL);
+    (void)r;
+    cJSON *err = NULL;
+    store_msg *m = admin_find_message(c, req, &err);
     cJSON_Delete(req);
-    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(resp, "raw_base64");
-    if (!cJSON_IsString(b64)) {
-        admin_respond(c, resp, NULL);
-        return;
-    }
-    word32 in = (word32)strlen(b64->valuestring), n = in / 4 * 3 + 3;
-    byte *raw = malloc(n);
-    if (raw == NULL || (in > 0 && Base64_Decode((const byte *)b64->valuestring, in, raw, &n) != 0)) {
-        free(raw);
-        cJSON_Delete(resp);
-        admin_respond(c, admin_error("internal", "out of memory"), NULL);
-        return;
-    }
-    if (in == 0)
-        n = 0;
-    cJSON_Delete(resp);
-    admin_http_send(c, 200, "message/rfc822", NULL, (const char *)raw, n);
-    free(raw);
+    if (m == NULL)
+        admin_respond(c, err, NULL);
+    else
+        admin_http_send(c, 200, "message/rfc822", NULL, m->body ? m->body : "", m->size);
 }
 
 /* add_catalog_entry - one shipped profile: its name, description and rules, or why it is invalid */
@@ -203,8 +178,9 @@ static void add_catalog_entry(void *ctx, const char *name, const char *path, con
 }
 
 /* catalog - GET profiles: every profile that profile.load's "name" finds */
-static void catalog(admin_client *c, cJSON *req)
+static void catalog(admin_client *c, const http_request *r, cJSON *req)
 {
+    (void)r;
     cJSON_Delete(req);
     cJSON *resp = cJSON_CreateObject();
     cJSON_AddBoolToObject(resp, "ok", 1);
@@ -214,15 +190,16 @@ static void catalog(admin_client *c, cJSON *req)
     admin_http_json(c, 200, resp);
 }
 
-static void events(admin_client *c, cJSON *req)
+static void events(admin_client *c, const http_request *r, cJSON *req)
 {
+    (void)r;
     admin_http_stream(c);
     run(c, req);
 }
 
 /* -- the route table ---------------------------------------------------------------------------------- */
 
-typedef void (*route_fn)(admin_client *c, cJSON *req);
+typedef void (*route_fn)(admin_client *c, const http_request *r, cJSON *req);
 
 /*
  * A REST route: method, path under /api/v1/ ('*' is one segment, put into the request as key), the
@@ -240,7 +217,10 @@ static const struct route {
     {HTTP_GET, "messages/*", "message", "messages.get", "scope", NULL},
     {HTTP_GET, "messages/*/raw", "message", "messages.get", "scope", raw_message},
     {HTTP_DELETE, "messages/*", "message", "messages.delete", "scope", NULL},
-    {HTTP_DELETE, "messages", NULL, "messages.clear", "scope", NULL},
+    {HTTP_DELETE, "messages", NULL, "messages.clear", "scope", mailpit_delete},
+    {HTTP_GET, "message/latest", NULL, "messages.list", "scope", mailpit_latest},
+    {HTTP_GET, "message/*", "message", "messages.get", "scope", mailpit_message},
+    {HTTP_GET, "search", NULL, "messages.list", "query, start, limit, scope", mailpit_search},
     {HTTP_GET, "sessions", NULL, "sessions.list", "scope", NULL},
     {HTTP_GET, "sessions/*", "session", "sessions.get", "scope", NULL},
     {HTTP_GET, "profiles", NULL, NULL, "", catalog},
@@ -333,7 +313,7 @@ static void rest(admin_client *c, const http_request *r, const char *rest_path)
         cJSON_Delete(req);
         admin_respond(c, err, NULL);
     } else if (found->fn != NULL) {
-        found->fn(c, req);
+        found->fn(c, r, req);
     } else {
         run(c, req);
     }

@@ -34,7 +34,7 @@ void http_api_handle(admin_client *c, const http_request *r);
 void admin_http_send(admin_client *c, int status, const char *ctype, const char *headers, const char *body,
                      size_t len);
 
-/* admin_http_json - obj (taken over) as a JSON response with status, not a command's response */
+/* admin_http_json - obj (taken over) as a JSON response with status: not a command's, so without "id" */
 void admin_http_json(admin_client *c, int status, cJSON *obj);
 
 /* admin_http_stream - the response of the request now running, when ok, starts an event stream */

@@ -2,7 +2,7 @@
 stream, the long poll, the token, the limits, and the framing (split writes, pipelining, slow clients), through
 Python's urllib, curl and raw sockets. The NDJSON side on the same port is unchanged (test_admin*.py)."""
 
-import base64
+import hashlib
 import json
 import shutil
 import socket
@@ -153,7 +153,7 @@ def test_health(server_factory):
     srv = server_factory("--admin-token", TOKEN)
     for path, status in (("/healthz", "alive"), ("/readyz", "ready")):
         code, got = http_json(srv, "GET", path)  # no token needed
-        assert (code, got) == (200, {"id": None, "ok": True, "status": status})
+        assert (code, got) == (200, {"ok": True, "status": status})
         code, hdrs, body = http(srv, "HEAD", path)
         assert code == 200 and body == b"" and int(hdrs["Content-Length"]) > 0
 
@@ -429,8 +429,9 @@ def test_rest_messages(server):
     assert status == 404
     status, got = http_json(server, "DELETE", f"/api/v1/messages/{first}")
     assert (status, got["deleted"]) == (200, first)
-    status, got = http_json(server, "DELETE", "/api/v1/messages")
-    assert (status, got["cleared"]) == (200, 1)
+    status, hdrs, body = http(server, "DELETE", "/api/v1/messages")  # Mailpit's answer (test_mailpit_delete)
+    assert (status, body) == (200, b"ok")
+    assert http_json(server, "GET", "/api/v1/messages")[1]["messages"] == []
 
 
 def test_rest_sessions_stats_profile(server):
@@ -500,3 +501,97 @@ def test_subject_filter_over_ndjson_and_wait(server):
         later = send(server, subject="Later on")
         status, got = c.json()
         assert (status, got["message"]["id"]) == (200, later)
+
+
+# -- Mailpit's message API ----------------------------------------------------------------------------------
+
+MAILPIT_MESSAGE_KEYS = ["ID", "MessageID", "From", "To", "Cc", "Bcc", "ReplyTo", "ReturnPath", "Subject",
+                        "ListUnsubscribe", "Date", "Tags", "Username", "Text", "HTML", "Size", "Inline",
+                        "Attachments"]
+MAILPIT_SUMMARY_KEYS = ["ID", "MessageID", "From", "To", "Cc", "Bcc", "ReplyTo", "Read", "Subject", "Created",
+                        "Username", "Tags", "Size", "Attachments", "Snippet"]
+
+
+def nodemailer_rich(srv, to, subject, bcc=None):
+    """A multipart/alternative message with an attachment and an inline image, through Nodemailer."""
+    from harness.clients import nodemailer
+    message = {"from": '"The App" <app@example.org>', "to": to, "cc": "Carol <carol@example.com>",
+               "subject": subject, "text": "Hello Alice,\nyour code is 123456.\n",
+               "html": '<p>Hello <b>Alice</b>, your code is 123456.</p><img src="cid:logo@app">',
+               "messageId": f"<{subject.replace(' ', '-')}@app.example.org>",
+               "headers": {"List-Unsubscribe": "<mailto:unsub@example.org>, <https://example.org/unsub>"},
+               "attachments": [{"filename": "report.txt", "content": "line 1\nline 2\n"},
+                               {"filename": "logo.png", "content": "iVBORw0KGgo=", "encoding": "base64",
+                                "cid": "logo@app"}]}
+    if bcc:
+        message["bcc"] = bcc
+    result = nodemailer(srv, message)
+    assert result.get("ok") is not False, result
+    return result
+
+
+def test_mailpit_message_latest(server):
+    status, got = http_json(server, "GET", "/api/v1/message/latest")
+    assert status == 404 and got["error"]["code"] == "not_found"
+    nodemailer_rich(server, '"Alice A." <alice@example.com>', "Your code", bcc="hidden@example.com")
+    server.wait_for_messages(1)
+    status, m = http_json(server, "GET", "/api/v1/message/latest")
+    assert status == 200 and list(m) == MAILPIT_MESSAGE_KEYS
+    assert m["From"] == {"Name": "The App", "Address": "app@example.org"}
+    assert m["To"] == [{"Name": "Alice A.", "Address": "alice@example.com"}]
+    assert m["Cc"] == [{"Name": "Carol", "Address": "carol@example.com"}]
+    assert m["Bcc"] == [{"Name": "", "Address": "hidden@example.com"}]
+    assert m["Subject"] == "Your code" and m["MessageID"] == "Your-code@app.example.org"
+    assert m["ReturnPath"] == "app@example.org" and m["Username"] == "" and m["Tags"] == []
+    assert m["Text"] == "Hello Alice,\r\nyour code is 123456.\r\n"  # decoded, line ends as received
+    assert "<b>Alice</b>" in m["HTML"]
+    assert m["ListUnsubscribe"]["Links"] == ["mailto:unsub@example.org", "https://example.org/unsub"]
+    assert [a["FileName"] for a in m["Attachments"]] == ["report.txt"]
+    assert m["Attachments"][0]["Size"] == 14 and m["Attachments"][0]["ContentType"] == "text/plain"
+    content = b"line 1\nline 2\n"
+    assert m["Attachments"][0]["Checksums"] == {"MD5": hashlib.md5(content).hexdigest(),
+                                                "SHA1": hashlib.sha1(content).hexdigest(),
+                                                "SHA256": hashlib.sha256(content).hexdigest()}
+    assert [(a["FileName"], a["ContentID"]) for a in m["Inline"]] == [("logo.png", "logo@app")]
+    status, again = http_json(server, "GET", f"/api/v1/message/{m['ID']}")
+    assert (status, again) == (200, m)
+
+
+def test_mailpit_search(server):
+    nodemailer_rich(server, "alice@example.com", "first mail")
+    nodemailer_rich(server, "bob@example.com", "second mail")
+    send(server, to="dave@example.com", subject="plain one")
+    server.wait_for_messages(3)
+    status, got = http_json(server, "GET", "/api/v1/search?query=to:alice@example.com")
+    assert status == 200
+    assert list(got) == ["total", "unread", "count", "messages_count", "messages_unread", "start", "tags", "messages"]
+    assert (got["total"], got["messages_count"], got["count"]) == (3, 1, 1)
+    s = got["messages"][0]
+    assert list(s) == MAILPIT_SUMMARY_KEYS and s["Subject"] == "first mail" and s["Attachments"] == 2
+    assert s["Snippet"] == "Hello Alice, your code is 123456."
+    status, got = http_json(server, "GET", "/api/v1/search?query=" + "subject:%22mail%22")
+    assert [m["Subject"] for m in got["messages"]] == ["second mail", "first mail"]  # newest first
+    status, got = http_json(server, "GET", "/api/v1/search?query=mail+-to:bob")
+    assert [m["Subject"] for m in got["messages"]] == ["first mail"]
+    status, got = http_json(server, "GET", "/api/v1/search?query=123456&limit=1&start=1")
+    assert got["messages_count"] == 2 and [m["Subject"] for m in got["messages"]] == ["first mail"]
+    status, got = http_json(server, "GET", "/api/v1/search?query=from:app@example.org+addressed:dave")
+    assert [m["Subject"] for m in got["messages"]] == ["plain one"]
+    status, got = http_json(server, "GET", "/api/v1/search?query=is:unread")
+    assert status == 400 and got["error"]["code"] == "bad_argument"
+    status, got = http_json(server, "GET", "/api/v1/search")
+    assert status == 400
+
+
+def test_mailpit_delete(server):
+    ids = [send(server, subject=f"m{i}") for i in range(3)]
+    server.wait_for_messages(3)
+    status, hdrs, body = http(server, "DELETE", "/api/v1/messages", {"IDs": ids[:2]})
+    assert (status, hdrs["Content-Type"], body) == (200, "text/plain", b"ok")
+    status, got = http_json(server, "GET", "/api/v1/messages")
+    assert [m["id"] for m in got["messages"]] == ids[2:]
+    status, got = http_json(server, "DELETE", "/api/v1/messages", {"IDs": ["nope"]})
+    assert status == 404
+    status, hdrs, body = http(server, "DELETE", "/api/v1/messages")
+    assert (status, body) == (200, b"ok")
+    assert http_json(server, "GET", "/api/v1/messages")[1]["messages"] == []
