@@ -10,7 +10,7 @@ CTEST_ARGS ?=
 FUZZ_SECONDS ?= 60
 PREFIX ?= /usr/local
 
-.PHONY: all deps deps-test configure build install run test test-asan test-valgrind test-container fuzz format format-check clean bench bench-tls bench-load bench-soak bench-node
+.PHONY: all deps deps-test configure build install run test test-asan test-valgrind test-container fuzz format format-check clean bench bench-tls bench-load bench-soak bench-scopes bench-node
 
 all: build
 
@@ -81,6 +81,10 @@ bench-load: deps
 bench-soak: deps
 	@$(MAKE) --no-print-directory build
 	/usr/bin/python3 bench/soak.py ./$(BUILD)/smtpfault $(ARGS)
+
+bench-scopes: deps
+	@$(MAKE) --no-print-directory build
+	/usr/bin/python3 bench/scopes.py ./$(BUILD)/smtpfault $(ARGS)
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

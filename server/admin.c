@@ -90,9 +90,10 @@ struct admin_client {
     int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
     int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
     int subscribed;
-    int waiting; /* a messages.wait holds the queue */
-    int eof;     /* the client shut its side: answer what it sent, then close */
-    int started; /* a byte has come: the connection speaks NDJSON, or HTTP when http is set */
+    scope *sub_scope; /* whose events it gets */
+    int waiting;      /* a messages.wait holds the queue */
+    int eof;          /* the client shut its side: answer what it sent, then close */
+    int started;      /* a byte has come: the connection speaks NDJSON, or HTTP when http is set */
     admin_http *http;
     bytebuf out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
     int writes;    /* write requests not completed yet */
@@ -164,6 +165,7 @@ static void admin_client_close(admin_client *c, const char *why)
     if (c->subscribed)
         c->a->nsubscribers--;
     c->subscribed = 0;
+    scope_owner_gone(c->a->srv, c); /* a crashed test leaves no scope behind */
     uv_close(&c->h.handle, on_client_closed);
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
     uv_close((uv_handle_t *)&c->idle_timer, on_client_closed);
@@ -539,18 +541,16 @@ static void on_linger_end(uv_timer_t *t)
 }
 
 /*
- * refuse - resp (taken over) is the client's last response, followed by a FIN. What it still sends is read
- * and dropped, so that closing does not reset the connection under the response; it is closed at its EOF,
- * or ADMIN_REFUSED_LINGER_MS after the refusal, whatever it still sends.
+ * hang_up - the server is done with c: what is queued goes, followed by a FIN. What the client still sends
+ * is read and dropped, so that closing does not reset the connection under the last lines; it is closed at
+ * its EOF, or ADMIN_REFUSED_LINGER_MS later, whatever it still sends.
  */
-static void refuse(admin_client *c, cJSON *resp)
+static void hang_up(admin_client *c)
 {
     c->refused = 1;
     if (c->subscribed)
         c->a->nsubscribers--;
     c->subscribed = 0;
-    if (resp != NULL)
-        respond(c, resp, NULL);
     flush_output(c); /* before the FIN */
     if (c->closing)
         return;
@@ -559,6 +559,13 @@ static void refuse(admin_client *c, cJSON *resp)
         return;
     }
     uv_timer_start(&c->idle_timer, on_linger_end, ADMIN_REFUSED_LINGER_MS, 0);
+}
+
+/* refuse - resp (taken over) is the client's last response, then hang_up */
+static void refuse(admin_client *c, cJSON *resp)
+{
+    respond(c, resp, NULL);
+    hang_up(c);
 }
 
 /*
@@ -762,13 +769,14 @@ void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t
     uv_timer_start(&c->timer, on_wait_timeout, timeout_ms, 0);
 }
 
-int admin_subscribe(admin_client *c)
+int admin_subscribe(admin_client *c, scope *sc)
 {
     if (!c->subscribed && c->a->nsubscribers >= ADMIN_SUBSCRIBERS_MAX)
         return -1;
     if (!c->subscribed)
         c->a->nsubscribers++;
     c->subscribed = 1;
+    c->sub_scope = sc;
     return 0;
 }
 
@@ -827,13 +835,13 @@ int admin_filter_match(const admin_filter *f, const store_msg *m)
     return 1;
 }
 
-void admin_message_stored(admin *a, store_msg *m)
+void admin_message_stored(admin *a, scope *sc, store_msg *m)
 {
     if (a == NULL)
         return;
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        if (!c->closing && c->waiting && admin_filter_match(&c->filter, m)) {
+        if (!c->closing && c->waiting && c->filter.sc == sc && admin_filter_match(&c->filter, m)) {
             cJSON *resp = cJSON_CreateObject();
             cJSON_AddBoolToObject(resp, "ok", 1);
             cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
@@ -847,10 +855,19 @@ int admin_has_subscribers(const admin *a)
     return a != NULL && a->nsubscribers > 0;
 }
 
-void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, size_t len)
+/* subscribed_to - a client streams sc's events (at most ADMIN_CLIENTS_MAX to look at) */
+static int subscribed_to(const admin *a, const scope *sc)
 {
-    if (!admin_has_subscribers(a))
-        return;
+    for (const admin_client *c = a->clients; c != NULL; c = c->next)
+        if (c->subscribed && !c->closing && c->sub_scope == sc)
+            return 1;
+    return 0;
+}
+
+void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const char *text, size_t len)
+{
+    if (!admin_has_subscribers(a) || !subscribed_to(a, sc))
+        return; /* the event line is built only for someone */
     char clean[LOG_TEXT_MAX * 6 + 32], when[40];
     log_sanitize(text, len, clean, sizeof(clean));
     struct timespec ts;
@@ -865,6 +882,8 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
         cJSON_AddNumberToObject(o, "session", (double)sid);
     cJSON_AddStringToObject(o, "time", when);
     cJSON_AddStringToObject(o, "text", clean);
+    if (sc->id[0] != '\0')
+        cJSON_AddStringToObject(o, "scope", sc->id);
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (line == NULL)
@@ -872,12 +891,31 @@ void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, 
     size_t line_len = strlen(line);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->subscribed && !c->closing && c->http != NULL)
+        if (c->subscribed && !c->closing && c->sub_scope == sc && c->http != NULL)
             admin_http_event(c, line, line_len);
-        else if (c->subscribed && !c->closing)
+        else if (c->subscribed && !c->closing && c->sub_scope == sc)
             queue_line(c, line, line_len, 0);
     }
     cJSON_free(line);
+}
+
+void admin_scope_ended(admin *a, scope *sc)
+{
+    if (a == NULL)
+        return;
+    char line[SCOPE_ID_MAX + 48];
+    int n = snprintf(line, sizeof(line), "{\"event\":\"scope_end\",\"scope\":\"%s\"}", sc->id);
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (c->waiting && c->filter.sc == sc)
+            end_wait(c, admin_error("not_found", "scope %s ended", sc->id));
+        if (c->subscribed && c->sub_scope == sc) {
+            queue_line(c, line, (size_t)n, 0);
+            hang_up(c);
+        }
+    }
 }
 
 /* -- listeners ------------------------------------------------------------------------------------------- */

@@ -22,6 +22,7 @@
 #define ADMIN_REFUSED_MAX 16
 
 typedef struct server server;
+typedef struct scope scope;
 typedef struct admin admin;
 typedef struct admin_client admin_client;
 
@@ -37,11 +38,14 @@ void admin_free(admin *a);
 /* admin_ports_json - the bound admin addresses, for the ports file */
 void admin_ports_json(const admin *a, cJSON *root);
 
-/* admin_message_stored - a message was kept: answer matching waits, tell subscribers */
-void admin_message_stored(admin *a, store_msg *m);
+/* admin_message_stored - a message was kept in scope sc: answer the waits on sc that it matches */
+void admin_message_stored(admin *a, scope *sc, store_msg *m);
 
-/* admin_publish - a session event for subscribers (cheap when there are none) */
-void admin_publish(admin *a, uint64_t sid, const char *event, const char *text, size_t len);
+/* admin_publish - an event of a session in scope sc, for sc's subscribers (cheap when there are none) */
+void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const char *text, size_t len);
+
+/* admin_scope_ended - sc ends: its waits answer not_found, its subscribers get a last line and are closed */
+void admin_scope_ended(admin *a, scope *sc);
 
 /* admin_has_subscribers - 1 when events.subscribe streams are open */
 int admin_has_subscribers(const admin *a);
@@ -50,6 +54,7 @@ int admin_has_subscribers(const admin *a);
 
 /* admin_filter - which captured messages messages.list and messages.wait take */
 typedef struct admin_filter {
+    scope *sc;              /* whose messages */
     char *to, *from;        /* globs, or NULL */
     char *subject;          /* a glob on the Subject header field as sent, or NULL */
     uint64_t since_arrival; /* only messages that arrived after this one (0: see since_seq) */
@@ -59,8 +64,9 @@ typedef struct admin_filter {
 /* admin_defer_wait - defer the response of c's current request until a message matches, or timeout_ms pass */
 void admin_defer_wait(admin_client *c, cJSON *id, admin_filter *filter, uint64_t timeout_ms);
 
-/* admin_subscribe - the client gets every event from now on; -1 when ADMIN_SUBSCRIBERS_MAX already do */
-int admin_subscribe(admin_client *c);
+/* admin_subscribe - the client gets every event of scope sc from now on; -1 when ADMIN_SUBSCRIBERS_MAX
+ * already do */
+int admin_subscribe(admin_client *c, scope *sc);
 
 /* admin_subscribers_max - how many clients may subscribe at once */
 int admin_subscribers_max(void);

@@ -31,7 +31,7 @@
 #define WAIT_MAX_S         600
 #define HEADERS_MAX        200 /* header fields shown by messages.get */
 
-typedef cJSON *(*command_fn)(admin_client *c, const cJSON *req, cJSON *id);
+typedef cJSON *(*command_fn)(admin_client *c, scope *sc, const cJSON *req, cJSON *id);
 
 cJSON *admin_error(const char *code, const char *fmt, ...)
 {
@@ -114,7 +114,7 @@ static double number_arg(const cJSON *req, const char *key, double min, double m
 }
 
 /* filter_args - to, from, subject (globs) and since (a message id) */
-static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
+static cJSON *filter_args(const cJSON *req, admin_filter *f, scope *sc)
 {
     cJSON *err = NULL;
     const char *to = string_arg(req, "to", &err), *from = string_arg(req, "from", &err);
@@ -122,13 +122,14 @@ static cJSON *filter_args(const cJSON *req, admin_filter *f, server *srv)
     if (err != NULL)
         return err;
     memset(f, 0, sizeof(*f));
+    f->sc = sc;
     if (since != NULL) {
-        store_msg *m = store_find(&srv->store, since);
+        store_msg *m = store_find(&sc->store, since);
         /* An id that was evicted or deleted still orders: ids end with the sequence number in hex. */
         size_t n = strlen(since);
         if (m != NULL)
             f->since_arrival = m->arrival;
-        else if (n > 8 && strncmp(since, srv->store.id_prefix, strlen(srv->store.id_prefix)) == 0)
+        else if (n > 8 && strncmp(since, sc->store.pool->id_prefix, strlen(sc->store.pool->id_prefix)) == 0)
             f->since_seq = strtoull(since + n - 8, NULL, 16);
         else
             return admin_error("not_found", "no message has the id \"%.64s\" (for \"since\")", since);
@@ -232,12 +233,11 @@ static size_t add_headers(cJSON *o, const char *msg, size_t len)
     return off;
 }
 
-static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_messages_list(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
-    (void)id;
-    server *srv = admin_server(c);
+    (void)c, (void)id;
     admin_filter f;
-    cJSON *err = filter_args(req, &f, srv);
+    cJSON *err = filter_args(req, &f, sc);
     if (err != NULL)
         return err;
     double limit = number_arg(req, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &err);
@@ -250,7 +250,7 @@ static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
     cJSON *resp = ok();
     cJSON *arr = cJSON_AddArrayToObject(resp, "messages");
     size_t n = 0, matched = 0;
-    for (store_msg *m = srv->store.head; m != NULL; m = m->next) {
+    for (store_msg *m = sc->store.head; m != NULL; m = m->next) {
         if (!admin_filter_match(&f, m))
             continue;
         matched++;
@@ -267,28 +267,29 @@ static cJSON *cmd_messages_list(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static store_msg *find_message(admin_client *c, const cJSON *req, cJSON **err)
+static store_msg *find_message(scope *sc, const cJSON *req, cJSON **err)
 {
     const cJSON *v = arg(req, "message");
     if (!cJSON_IsString(v)) {
         *err = admin_error("bad_argument", "\"message\" must be the id of a message (from messages.list)");
         return NULL;
     }
-    store_msg *m = store_find(&admin_server(c)->store, v->valuestring);
+    store_msg *m = store_find(&sc->store, v->valuestring);
     if (m == NULL)
         *err = admin_error("not_found", "no message has the id \"%.64s\" (evicted, deleted or never kept)",
                            v->valuestring);
     return m;
 }
 
-static cJSON *cmd_messages_get(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_messages_get(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)id;
     cJSON *err = NULL;
     const cJSON *raw = arg(req, "raw");
     if (raw != NULL && !cJSON_IsBool(raw))
         return admin_error("bad_argument", "\"raw\" must be true or false");
-    store_msg *m = find_message(c, req, &err);
+    store_msg *m = find_message(sc, req, &err);
     if (m == NULL)
         return err;
     cJSON *resp = ok();
@@ -301,39 +302,40 @@ static cJSON *cmd_messages_get(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_messages_delete(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_messages_delete(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)id;
     cJSON *err = NULL;
-    store_msg *m = find_message(c, req, &err);
+    store_msg *m = find_message(sc, req, &err);
     if (m == NULL)
         return err;
     cJSON *resp = ok();
     cJSON_AddStringToObject(resp, "deleted", m->id);
-    store_remove(&admin_server(c)->store, m);
+    store_remove(&sc->store, m);
     return resp;
 }
 
-static cJSON *cmd_messages_clear(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_messages_clear(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)req, (void)id;
     cJSON *resp = ok();
-    cJSON_AddNumberToObject(resp, "cleared", (double)store_clear(&admin_server(c)->store));
+    cJSON_AddNumberToObject(resp, "cleared", (double)store_clear(&sc->store));
     return resp;
 }
 
-static cJSON *cmd_messages_wait(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_messages_wait(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
     cJSON *err = NULL;
-    server *srv = admin_server(c);
     double timeout = number_arg(req, "timeout", 0, WAIT_MAX_S, WAIT_DEFAULT_S, &err);
     if (err != NULL)
         return err;
     admin_filter f;
-    if ((err = filter_args(req, &f, srv)) != NULL)
+    if ((err = filter_args(req, &f, sc)) != NULL)
         return err;
     /* A match already kept answers at once: a test may send first and wait after. */
-    for (store_msg *m = srv->store.head; m != NULL; m = m->next)
+    for (store_msg *m = sc->store.head; m != NULL; m = m->next)
         if (admin_filter_match(&f, m)) {
             free(f.to);
             free(f.from);
@@ -442,14 +444,14 @@ static void add_profile_facts(cJSON *o, const fault_profile *p)
         cJSON_AddItemToArray(settings, cJSON_CreateString(sum.settings[i]));
 }
 
-static cJSON *cmd_profile_load(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_profile_load(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
     (void)id;
     cJSON *err = NULL;
     fault_profile *p = compile_request(admin_server(c)->cfg, req, &err);
     if (p == NULL)
         return err;
-    int r = server_set_profile(admin_server(c), p);
+    int r = scope_set_profile(sc, p);
     cJSON *resp = r == 0 ? ok() : admin_error("internal", "out of memory");
     if (r == 0)
         add_profile_facts(resp, p);
@@ -457,8 +459,9 @@ static cJSON *cmd_profile_load(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_profile_validate(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_profile_validate(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)sc;
     (void)id;
     cJSON *err = NULL;
     fault_profile *p = compile_request(admin_server(c)->cfg, req, &err);
@@ -471,10 +474,11 @@ static cJSON *cmd_profile_validate(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_profile_get(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)req, (void)id;
-    const fault_profile *p = fault_run_profile(admin_server(c)->fault_run);
+    const fault_profile *p = fault_run_profile(sc->fault_run);
     cJSON *resp = ok();
     add_profile_facts(resp, p);
     cJSON *src = cJSON_Parse(fault_profile_source(p));
@@ -482,11 +486,12 @@ static cJSON *cmd_profile_get(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_profile_clear(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)req, (void)id;
     fault_profile *p = fault_profile_default();
-    int r = p ? server_set_profile(admin_server(c), p) : -1;
+    int r = p ? scope_set_profile(sc, p) : -1;
     fault_profile_unref(p);
     return r == 0 ? ok() : admin_error("internal", "out of memory");
 }
@@ -494,16 +499,18 @@ static cJSON *cmd_profile_clear(admin_client *c, const cJSON *req, cJSON *id)
 /* -- the rest
  * ------------------------------------------------------------------------------------------------ */
 
-static cJSON *cmd_ping(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_ping(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)sc;
     (void)c, (void)req, (void)id;
     cJSON *resp = ok();
     cJSON_AddBoolToObject(resp, "pong", 1);
     return resp;
 }
 
-static cJSON *cmd_version(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_version(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)sc;
     (void)c, (void)req, (void)id;
     cJSON *resp = ok();
     cJSON_AddStringToObject(resp, "version", SMTPFAULT_VERSION);
@@ -513,32 +520,34 @@ static cJSON *cmd_version(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_stats(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_stats(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
     (void)req, (void)id;
-    server *srv = admin_server(c);
+    (void)c;
     cJSON *resp = ok();
-    server_stats_json(srv, resp);
+    scope_stats_json(sc, resp);
     return resp;
 }
 
-static cJSON *cmd_sessions_list(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_sessions_list(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)req, (void)id;
     cJSON *resp = ok();
-    server_sessions_json(admin_server(c), resp);
+    scope_sessions_json(sc, resp);
     return resp;
 }
 
-static cJSON *cmd_sessions_get(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_sessions_get(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)id;
     const cJSON *sv = arg(req, "session");
     double sid = cJSON_IsNumber(sv) ? sv->valuedouble : 0;
     if (sid < 1 || sid > 9007199254740991.0 || sid != floor(sid))
         return admin_error("bad_argument",
                            "\"session\" must be a session id, a whole number (from sessions.list)");
-    cJSON *s = server_session_json(admin_server(c), (uint64_t)sid);
+    cJSON *s = scope_session_json(sc, (uint64_t)sid);
     if (s == NULL)
         return admin_error("not_found", "no live or recent session has the id %.0f", sid);
     cJSON *resp = ok();
@@ -546,10 +555,10 @@ static cJSON *cmd_sessions_get(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_events_subscribe(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
     (void)req, (void)id;
-    if (admin_subscribe(c) != 0)
+    if (admin_subscribe(c, sc) != 0)
         return admin_error("too_many_subscribers", "at most %d clients may subscribe at once",
                            admin_subscribers_max());
     cJSON *resp = ok();
@@ -557,8 +566,9 @@ static cJSON *cmd_events_subscribe(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_tls_ca(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_tls_ca(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)sc;
     (void)req, (void)id;
     server *srv = admin_server(c);
     if (srv->tls == NULL)
@@ -568,15 +578,106 @@ static cJSON *cmd_tls_ca(admin_client *c, const cJSON *req, cJSON *id)
     return resp;
 }
 
-static cJSON *cmd_reset(admin_client *c, const cJSON *req, cJSON *id)
+static cJSON *cmd_reset(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
 {
+    (void)c;
     (void)req, (void)id;
     size_t cleared;
-    if (server_reset(admin_server(c), &cleared) != 0)
+    if (scope_reset(sc, &cleared) != 0)
         return admin_error("internal", "out of memory");
     cJSON *resp = ok();
     cJSON_AddNumberToObject(resp, "cleared", (double)cleared);
-    add_profile_facts(resp, fault_run_profile(admin_server(c)->fault_run));
+    add_profile_facts(resp, fault_run_profile(sc->fault_run));
+    return resp;
+}
+
+/* -- scopes ----------------------------------------------------------------------------------------- */
+
+/* listeners_arg - scope.create's "listeners": a bit per listener kind named; 0 when absent */
+static unsigned listeners_arg(const cJSON *req, cJSON **err)
+{
+    const cJSON *v = arg(req, "listeners");
+    if (v == NULL)
+        return 0;
+    unsigned kinds = 0;
+    const cJSON *item;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
+        goto bad;
+    cJSON_ArrayForEach(item, v)
+    {
+        int k = cJSON_IsString(item) ? config_listener_kind(item->valuestring) : -1;
+        if (k < 0 || (kinds & (1u << k)))
+            goto bad;
+        kinds |= 1u << k;
+    }
+    return kinds;
+bad:
+    *err = admin_error("bad_argument",
+                       "\"listeners\" must be a list of distinct listener names: smtp, submission, smtps");
+    return 0;
+}
+
+static cJSON *cmd_scope_create(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
+{
+    (void)sc, (void)id;
+    cJSON *err = NULL;
+    const cJSON *keep = arg(req, "keep");
+    if (keep != NULL && !cJSON_IsBool(keep))
+        return admin_error("bad_argument", "\"keep\" must be true or false");
+    scope_request r = {NULL, listeners_arg(req, &err), cJSON_IsTrue(keep), c};
+    if (err != NULL)
+        return err;
+    if (arg(req, "profile") != NULL || arg(req, "name") != NULL || arg(req, "path") != NULL ||
+        arg(req, "source") != NULL) {
+        if ((r.profile = compile_request(admin_server(c)->cfg, req, &err)) == NULL)
+            return err;
+    }
+    const char *code = "internal";
+    char why[300];
+    scope *created = scope_create(admin_server(c), &r, &code, why, sizeof(why));
+    fault_profile_unref(r.profile);
+    if (created == NULL)
+        return admin_error(code, "%s", why);
+    cJSON *resp = ok();
+    cJSON_AddStringToObject(resp, "scope", created->id);
+    cJSON_AddBoolToObject(resp, "keep", created->keep);
+    scope_listeners_json(created, cJSON_AddObjectToObject(resp, "listeners"));
+    add_profile_facts(cJSON_AddObjectToObject(resp, "profile"), fault_run_profile(created->fault_run));
+    return resp;
+}
+
+static cJSON *cmd_scope_list(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
+{
+    (void)sc, (void)req, (void)id;
+    cJSON *resp = ok();
+    cJSON *arr = cJSON_AddArrayToObject(resp, "scopes");
+    /* Oldest first, as created. */
+    scope *last = admin_server(c)->scopes;
+    while (last != NULL && last->next != NULL)
+        last = last->next;
+    for (scope *s = last; s != NULL; s = s->prev) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "scope", s->id);
+        cJSON_AddBoolToObject(o, "keep", s->keep);
+        scope_listeners_json(s, cJSON_AddObjectToObject(o, "listeners"));
+        cJSON_AddStringToObject(o, "profile", fault_profile_settings(fault_run_profile(s->fault_run))->name);
+        cJSON *sessions = cJSON_AddObjectToObject(o, "sessions");
+        cJSON_AddNumberToObject(sessions, "live", (double)s->nconns);
+        cJSON_AddNumberToObject(sessions, "total", (double)s->sessions);
+        cJSON_AddNumberToObject(o, "messages", (double)s->store.count);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return resp;
+}
+
+static cJSON *cmd_scope_delete(admin_client *c, scope *sc, const cJSON *req, cJSON *id)
+{
+    (void)c, (void)id;
+    if (arg(req, "scope") == NULL)
+        return admin_error("bad_argument", "\"scope\" must be the id of a scope (from scope.create)");
+    cJSON *resp = ok();
+    cJSON_AddStringToObject(resp, "deleted", sc->id);
+    scope_end(sc, "scope.delete");
     return resp;
 }
 
@@ -590,15 +691,33 @@ static const struct {
 #undef ADMIN_COMMAND_ROW
 };
 
+/* scope_arg - the scope a command acts on: the one "scope" names, or the server's own */
+static scope *scope_arg(admin_client *c, const cJSON *req, cJSON **err)
+{
+    server *srv = admin_server(c);
+    const cJSON *v = arg(req, "scope");
+    if (v == NULL)
+        return &srv->own;
+    if (!cJSON_IsString(v)) {
+        *err = admin_error("bad_argument", "\"scope\" must be the id of a scope (from scope.create)");
+        return NULL;
+    }
+    scope *sc = scope_find(srv, v->valuestring);
+    if (sc == NULL)
+        *err = admin_error("not_found", "no scope has the id \"%.64s\"", v->valuestring);
+    return sc;
+}
+
 cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
 {
     const char *name = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(commands[i].name, name) == 0) {
             cJSON *err = check_args(req, commands[i].args);
-            return err != NULL ? err : commands[i].fn(c, req, id);
+            scope *sc = err == NULL ? scope_arg(c, req, &err) : NULL;
+            return err != NULL ? err : commands[i].fn(c, sc, req, id);
         }
-    char list[600];
+    char list[800];
     size_t o = 0;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && o < sizeof(list); i++)
         o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", commands[i].name);
@@ -607,5 +726,6 @@ cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
 
 store_msg *admin_find_message(admin_client *c, const cJSON *req, cJSON **err)
 {
-    return find_message(c, req, err);
+    scope *sc = scope_arg(c, req, err);
+    return sc != NULL ? find_message(sc, req, err) : NULL;
 }

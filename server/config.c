@@ -27,6 +27,14 @@ const char *config_listener_name(listener_kind kind)
     return listener_names[kind];
 }
 
+int config_listener_kind(const char *name)
+{
+    for (int i = 0; i < LISTENER_COUNT; i++)
+        if (strcmp(listener_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
 const listener_policy *config_listener_policy(listener_kind kind)
 {
     return &policies[kind];

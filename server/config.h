@@ -76,6 +76,8 @@ typedef struct config {
     int magic;               /* magic addresses, unless a profile says otherwise (--no-magic: 0) */
     /* --admin-allow-paths: colon-separated directories profile.load may also read, or NULL */
     const char *admin_allow_paths;
+    size_t max_scopes;                        /* scopes alive at once (scope.create past it: an error) */
+    unsigned scope_port_low, scope_port_high; /* --scope-ports LOW-HIGH; 0: ephemeral ports */
     log_format log_format;
     log_level log_level;
 } config;
@@ -85,6 +87,9 @@ void config_defaults(config *cfg);
 
 /* config_listener_name - "smtp", "submission", ... */
 const char *config_listener_name(listener_kind kind);
+
+/* config_listener_kind - the listener_kind of a name, or -1 */
+int config_listener_kind(const char *name);
 
 /*
  * config_parse_addr - "HOST:PORT", "[IPV6]:PORT", "localhost:PORT" or "off". Returns 0, or -1 with a

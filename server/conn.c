@@ -75,7 +75,7 @@ void conn_event(void *ctx, int level, const char *name, const char *text, size_t
     if (level <= LOG_INFO && c->srv->admin != NULL)
         transcript_add(&c->transcript, c->started_wall_ms + (int64_t)(uv_now(c->srv->loop) - c->started_ms),
                        name, text, len);
-    server_event(c->srv, c->id, level, name, text, len);
+    scope_event(c->sc, c->id, level, name, text, len);
 }
 
 void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
@@ -119,12 +119,14 @@ static void maybe_free(conn *c)
     if (c->handles_open > 0 || c->commit_pending)
         return;
     server *srv = c->srv;
+    scope *sc = c->sc;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        srv->conns = c->next;
+        sc->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    sc->nconns--;
     srv->nconns--;
     session_free(c->s);
     fault_conn_free(c->faults);
@@ -133,6 +135,7 @@ static void maybe_free(conn *c)
     bytebuf_release(&c->drip);
     transcript_free(&c->transcript);
     free(c);
+    scope_conn_gone(sc);
     server_conn_gone(srv);
 }
 
@@ -168,7 +171,7 @@ static void record_session(conn *c, const char *reason)
     rec.bytes_out = c->bytes_out;
     rec.messages = c->messages;
     transcript_move(&rec.transcript, &c->transcript);
-    server_record_session(c->srv, &rec);
+    scope_record_session(c->sc, &rec);
 }
 
 /* conn_close - the one close path: idempotent; frees once every handle has closed */
@@ -437,7 +440,7 @@ static void on_disk_done(void *ctx, store_msg *m, int status)
     if (status == 0) {
         c->messages++;
         log_stored(c, m, "");
-        server_message_stored(c->srv, m);
+        scope_message_stored(c->sc, m);
     } else {
         log_server(LOG_ERROR, "cannot write message %s to %s: %s", m->id, c->srv->cfg->store_dir,
                    uv_strerror(status));
@@ -454,9 +457,9 @@ static void host_commit(void *ctx, store_msg *m)
 {
     conn *c = ctx;
     server *srv = c->srv;
-    store_assign_id(&srv->store, m);
+    store_assign_id(&c->sc->store, m);
     if (m->discard) {
-        srv->discarded++;
+        c->sc->discarded++;
         log_stored(c, m, ", discarded by the fault (not kept)");
         session_commit_done(c->s, m->id);
         store_msg_unref(m);
@@ -465,7 +468,7 @@ static void host_commit(void *ctx, store_msg *m)
     if (srv->cfg->store_dir == NULL) {
         c->messages++;
         log_stored(c, m, "");
-        server_message_stored(srv, m);
+        scope_message_stored(c->sc, m);
         session_commit_done(c->s, m->id);
         store_msg_unref(m);
         return;
@@ -815,6 +818,7 @@ void conn_accept(listener *l)
         return;
     }
     c->srv = srv;
+    c->sc = l->sc;
     c->l = l;
     c->tcp.data = c;
     peer_watch_init(&c->watch, on_peer_gone);
@@ -822,10 +826,12 @@ void conn_accept(listener *l)
     c->id = ++srv->next_session_id;
     c->started_ms = uv_now(srv->loop);
     c->started_wall_ms = wall_ms();
-    c->next = srv->conns;
-    if (srv->conns != NULL)
-        srv->conns->prev = c;
-    srv->conns = c;
+    c->next = c->sc->conns;
+    if (c->sc->conns != NULL)
+        c->sc->conns->prev = c;
+    c->sc->conns = c;
+    c->sc->nconns++;
+    c->sc->sessions++;
     srv->nconns++;
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;
@@ -845,7 +851,7 @@ void conn_accept(listener *l)
     uv_tcp_nodelay(&c->tcp, 1); /* replies are small and latency-bound */
     c->implicit_tls = l->implicit_tls;
 
-    c->faults = fault_conn_new(srv->fault_run, l->name, &addr);
+    c->faults = fault_conn_new(c->sc->fault_run, l->name, &addr);
     session_info info = {c->id, c->client, l->name, c->faults};
     c->s = c->faults ? session_new(&l->cfg, &conn_host, c, &info) : NULL;
     if (c->s == NULL) {

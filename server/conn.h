@@ -12,7 +12,7 @@ void conn_accept(listener *l);
 /* conn_shutdown - the server is stopping: 421 now if idle, or once its transaction ends (force: now) */
 void conn_shutdown(conn *c, int force);
 
-/* conn_next - the next live connection of the server's list */
+/* conn_next - the next live connection of its scope's list */
 conn *conn_next(conn *c);
 
 /* conn_view - a live session as the admin socket shows it (valid until the connection next runs) */

@@ -31,6 +31,7 @@ typedef enum conn_timer_use {
 
 struct conn {
     server *srv;
+    scope *sc; /* its listener's */
     listener *l;
     uv_tcp_t tcp;
     uv_timer_t timer;

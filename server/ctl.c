@@ -33,12 +33,13 @@
 
 /* The usage; %s: the server's default admin address. */
 static const char ctl_usage[] =
-    "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n"
+    "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--scope ID] [--json] COMMAND [ARGS]\n"
     "\n"
     "Talk to a running smtpfault through its admin socket (docs/admin.md).\n"
     "  --admin ADDR     HOST:PORT or unix:PATH (default: the first address of $SMTPFAULT_ADMIN, else\n"
     "                   %s; 0.0.0.0 and [::] are reached on loopback)\n"
     "  --token TOKEN    the server's --admin-token (default $SMTPFAULT_ADMIN_TOKEN)\n"
+    "  --scope ID       act on this scope (from `scope create`) instead of the server's own listeners\n"
     "  --json           print the server's JSON response as it is\n"
     "\n"
     "Commands:\n"
@@ -56,6 +57,11 @@ static const char ctl_usage[] =
     "                             until a matching message arrives (exit 1 on timeout)\n"
     "  events                     follow the event stream until interrupted\n"
     "  reset                      profile, counters, messages and rate limits back to the start\n"
+    "  scope create [--name NAME | --profile FILE] [--listeners LIST] [--keep]\n"
+    "                             a new scope on new ports; prints the answer as JSON. Without --keep the\n"
+    "                             scope lives while this command runs: until its standard input (a pipe\n"
+    "                             or terminal) closes, or SIGTERM/SIGINT\n"
+    "  scope list | scope delete ID\n"
     "  raw JSON                   send one request object as it is\n";
 
 typedef struct ctl {
@@ -69,11 +75,16 @@ typedef struct ctl {
     uv_connect_t connect_req;
     uv_write_t write_req;
     uv_timer_t timer;
-    uv_signal_t sigint;
-    char *request; /* the line to send */
-    bytebuf in;    /* response lines not complete yet, at most CTL_LINE_MAX */
-    int follow;    /* events: print every line until interrupted */
-    int json;      /* print responses raw */
+    uv_signal_t sigint, sigterm;
+    uv_pipe_t stdin_pipe; /* scope create without --keep: the scope lives until this closes */
+    uv_tty_t stdin_tty;
+    uv_handle_t *stdin_handle;
+    char *request;   /* the line to send */
+    bytebuf in;      /* response lines not complete yet, at most CTL_LINE_MAX */
+    int follow;      /* events: print every line until interrupted */
+    int hold;        /* scope create: keep the connection (and so the scope) until stdin closes or a signal */
+    int always_json; /* scope create: the answer is for scripts */
+    int json;        /* print responses raw */
     int got_response;
     int exit_code;
     const char *command;
@@ -90,6 +101,10 @@ static void ctl_close(ctl *c)
         uv_close((uv_handle_t *)&c->timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&c->sigint))
         uv_close((uv_handle_t *)&c->sigint, NULL);
+    if (!uv_is_closing((uv_handle_t *)&c->sigterm))
+        uv_close((uv_handle_t *)&c->sigterm, NULL);
+    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle))
+        uv_close(c->stdin_handle, NULL);
 }
 
 /* -- printing ---------------------------------------------------------------------------------------- */
@@ -170,6 +185,29 @@ static void print_base64(const char *b64)
     free(out);
 }
 
+/* print_scopes - scope list: a line per scope */
+static void print_scopes(const cJSON *arr)
+{
+    const cJSON *sc;
+    cJSON_ArrayForEach(sc, arr)
+    {
+        printf("%-6s", str(sc, "scope"));
+        const cJSON *l;
+        cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(sc, "listeners"))
+        {
+            printf(" %s %s", l->string, str(l, "address"));
+        }
+        const cJSON *sessions = cJSON_GetObjectItemCaseSensitive(sc, "sessions");
+        printf("  profile %s%s%s, %.0f live session%s, %.0f message%s%s\n", str(sc, "profile")[0] ? "\"" : "",
+               str(sc, "profile")[0] ? str(sc, "profile") : "(default)", str(sc, "profile")[0] ? "\"" : "",
+               num(sessions, "live"), num(sessions, "live") == 1 ? "" : "s", num(sc, "messages"),
+               num(sc, "messages") == 1 ? "" : "s",
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sc, "keep")) ? " (kept)" : "");
+    }
+    int n = cJSON_GetArraySize(arr);
+    printf("%d scope%s\n", n, n == 1 ? "" : "s");
+}
+
 static void print_human(ctl *c, const cJSON *resp)
 {
     const char *cmd = c->command;
@@ -211,6 +249,10 @@ static void print_human(ctl *c, const cJSON *resp)
         fputs(str(resp, "pem"), stdout);
     } else if (strcmp(cmd, "clear-profile") == 0) {
         printf("profile cleared\n");
+    } else if (strcmp(cmd, "scope") == 0 && cJSON_GetObjectItemCaseSensitive(resp, "deleted") != NULL) {
+        printf("deleted scope %s\n", str(resp, "deleted"));
+    } else if (strcmp(cmd, "scope") == 0) {
+        print_scopes(cJSON_GetObjectItemCaseSensitive(resp, "scopes"));
     } else {
         /* stats, sessions, session, profile, raw: the structure is the answer */
         cJSON *copy = cJSON_Duplicate(resp, 1);
@@ -234,6 +276,53 @@ static void print_event(const cJSON *e)
     fflush(stdout);
 }
 
+static void on_stdin_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    ctl *c = stream->data;
+    free(buf->base);
+    if (nread < 0) /* EOF or an error: whoever started us is done with the scope */
+        ctl_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+static void on_hold_signal(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    ctl_close(s->data);
+}
+
+/*
+ * hold - scope create without --keep: the scope ends with this connection, so keep it until standard
+ * input closes (a pipe or a terminal: a script's coprocess, Ctrl-D) or SIGTERM/SIGINT. A standard input
+ * that is a file or /dev/null (a background job's) is not watched: it would end the scope at once.
+ */
+static void hold(ctl *c)
+{
+    fflush(stdout);
+    uv_timer_stop(&c->timer);
+    uv_signal_start(&c->sigint, on_hold_signal, SIGINT);
+    uv_signal_start(&c->sigterm, on_hold_signal, SIGTERM);
+    uv_handle_type t = uv_guess_handle(0);
+    int r = -1;
+    if (t == UV_TTY && uv_tty_init(c->loop, &c->stdin_tty, 0, 1) == 0) {
+        c->stdin_handle = (uv_handle_t *)&c->stdin_tty;
+        r = 0;
+    } else if (t == UV_NAMED_PIPE && uv_pipe_init(c->loop, &c->stdin_pipe, 0) == 0) {
+        c->stdin_handle = (uv_handle_t *)&c->stdin_pipe;
+        r = uv_pipe_open(&c->stdin_pipe, 0);
+    }
+    if (c->stdin_handle != NULL) {
+        c->stdin_handle->data = c;
+        if (r == 0)
+            r = uv_read_start((uv_stream_t *)c->stdin_handle, on_alloc, on_stdin_read);
+        if (r != 0) {
+            uv_close(c->stdin_handle, NULL);
+            c->stdin_handle = NULL;
+        }
+    }
+}
+
 /* handle_line - one line from the server */
 static void handle_line(ctl *c, const char *line, size_t len)
 {
@@ -255,7 +344,7 @@ static void handle_line(ctl *c, const char *line, size_t len)
         c->got_response = 1;
         if (cJSON_IsTrue(okv)) {
             c->exit_code = 0;
-            if (c->json)
+            if (c->json || c->always_json)
                 printf("%.*s\n", (int)len, line), fflush(stdout); /* events: a script waits for this line */
             else if (!c->follow)
                 print_human(c, o);
@@ -282,7 +371,9 @@ static void handle_line(ctl *c, const char *line, size_t len)
             fprintf(stderr, "smtpfault ctl: following the events of %s (Ctrl-C to stop)\n", c->address);
             fflush(stderr);
         }
-        if (!c->follow || c->exit_code != 0)
+        if (c->hold && c->exit_code == 0)
+            hold(c);
+        else if (!c->follow || c->exit_code != 0)
             ctl_close(c);
     }
     cJSON_Delete(o);
@@ -301,6 +392,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     ctl *c = stream->data;
     if (nread < 0) {
+        if (c->hold && c->got_response && c->exit_code == 0) {
+            fprintf(stderr, "smtpfault ctl: the server closed the connection: the scope has ended\n");
+            c->exit_code = 1;
+        }
         if (!c->got_response) {
             fprintf(stderr, "smtpfault ctl: the server at %s closed the connection without answering\n",
                     c->address);
@@ -470,6 +565,88 @@ static int profile_request(const char *path, cJSON *req)
     return 0;
 }
 
+/* scope_request - `scope create|list|delete`: the request into req; 0, or -1 after a message */
+static int scope_request(ctl *c, int argc, char **argv, cJSON *req)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"profile", required_argument, NULL, 'p'},
+        {"listeners", required_argument, NULL, 'l'},
+        {"keep", no_argument, NULL, 'k'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *sub = argc > 1 ? argv[1] : "";
+    c->exit_code = CTL_EXIT_USAGE;
+    if (strcmp(sub, "list") == 0 && argc == 2) {
+        cJSON_AddStringToObject(req, "cmd", "scope.list");
+        return 0;
+    }
+    if (strcmp(sub, "delete") == 0 && argc == 3) {
+        cJSON_AddStringToObject(req, "cmd", "scope.delete");
+        cJSON_AddStringToObject(req, "scope", argv[2]);
+        return 0;
+    }
+    if (strcmp(sub, "create") != 0) {
+        fprintf(stderr, "smtpfault ctl: scope create [--name NAME | --profile FILE] [--listeners LIST] "
+                        "[--keep] | scope list | scope delete ID\n"
+                        "Try 'smtpfault ctl --help' for more information.\n");
+        return -1;
+    }
+    cJSON_AddStringToObject(req, "cmd", "scope.create");
+    const char *inexact = cli_inexact_option(argc - 1, argv + 1, opts, 0);
+    if (inexact != NULL) {
+        fprintf(stderr, "smtpfault ctl: scope create: unknown option '%.*s'\n", (int)strcspn(inexact, "="),
+                inexact);
+        return -1;
+    }
+    optind = 1;
+    opterr = 0;
+    int o, keep = 0;
+    const char *name = NULL, *file = NULL;
+    while ((o = getopt_long(argc - 1, argv + 1, ":", opts, NULL)) != -1) {
+        switch (o) {
+        case 'n':
+            name = optarg;
+            break;
+        case 'p':
+            file = optarg;
+            break;
+        case 'l': {
+            cJSON *list = cJSON_AddArrayToObject(req, "listeners");
+            char *copy = strdup(optarg), *save = NULL;
+            for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL;
+                 t = strtok_r(NULL, ",", &save))
+                cJSON_AddItemToArray(list, cJSON_CreateString(t));
+            free(copy);
+            break;
+        }
+        case 'k':
+            keep = 1;
+            break;
+        default:
+            fprintf(stderr, "smtpfault ctl: scope create: unknown option '%s'\n", argv[optind]);
+            return -1;
+        }
+    }
+    if (optind < argc - 1 || (name != NULL && file != NULL)) {
+        fprintf(stderr, "smtpfault ctl: scope create: %s\n",
+                name != NULL && file != NULL ? "give --name or --profile, not both" : "unexpected argument");
+        return -1;
+    }
+    if (name != NULL)
+        cJSON_AddStringToObject(req, "name", name);
+    if (file != NULL && profile_request(file, req) != 0) {
+        c->exit_code = 1;
+        return -1;
+    }
+    if (keep)
+        cJSON_AddBoolToObject(req, "keep", 1);
+    c->hold = !keep;
+    c->always_json = 1;
+    c->exit_code = 1;
+    return 0;
+}
+
 /* build_request - the request for argv (argv[0] is the command); NULL after a usage message */
 static cJSON *build_request(ctl *c, int argc, char **argv)
 {
@@ -557,6 +734,8 @@ static cJSON *build_request(ctl *c, int argc, char **argv)
         c->wait_s = wait ? (uint64_t)(t ? t->valuedouble + 1 : 11) : 0;
         return req;
     }
+    if (strcmp(cmd, "scope") == 0)
+        return scope_request(c, argc, argv, req) == 0 ? req : (cJSON_Delete(req), NULL);
     if (strcmp(cmd, "raw") == 0) {
         cJSON *r = argc == 2 ? cJSON_Parse(argv[1]) : NULL;
         if (!cJSON_IsObject(r)) {
@@ -573,6 +752,21 @@ usage:
     cJSON_Delete(req);
     c->exit_code = CTL_EXIT_USAGE;
     return NULL;
+}
+
+/* add_scope - --scope ID into req, for the commands that take one */
+static int add_scope(cJSON *req, const char *id)
+{
+    static const char *const unscoped[] = {"ping", "version", "scope.create", "scope.list", "scope.delete"};
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+    for (size_t i = 0; i < sizeof(unscoped) / sizeof(unscoped[0]); i++)
+        if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, unscoped[i]) == 0) {
+            fprintf(stderr, "smtpfault ctl: --scope does not apply to %s\n", cmd->valuestring);
+            return -1;
+        }
+    if (cJSON_GetObjectItemCaseSensitive(req, "scope") == NULL)
+        cJSON_AddStringToObject(req, "scope", id);
+    return 0;
 }
 
 /*
@@ -608,11 +802,9 @@ static const char *connect_host(const char *host)
 int ctl_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"admin", required_argument, NULL, 'a'},
-        {"token", required_argument, NULL, 'k'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"admin", required_argument, NULL, 'a'}, {"token", required_argument, NULL, 'k'},
+        {"json", no_argument, NULL, 'j'},        {"scope", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
     ctl c;
     memset(&c, 0, sizeof(c));
@@ -622,6 +814,7 @@ int ctl_main(int argc, char **argv)
     if (c.address == NULL)
         c.address = options_default("admin");
     const char *token = getenv("SMTPFAULT_ADMIN_TOKEN");
+    const char *scope_id = NULL;
     int o;
     const char *inexact = cli_inexact_option(argc, argv, opts, 1);
     if (inexact != NULL) {
@@ -644,6 +837,9 @@ int ctl_main(int argc, char **argv)
         case 'j':
             c.json = 1;
             break;
+        case 's':
+            scope_id = optarg;
+            break;
         case 'h':
             printf(ctl_usage, options_default("admin"));
             return 0;
@@ -662,6 +858,10 @@ int ctl_main(int argc, char **argv)
     cJSON *req = build_request(&c, argc - optind, argv + optind);
     if (req == NULL)
         return c.exit_code;
+    if (scope_id != NULL && add_scope(req, scope_id) != 0) {
+        cJSON_Delete(req);
+        return CTL_EXIT_USAGE;
+    }
     /* The token first: a server with one reads at most 64 KiB of a line that has not shown it yet. */
     if (token != NULL && token[0]) {
         cJSON_AddStringToObject(req, "token", token);
@@ -689,6 +889,8 @@ int ctl_main(int argc, char **argv)
     c.timer.data = &c;
     uv_signal_init(&loop, &c.sigint);
     c.sigint.data = &c;
+    uv_signal_init(&loop, &c.sigterm);
+    c.sigterm.data = &c;
     uv_signal_start(&c.sigint, on_sigint, SIGINT);
     c.connect_req.data = &c;
     int r;

@@ -325,7 +325,7 @@ static void health(admin_client *c, int ready_check)
     server *srv = admin_server(c);
     int open = 0;
     for (size_t i = 0; i < LISTENER_COUNT; i++)
-        open |= srv->listeners[i].open;
+        open |= srv->own.listeners[i].open;
     cJSON *resp;
     if (ready_check && (srv->stopping || !open)) {
         resp = admin_error("unavailable", "%s",

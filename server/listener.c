@@ -185,11 +185,12 @@ int listener_set_mode(listener *l, listener_mode mode)
     return 0;
 }
 
-int listener_open(listener *l, server *srv, listener_kind kind, const listen_addr *addr, char *err,
+int listener_open(listener *l, scope *sc, listener_kind kind, const listen_addr *addr, char *err,
                   size_t errsz)
 {
     memset(l, 0, sizeof(*l));
-    l->srv = srv;
+    l->srv = sc->srv;
+    l->sc = sc;
     l->kind = kind;
     l->name = config_listener_name(kind);
     int v6 = strchr(addr->host, ':') != NULL;
@@ -202,7 +203,7 @@ int listener_open(listener *l, server *srv, listener_kind kind, const listen_add
         snprintf(err, errsz, "cannot listen on %s%s%s:%d (%s): %s", v6 ? "[" : "", addr->host, v6 ? "]" : "",
                  addr->port, l->name, uv_strerror(r));
         close_handle(&l->tcp);
-        return -1;
+        return r;
     }
     l->open = 1;
     l->mode = LISTENER_ACCEPT;

@@ -11,8 +11,8 @@
     511 /* what the kernel caps somaxconn to by default; bursts of connects are common \
          */
 
-/* listener_open - bind and listen; 0, or -1 with a one-line reason in err */
-int listener_open(listener *l, server *srv, listener_kind kind, const listen_addr *addr, char *err,
+/* listener_open - bind and listen for scope sc; 0, or a libuv error with a one-line reason in err */
+int listener_open(listener *l, scope *sc, listener_kind kind, const listen_addr *addr, char *err,
                   size_t errsz);
 
 /*

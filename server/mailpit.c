@@ -382,9 +382,9 @@ static cJSON *get_request(const cJSON *req)
 {
     cJSON *get = cJSON_CreateObject();
     cJSON_AddStringToObject(get, "message", "");
-    const cJSON *scope = cJSON_GetObjectItemCaseSensitive(req, "scope");
-    if (scope != NULL)
-        cJSON_AddItemToObject(get, "scope", cJSON_Duplicate(scope, 1));
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(req, "scope");
+    if (sc != NULL)
+        cJSON_AddItemToObject(get, "scope", cJSON_Duplicate(sc, 1));
     return get;
 }
 

@@ -70,6 +70,29 @@ static int set_admin_token(config *cfg, const char *value, char *err, size_t err
     return 0;
 }
 
+/* set_scope_ports - LOW-HIGH, 1 to 65535, LOW <= HIGH */
+static int set_scope_ports(config *cfg, const char *value, char *err, size_t errsz)
+{
+    uint64_t lo, hi;
+    const char *dash = strchr(value, '-');
+    char low[8];
+    size_t n = dash ? (size_t)(dash - value) : 0;
+    if (dash == NULL || n == 0 || n >= sizeof(low) || strpbrk(value, "KMGkmg") != NULL) {
+        snprintf(err, errsz, "'%s' is not a port range LOW-HIGH (for example 30000-30999)", value);
+        return -1;
+    }
+    memcpy(low, value, n);
+    low[n] = '\0';
+    if (config_parse_u64(low, 1, 65535, &lo) != 0 || config_parse_u64(dash + 1, 1, 65535, &hi) != 0 ||
+        lo > hi) {
+        snprintf(err, errsz, "'%s' is not a port range LOW-HIGH with 1 <= LOW <= HIGH <= 65535", value);
+        return -1;
+    }
+    cfg->scope_port_low = (unsigned)lo;
+    cfg->scope_port_high = (unsigned)hi;
+    return 0;
+}
+
 static int set_quiet(config *cfg, const char *value, char *err, size_t errsz)
 {
     (void)value, (void)err, (void)errsz;
@@ -120,6 +143,7 @@ static const char listeners[] = "Listeners (HOST:PORT, [IPV6]:PORT or off; port 
 static const char tls_auth[] = "TLS and AUTH";
 static const char admin_socket[] = "Admin socket (newline-delimited JSON, see docs/admin.md)";
 static const char faults[] = "Faults";
+static const char scopes[] = "Scopes (virtual servers for parallel tests, see docs/scopes.md)";
 static const char protocol[] = "Protocol";
 static const char captured[] = "Captured messages";
 static const char process[] = "Process";
@@ -151,6 +175,10 @@ static const option_row rows[] = {
            "the fault profile in force at start: a file, or the name of a shipped\n"
            "profile (smtpfault profiles; docs/profiles.md, docs/errors.md)"),
     FLAG(faults, "no-magic", magic, 0, "magic addresses (rcpt550@..., mail452@...) behave like any other"),
+    NUMBER(scopes, "max-scopes", "N", max_scopes, 0, 4096, "256",
+           "scopes alive at once (0: scope.create is refused)"),
+    CHECKED(scopes, "scope-ports", "LOW-HIGH", set_scope_ports, NULL,
+            "draw scope listeners' ports from this range (default: any free port)"),
     CHECKED(protocol, "hostname", "NAME", set_hostname, "localhost", "name in the greeting and replies"),
     /* 35M: in the range big providers advertise */
     NUMBER(protocol, "max-message-size", "BYTES", max_message_size, 1024, TiB, "35M",

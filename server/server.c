@@ -24,17 +24,10 @@
 static int write_ports_file(server *srv, const char *path)
 {
     cJSON *root = cJSON_CreateObject();
-    for (int i = 0; root != NULL && i < LISTENER_COUNT; i++) {
-        listener *l = &srv->listeners[i];
-        if (!l->open)
-            continue;
-        cJSON *o = cJSON_AddObjectToObject(root, l->name);
-        cJSON_AddStringToObject(o, "host", l->host);
-        cJSON_AddNumberToObject(o, "port", l->port);
-        cJSON_AddStringToObject(o, "address", l->bound);
-    }
-    if (root != NULL)
+    if (root != NULL) {
+        scope_listeners_json(&srv->own, root);
         admin_ports_json(srv->admin, root);
+    }
     char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (text == NULL)
@@ -67,8 +60,12 @@ static void on_sigusr1(uv_signal_t *sig, int signum)
                "received SIGUSR1: %zu connection%s live, %llu in total; %llu messages accepted, %zu kept "
                "(%llu bytes), %llu evicted",
                srv->nconns, srv->nconns == 1 ? "" : "s", (unsigned long long)srv->next_session_id,
-               (unsigned long long)srv->store.accepted, srv->store.count,
-               (unsigned long long)srv->store.bytes, (unsigned long long)srv->store.evicted);
+               (unsigned long long)srv->own.store.accepted, srv->own.store.count,
+               (unsigned long long)srv->own.store.bytes, (unsigned long long)srv->own.store.evicted);
+    if (srv->nscopes > 0)
+        log_server(LOG_INFO, "%zu scope%s alive; every scope's messages: %zu kept (%llu bytes)", srv->nscopes,
+                   srv->nscopes == 1 ? "" : "s", srv->messages.count,
+                   (unsigned long long)srv->messages.bytes);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -84,15 +81,17 @@ static void finish(server *srv)
 {
     if (uv_is_closing((uv_handle_t *)&srv->drain))
         return;
-    admin_stop(srv->admin);
+    admin_stop(srv->admin); /* ends the scopes their admin connections created */
+    while (srv->scopes != NULL)
+        scope_end(srv->scopes, "the server stopped");
     uv_close((uv_handle_t *)&srv->drain, NULL);
-    uv_close((uv_handle_t *)&srv->modes, NULL);
+    uv_close((uv_handle_t *)&srv->own.modes, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->sigusr1, NULL);
     log_server(LOG_INFO, "stopped: %llu messages accepted, %llu evicted",
-               (unsigned long long)srv->store.accepted, (unsigned long long)srv->store.evicted);
+               (unsigned long long)srv->own.store.accepted, (unsigned long long)srv->own.store.evicted);
 }
 
 void server_conn_gone(server *srv)
@@ -105,8 +104,12 @@ void server_stop(server *srv)
 {
     int force = srv->stopping > 0;
     srv->stopping = force ? 2 : 1;
-    for (int i = 0; i < LISTENER_COUNT; i++)
-        listener_close(&srv->listeners[i]);
+    scope_close_listeners(&srv->own);
+    for (scope *sc = srv->scopes; sc != NULL; sc = sc->next) {
+        scope_close_listeners(sc);
+        uv_timer_stop(&sc->modes);
+    }
+    uv_timer_stop(&srv->own.modes);
     if (srv->ports_written) { /* nothing listens there any more: a stale file would say otherwise */
         uv_fs_t req;
         uv_fs_unlink(NULL, &req, srv->cfg->ports_file, NULL);
@@ -114,10 +117,15 @@ void server_stop(server *srv)
         srv->ports_written = 0;
     }
     /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = srv->conns, *next; c != NULL; c = next) {
+    for (conn *c = srv->own.conns, *next; c != NULL; c = next) {
         next = conn_next(c);
         conn_shutdown(c, force);
     }
+    for (scope *sc = srv->scopes; sc != NULL; sc = sc->next)
+        for (conn *c = sc->conns, *next; c != NULL; c = next) {
+            next = conn_next(c);
+            conn_shutdown(c, force);
+        }
     if (srv->nconns == 0) {
         finish(srv);
         return;
@@ -131,151 +139,6 @@ int64_t server_now_ms(void)
     return (int64_t)(uv_hrtime() / 1000000);
 }
 
-static void on_modes_timer(uv_timer_t *t);
-
-/* apply_modes - each listener as the profile's refuse/blackhole rules say now; the timer for the next change
- */
-static void apply_modes(server *srv)
-{
-    uv_timer_stop(&srv->modes);
-    if (srv->stopping)
-        return;
-    int64_t now = server_now_ms(), next = INT64_MAX;
-    for (int i = 0; i < LISTENER_COUNT; i++) {
-        listener *l = &srv->listeners[i];
-        if (!l->open)
-            continue;
-        int64_t when;
-        int kind = fault_run_listener_mode(srv->fault_run, l->name, now, &when);
-        listener_set_mode(l, kind == FAULT_ACTION_REFUSE      ? LISTENER_REFUSE
-                             : kind == FAULT_ACTION_BLACKHOLE ? LISTENER_BLACKHOLE
-                                                              : LISTENER_ACCEPT);
-        if (when < next)
-            next = when;
-    }
-    if (next != INT64_MAX)
-        uv_timer_start(&srv->modes, on_modes_timer, (uint64_t)(next > now ? next - now : 0), 0);
-}
-
-static void on_modes_timer(uv_timer_t *t)
-{
-    apply_modes(t->data);
-}
-
-int server_set_profile(server *srv, fault_profile *p)
-{
-    fault_run *run = fault_run_new(p, server_now_ms(), srv->cfg->magic);
-    if (run == NULL)
-        return -1;
-    fault_run_unref(srv->fault_run); /* connections keep theirs */
-    srv->fault_run = run;
-    const fault_settings *fs = fault_profile_settings(p);
-    log_server(LOG_INFO, "profile %s%s%s in force: %zu rule%s", fs->name[0] ? "\"" : "",
-               fs->name[0] ? fs->name : "(default)", fs->name[0] ? "\"" : "", fault_profile_nrules(p),
-               fault_profile_nrules(p) == 1 ? "" : "s");
-    apply_modes(srv);
-    return 0;
-}
-
-void server_event(server *srv, uint64_t sid, int level, const char *event, const char *text, size_t len)
-{
-    log_session((log_level)level, sid, event, text, len);
-    if (level <= LOG_INFO)
-        admin_publish(srv->admin, sid, event, text, len);
-}
-
-void server_message_stored(server *srv, store_msg *m)
-{
-    store_add(&srv->store, m);
-    admin_message_stored(srv->admin, m);
-}
-
-void server_record_session(server *srv, session_record *rec)
-{
-    srv->bytes_in += rec->bytes_in;
-    srv->bytes_out += rec->bytes_out;
-    sessions_ring_add(&srv->recent, rec);
-}
-
-static const char *const mode_names[] = {"accept", "refuse", "blackhole"};
-
-void server_stats_json(server *srv, cJSON *out)
-{
-    cJSON_AddNumberToObject(out, "uptime_ms", (double)(server_now_ms() - srv->started_ms));
-    cJSON *s = cJSON_AddObjectToObject(out, "sessions");
-    cJSON_AddNumberToObject(s, "live", (double)srv->nconns);
-    cJSON_AddNumberToObject(s, "total", (double)srv->next_session_id);
-    cJSON *m = cJSON_AddObjectToObject(out, "messages");
-    cJSON_AddNumberToObject(m, "accepted", (double)srv->store.accepted);
-    cJSON_AddNumberToObject(m, "kept", (double)srv->store.count);
-    cJSON_AddNumberToObject(m, "kept_bytes", (double)srv->store.bytes);
-    cJSON_AddNumberToObject(m, "evicted", (double)srv->store.evicted);
-    cJSON_AddNumberToObject(m, "evicted_bytes", (double)srv->store.evicted_bytes);
-    cJSON_AddNumberToObject(m, "discarded", (double)srv->discarded);
-    uint64_t in = srv->bytes_in, outb = srv->bytes_out;
-    for (conn *c = srv->conns; c != NULL; c = conn_next(c)) {
-        uint64_t ci, co;
-        conn_bytes(c, &ci, &co);
-        in += ci;
-        outb += co;
-    }
-    cJSON *cap = cJSON_AddObjectToObject(out, "capacity");
-    cJSON_AddNumberToObject(cap, "connections", (double)srv->conn_limit);
-    cJSON_AddNumberToObject(cap, "refused", (double)srv->refused);
-    cJSON_AddNumberToObject(cap, "inflight_bytes", (double)srv->inflight.used);
-    cJSON_AddNumberToObject(cap, "max_inflight_bytes", (double)srv->inflight.max);
-    cJSON *b = cJSON_AddObjectToObject(out, "bytes");
-    cJSON_AddNumberToObject(b, "in", (double)in);
-    cJSON_AddNumberToObject(b, "out", (double)outb);
-
-    const fault_profile *p = fault_run_profile(srv->fault_run);
-    fault_stats st;
-    fault_run_stats(srv->fault_run, &st);
-    cJSON *f = cJSON_AddObjectToObject(out, "faults");
-    cJSON_AddStringToObject(f, "profile", fault_profile_settings(p)->name);
-    cJSON_AddNumberToObject(f, "fired", (double)st.fired_total);
-    cJSON *by_stage = cJSON_AddObjectToObject(f, "by_stage");
-    for (int i = 0; i < FAULT_STAGE_COUNT; i++)
-        if (st.fired_by_stage[i] > 0)
-            cJSON_AddNumberToObject(by_stage, fault_stage_name((fault_stage)i), (double)st.fired_by_stage[i]);
-    cJSON *by_rule = cJSON_AddArrayToObject(f, "by_rule");
-    for (size_t i = 0; i < fault_profile_nrules(p); i++) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddNumberToObject(r, "rule", (double)i);
-        cJSON_AddStringToObject(r, "name", fault_profile_rule_name(p, i));
-        cJSON_AddNumberToObject(r, "fired", (double)st.fired_by_rule[i]);
-        cJSON_AddItemToArray(by_rule, r);
-    }
-    cJSON_AddNumberToObject(f, "limits", (double)st.limits);
-    cJSON_AddNumberToObject(f, "greylisted", (double)st.greylisted);
-    cJSON_AddNumberToObject(f, "magic", (double)st.magic);
-    cJSON *l = cJSON_AddObjectToObject(out, "listeners");
-    for (int i = 0; i < LISTENER_COUNT; i++) {
-        const listener *ls = &srv->listeners[i];
-        if (!ls->open)
-            continue;
-        cJSON *o = cJSON_AddObjectToObject(l, ls->name);
-        cJSON_AddStringToObject(o, "address", ls->bound);
-        cJSON_AddStringToObject(o, "mode", mode_names[ls->mode]);
-    }
-}
-
-int server_reset(server *srv, size_t *cleared)
-{
-    fault_run *run = fault_run_new(srv->start_profile, server_now_ms(), srv->cfg->magic);
-    if (run == NULL)
-        return -1;
-    fault_run_unref(srv->fault_run);
-    srv->fault_run = run;
-    *cleared = store_clear(&srv->store);
-    srv->store.accepted = srv->store.evicted = srv->store.evicted_bytes = 0;
-    srv->discarded = 0;
-    log_server(LOG_INFO, "reset: %zu message%s cleared, profile and counters back to the start", *cleared,
-               *cleared == 1 ? "" : "s");
-    apply_modes(srv);
-    return 0;
-}
-
 /* open_fds - descriptors open now (those in /proc/self/fd), or -1 when that cannot be read */
 static long open_fds(void)
 {
@@ -286,13 +149,15 @@ static long open_fds(void)
 }
 
 /*
- * limit_connections - --max-connections, lowered so that RLIMIT_NOFILE keeps SERVER_FD_RESERVE descriptors
- * for the admin socket and the store whatever SMTP clients do, each of which may hold SERVER_FDS_PER_CONN;
- * 0, or -1 when no connection would be left
+ * limit_connections - --max-connections and --max-scopes, lowered so that RLIMIT_NOFILE keeps
+ * SERVER_FD_RESERVE descriptors for the admin socket and the store whatever SMTP clients do, each of which
+ * may hold SERVER_FDS_PER_CONN, and SCOPE_FDS_MAX for each scope. Scopes get at most half of what is left.
+ * 0, or -1 when no connection would be left.
  */
 static int limit_connections(server *srv)
 {
     srv->conn_limit = srv->cfg->max_connections;
+    srv->scope_limit = srv->cfg->max_scopes;
     struct rlimit rl;
     long used = open_fds();
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || used < 0)
@@ -305,12 +170,21 @@ static int limit_connections(server *srv)
                    (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
         return -1;
     }
-    if ((rl.rlim_cur - keep) / SERVER_FDS_PER_CONN < srv->conn_limit) {
-        srv->conn_limit = (size_t)((rl.rlim_cur - keep) / SERVER_FDS_PER_CONN);
+    rlim_t avail = rl.rlim_cur - keep;
+    if ((rlim_t)srv->scope_limit * SCOPE_FDS_MAX > avail / 2) {
+        srv->scope_limit = (size_t)(avail / 2 / SCOPE_FDS_MAX);
+        log_server(LOG_INFO, "at most %zu scopes (RLIMIT_NOFILE %llu, %ld descriptors open)",
+                   srv->scope_limit, (unsigned long long)rl.rlim_cur, used);
+    }
+    avail -= (rlim_t)srv->scope_limit * SCOPE_FDS_MAX;
+    if (avail / SERVER_FDS_PER_CONN < srv->conn_limit) {
+        srv->conn_limit = (size_t)(avail / SERVER_FDS_PER_CONN);
         log_server(
             LOG_INFO,
-            "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve)",
-            srv->conn_limit, (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
+            "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve, "
+            "%zu for scopes)",
+            srv->conn_limit, (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE,
+            srv->scope_limit * SCOPE_FDS_MAX);
     }
     return 0;
 }
@@ -390,12 +264,10 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     char prefix[16];
     snprintf(prefix, sizeof(prefix), "%08llX%02X%02X", (unsigned long long)time(NULL) & 0xFFFFFFFFull, rnd[0],
              rnd[1]);
-    store_init(&srv->store, cfg->store_max_messages, cfg->store_max_bytes, prefix);
+    store_pool_init(&srv->messages, cfg->store_max_messages, cfg->store_max_bytes, prefix);
 
     uv_timer_init(loop, &srv->drain);
     srv->drain.data = srv;
-    uv_timer_init(loop, &srv->modes);
-    srv->modes.data = srv;
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     uv_signal_init(loop, &srv->sighup);
@@ -404,9 +276,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
 
     srv->started_ms = server_now_ms();
     srv->inflight.max = cfg->max_inflight_bytes;
-    srv->start_profile = fault_profile_ref(profile);
-    srv->fault_run = fault_run_new(profile, server_now_ms(), cfg->magic);
-    if (srv->fault_run == NULL) {
+    if (scope_init(&srv->own, srv, "", profile) != 0) {
         log_server(LOG_ERROR, "out of memory");
         goto fail;
     }
@@ -421,12 +291,12 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     }
     int any = 0;
     for (int i = 0; i < LISTENER_COUNT; i++) {
-        listener *l = &srv->listeners[i];
+        listener *l = &srv->own.listeners[i];
         if (!cfg->listen[i].enabled ||
             (config_listener_policy((listener_kind)i)->implicit_tls && srv->tls == NULL))
             continue;
         char err[256];
-        if (listener_open(l, srv, (listener_kind)i, &cfg->listen[i], err, sizeof(err)) != 0) {
+        if (listener_open(l, &srv->own, (listener_kind)i, &cfg->listen[i], err, sizeof(err)) != 0) {
             log_server(LOG_ERROR, "%s", err);
             goto fail;
         }
@@ -450,7 +320,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     if (fs->name[0])
         log_server(LOG_INFO, "profile \"%s\" in force: %zu rule%s", fs->name, fault_profile_nrules(profile),
                    fault_profile_nrules(profile) == 1 ? "" : "s");
-    apply_modes(srv);
+    scope_apply_modes(&srv->own);
     if (cfg->ports_file != NULL) {
         int r = write_ports_file(srv, cfg->ports_file);
         if (r != 0) {
@@ -469,8 +339,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     return 0;
 
 fail:
-    for (int i = 0; i < LISTENER_COUNT; i++)
-        listener_close(&srv->listeners[i]);
+    scope_close_listeners(&srv->own);
     srv->stopping = 1;
     finish(srv);
     return -1;
@@ -478,14 +347,9 @@ fail:
 
 void server_free(server *srv)
 {
-    store_free(&srv->store);
-    sessions_ring_free(&srv->recent);
+    scope_free(&srv->own);
     admin_free(srv->admin);
     srv->admin = NULL;
-    fault_profile_unref(srv->start_profile);
-    srv->start_profile = NULL;
-    fault_run_unref(srv->fault_run);
-    srv->fault_run = NULL;
     tls_server_free(srv->tls);
     srv->tls = NULL;
 }

@@ -20,6 +20,11 @@ static void record_free(session_record *r)
 
 void sessions_ring_add(sessions_ring *r, session_record *rec)
 {
+    /* Allocated with the first closed session: an idle scope costs no slots. */
+    if (r->slot == NULL && (r->slot = calloc(SESSIONS_RECENT_MAX, sizeof(*r->slot))) == NULL) {
+        record_free(rec); /* out of memory: the record is not kept */
+        return;
+    }
     session_record *slot = &r->slot[r->next];
     record_free(slot);
     *slot = *rec;
@@ -31,8 +36,10 @@ void sessions_ring_add(sessions_ring *r, session_record *rec)
 
 void sessions_ring_free(sessions_ring *r)
 {
-    for (size_t i = 0; i < SESSIONS_RECENT_MAX; i++)
+    for (size_t i = 0; r->slot != NULL && i < SESSIONS_RECENT_MAX; i++)
         record_free(&r->slot[i]);
+    free(r->slot);
+    r->slot = NULL;
     r->next = r->count = 0;
 }
 
@@ -100,25 +107,25 @@ static cJSON *live_json(const conn *c, int with_transcript)
     return session_view_json(&v, with_transcript);
 }
 
-/* server_sessions_json - sessions.list: the live sessions, newest first, then the recent closed ones */
-void server_sessions_json(server *srv, cJSON *out)
+/* scope_sessions_json - sessions.list: the live sessions, newest first, then the recent closed ones */
+void scope_sessions_json(scope *sc, cJSON *out)
 {
     cJSON *live = cJSON_AddArrayToObject(out, "live");
-    for (conn *c = srv->conns; c != NULL; c = conn_next(c))
+    for (conn *c = sc->conns; c != NULL; c = conn_next(c))
         cJSON_AddItemToArray(live, live_json(c, 0));
     cJSON *recent = cJSON_AddArrayToObject(out, "recent");
-    for (size_t i = 0; i < srv->recent.count; i++)
-        cJSON_AddItemToArray(recent, record_json(recent_at(&srv->recent, i), 0));
+    for (size_t i = 0; i < sc->recent.count; i++)
+        cJSON_AddItemToArray(recent, record_json(recent_at(&sc->recent, i), 0));
 }
 
-/* server_session_json - sessions.get: one session, live or recent, with its transcript; NULL if unknown */
-cJSON *server_session_json(server *srv, uint64_t id)
+/* scope_session_json - sessions.get: one session, live or recent, with its transcript; NULL if unknown */
+cJSON *scope_session_json(scope *sc, uint64_t id)
 {
-    for (conn *c = srv->conns; c != NULL; c = conn_next(c))
+    for (conn *c = sc->conns; c != NULL; c = conn_next(c))
         if (conn_id(c) == id)
             return live_json(c, 1);
-    for (size_t i = 0; i < srv->recent.count; i++)
-        if (recent_at(&srv->recent, i)->id == id)
-            return record_json(recent_at(&srv->recent, i), 1);
+    for (size_t i = 0; i < sc->recent.count; i++)
+        if (recent_at(&sc->recent, i)->id == id)
+            return record_json(recent_at(&sc->recent, i), 1);
     return NULL;
 }

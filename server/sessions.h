@@ -40,14 +40,14 @@ typedef struct session_view {
 
 /* sessions_ring - the most recent closed sessions; next is the slot written next */
 typedef struct sessions_ring {
-    session_record slot[SESSIONS_RECENT_MAX];
+    session_record *slot; /* SESSIONS_RECENT_MAX of them, or NULL before the first */
     size_t next, count;
 } sessions_ring;
 
 /* sessions_ring_add - keep *rec (taken over; *rec is emptied), dropping the oldest past the bound */
 void sessions_ring_add(sessions_ring *r, session_record *rec);
 
-/* sessions_ring_free - release every record */
+/* sessions_ring_free - release every record (the ring may be used again) */
 void sessions_ring_free(sessions_ring *r);
 
 /* session_view_json - one session, with its transcript when asked */

@@ -150,59 +150,87 @@ cJSON *store_msg_envelope_json(const store_msg *m)
     return o;
 }
 
-void store_init(store *st, size_t max_messages, size_t max_bytes, const char *id_prefix)
+void store_pool_init(store_pool *pool, size_t max_messages, size_t max_bytes, const char *id_prefix)
+{
+    memset(pool, 0, sizeof(*pool));
+    pool->max_messages = max_messages;
+    pool->max_bytes = max_bytes;
+    pool->next_seq = 1;
+    snprintf(pool->id_prefix, sizeof(pool->id_prefix), "%s", id_prefix);
+}
+
+void store_init(store *st, store_pool *pool)
 {
     memset(st, 0, sizeof(*st));
-    st->max_messages = max_messages;
-    st->max_bytes = max_bytes;
-    st->next_seq = 1;
-    snprintf(st->id_prefix, sizeof(st->id_prefix), "%s", id_prefix);
+    st->pool = pool;
 }
 
 void store_assign_id(store *st, store_msg *m)
 {
-    m->seq = st->next_seq++;
+    store_pool *pool = st->pool;
+    m->seq = pool->next_seq++;
     /* prefix, then the sequence number as 8 hex digits (more when it outgrows them), as "%08" PRIX64 would
      * print it: done by hand, for it happens for every message */
     static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(st->id_prefix), digits = 8;
+    size_t n = strlen(pool->id_prefix), digits = 8;
     while (digits < 16 && (m->seq >> (4 * digits)) != 0)
         digits++;
     if (n + digits >= sizeof(m->id))
         n = sizeof(m->id) - 1 - digits;
-    memcpy(m->id, st->id_prefix, n);
+    memcpy(m->id, pool->id_prefix, n);
     for (size_t i = 0; i < digits; i++)
         m->id[n + i] = hex[(m->seq >> (4 * (digits - 1 - i))) & 15];
     m->id[n + digits] = '\0';
 }
 
-static void unlink_oldest(store *st)
+/* unlink - m out of its store and the pool, its store's reference dropped */
+static void unlink_msg(store_msg *m)
 {
-    store_msg *m = st->head;
-    st->head = m->next;
-    if (st->head != NULL)
-        st->head->prev = NULL;
+    store *st = m->owner;
+    store_pool *pool = st->pool;
+    if (m->prev != NULL)
+        m->prev->next = m->next;
     else
-        st->tail = NULL;
+        st->head = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    else
+        st->tail = m->prev;
+    if (m->pool_prev != NULL)
+        m->pool_prev->pool_next = m->pool_next;
+    else
+        pool->head = m->pool_next;
+    if (m->pool_next != NULL)
+        m->pool_next->pool_prev = m->pool_prev;
+    else
+        pool->tail = m->pool_prev;
+    m->prev = m->next = m->pool_prev = m->pool_next = NULL;
+    m->owner = NULL;
     st->count--;
     st->bytes -= m->size;
-    m->next = NULL;
+    pool->count--;
+    pool->bytes -= m->size;
     store_msg_unref(m);
 }
 
 void store_add(store *st, store_msg *m)
 {
-    /* Oldest first out until the new message fits; a message larger than max_bytes is kept alone. */
-    while (st->head != NULL && (st->count + 1 > st->max_messages || st->bytes + m->size > st->max_bytes)) {
-        st->evicted++;
-        st->evicted_bytes += st->head->size;
-        unlink_oldest(st);
+    store_pool *pool = st->pool;
+    /* Oldest first out, whichever store keeps it, until the new message fits; a message larger than
+     * max_bytes is kept alone. */
+    while (pool->head != NULL &&
+           (pool->count + 1 > pool->max_messages || pool->bytes + m->size > pool->max_bytes)) {
+        store *from = pool->head->owner;
+        from->evicted++;
+        from->evicted_bytes += pool->head->size;
+        unlink_msg(pool->head);
     }
     st->accepted++;
-    m->arrival = ++st->next_arrival;
-    if (st->max_messages == 0)
+    m->arrival = ++pool->next_arrival;
+    if (pool->max_messages == 0)
         return;
     store_msg_ref(m);
+    m->owner = st;
     m->prev = st->tail;
     m->next = NULL;
     if (st->tail != NULL)
@@ -210,8 +238,17 @@ void store_add(store *st, store_msg *m)
     else
         st->head = m;
     st->tail = m;
+    m->pool_prev = pool->tail;
+    m->pool_next = NULL;
+    if (pool->tail != NULL)
+        pool->tail->pool_next = m;
+    else
+        pool->head = m;
+    pool->tail = m;
     st->count++;
     st->bytes += m->size;
+    pool->count++;
+    pool->bytes += m->size;
 }
 
 store_msg *store_find(const store *st, const char *id)
@@ -225,24 +262,14 @@ store_msg *store_find(const store *st, const char *id)
 
 void store_remove(store *st, store_msg *m)
 {
-    if (m->prev != NULL)
-        m->prev->next = m->next;
-    else
-        st->head = m->next;
-    if (m->next != NULL)
-        m->next->prev = m->prev;
-    else
-        st->tail = m->prev;
-    m->prev = m->next = NULL;
-    st->count--;
-    st->bytes -= m->size;
-    store_msg_unref(m);
+    (void)st; /* m knows its store */
+    unlink_msg(m);
 }
 
 size_t store_clear(store *st)
 {
     size_t n = st->count;
     while (st->head != NULL)
-        unlink_oldest(st);
+        unlink_msg(st->head);
     return n;
 }

@@ -46,7 +46,9 @@ typedef struct store_msg {
     char *body;
     size_t size, cap;
 
-    struct store_msg *prev, *next; /* store order, oldest first */
+    struct store *owner;                     /* the store that keeps it (NULL until added) */
+    struct store_msg *prev, *next;           /* its store's order, oldest first */
+    struct store_msg *pool_prev, *pool_next; /* the pool's order, every store's messages, oldest first */
 } store_msg;
 
 /* store_msg_new - an empty message holding one reference; NULL when out of memory */
@@ -72,20 +74,35 @@ void store_msg_drop_body(store_msg *m);
 /* store_msg_envelope_json - the envelope as a JSON object (the ID.json file, the admin socket) */
 cJSON *store_msg_envelope_json(const store_msg *m);
 
-typedef struct store {
+/*
+ * store_pool - what every store shares: the limits (--store-max-messages, --store-max-bytes hold for the
+ * server's own store and every scope's together, so scopes add no memory bound of their own), the id
+ * sequence (ids are unique server-wide), and one arrival order: past a limit, the oldest message of any
+ * store goes first.
+ */
+typedef struct store_pool {
     size_t max_messages;
     size_t max_bytes;
     size_t count, bytes;
-    uint64_t accepted; /* messages ever added */
-    uint64_t evicted, evicted_bytes;
     uint64_t next_seq;
     uint64_t next_arrival;
     char id_prefix[STORE_ID_MAX - 12];
     store_msg *head, *tail;
+} store_pool;
+
+typedef struct store {
+    store_pool *pool;
+    size_t count, bytes;
+    uint64_t accepted; /* messages ever added */
+    uint64_t evicted, evicted_bytes;
+    store_msg *head, *tail;
 } store;
 
-/* store_init - an empty store; id_prefix makes ids unique across runs sharing a --store-dir */
-void store_init(store *st, size_t max_messages, size_t max_bytes, const char *id_prefix);
+/* store_pool_init - the shared limits; id_prefix makes ids unique across runs sharing a --store-dir */
+void store_pool_init(store_pool *pool, size_t max_messages, size_t max_bytes, const char *id_prefix);
+
+/* store_init - an empty store drawing on pool */
+void store_init(store *st, store_pool *pool);
 
 /* store_assign_id - give m the next id ("<prefix><seq as 8 hex digits>") */
 void store_assign_id(store *st, store_msg *m);

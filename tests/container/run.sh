@@ -139,6 +139,20 @@ free_port() {
     done
 }
 
+# free_range N - the first of N consecutive free TCP ports, below the ephemeral range (see free_port)
+free_range() {
+    local n=$1 p low=32768 i ok
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    while :; do
+        p=$((10000 + RANDOM % (low - 10000 - n)))
+        ok=1
+        for ((i = p; i < p + n; i++)); do
+            command -v ss >/dev/null && ss -Htan "sport = :$i" | grep -q . && ok=0
+        done
+        [ "$ok" = 1 ] && { echo "$p"; return; }
+    done
+}
+
 # admin_request PORT JSON - one line to the admin socket on 127.0.0.1:PORT, the answer on stdout
 admin_request() {
     # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
@@ -157,12 +171,12 @@ wait_healthy() {
 
 test_root_compose() {
     local project="$PREFIX-$$-root" file="$ROOT/docker-compose.yml" token ctr
-    local smtp submission smtps admin
-    smtp=$(free_port) submission=$(free_port) smtps=$(free_port) admin=$(free_port)
+    local smtp submission smtps admin scopes
+    smtp=$(free_port) submission=$(free_port) smtps=$(free_port) admin=$(free_port) scopes=$(free_range 4)
     token=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
     start_project "$project" "$file"
-    log "docker-compose.yml: up -d (host ports $smtp $submission $smtps $admin, with an admin token)"
-    SMTPFAULT_ADMIN_TOKEN=$token SMTPFAULT_SMTP_PORT=$smtp SMTPFAULT_SUBMISSION_PORT=$submission \
+    log "docker-compose.yml: up -d (host ports $smtp $submission $smtps $admin, scopes $scopes-$((scopes + 3)), with an admin token)"
+    SMTPFAULT_SCOPE_PORTS=$scopes-$((scopes + 3)) SMTPFAULT_ADMIN_TOKEN=$token SMTPFAULT_SMTP_PORT=$smtp SMTPFAULT_SUBMISSION_PORT=$submission \
         SMTPFAULT_SMTPS_PORT=$smtps SMTPFAULT_ADMIN_PORT=$admin \
         compose "$project" "$file" 180 "$WORK/up-root.log" up -d || { show "$WORK/up-root.log" 30; fail "docker-compose.yml: up -d"; }
     ctr=$(podman ps -q --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=smtpfault")
@@ -173,7 +187,7 @@ test_root_compose() {
 
     local ports
     ports=$(podman port "$ctr")
-    [ "$(grep -c . <<<"$ports")" -eq 4 ] || fail "published ports: $ports"
+    [ "$(grep -c . <<<"$ports")" -eq 8 ] || fail "published ports (4 and a range of 4 for scopes): $ports"
     ! grep -v -- '-> 127\.0\.0\.1:' <<<"$ports" || fail "a port is published beyond 127.0.0.1: $ports"
     log "ports published on 127.0.0.1 only: $(tr '\n' ' ' <<<"$ports")"
 
@@ -190,6 +204,19 @@ test_root_compose() {
     answer=$(admin_request "$admin" '{"cmd":"ping"}') || fail "admin ping without the token"
     [[ "$answer" == *'"unauthorized"'* ]] || fail "admin ping without the token was not refused: $answer"
     log "admin socket from the host: answers with the token, refuses without"
+
+    # A scope from the host: its port is in the published range, and it greets there.
+    local scope_port
+    answer=$(admin_request "$admin" "{\"cmd\":\"scope.create\",\"listeners\":[\"smtp\"],\"keep\":true,\"token\":\"$token\"}") ||
+        fail "scope.create from the host"
+    scope_port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' <<<"$answer")
+    [ -n "$scope_port" ] && [ "$scope_port" -ge "$scopes" ] && [ "$scope_port" -le $((scopes + 3)) ] ||
+        fail "scope.create: a port outside $scopes-$((scopes + 3)): $answer"
+    # shellcheck disable=SC2016 # $1 is the inner shell's
+    banner=$(bounded 10 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && read -r line <&3 && printf "QUIT\r\n" >&3 && echo "$line"' _ "$scope_port") ||
+        fail "no banner on the scope's 127.0.0.1:$scope_port"
+    [[ "$banner" == "220 smtpfault "* ]] || fail "banner on the scope's 127.0.0.1:$scope_port: $banner"
+    log "a scope created from the host listens on 127.0.0.1:$scope_port, in the published range: $banner"
 
     local ca mountpoint
     ca=$(bounded 15 podman exec "$ctr" /usr/bin/smtpfault ctl ca 2>/dev/null) || fail "smtpfault ctl ca"

@@ -634,6 +634,18 @@ def test_reset_restores_the_start_profile_counters_messages_and_limits(short_tmp
         srv.wait_for_log(r"reset: 2 messages cleared, profile and counters back to the start")
 
 
+def test_scope_commands(admin):
+    """scope.create, scope.list and scope.delete over TCP and the unix socket (test_scopes.py has the rest)."""
+    created = admin.ok("scope.create", listeners=["smtp"], keep=True)
+    assert created["scope"] and list(created["listeners"]) == ["smtp"] and created["keep"] is True
+    assert created["profile"]["name"] == "" and created["profile"]["rules"] == 0
+    (listed,) = admin.ok("scope.list")["scopes"]
+    assert listed["scope"] == created["scope"] and listed["listeners"] == created["listeners"]
+    assert listed["sessions"] == {"live": 0, "total": 0} and listed["messages"] == 0
+    assert admin.ok("scope.delete", scope=created["scope"])["deleted"] == created["scope"]
+    assert admin.ok("scope.list")["scopes"] == []
+
+
 def test_every_command_is_tested_here():
     """The command table in server/admin_cmd.h is what this file covers (a new command needs a test)."""
     from conftest import REPO_ROOT

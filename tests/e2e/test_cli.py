@@ -63,7 +63,7 @@ def test_help_lists_every_subcommand(argv):
 @pytest.mark.parametrize("sub,first_line", [
     ("check", "Usage: smtpfault check FILE|NAME|DIR..."),
     ("profiles", "Usage: smtpfault profiles [NAME|FILE]"),
-    ("ctl", "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]"),
+    ("ctl", "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--scope ID] [--json] COMMAND [ARGS]"),
     ("certs", "Usage: smtpfault certs DIR [--hostname NAME]"),
     ("help", "Usage: smtpfault [OPTIONS]                 run the server"),
 ])

@@ -323,7 +323,7 @@ def test_admin_address_from_the_environment(admin_srv):
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--json] COMMAND [ARGS]"),
+    ([], "Usage: smtpfault ctl [--admin ADDR] [--token TOKEN] [--scope ID] [--json] COMMAND [ARGS]"),
     (["bogus"], "smtpfault ctl: unknown command 'bogus'"),
     (["--bogus", "ping"], "smtpfault ctl: unknown option '--bogus'"),
     (["ping", "extra"], "smtpfault ctl: ping takes no arguments"),

@@ -96,6 +96,8 @@ CLAIMED = {
     "test_admin_ctl_session": [("docs/admin.md", "$ smtpfault ctl load flaky-rcpt.json")],
     "test_errors_md_commands": [("docs/errors.md", "smtpfault --profile"), ("docs/errors.md", "smtpfault ctl load")],
     "test_profile_check_errors": [("docs/profiles.md", "$ smtpfault check broken.json")],
+    "test_scopes_md": [("docs/scopes.md", "smtpfault ctl scope create"),
+                       ("docs/scopes.md", "cd examples/parallel/python")],
     "test_tls_clients": [("docs/tls.md", "const fs = require('node:fs');"),
                          ("docs/tls.md", "$mail = new PHPMailer"), ("docs/tls.md", "import smtplib, ssl"),
                          ("docs/tls.md", "swaks --server localhost")],
@@ -486,7 +488,8 @@ ELIDED = "\u2026elided"
 # Keys whose values differ from run to run: only their type is compared.
 VOLATILE = {"uptime_ms": (int, float), "in": (int,), "out": (int,), "bytes_in": (int,), "bytes_out": (int,),
             "libuv": (str,), "wolfssl": (str,), "cjson": (str,),
-            "connections": (int,)}  # capacity.connections follows the machine's ulimit -n
+            "connections": (int,),  # capacity.connections follows the machine's ulimit -n
+            "port": (int,)}  # scope.create's listeners: ports the kernel picks
 PEM_RE = r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n"
 
 
@@ -682,6 +685,29 @@ def test_errors_md_commands(doc_server, bin_dir):
         status, out = run_shell(command, env, REPO_ROOT)
         assert status == 0, f"`{command}` exited {status}: {out}"
         assert admin_call(srv, {"cmd": "profile.get"})["name"] == name, f"after `{command}`"
+
+
+# -- docs/scopes.md -----------------------------------------------------------------------------------------
+
+
+def test_scopes_md(doc_server, bin_dir, tmp_path):
+    """The shell session against a fresh server (so the first scope is s1), then the parallel example with
+    eight pytest-xdist workers, run from a copy of examples/parallel (pytest writes beside the tests) with
+    Debian's python3 (which has pytest-xdist) first on PATH."""
+    srv = doc_server([])
+    run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "smtpfault ctl scope create"), lambda a: srv,
+           lambda s: shell_env(bin_dir, srv), tmp_path)
+    if subprocess.run(["/usr/bin/python3", "-c", "import xdist"], capture_output=True).returncode != 0:
+        pytest.skip("python3-pytest-xdist is not installed")
+    shutil.copytree(REPO_ROOT / "examples" / "parallel", tmp_path / "examples" / "parallel")
+    python = tmp_path / "python-bin"
+    python.mkdir()
+    (python / "python3").symlink_to("/usr/bin/python3")
+    env = shell_env(bin_dir, srv, {"PYTHONDONTWRITEBYTECODE": "1"})
+    env["PATH"] = f"{python}:{env['PATH']}"
+    run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "cd examples/parallel/python"), None, lambda s: env,
+           tmp_path)
+    assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == [], "every test's scope ended with it"
 
 
 # -- docs/tls.md --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ max_recipients, hostname, greeting, users, auth_mechanisms).
 """
 
 import smtplib
+import subprocess
 
 import pytest
 
@@ -284,6 +285,11 @@ def test_ehlo_remove_size_8bitmime_chunking(fault_server):
     assert "declared_size" not in messages[0].envelope
 
 
+def php_has_intl():
+    php = subprocess.run(["php", "-r", "echo extension_loaded('intl') ? 1 : 0;"], capture_output=True, text=True)
+    return php.stdout.strip() == "1"
+
+
 def test_ehlo_remove_smtputf8(fault_server):
     srv = fault_server({"ehlo": {"remove": ["SMTPUTF8"]}})
     sender = "jörg@exämple.org"
@@ -298,9 +304,11 @@ def test_ehlo_remove_smtputf8(fault_server):
             client.sendmail(sender, [RCPT], MSG, mail_options=["SMTPUTF8"])
         with pytest.raises(UnicodeEncodeError):
             client.sendmail(sender, [RCPT], MSG)
-    # PHPMailer (without the intl extension) refuses a non-ASCII address itself, offered SMTPUTF8 or not.
+    # PHPMailer refuses a non-ASCII address itself, offered SMTPUTF8 or not; with PHP's intl extension (which
+    # Debian's composer brings) it first turns the domain into punycode, and still refuses the local part.
     (r,) = phpmailer(srv, [{"from": sender}])["results"]
-    assert r["exception"]["message"] == f"Invalid address:  (From): {sender}", r
+    shown = "jörg@xn--exmple-cua.org" if php_has_intl() else sender
+    assert r["exception"]["message"] == f"Invalid address:  (From): {shown}", r
     assert srv.message_ids() == []
 
 

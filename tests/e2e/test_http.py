@@ -595,3 +595,63 @@ def test_mailpit_delete(server):
     status, hdrs, body = http(server, "DELETE", "/api/v1/messages")
     assert (status, body) == (200, b"ok")
     assert http_json(server, "GET", "/api/v1/messages")[1]["messages"] == []
+
+
+# -- scopes ---------------------------------------------------------------------------------------------------
+
+
+def send_to(port, to="scoped@example.com", subject="in a scope"):
+    import smtplib
+    msg = make_message(subject, "Hi.\r\n", sender="app@example.org", to=to)
+    with smtplib.SMTP("127.0.0.1", port, timeout=IO_TIMEOUT) as client:
+        client.ehlo("scope.test.example")
+        client.mail("app@example.org")
+        client.rcpt(to)
+        code, resp = client.data(msg)
+        assert code == 250, resp
+    return queued_id(resp)
+
+
+def scope_ids(srv):
+    return [s["scope"] for s in post(srv, "scope.list")[1]["scopes"]]
+
+
+def test_scopes_over_http(server):
+    """Every route takes scope; a scope made over HTTP outlives the connection unless keep is false."""
+    status, got = post(server, "scope.create", {"profile": {"rules": []}})
+    assert status == 200 and got["keep"] is True
+    sc, port = got["scope"], got["listeners"]["smtp"]["port"]
+    assert sc in scope_ids(server)  # the connection that made it is gone; the scope is not
+    with RawHttp(server) as events:
+        events.send(request_bytes("GET", f"/api/v1/events?scope={sc}"))
+        assert events.response()[0] == 200
+        send(server, subject="not in the scope")  # the server's own: not on this stream
+        msg_id = send_to(port)
+        seen = []
+        while not seen or seen[-1]["event"] != "close":
+            seen.append(events.event()[1])
+        assert {e.get("scope") for e in seen} == {sc}
+    status, got = http_json(server, "GET", f"/api/v1/messages?scope={sc}")
+    assert [m["id"] for m in got["messages"]] == [msg_id]
+    assert msg_id not in [m["id"] for m in http_json(server, "GET", "/api/v1/messages")[1]["messages"]]
+    assert http_json(server, "GET", f"/api/v1/messages/{msg_id}?scope={sc}")[0] == 200
+    assert http_json(server, "GET", f"/api/v1/messages/{msg_id}")[0] == 404
+    status, hdrs, raw = http(server, "GET", f"/api/v1/messages/{msg_id}/raw?scope={sc}")
+    assert status == 200 and b"Subject: in a scope" in raw
+    assert http_json(server, "GET", f"/api/v1/message/latest?scope={sc}")[1]["ID"] == msg_id
+    assert http_json(server, "GET", f"/api/v1/search?query=to:scoped&scope={sc}")[1]["messages_count"] == 1
+    assert http_json(server, "GET", "/api/v1/search?query=to:scoped")[1]["messages_count"] == 0
+    assert http_json(server, "GET", f"/api/v1/stats?scope={sc}")[1]["messages"]["accepted"] == 1
+    status, got = http_json(server, "GET", f"/api/v1/sessions?scope={sc}")
+    assert status == 200 and len(got["recent"]) == 1
+    status, got = post(server, "messages.wait", {"scope": sc, "to": "scoped@*", "timeout": 5})
+    assert (status, got["message"]["id"]) == (200, msg_id)
+    status, hdrs, body = http(server, "DELETE", f"/api/v1/messages?scope={sc}")
+    assert (status, body) == (200, b"ok")
+    assert post(server, "scope.delete", {"scope": sc})[1] == {"id": None, "ok": True, "deleted": sc}
+    status, got = http_json(server, "GET", f"/api/v1/messages?scope={sc}")
+    assert status == 404 and got["error"]["code"] == "not_found"
+    # keep: false, asked for: the scope ends with the HTTP connection that made it
+    status, got = post(server, "scope.create", {"profile": {"rules": []}, "keep": False})
+    assert status == 200 and got["keep"] is False
+    poll(lambda: got["scope"] not in scope_ids(server), 10, message="the scope ends with its connection")

@@ -124,6 +124,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.log_level = LOG_ERROR;
     cfg.no_tls = 1;
     cfg.store_max_messages = 100;
+    cfg.max_scopes = 8; /* kept scopes outlive their input: bounded, and past it scope.create is refused */
     (void)config_parse_addr("127.0.0.1:0", &cfg.listen[LISTENER_SMTP], err, sizeof(err));
     (void)config_parse_addr("off", &cfg.listen[LISTENER_SUBMISSION], err, sizeof(err));
     (void)config_parse_addr("off", &cfg.listen[LISTENER_SMTPS], err, sizeof(err));

@@ -33,8 +33,10 @@ static void add(store *st, size_t size)
 static void test_ids(void **state)
 {
     (void)state;
+    store_pool pool;
     store st;
-    store_init(&st, 10, 1000, "ABCD");
+    store_pool_init(&pool, 10, 1000, "ABCD");
+    store_init(&st, &pool);
     store_msg *a = store_msg_new(), *b = store_msg_new();
     store_assign_id(&st, a);
     store_assign_id(&st, b);
@@ -47,8 +49,10 @@ static void test_ids(void **state)
 static void test_count_limit(void **state)
 {
     (void)state;
+    store_pool pool;
     store st;
-    store_init(&st, 3, 1 << 20, "X");
+    store_pool_init(&pool, 3, 1 << 20, "X");
+    store_init(&st, &pool);
     for (int i = 0; i < 5; i++)
         add(&st, 10);
     assert_int_equal(st.count, 3);
@@ -65,8 +69,10 @@ static void test_count_limit(void **state)
 static void test_byte_limit(void **state)
 {
     (void)state;
+    store_pool pool;
     store st;
-    store_init(&st, 100, 1000, "X");
+    store_pool_init(&pool, 100, 1000, "X");
+    store_init(&st, &pool);
     add(&st, 400);
     add(&st, 400);
     add(&st, 300); /* 1100 > 1000: the first goes */
@@ -83,8 +89,10 @@ static void test_byte_limit(void **state)
 static void test_reference_outlives_eviction(void **state)
 {
     (void)state;
+    store_pool pool;
     store st;
-    store_init(&st, 1, 1000, "X");
+    store_pool_init(&pool, 1, 1000, "X");
+    store_init(&st, &pool);
     store_msg *m = msg_of_size(5);
     store_assign_id(&st, m);
     store_add(&st, m);
@@ -93,6 +101,39 @@ static void test_reference_outlives_eviction(void **state)
     assert_memory_equal(m->body, "mmmmm", 5);
     store_msg_unref(m);
     store_clear(&st);
+}
+
+/* Two stores on one pool (the server's and a scope's): one id sequence, one pair of limits, and past
+ * a limit the oldest message of either store goes first. */
+static void test_pool_shared(void **state)
+{
+    (void)state;
+    store_pool pool;
+    store own, scoped;
+    store_pool_init(&pool, 3, 1000, "P");
+    store_init(&own, &pool);
+    store_init(&scoped, &pool);
+    add(&own, 10);    /* P00000001 */
+    add(&scoped, 10); /* P00000002 */
+    add(&scoped, 10); /* P00000003 */
+    assert_string_equal(own.head->id, "P00000001");
+    assert_string_equal(scoped.head->id, "P00000002");
+    assert_int_equal(pool.count, 3);
+    add(&scoped, 10); /* the pool is full: own's message, the oldest anywhere, goes */
+    assert_int_equal(own.count, 0);
+    assert_null(own.head);
+    assert_int_equal(own.evicted, 1);
+    assert_int_equal(scoped.count, 3);
+    assert_int_equal(scoped.evicted, 0);
+    assert_int_equal(pool.count, 3);
+    assert_int_equal(pool.bytes, 30);
+    store_remove(&scoped, scoped.head); /* out of both orders */
+    assert_string_equal(pool.head->id, "P00000003");
+    assert_int_equal(pool.count, 2);
+    assert_int_equal(store_clear(&scoped), 2);
+    assert_null(pool.head);
+    assert_null(pool.tail);
+    assert_int_equal(pool.bytes, 0);
 }
 
 static void test_envelope_json(void **state)
@@ -120,9 +161,9 @@ static void test_envelope_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ids),           cmocka_unit_test(test_count_limit),
-        cmocka_unit_test(test_byte_limit),    cmocka_unit_test(test_reference_outlives_eviction),
-        cmocka_unit_test(test_envelope_json),
+        cmocka_unit_test(test_ids),         cmocka_unit_test(test_count_limit),
+        cmocka_unit_test(test_byte_limit),  cmocka_unit_test(test_reference_outlives_eviction),
+        cmocka_unit_test(test_pool_shared), cmocka_unit_test(test_envelope_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
