@@ -19,6 +19,7 @@
 #include "mime.h"
 #include "profiles.h"
 #include "server.h"
+#include "webui.h"
 
 #define API_PREFIX     "/api/v1/"
 #define API_SEGMENTS   4  /* a REST path has at most this many segments: messages/ID/raw */
@@ -223,7 +224,7 @@ static const struct route {
     {HTTP_GET, "search", NULL, "messages.list", "query, start, limit, scope", mailpit_search},
     {HTTP_GET, "sessions", NULL, "sessions.list", "scope", NULL},
     {HTTP_GET, "sessions/*", "session", "sessions.get", "scope", NULL},
-    {HTTP_GET, "profiles", NULL, NULL, "", catalog},
+    {HTTP_GET, "profiles", NULL, NULL, "scope", catalog}, /* the same in every scope */
     {HTTP_GET, "profile", NULL, "profile.get", "scope", NULL},
     {HTTP_GET, "stats", NULL, "stats", "scope", NULL},
     {HTTP_GET, "events", NULL, "events.subscribe", "scope", events},
@@ -343,7 +344,8 @@ int http_api_public(int method, const char *path)
     if (method != HTTP_GET && method != HTTP_HEAD)
         return 0;
     size_t n = strcspn(path, "?#");
-    return (n == 8 && strncmp(path, "/healthz", 8) == 0) || (n == 7 && strncmp(path, "/readyz", 7) == 0);
+    return (n == 8 && strncmp(path, "/healthz", 8) == 0) || (n == 7 && strncmp(path, "/readyz", 7) == 0) ||
+           webui_public(path, n);
 }
 
 void http_api_handle(admin_client *c, const http_request *r)
@@ -358,10 +360,14 @@ void http_api_handle(admin_client *c, const http_request *r)
         return;
     }
     if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0) {
-        admin_respond(c,
-                      admin_error("not_found", "no route %s %s (docs/http.md lists them)",
-                                  http_method_str((enum http_method)r->method), path),
-                      NULL);
+        const webui_file *f = get ? webui_find(path) : NULL;
+        if (f != NULL)
+            admin_http_send(c, 200, f->type, webui_headers(f), (const char *)f->data, f->len);
+        else
+            admin_respond(c,
+                          admin_error("not_found", "no route %s %s (docs/http.md lists them)",
+                                      http_method_str((enum http_method)r->method), path),
+                          NULL);
         return;
     }
     const char *rest_path = path + strlen(API_PREFIX);
