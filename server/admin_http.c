@@ -213,13 +213,9 @@ void admin_http_event(admin_client *c, const char *line, size_t len)
         return;
     char id[40];
     int n = snprintf(id, sizeof(id), "id: %llu\ndata: ", ++h->events);
-    char *d = malloc((size_t)n + len + 2);
-    if (d == NULL)
-        return;
-    memcpy(d, id, (size_t)n);
-    memcpy(d + n, line, len);
-    memcpy(d + (size_t)n + len, "\n\n", 2);
-    admin_client_send(c, d, (size_t)n + len + 2);
+    admin_client_send_copy(c, id, (size_t)n);
+    admin_client_send_copy(c, line, len);
+    admin_client_send_copy(c, "\n\n", 2);
 }
 
 /* refuse_request - err (taken over) answers the request before its body; the connection then closes */
@@ -246,10 +242,20 @@ static int count_head(admin_http *h, size_t len)
     return 0;
 }
 
+/* reuse - empty b for the next request; memory a large one grew it to is given back */
+static void reuse(bytebuf *b)
+{
+    if (b->cap > b->initial)
+        bytebuf_release(b);
+    b->len = 0;
+}
+
 static int on_message_begin(http_parser *p)
 {
     admin_http *h = p->data;
-    h->url.len = h->fields.len = h->body.len = 0;
+    reuse(&h->url);
+    reuse(&h->fields);
+    reuse(&h->body);
     h->head_bytes = 0;
     h->in_value = 0;
     h->partial = 1;

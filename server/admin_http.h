@@ -47,6 +47,9 @@ int admin_client_busy(const admin_client *c);
 /* admin_client_send - len bytes of data (malloc'd, taken over), bounded as every admin output */
 void admin_client_send(admin_client *c, char *data, size_t len);
 
+/* admin_client_send_copy - len bytes of data, copied (small ones into the gathered output: no allocation) */
+void admin_client_send_copy(admin_client *c, const char *data, size_t len);
+
 /* admin_client_finish - after what is queued: a FIN; the rest of the input is dropped, then it closes */
 void admin_client_finish(admin_client *c);
 
