@@ -56,7 +56,7 @@ static void on_connection(uv_stream_t *stream, int status)
         log_server(LOG_WARN, "%s listener: accept failed: %s", l->name, uv_strerror(status));
         return;
     }
-    if (l->srv->nconns >= l->srv->conn_limit) {
+    if (l->srv->nconns >= server_conn_room(l->srv)) {
         refuse_busy(l, stream);
         return;
     }

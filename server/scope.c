@@ -174,7 +174,7 @@ void scope_stats_json(scope *sc, cJSON *out)
     }
     /* The process's: every scope shares them. */
     cJSON *cap = cJSON_AddObjectToObject(out, "capacity");
-    cJSON_AddNumberToObject(cap, "connections", (double)srv->conn_limit);
+    cJSON_AddNumberToObject(cap, "connections", (double)server_conn_room(srv));
     cJSON_AddNumberToObject(cap, "refused", (double)srv->refused);
     cJSON_AddNumberToObject(cap, "inflight_bytes", (double)srv->inflight.used);
     cJSON_AddNumberToObject(cap, "max_inflight_bytes", (double)srv->inflight.max);
@@ -233,6 +233,7 @@ void scope_free(scope *sc)
 static void on_modes_closed(uv_handle_t *h)
 {
     scope *sc = h->data;
+    sc->srv->scope_fds -= SCOPE_FDS_MAX;
     release(sc);
     free(sc);
 }
@@ -294,10 +295,20 @@ scope *scope_create(server *srv, const scope_request *req, const char **code, ch
         snprintf(err, errsz, "the server is stopping");
         return NULL;
     }
-    if (srv->nscopes >= srv->scope_limit) {
+    if (srv->nscopes >= srv->cfg->max_scopes) {
         *code = "too_many_scopes";
-        snprintf(err, errsz, "at most %zu scopes may be alive at once (--max-scopes%s)", srv->scope_limit,
-                 srv->scope_limit < srv->cfg->max_scopes ? ", lowered to fit ulimit -n" : "");
+        snprintf(err, errsz, "at most %zu scopes may be alive at once (--max-scopes)", srv->cfg->max_scopes);
+        return NULL;
+    }
+    /* Descriptors are shared with SMTP connections as they come (server.c's limit_connections). */
+    if (srv->fd_budget != SIZE_MAX &&
+        srv->scope_fds + SCOPE_FDS_MAX + srv->nconns * SERVER_FDS_PER_CONN > srv->fd_budget) {
+        *code = "unavailable";
+        snprintf(
+            err, errsz,
+            "no descriptors left for another scope: %zu SMTP connections and %zu scopes hold them (ulimit "
+            "-n; retry when connections have closed)",
+            srv->nconns, srv->nscopes);
         return NULL;
     }
     unsigned running = 0;
@@ -323,6 +334,7 @@ scope *scope_create(server *srv, const scope_request *req, const char **code, ch
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
+    srv->scope_fds += SCOPE_FDS_MAX; /* given back when it is freed (on_modes_closed) */
     int r = scope_init(sc, srv, id, req->profile ? req->profile : dflt);
     fault_profile_unref(dflt);
     for (int i = 0; r == 0 && i < LISTENER_COUNT; i++)

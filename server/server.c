@@ -149,15 +149,15 @@ static long open_fds(void)
 }
 
 /*
- * limit_connections - --max-connections and --max-scopes, lowered so that RLIMIT_NOFILE keeps
- * SERVER_FD_RESERVE descriptors for the admin socket and the store whatever SMTP clients do, each of which
- * may hold SERVER_FDS_PER_CONN, and SCOPE_FDS_MAX for each scope. Scopes get at most half of what is left.
+ * limit_connections - the descriptor budget: what RLIMIT_NOFILE leaves once SERVER_FD_RESERVE descriptors are
+ * kept for the admin socket and the store whatever SMTP clients do; SMTP connections (SERVER_FDS_PER_CONN
+ * each) and scopes (SCOPE_FDS_MAX each) share it as they come. --max-connections is lowered to fit it.
  * 0, or -1 when no connection would be left.
  */
 static int limit_connections(server *srv)
 {
     srv->conn_limit = srv->cfg->max_connections;
-    srv->scope_limit = srv->cfg->max_scopes;
+    srv->fd_budget = SIZE_MAX;
     struct rlimit rl;
     long used = open_fds();
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || used < 0)
@@ -170,23 +170,25 @@ static int limit_connections(server *srv)
                    (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE);
         return -1;
     }
-    rlim_t avail = rl.rlim_cur - keep;
-    if ((rlim_t)srv->scope_limit * SCOPE_FDS_MAX > avail / 2) {
-        srv->scope_limit = (size_t)(avail / 2 / SCOPE_FDS_MAX);
-        log_server(LOG_INFO, "at most %zu scopes (RLIMIT_NOFILE %llu, %ld descriptors open)",
-                   srv->scope_limit, (unsigned long long)rl.rlim_cur, used);
-    }
-    avail -= (rlim_t)srv->scope_limit * SCOPE_FDS_MAX;
-    if (avail / SERVER_FDS_PER_CONN < srv->conn_limit) {
-        srv->conn_limit = (size_t)(avail / SERVER_FDS_PER_CONN);
+    srv->fd_budget = (size_t)(rl.rlim_cur - keep);
+    if (srv->fd_budget / SERVER_FDS_PER_CONN < srv->conn_limit) {
+        srv->conn_limit = srv->fd_budget / SERVER_FDS_PER_CONN;
         log_server(
             LOG_INFO,
-            "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve, "
-            "%zu for scopes)",
-            srv->conn_limit, (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE,
-            srv->scope_limit * SCOPE_FDS_MAX);
+            "at most %zu SMTP connections (RLIMIT_NOFILE %llu, %ld descriptors open, %d kept in reserve); "
+            "each scope takes %d of their descriptors",
+            srv->conn_limit, (unsigned long long)rl.rlim_cur, used, SERVER_FD_RESERVE, SCOPE_FDS_MAX);
     }
     return 0;
+}
+
+size_t server_conn_room(const server *srv)
+{
+    if (srv->fd_budget == SIZE_MAX)
+        return srv->conn_limit;
+    size_t left =
+        srv->fd_budget > srv->scope_fds ? (srv->fd_budget - srv->scope_fds) / SERVER_FDS_PER_CONN : 0;
+    return left < srv->conn_limit ? left : srv->conn_limit;
 }
 
 /* setup_tls - the test PKI (loaded, or generated and maybe written) and the TLS contexts; 0 or -1 */

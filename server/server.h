@@ -48,7 +48,7 @@ struct server {
     scope own;               /* the server's own listeners, profile, messages and sessions */
     scope *scopes;           /* those scope.create made, newest first */
     size_t nscopes;
-    size_t scope_limit; /* --max-scopes, or fewer to keep descriptors for connections */
+    size_t scope_fds; /* SCOPE_FDS_MAX for each created scope not yet freed */
     uint64_t next_scope_id;
     unsigned scope_port_next;            /* where the search for a free port in --scope-ports starts */
     uv_signal_t sigterm, sigint, sighup; /* stop */
@@ -57,7 +57,8 @@ struct server {
     int stopping;            /* 1: draining, 2: forced */
     int ports_written;       /* --ports-file was written: it is removed when the listeners close */
     size_t nconns;           /* live connections, every scope's */
-    size_t conn_limit;       /* --max-connections, or fewer to keep SERVER_FD_RESERVE descriptors free */
+    size_t fd_budget;        /* descriptors SMTP connections and scopes may hold together (SIZE_MAX: any) */
+    size_t conn_limit;       /* --max-connections, or fewer to fit fd_budget */
     uint64_t refused;        /* connections answered 421 at conn_limit */
     session_budget inflight; /* --max-inflight-bytes, shared by every session */
     uint64_t next_session_id;
@@ -78,6 +79,9 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
 
 /* server_stats_json - the process-wide part of stats: uptime, capacity (scope_stats_json adds the rest) */
 void server_stats_json(server *srv, cJSON *out);
+
+/* server_conn_room - how many SMTP connections may be open now: conn_limit, less what scopes hold */
+size_t server_conn_room(const server *srv);
 
 /* server_stop - begin the graceful stop (what a first SIGTERM does); again to force it */
 void server_stop(server *srv);

@@ -1,94 +1,57 @@
 """
-test_mailer.py - the application's mail code against a running smtpfault (python3 -m unittest).
+test_mailer.py - the application's mail code against smtpfault, with the smtpfault package's pytest plugin.
 
-It starts nothing: SMTPFAULT_SMTP (default 127.0.0.1:2525) is the server's SMTP listener and
-SMTPFAULT_ADMIN (default 127.0.0.1:2580) its admin socket. Each test puts a shipped profile in force by name,
-checks what the application does, and resets the server afterwards.
+Each test gets a scope of its own (the `smtpfault_scope` fixture: its own SMTP ports, profile and messages) on
+the server at SMTPFAULT_ADMIN, or on one the plugin starts when that is not set; the marker
+@pytest.mark.smtpfault(NAME) puts a shipped profile in force in it. The tests can run in parallel (pytest -n).
 """
 
-import json
-import os
-import socket
-import unittest
+import pytest
 
 from mailer import MailConfig, MailError, send_welcome
 
 
-def host_port(value):
-    host, _, port = value.rpartition(":")
-    return host.strip("[]"), int(port)
+def config(scope, **overrides):
+    """The application's settings for the scope's SMTP listener, trusting the server's test CA as the app
+    would trust a real one."""
+    settings = dict(host=scope.smtp.host, port=scope.smtp.port, user="app@example.com", password="app-password",
+                    ca_pem=scope.ca, retry_delay=0.1, timeout=5)
+    settings.update(overrides)
+    return MailConfig(**settings)
 
 
-SMTP = host_port(os.environ.get("SMTPFAULT_SMTP", "127.0.0.1:2525"))
-ADMIN = host_port(os.environ.get("SMTPFAULT_ADMIN", "127.0.0.1:2580"))
+def test_welcome_mail_arrives(smtpfault_scope):
+    assert send_welcome("new.user@example.org", config(smtpfault_scope)) == 1
+    message = smtpfault_scope.wait_for_message(to="new.user@example.org", timeout=5)
+    assert message["recipients"] == ["new.user@example.org"]
 
 
-def admin(**request):
-    """One request to the admin socket (newline-delimited JSON); its response, or an AssertionError."""
-    with socket.create_connection(ADMIN, timeout=10) as s:
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    response = json.loads(data)
-    if not response.get("ok"):
-        raise AssertionError(f"admin {request['cmd']}: {response.get('error')}")
-    return response
+@pytest.mark.smtpfault("greylisting-450")
+def test_greylisting_is_retried_then_reported_as_temporary(smtpfault_scope):
+    with pytest.raises(MailError) as caught:
+        send_welcome("new.user@example.org", config(smtpfault_scope, attempts=2))
+    assert caught.value.kind == "temporary" and caught.value.attempts == 2
+    assert "Greylisted" in str(caught.value.cause)
 
 
-class WelcomeMailTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = admin(cmd="tls.ca")["pem"]  # trust the server's test CA, as the app would trust a real one
-
-    def tearDown(self):
-        admin(cmd="reset")
-
-    def config(self, **overrides):
-        settings = dict(host=SMTP[0], port=SMTP[1], user="app@example.com", password="app-password",
-                        ca_pem=self.ca, retry_delay=0.1, timeout=5)
-        settings.update(overrides)
-        return MailConfig(**settings)
-
-    def test_welcome_mail_arrives(self):
-        self.assertEqual(send_welcome("new.user@example.org", self.config()), 1)
-        message = admin(cmd="messages.wait", to="new.user@example.org", timeout=5)["message"]
-        self.assertEqual(message["recipients"], ["new.user@example.org"])
-
-    def test_greylisting_is_retried_then_reported_as_temporary(self):
-        admin(cmd="profile.load", name="greylisting-450")
-        with self.assertRaises(MailError) as caught:
-            send_welcome("new.user@example.org", self.config(attempts=2))
-        self.assertEqual(caught.exception.kind, "temporary")
-        self.assertEqual(caught.exception.attempts, 2)
-        self.assertIn("Greylisted", str(caught.exception.cause))
-
-    def test_connection_reset_is_retried_then_reported_as_temporary(self):
-        admin(cmd="profile.load", name="connection-reset-mid-data")
-        with self.assertRaises(MailError) as caught:
-            send_welcome("new.user@example.org", self.config(attempts=3))
-        self.assertEqual(caught.exception.kind, "temporary")
-        self.assertEqual(caught.exception.attempts, 3)
-        self.assertEqual(admin(cmd="messages.list")["messages"], [])
-
-    def test_refused_login_is_shown_to_the_user(self):
-        admin(cmd="profile.load", name="auth-535-wrong-password")
-        with self.assertRaises(MailError) as caught:
-            send_welcome("new.user@example.org", self.config(password="not-the-password"))
-        self.assertEqual(caught.exception.kind, "auth")
-        self.assertEqual(caught.exception.attempts, 1)
-        self.assertIn("check the SMTP user name and password", caught.exception.user_message)
-
-    def test_unknown_recipient_is_permanent(self):
-        admin(cmd="profile.load", name="rcpt-550-user-unknown")
-        with self.assertRaises(MailError) as caught:
-            send_welcome("no.such.user@example.org", self.config())
-        self.assertEqual(caught.exception.kind, "rejected")
-        self.assertEqual(caught.exception.attempts, 1)
+@pytest.mark.smtpfault("connection-reset-mid-data")
+def test_connection_reset_is_retried_then_reported_as_temporary(smtpfault_scope):
+    with pytest.raises(MailError) as caught:
+        send_welcome("new.user@example.org", config(smtpfault_scope, attempts=3))
+    assert caught.value.kind == "temporary" and caught.value.attempts == 3
+    assert smtpfault_scope.messages() == []
 
 
-if __name__ == "__main__":
-    unittest.main()
+@pytest.mark.smtpfault("auth-535-wrong-password")
+def test_refused_login_is_shown_to_the_user(smtpfault_scope):
+    with pytest.raises(MailError) as caught:
+        send_welcome("new.user@example.org", config(smtpfault_scope, password="not-the-password"))
+    assert caught.value.kind == "auth" and caught.value.attempts == 1
+    assert "check the SMTP user name and password" in caught.value.user_message
+
+
+@pytest.mark.smtpfault("rcpt-550-user-unknown")
+def test_unknown_recipient_is_permanent(smtpfault_scope):
+    with pytest.raises(MailError) as caught:
+        send_welcome("no.such.user@example.org", config(smtpfault_scope))
+    assert caught.value.kind == "rejected" and caught.value.attempts == 1

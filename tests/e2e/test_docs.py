@@ -77,6 +77,19 @@ NOT_RUN = {
     ("docs/admin.md", "// Load a profile, wait"): "examples/admin-snippets/node.js: test_admin_snippets.py",
     ("docs/admin.md", '"""Load a profile, wait'): "examples/admin-snippets/python.py: test_admin_snippets.py",
     ("docs/admin.md", "<?php"): "examples/admin-snippets/php.php: test_admin_snippets.py",
+    ("docs/clients.md", "python3 -m pip install ./clients/python"): "installs into an environment: "
+                                                                    "clients/python/tests/test_package.py installs "
+                                                                    "the wheel into a venv",
+    ("docs/clients.md", "import smtplib, ssl, pytest"): "clients/python/tests/test_package.py runs it in an empty "
+                                                        "project with the installed wheel",
+    ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "
+                                                   "with the composer archive installed",
+    ("docs/clients.md", "npm install --save-dev /path/to/smtpfault/clients/node"): "installs the Node package: "
+        "clients/node/test/pack.test.js (clients.node) installs its npm pack archive into an empty project",
+    ("docs/clients.md", "const { test, before, after } = require('node:test');"): "the Node quick start: "
+        "clients/node/test/pack.test.js (clients.node) runs it with node --test where the packed package is installed",
+    ("docs/clients.md", "const { SmtpfaultContainer }"): "needs a container engine: "
+        "clients/node/test/containers/ (container.testcontainers) starts the image the same way",
 }
 # Lines of claimed sh blocks that are not run (the block's other lines are).
 NOT_RUN_LINES = {"make test": "the whole suite, this test included: what CI runs"}

@@ -422,3 +422,34 @@ def test_create_delete_cycles_with_traffic(server):
              message=f"descriptors back to {before} (now {open_fds(server.pid)})")
         assert admin.ok("scope.list")["scopes"] == []
         assert subjects(admin) == ["warm-up"]
+
+
+def test_scopes_and_connections_share_the_descriptors(server_factory):
+    """Under `ulimit -n 256` scopes and SMTP connections draw on one descriptor budget as they come: each
+    scope counts for 6, each connection for 2; past it scope.create is unavailable (and says why), and the
+    connections a scope took are given back when it ends."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        srv = server_factory()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
+    with srv.admin() as admin:
+        room = admin.ok("stats")["capacity"]["connections"]
+        created = []
+        for _ in range(100):
+            resp = admin.call("scope.create", listeners=["smtp"])
+            if not resp["ok"]:
+                break
+            created.append(resp["scope"])
+        assert resp["error"]["code"] == "unavailable", resp
+        assert "no descriptors left for another scope" in resp["error"]["message"]
+        assert 5 < len(created) < 100
+        assert admin.ok("stats")["capacity"]["connections"] == room - 3 * len(created)
+        smtplib_send(Scope({"scope": created[0], "listeners": admin.ok("scope.list")["scopes"][0]["listeners"]}),
+                     "r@example.test", "still-served")
+        admin.ok("scope.delete", scope=created[-1])
+        poll(lambda: admin.call("scope.create", listeners=["smtp"])["ok"], 10, message="a scope fits again")

@@ -1,0 +1,4 @@
+// smtpfault/testcontainers as an ES module.
+import tc from './testcontainers.js';
+
+export const { SmtpfaultContainer } = tc;
