@@ -20,13 +20,12 @@ import argparse
 import os
 import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 
-from benchlib import (BenchError, Smtpfault, cpu_ns, cpu_plan, find_tool, log, pin, print_table, proc_status,
-                      run_main, write_json)
+from benchlib import (BenchError, Smtpfault, cpu_ns, cpu_plan, log, print_table, proc_status, run_main, smtp_source,
+                      write_json)
 
 SESSIONS_AT_ONCE, SIZE = 20, 1024
 RUN_TIMEOUT_S = 300
@@ -74,16 +73,8 @@ class Stream:
 
 
 def run_source(port, count, cpu):
-    """count sessions of one 1 KiB message each through smtp-source; sessions per second"""
-    cmd = [find_tool("smtp-source"), "-s", str(SESSIONS_AT_ONCE), "-m", str(count), "-l", str(SIZE), "-f",
-           "bench@example.com", "-t", "sink@example.com", "-M", "bench.invalid", f"127.0.0.1:{port}"]
-    t0 = time.monotonic()
-    r = subprocess.run(pin(cmd, cpu), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       timeout=RUN_TIMEOUT_S)
-    elapsed = time.monotonic() - t0
-    if r.returncode != 0 or r.stderr.strip():
-        raise BenchError(f"smtp-source failed ({r.returncode}): {r.stderr.decode(errors='replace')[:300]}")
-    return count / elapsed
+    """count sessions of one 1 KiB message each; sessions per second"""
+    return smtp_source(port, count, cpu, SESSIONS_AT_ONCE, SIZE, False, RUN_TIMEOUT_S)
 
 
 def wait_for(predicate, timeout, what):
