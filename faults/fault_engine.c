@@ -817,6 +817,7 @@ void fault_decide(fault_conn *fc, fault_stage stage, const fault_facts *f, int64
                 d->own.drip_bps = keep.drip_bps;
                 d->own.truncate = keep.truncate;
                 d->own.kinds |= keep.kinds;
+                d->own.greylist_ms = keep.greylist_ms; /* for the transcript: the period */
             }
             run->stats.greylisted++;
         } else {

@@ -17,6 +17,8 @@
 
 #include <fnmatch.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -693,6 +695,22 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->a->read_buf, sizeof(c->a->read_buf));
 }
 
+/*
+ * peer_reset - c's TCP connection was reset. A reset behind unread requests may reach us as a plain EOF (the
+ * kernel reports the requests, then end of input), which would pass for a half-close whose wait must be
+ * answered: the client's scopes would outlive it until the wait's timeout.
+ */
+static int peer_reset(admin_client *c)
+{
+    uv_os_fd_t fd;
+    struct tcp_info info;
+    socklen_t len = sizeof(info);
+    if (c->h.handle.type != UV_TCP || uv_fileno(&c->h.handle, &fd) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+        return 0;
+    return info.tcpi_state == TCP_CLOSE; /* a half-closed peer leaves us in CLOSE_WAIT */
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     admin_client *c = stream->data;
@@ -703,6 +721,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
          * refused stranger cannot keep its descriptor by trickling bytes. */
         if (nread < 0)
             admin_client_close(c, NULL);
+        return;
+    }
+    if (nread == UV_EOF && peer_reset(c)) {
+        admin_client_close(c, NULL); /* gone: nothing it asked for can reach it */
         return;
     }
     if (nread == UV_EOF) {

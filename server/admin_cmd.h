@@ -38,13 +38,17 @@
     X("scope.create", scope_create, "profile, path, name, source, listeners, keep",                    \
       "a new scope on new ports: its own profile, messages, sessions and counters")                    \
     X("scope.list", scope_list, "", "the scopes alive")                                                \
-    X("scope.delete", scope_delete, "scope", "end a scope: its listeners, sessions and messages")
+    X("scope.delete", scope_delete, "scope", "end a scope: its listeners, sessions and messages")      \
+    X("client.report", client_report, "client, scope", "a client's findings and retry story")
 
 /*
  * admin_command - run request req (already checked to be an object with a string "cmd") for client c.
  * Returns the response object (without "id"), or NULL when the response was deferred or will stream.
  */
 cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id);
+
+/* cmd_client_report - client.report (admin_report.c) */
+cJSON *cmd_client_report(admin_client *c, scope *sc, const cJSON *req, cJSON *id);
 
 /* admin_error - {"ok": false, "error": {"code": code, "message": message}} */
 cJSON *admin_error(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -72,10 +72,14 @@ void conn_event(void *ctx, int level, const char *name, const char *text, size_t
 {
     conn *c = ctx;
     /* Kept only for the admin socket's sessions.get; timed from the loop's clock, which costs nothing. */
-    if (level <= LOG_INFO && c->srv->admin != NULL)
+    if (level <= LOG_INFO && c->srv->admin != NULL) {
         transcript_add(&c->transcript, c->started_wall_ms + (int64_t)(uv_now(c->srv->loop) - c->started_ms),
                        name, text, len);
+        /* Delays between connections are measured: one clock for all, to the millisecond, not the loop's. */
+        client_story_event(&c->srv->stories, &c->story, wall_ms(), name, text, len);
+    }
     scope_event(c->sc, c->id, level, name, text, len);
+    conn_findings_announce(c);
 }
 
 void conn_eventf(conn *c, int level, const char *name, const char *fmt, ...)
@@ -171,6 +175,10 @@ static void record_session(conn *c, const char *reason)
     rec.bytes_out = c->bytes_out;
     rec.messages = c->messages;
     transcript_move(&rec.transcript, &c->transcript);
+    if (c->s != NULL) {
+        client_story_session_end(&c->srv->stories, &c->story, session_findings(c->s));
+        findings_move(&rec.findings, session_findings(c->s));
+    }
     scope_record_session(c->sc, &rec);
 }
 
@@ -582,17 +590,20 @@ static void on_timer(uv_timer_t *t)
  */
 static void note_clienthello_on_plain(conn *c, const char *buf, size_t n)
 {
-    if (n >= 3 && (unsigned char)buf[0] == 0x16 && buf[1] == 3)
-        conn_eventf(
-            c, LOG_INFO, "tls",
-            "the client started a TLS handshake on a plaintext port: it expects implicit TLS (port 465), "
-            "this listener speaks %s",
-            c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
+    if (n < 3 || (unsigned char)buf[0] != 0x16 || buf[1] != 3)
+        return;
+    conn_eventf(c, LOG_INFO, "tls",
+                "the client started a TLS handshake on a plaintext port: it expects implicit TLS (port 465), "
+                "this listener speaks %s",
+                c->l->cfg.starttls ? "plain SMTP with STARTTLS" : "plain SMTP");
+    if (c->s != NULL) /* what follows is TLS read as commands: none of it is the client's SMTP */
+        session_not_smtp(c->s);
 }
 
 /* client_gone - the client shut its side down (or reset): one answer, whether a read or the watch saw it */
 static void client_gone(conn *c, int reset)
 {
+    conn_findings_client_left(c);
     if (reset) {
         conn_close(c, "client reset the connection", 0);
         return;
@@ -642,6 +653,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_close(c, c->end_reason, 1); /* the client went on: the reset meets it mid-stream */
         return;
     }
+    if (c->phase == CONN_LINGERING)
+        conn_findings_after_close(c, buf->base, (size_t)nread);
     if (c->phase != CONN_OPEN || c->hanging)
         return; /* lingering, flushing or hanging: input is discarded */
     if (c->timer_use == TIMER_IDLE)
@@ -697,6 +710,7 @@ static void conn_after_session(conn *c)
     if (c->phase == CONN_OPEN && c->drain_requested && c->s != NULL && !session_in_transaction(c->s) &&
         !dripping(c))
         session_shutdown(c->s);
+    conn_findings_before_output(c);
     conn_flush(c);
     c->drip_bps = 0;
     if (c->phase == CONN_OPEN && c->tls.phase == TLS_PHASE_PENDING) {
@@ -848,6 +862,7 @@ void conn_accept(listener *l)
     }
     fault_addr addr;
     format_peer(&ss, c->client, sizeof(c->client), &addr);
+    story_track_start(&c->story, c->client, c->sc->id, c->id, c->started_wall_ms);
     uv_tcp_nodelay(&c->tcp, 1); /* replies are small and latency-bound */
     c->implicit_tls = l->implicit_tls;
 
@@ -886,6 +901,7 @@ void conn_view(const conn *c, session_view *v)
     v->bytes_out = c->bytes_out;
     v->messages = c->messages;
     v->transcript = &c->transcript;
+    v->findings = c->s ? session_findings(c->s) : NULL;
 }
 
 uint64_t conn_id(const conn *c)

@@ -69,7 +69,9 @@ struct conn {
     uint64_t started_ms;     /* loop time */
     int64_t started_wall_ms; /* wall clock, for the admin socket */
     uint64_t messages;       /* kept */
+    int first_output_seen;   /* conn_findings_before_output looked at the first reply */
     transcript transcript;
+    story_track story; /* this connection's part of its client's story */
 };
 
 /* conn_event - one transcript event (ctx is the conn): its transcript, the log, admin subscribers */
@@ -92,5 +94,18 @@ void conn_flush(conn *c);
 /* conn_timer_set, conn_timer_idle - the one timer, for use; the idle timeout */
 void conn_timer_set(conn *c, conn_timer_use use, uint64_t ms);
 void conn_timer_idle(conn *c);
+
+/* conn_findings_before_output - before a batch goes out: did the client speak before the greeting? */
+void conn_findings_before_output(conn *c);
+
+/* conn_findings_client_left - the client closed or reset: did it leave without QUIT? */
+void conn_findings_client_left(conn *c);
+
+/* conn_findings_announce - the findings of the client's retry story this connection made: to its transcript
+ */
+void conn_findings_announce(conn *c);
+
+/* conn_findings_after_close - bytes read while lingering after the session ended */
+void conn_findings_after_close(conn *c, const char *data, size_t len);
 
 #endif

@@ -122,6 +122,8 @@ static void tls_start(conn *c, const fault_action *a)
     }
     if (a != NULL && a->tls_plaintext) {
         c->tls.phase = TLS_PHASE_NONE;
+        /* The client goes on with its handshake, which the session would read as commands. */
+        session_not_smtp(c->s);
         if (c->implicit_tls)
             session_start(c->s); /* the greeting in plain text, on the TLS port */
         else

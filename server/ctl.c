@@ -7,6 +7,7 @@
  * Profiles are read here and sent inline, so `ctl load` works against a server in a container.
  */
 #include "ctl.h"
+#include "jsonutil.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -57,6 +58,8 @@ static const char ctl_usage[] =
     "                             until a matching message arrives (exit 1 on timeout)\n"
     "  events                     follow the event stream until interrupted\n"
     "  reset                      profile, counters, messages and rate limits back to the start\n"
+    "  report [CLIENT]            a client's findings and retry story (docs/client-checks.md); without\n"
+    "                             CLIENT, the clients that have one\n"
     "  scope create [--name NAME | --profile FILE] [--listeners LIST] [--keep]\n"
     "                             a new scope on new ports; prints the answer as JSON. Without --keep the\n"
     "                             scope lives while this command runs: until its standard input (a pipe\n"
@@ -103,32 +106,25 @@ static void ctl_close(ctl *c)
         uv_close((uv_handle_t *)&c->sigint, NULL);
     if (!uv_is_closing((uv_handle_t *)&c->sigterm))
         uv_close((uv_handle_t *)&c->sigterm, NULL);
-    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle))
+    if (c->stdin_handle != NULL && !uv_is_closing(c->stdin_handle)) {
+        /* uv_pipe_open made the pipe non-blocking for everyone who shares it: the script that started us
+         * would read EAGAIN from it next. (libuv reopens a terminal, so that one is ours alone.) */
+        if (c->stdin_handle == (uv_handle_t *)&c->stdin_pipe)
+            (void)uv_stream_set_blocking((uv_stream_t *)&c->stdin_pipe, 1);
         uv_close(c->stdin_handle, NULL);
+    }
 }
 
 /* -- printing ---------------------------------------------------------------------------------------- */
 
-static const char *str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static double num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
 static void print_message_line(const cJSON *m)
 {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "recipients");
-    printf("%-22s %-28s ", str(m, "id"), str(m, "sender")[0] ? str(m, "sender") : "<>");
+    printf("%-22s %-28s ", json_str(m, "id"), json_str(m, "sender")[0] ? json_str(m, "sender") : "<>");
     int i = 0;
     for (const cJSON *x = r ? r->child : NULL; x != NULL; x = x->next, i++)
         printf("%s%s", i ? "," : "", cJSON_IsString(x) ? x->valuestring : "?");
-    printf("  %.0f bytes  %s\n", num(m, "size"), str(m, "received"));
+    printf("  %.0f bytes  %s\n", json_num(m, "size"), json_str(m, "received"));
 }
 
 /* print_list - the strings of array key in resp, joined by ", " ("" when there are none) */
@@ -151,7 +147,7 @@ static void print_list(const cJSON *resp, const char *key)
  */
 static void print_profile_scope(const cJSON *resp)
 {
-    double rules = num(resp, "rules");
+    double rules = json_num(resp, "rules");
     int nsettings = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(resp, "settings"));
     int nstages = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(resp, "stages"));
     if (rules == 0 && nsettings == 0 && nstages == 0) {
@@ -191,17 +187,19 @@ static void print_scopes(const cJSON *arr)
     const cJSON *sc;
     cJSON_ArrayForEach(sc, arr)
     {
-        printf("%-6s", str(sc, "scope"));
+        printf("%-6s", json_str(sc, "scope"));
         const cJSON *l;
         cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(sc, "listeners"))
         {
-            printf(" %s %s", l->string, str(l, "address"));
+            printf(" %s %s", l->string, json_str(l, "address"));
         }
         const cJSON *sessions = cJSON_GetObjectItemCaseSensitive(sc, "sessions");
-        printf("  profile %s%s%s, %.0f live session%s, %.0f message%s%s\n", str(sc, "profile")[0] ? "\"" : "",
-               str(sc, "profile")[0] ? str(sc, "profile") : "(default)", str(sc, "profile")[0] ? "\"" : "",
-               num(sessions, "live"), num(sessions, "live") == 1 ? "" : "s", num(sc, "messages"),
-               num(sc, "messages") == 1 ? "" : "s",
+        printf("  profile %s%s%s, %.0f live session%s, %.0f message%s%s\n",
+               json_str(sc, "profile")[0] ? "\"" : "",
+               json_str(sc, "profile")[0] ? json_str(sc, "profile") : "(default)",
+               json_str(sc, "profile")[0] ? "\"" : "", json_num(sessions, "live"),
+               json_num(sessions, "live") == 1 ? "" : "s", json_num(sc, "messages"),
+               json_num(sc, "messages") == 1 ? "" : "s",
                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sc, "keep")) ? " (kept)" : "");
     }
     int n = cJSON_GetArraySize(arr);
@@ -214,19 +212,19 @@ static void print_human(ctl *c, const cJSON *resp)
     if (strcmp(cmd, "ping") == 0) {
         printf("pong\n");
     } else if (strcmp(cmd, "version") == 0) {
-        printf("smtpfault %s (libuv %s, wolfSSL %s, cJSON %s)\n", str(resp, "version"), str(resp, "libuv"),
-               str(resp, "wolfssl"), str(resp, "cjson"));
+        printf("smtpfault %s (libuv %s, wolfSSL %s, cJSON %s)\n", json_str(resp, "version"),
+               json_str(resp, "libuv"), json_str(resp, "wolfssl"), json_str(resp, "cjson"));
     } else if (strcmp(cmd, "messages") == 0) {
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(resp, "messages");
         for (const cJSON *m = arr ? arr->child : NULL; m != NULL; m = m->next)
             print_message_line(m);
-        printf("%.0f message%s%s\n", num(resp, "count"), num(resp, "count") == 1 ? "" : "s",
+        printf("%.0f message%s%s\n", json_num(resp, "count"), json_num(resp, "count") == 1 ? "" : "s",
                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "truncated")) ? " (more match: --limit)"
                                                                                  : "");
     } else if (strcmp(cmd, "wait") == 0) {
         print_message_line(cJSON_GetObjectItemCaseSensitive(resp, "message"));
     } else if (strcmp(cmd, "message") == 0 && c->raw_message) {
-        print_base64(str(resp, "raw_base64"));
+        print_base64(json_str(resp, "raw_base64"));
     } else if (strcmp(cmd, "message") == 0) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(resp, "message");
         print_message_line(m);
@@ -237,20 +235,23 @@ static void print_human(ctl *c, const cJSON *resp)
         printf("\n%s", cJSON_IsString(body) ? body->valuestring : "(the body is not UTF-8: use --raw)\n");
     } else if (strcmp(cmd, "load") == 0 || strcmp(cmd, "validate") == 0) {
         printf("%s profile %s%s%s: ", strcmp(cmd, "load") == 0 ? "loaded" : "valid:",
-               str(resp, "name")[0] ? "\"" : "", str(resp, "name")[0] ? str(resp, "name") : "(unnamed)",
-               str(resp, "name")[0] ? "\"" : "");
+               json_str(resp, "name")[0] ? "\"" : "",
+               json_str(resp, "name")[0] ? json_str(resp, "name") : "(unnamed)",
+               json_str(resp, "name")[0] ? "\"" : "");
         print_profile_scope(resp);
     } else if (strcmp(cmd, "clear") == 0 || strcmp(cmd, "reset") == 0) {
-        printf("%s: %.0f message%s cleared\n", cmd, num(resp, "cleared"),
-               num(resp, "cleared") == 1 ? "" : "s");
+        printf("%s: %.0f message%s cleared\n", cmd, json_num(resp, "cleared"),
+               json_num(resp, "cleared") == 1 ? "" : "s");
     } else if (strcmp(cmd, "delete") == 0) {
-        printf("deleted %s\n", str(resp, "deleted"));
+        printf("deleted %s\n", json_str(resp, "deleted"));
     } else if (strcmp(cmd, "ca") == 0) {
-        fputs(str(resp, "pem"), stdout);
+        fputs(json_str(resp, "pem"), stdout);
     } else if (strcmp(cmd, "clear-profile") == 0) {
         printf("profile cleared\n");
+    } else if (strcmp(cmd, "report") == 0) {
+        ctl_print_report(resp);
     } else if (strcmp(cmd, "scope") == 0 && cJSON_GetObjectItemCaseSensitive(resp, "deleted") != NULL) {
-        printf("deleted scope %s\n", str(resp, "deleted"));
+        printf("deleted scope %s\n", json_str(resp, "deleted"));
     } else if (strcmp(cmd, "scope") == 0) {
         print_scopes(cJSON_GetObjectItemCaseSensitive(resp, "scopes"));
     } else {
@@ -268,11 +269,11 @@ static void print_human(ctl *c, const cJSON *resp)
 
 static void print_event(const cJSON *e)
 {
-    double sid = num(e, "session");
+    double sid = json_num(e, "session");
     if (sid > 0)
-        printf("%s #%.0f %s %s\n", str(e, "time"), sid, str(e, "event"), str(e, "text"));
+        printf("%s #%.0f %s %s\n", json_str(e, "time"), sid, json_str(e, "event"), json_str(e, "text"));
     else
-        printf("%s %s %s\n", str(e, "time"), str(e, "event"), str(e, "text"));
+        printf("%s %s %s\n", json_str(e, "time"), json_str(e, "event"), json_str(e, "text"));
     fflush(stdout);
 }
 
@@ -344,6 +345,8 @@ static void handle_line(ctl *c, const char *line, size_t len)
         c->got_response = 1;
         if (cJSON_IsTrue(okv)) {
             c->exit_code = 0;
+            if (c->hold)
+                hold(c); /* before the answer: a script may signal us as soon as it has read it */
             if (c->json || c->always_json)
                 printf("%.*s\n", (int)len, line), fflush(stdout); /* events: a script waits for this line */
             else if (!c->follow)
@@ -358,11 +361,11 @@ static void handle_line(ctl *c, const char *line, size_t len)
                 if (cJSON_IsArray(errors) && cJSON_GetArraySize(errors) > 0) {
                     for (const cJSON *x = errors->child; x != NULL; x = x->next)
                         fprintf(stderr, "%s\n", cJSON_IsString(x) ? x->valuestring : "?");
-                } else if (strcmp(str(err, "code"), "timeout") == 0 && strcmp(c->command, "wait") == 0) {
+                } else if (strcmp(json_str(err, "code"), "timeout") == 0 && strcmp(c->command, "wait") == 0) {
                     fprintf(stderr, "smtpfault ctl: wait: no matching message arrived in time\n");
                 } else {
-                    fprintf(stderr, "smtpfault ctl: %s: %s (%s)\n", c->command, str(err, "message"),
-                            str(err, "code"));
+                    fprintf(stderr, "smtpfault ctl: %s: %s (%s)\n", c->command, json_str(err, "message"),
+                            json_str(err, "code"));
                 }
             }
         }
@@ -371,9 +374,7 @@ static void handle_line(ctl *c, const char *line, size_t len)
             fprintf(stderr, "smtpfault ctl: following the events of %s (Ctrl-C to stop)\n", c->address);
             fflush(stderr);
         }
-        if (c->hold && c->exit_code == 0)
-            hold(c);
-        else if (!c->follow || c->exit_code != 0)
+        if ((!c->hold && !c->follow) || c->exit_code != 0)
             ctl_close(c);
     }
     cJSON_Delete(o);
@@ -732,6 +733,17 @@ static cJSON *build_request(ctl *c, int argc, char **argv)
             goto usage;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
         c->wait_s = wait ? (uint64_t)(t ? t->valuedouble + 1 : 11) : 0;
+        return req;
+    }
+    if (strcmp(cmd, "report") == 0) {
+        if (argc > 2) {
+            fprintf(stderr,
+                    "smtpfault ctl: report [CLIENT] (an address, as in ctl sessions without the port)\n");
+            goto usage;
+        }
+        cJSON_AddStringToObject(req, "cmd", "client.report");
+        if (argc == 2)
+            cJSON_AddStringToObject(req, "client", argv[1]);
         return req;
     }
     if (strcmp(cmd, "scope") == 0)

@@ -18,7 +18,11 @@ const fault_action *fault_gate_decide(fault_conn *fc, fault_stage stage, const f
         return NULL;
     char what[FAULT_GATE_WHAT_MAX], line[FAULT_GATE_LINE_MAX];
     fault_decision_describe(d, what, sizeof(what));
-    int n = snprintf(line, sizeof(line), "%s at %s: %s", d->why, fault_stage_name(stage), what);
+    /* The greylist period is said even when the reply is the rule's own: the retry story times it. */
+    int n = d->act->greylist_ms > 0
+                ? snprintf(line, sizeof(line), "%s at %s: %s (greylist for %u ms)", d->why,
+                           fault_stage_name(stage), what, d->act->greylist_ms)
+                : snprintf(line, sizeof(line), "%s at %s: %s", d->why, fault_stage_name(stage), what);
     if (n > 0)
         event(ctx, LOG_INFO, "fault", line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     return d->act;

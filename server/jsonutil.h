@@ -27,4 +27,8 @@ void json_add_tls(cJSON *o, const char *version, const char *cipher);
  */
 char *json_print(const cJSON *item);
 
+/* json_str, json_num - a member of o read leniently: "" or 0 when it is absent or of another type */
+const char *json_str(const cJSON *o, const char *key);
+double json_num(const cJSON *o, const char *key);
+
 #endif

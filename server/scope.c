@@ -30,6 +30,7 @@ int scope_init(scope *sc, server *srv, const char *id, fault_profile *profile)
     sc->srv = srv;
     snprintf(sc->id, sizeof(sc->id), "%s", id);
     store_init(&sc->store, &srv->messages);
+    sessions_ring_init(&sc->recent, &srv->closed);
     uv_timer_init(srv->loop, &sc->modes);
     sc->modes.data = sc;
     sc->created_ms = wall_now_ms();
@@ -40,8 +41,10 @@ int scope_init(scope *sc, server *srv, const char *id, fault_profile *profile)
 
 void scope_apply_modes(scope *sc)
 {
+    if (sc->ending)
+        return; /* its timer serves the end now (on_end_grace) */
     uv_timer_stop(&sc->modes);
-    if (sc->srv->stopping || sc->ending)
+    if (sc->srv->stopping)
         return;
     int64_t now = server_now_ms(), next = INT64_MAX;
     for (int i = 0; i < LISTENER_COUNT; i++) {
@@ -101,6 +104,7 @@ int scope_reset(scope *sc, size_t *cleared)
     *cleared = store_clear(&sc->store);
     sc->store.accepted = sc->store.evicted = sc->store.evicted_bytes = 0;
     sc->discarded = 0;
+    client_stories_forget(&sc->srv->stories, sc->id);
     char label[SCOPE_ID_MAX + 16];
     log_server(LOG_INFO, "reset%s: %zu message%s cleared, profile and counters back to the start",
                scope_label(sc, label, sizeof(label)), *cleared, *cleared == 1 ? "" : "s");
@@ -238,11 +242,25 @@ static void on_modes_closed(uv_handle_t *h)
     free(sc);
 }
 
+/* list_remove - sc out of *head (server.scopes or server.ended); a no-op when it is not there */
+static void list_remove(scope **head, scope *sc)
+{
+    if (sc->prev != NULL)
+        sc->prev->next = sc->next;
+    else if (*head == sc)
+        *head = sc->next;
+    if (sc->next != NULL)
+        sc->next->prev = sc->prev;
+    sc->prev = sc->next = NULL;
+}
+
 /* finish - a created scope that ended and has no session left: its timer closes, then it is freed */
 static void finish(scope *sc)
 {
-    if (!uv_is_closing((uv_handle_t *)&sc->modes))
-        uv_close((uv_handle_t *)&sc->modes, on_modes_closed);
+    if (uv_is_closing((uv_handle_t *)&sc->modes))
+        return;
+    list_remove(&sc->srv->ended, sc);
+    uv_close((uv_handle_t *)&sc->modes, on_modes_closed);
 }
 
 void scope_conn_gone(scope *sc)
@@ -253,9 +271,23 @@ void scope_conn_gone(scope *sc)
 
 /* -- created scopes ----------------------------------------------------------------------------------- */
 
+/* port_held - a live listener of the server's own or of a created scope has host:port, listening or not: a
+ * refusing listener has closed its socket but goes back to its port when its window ends */
+static int port_held(server *srv, const char *host, int port)
+{
+    for (scope *sc = &srv->own; sc != NULL; sc = sc == &srv->own ? srv->scopes : sc->next)
+        for (int i = 0; i < LISTENER_COUNT; i++) {
+            const listener *l = &sc->listeners[i];
+            if (l->open && l->port == port && strcmp(l->host, host) == 0)
+                return 1;
+        }
+    return 0;
+}
+
 /*
  * open_listener - the scope's listener of kind k on the host of the server's own: a port the kernel picks,
- * or the first free one of --scope-ports from where the last search stopped. 0, or -1 with *code and err.
+ * or the first free one of --scope-ports from where the last search stopped; never a port another listener
+ * holds while it refuses. 0, or -1 with *code and err.
  */
 static int open_listener(scope *sc, listener_kind k, const char **code, char *err, size_t errsz)
 {
@@ -267,12 +299,23 @@ static int open_listener(scope *sc, listener_kind k, const char **code, char *er
     memset(&addr, 0, sizeof(addr));
     addr.enabled = 1;
     snprintf(addr.host, sizeof(addr.host), "%s", own->host);
-    unsigned tries = cfg->scope_port_low ? cfg->scope_port_high - cfg->scope_port_low + 1 : 1;
+    unsigned tries = cfg->scope_port_low ? cfg->scope_port_high - cfg->scope_port_low + 1 : SCOPE_PORT_PICKS;
     int r = 0;
     for (unsigned i = 0; i < tries; i++) {
-        if (cfg->scope_port_low)
+        if (cfg->scope_port_low) {
             addr.port = (int)(cfg->scope_port_low + srv->scope_port_next++ % tries);
+            if (port_held(srv, addr.host, addr.port)) {
+                r = UV_EADDRINUSE;
+                continue;
+            }
+        }
         r = listener_open(l, sc, k, &addr, err, errsz);
+        if (r == 0 && port_held(srv, l->host, l->port)) {
+            listener_close(l); /* the kernel picked a port a refusing listener will take back */
+            snprintf(err, errsz, "no free port for %s", own->name);
+            r = UV_EADDRINUSE;
+            continue;
+        }
         if (r == 0) {
             l->cfg = own->cfg;
             l->implicit_tls = own->implicit_tls;
@@ -379,33 +422,47 @@ scope *scope_find(server *srv, const char *id)
     return NULL;
 }
 
+void scope_shutdown_conns(scope *sc, int force)
+{
+    /* Iterate with the next pointer saved: a connection may free itself synchronously. */
+    for (conn *c = sc->conns, *next; c != NULL; c = next) {
+        next = conn_next(c);
+        conn_shutdown(c, force);
+    }
+}
+
+/* on_end_grace - sessions still open SCOPE_END_GRACE_MS after their scope ended (a client that reads none of
+ * its replies keeps its 421 and FIN queued forever): closed now */
+static void on_end_grace(uv_timer_t *t)
+{
+    scope_shutdown_conns(t->data, 1);
+}
+
 void scope_end(scope *sc, const char *why)
 {
     if (sc->ending || sc == &sc->srv->own)
         return;
     server *srv = sc->srv;
     sc->ending = 1;
-    if (sc->prev != NULL)
-        sc->prev->next = sc->next;
-    else
-        srv->scopes = sc->next;
-    if (sc->next != NULL)
-        sc->next->prev = sc->prev;
-    sc->prev = sc->next = NULL;
+    list_remove(&srv->scopes, sc);
+    /* Among the ended until its last session has gone: a stop that closes every connection closes its too. */
+    sc->next = srv->ended;
+    if (srv->ended != NULL)
+        srv->ended->prev = sc;
+    srv->ended = sc;
     srv->nscopes--;
     log_server(LOG_INFO, "scope %s ended: %s (%zu session%s closed, %zu message%s dropped)", sc->id, why,
                sc->nconns, sc->nconns == 1 ? "" : "s", sc->store.count, sc->store.count == 1 ? "" : "s");
-    admin_scope_ended(srv->admin, sc);
+    /* Its ports first: answering its waits runs the requests queued behind them (a scope.create too). */
     scope_close_listeners(sc);
     uv_timer_stop(&sc->modes);
+    admin_scope_ended(srv->admin, sc);
     store_clear(&sc->store);
-    /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = sc->conns, *next; c != NULL; c = next) {
-        next = conn_next(c);
-        conn_shutdown(c, 1);
-    }
+    scope_shutdown_conns(sc, 1);
     if (sc->nconns == 0)
         finish(sc);
+    else /* the modes timer has no other use now */
+        uv_timer_start(&sc->modes, on_end_grace, SCOPE_END_GRACE_MS, 0);
 }
 
 void scope_owner_gone(server *srv, const void *owner)

@@ -33,6 +33,11 @@ typedef struct conn conn;
 /* A scope's descriptors at most: each listener's socket, or a blackhole's socket and the connection that
  * fills its backlog. */
 #define SCOPE_FDS_MAX (LISTENER_COUNT * 2)
+/* Without --scope-ports: how often to ask the kernel again when it picks a port a refusing listener holds */
+#define SCOPE_PORT_PICKS 4
+/* After its scope ended, how long a session may take to deliver its 421 (and linger for the client's FIN)
+ * before it is closed whatever its client does */
+#define SCOPE_END_GRACE_MS 5000
 
 /* listener_mode - how a listener answers a connection attempt (a profile's refuse and blackhole rules) */
 typedef enum listener_mode {
@@ -76,7 +81,7 @@ struct scope {
     int keep;                     /* outlives its owner */
     int ending;         /* scope_end ran: no listener, no new session; freed once the last one goes */
     int64_t created_ms; /* wall clock */
-    scope *prev, *next; /* server.scopes */
+    scope *prev, *next; /* server.scopes, or server.ended once ended */
 };
 
 /* scope_init - sc with profile in force (a reference is taken) and no listener yet; 0, or -1 (no memory) */
@@ -116,6 +121,9 @@ void scope_event(scope *sc, uint64_t sid, int level, const char *event, const ch
 void scope_stats_json(scope *sc, cJSON *out);
 void scope_sessions_json(scope *sc, cJSON *out);
 cJSON *scope_session_json(scope *sc, uint64_t id);
+
+/* scope_shutdown_conns - ask each of the scope's sessions to end (force: at once, whatever it is doing) */
+void scope_shutdown_conns(scope *sc, int force);
 
 /* scope_conn_gone - one of the scope's connections has been freed (conn.c keeps the list) */
 void scope_conn_gone(scope *sc);

@@ -90,6 +90,11 @@ static void finish(server *srv)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->sigusr1, NULL);
+    /* libuv gives a closed handle's signal back to its default action, death: one more SIGTERM while the
+     * loop winds down (a second `docker stop`, a test's teardown) must not turn a clean stop into a kill. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     log_server(LOG_INFO, "stopped: %llu messages accepted, %llu evicted",
                (unsigned long long)srv->own.store.accepted, (unsigned long long)srv->own.store.evicted);
 }
@@ -116,16 +121,11 @@ void server_stop(server *srv)
         uv_fs_req_cleanup(&req);
         srv->ports_written = 0;
     }
-    /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = srv->own.conns, *next; c != NULL; c = next) {
-        next = conn_next(c);
-        conn_shutdown(c, force);
-    }
+    scope_shutdown_conns(&srv->own, force);
     for (scope *sc = srv->scopes; sc != NULL; sc = sc->next)
-        for (conn *c = sc->conns, *next; c != NULL; c = next) {
-            next = conn_next(c);
-            conn_shutdown(c, force);
-        }
+        scope_shutdown_conns(sc, force);
+    for (scope *sc = srv->ended; sc != NULL; sc = sc->next)
+        scope_shutdown_conns(sc, force);
     if (srv->nconns == 0) {
         finish(srv);
         return;
@@ -350,6 +350,7 @@ fail:
 void server_free(server *srv)
 {
     scope_free(&srv->own);
+    client_stories_forget(&srv->stories, NULL);
     admin_free(srv->admin);
     srv->admin = NULL;
     tls_server_free(srv->tls);

@@ -18,6 +18,7 @@
 #include "sessions.h"
 #include "store.h"
 #include "tls.h"
+#include "client_story.h"
 #include "scope.h"
 #include "transcript.h"
 
@@ -43,10 +44,12 @@ struct server {
     uv_loop_t *loop;
     const config *cfg;
     store_pool messages;     /* every scope's stores draw on it: the --store-max-* limits, the id sequence */
+    sessions_pool closed;    /* every scope's closed sessions: SESSIONS_KEPT_MAX in all */
     tls_server *tls;         /* NULL with --no-tls */
     fault_decision decision; /* scratch for connect and tls_handshake decisions, used at once */
     scope own;               /* the server's own listeners, profile, messages and sessions */
     scope *scopes;           /* those scope.create made, newest first */
+    scope *ended;            /* ended ones whose sessions are still closing (scope.c's end grace) */
     size_t nscopes;
     size_t scope_fds; /* SCOPE_FDS_MAX for each created scope not yet freed */
     uint64_t next_scope_id;
@@ -64,6 +67,7 @@ struct server {
     uint64_t next_session_id;
     int64_t started_ms; /* monotonic, for uptime */
     admin *admin;
+    client_stories stories; /* each client's (or scope's) retry story and findings, for client.report */
     char read_buf[SERVER_READ_BUFFER];
     char plain_buf[SERVER_PLAIN_BUFFER];
 };

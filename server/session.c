@@ -26,6 +26,7 @@
 
 #include "bytebuf.h"
 #include "fault_gate.h"
+#include "findings.h"
 #include "sf_assert.h"
 #include "log.h"
 #include "smtp_data.h"
@@ -136,6 +137,18 @@ struct session {
     fault_close close_after; /* close once the step is done */
     int reset_at_data_end;   /* a reset after the 354: it comes once the client has sent its message */
 
+    /* what the client did wrong (findings.h), and what spotting it needs to remember */
+    findings findings;
+    findings_text_scan data_scan; /* the DATA content of the transaction */
+    int pipelining_offered;       /* the last EHLO reply offered PIPELINING */
+    int tls_fresh;                /* TLS just came up after STARTTLS: the next command should be EHLO */
+    int sent_421;                 /* a 421 was sent: the session ends, what the client says next is lost */
+    int line_followed;            /* the line being run had more input after it (sent before its reply) */
+    int last_followed;            /* line_followed of the last line run */
+    int prev_followed;            /* ... and of the line before that */
+    int rcpt_tried;               /* the transaction has had a RCPT command */
+    int not_smtp;                 /* the client speaks another protocol (TLS on this port): no findings */
+
     int discarding; /* an over-long line is being skipped up to its LF */
     int feeding;    /* inside session_feed: a synchronous commit must not re-enter it */
     bytebuf in;     /* input not yet processed (a partial line, or what arrived while paused) */
@@ -159,6 +172,22 @@ static void eventf(session *s, int level, const char *name, const char *fmt, ...
     va_end(ap);
     if (n > 0)
         event(s, level, name, text, n);
+}
+
+/* found - the client did something findings.h names: record it, and say so in the transcript the first time
+ */
+static void found(session *s, finding_id id, const char *line, size_t len)
+{
+    if (s->not_smtp)
+        return;
+    /* A finding keeps its line, which is never to hold a credential: an AUTH line up to its mechanism. */
+    if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+        const char *sp = memchr(line + 5, ' ', len - 5);
+        len = sp != NULL ? (size_t)(sp - line) : len;
+    }
+    char text[FINDING_EVENT_MAX];
+    if (findings_add(&s->findings, id, s->host->wall_ms(s->ctx), s->id, line, len) == 1)
+        event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
 }
 
 /* set_state - the one place states change; logged at debug level */
@@ -194,6 +223,8 @@ static void emit_reply(session *s, const char *reply, size_t len)
     for (const char *p = reply, *end = reply + len; p < end;) {
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+        if (n >= 3 && memcmp(p, "421", 3) == 0)
+            s->sent_421 = 1;
         event(s, LOG_INFO, "reply", p, n);
         p += n + 2;
     }
@@ -550,6 +581,8 @@ static void step_done(session *s)
 /* -- end of data ------------------------------------------------------------------------------------------
  */
 
+static int offered(const session *s, fault_ehlo_cap cap);
+
 /* end_of_message - the content is complete: reject it, or hand it to the host to keep */
 static void end_of_message(session *s)
 {
@@ -559,6 +592,8 @@ static void end_of_message(session *s)
         return;
     }
     if (s->tx_oversize) {
+        if (s->esmtp && offered(s, FAULT_EHLO_SIZE))
+            found(s, FINDING_SIZE_EXCEEDED_ANYWAY, "(message content)", sizeof("(message content)") - 1);
         reply(s, "552 5.3.4 Error: message size exceeds fixed maximum message size (%llu octets)",
               (unsigned long long)s->max_size);
         reset_transaction(s);
@@ -633,6 +668,12 @@ typedef int (*command_check)(session *s, const smtp_command *cmd, command_args *
 /* What the command does once its checks and its fault gate let it. */
 typedef void (*command_proceed)(session *s, const smtp_command *cmd, command_args *a);
 
+/* command_len - the length of the command line cmd was split from */
+static size_t command_len(const smtp_command *cmd)
+{
+    return cmd->arg_len > 0 ? (size_t)(cmd->arg + cmd->arg_len - cmd->verb) : cmd->verb_len;
+}
+
 /* need_no_arg - the command takes no argument: 501 if it has one */
 static int need_no_arg(session *s, const smtp_command *cmd, const char *syntax)
 {
@@ -693,6 +734,7 @@ static void ehlo_helo(session *s, command_args *a, int esmtp)
     free(s->helo);
     s->helo = helo;
     s->esmtp = esmtp;
+    s->pipelining_offered = 0;
     /* RFC 5321 4.1.4: EHLO/HELO in a transaction resets it, and its facts (the EHLO text's) go with it. */
     drop_transaction(s);
     a->f.sender = NULL;
@@ -731,8 +773,11 @@ static void ehlo_helo(session *s, command_args *a, int esmtp)
     const char *lines[sizeof(caps) / sizeof(caps[0])];
     size_t nlines = 0;
     for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-        if (caps[i].on && offered(s, caps[i].cap))
+        if (caps[i].on && offered(s, caps[i].cap)) {
             lines[nlines++] = caps[i].text;
+            if (caps[i].cap == FAULT_EHLO_PIPELINING)
+                s->pipelining_offered = 1;
+        }
     if (s->ehlo_text != NULL)
         send_filled(s, &a->f, nlines ? "250-" : "250 ", s->ehlo_text);
     else
@@ -899,6 +944,8 @@ static sasl_context sasl_ctx(const session *s)
 static void cmd_auth(session *s, const smtp_command *cmd, command_args *a)
 {
     (void)a;
+    if (!s->tls && starttls_offered(s)) /* found() keeps the mechanism only */
+        found(s, FINDING_AUTH_BEFORE_STARTTLS, cmd->verb, command_len(cmd));
     if (!s->esmtp) {
         error_reply(s, "503 5.5.1 Error: send EHLO first");
         return;
@@ -1007,6 +1054,7 @@ static int check_mail(session *s, const smtp_command *cmd, command_args *a)
     if (!params_ok(s, smtp_parse_mail_params(cur, end, s->esmtp, s->max_size, &a->params, &err), &err))
         return 0;
     if (a->path.has_utf8 && !a->params.smtputf8) { /* RFC 6531 section 3.5 */
+        found(s, FINDING_SMTPUTF8_NOT_DECLARED, cmd->verb, command_len(cmd));
         reply(s, "553 5.6.7 Error: non-ASCII sender address needs the SMTPUTF8 parameter");
         return 0;
     }
@@ -1047,6 +1095,7 @@ static void cmd_mail(session *s, const smtp_command *cmd, command_args *a)
     if (declared > 0)
         (void)store_msg_reserve(m, (size_t)declared + 2);
     s->tx = m;
+    s->rcpt_tried = 0;
     (void)charge_inflight(s, declared); /* checked above */
     set_state(s, ST_MAIL);
     reply(s, "250 2.1.0 Sender <%s> OK", path->mailbox);
@@ -1069,6 +1118,7 @@ static int check_rcpt(session *s, const smtp_command *cmd, command_args *a)
     if (!params_ok(s, smtp_parse_rcpt_params(cur, end, s->esmtp, &err), &err))
         return 0;
     if (a->path.has_utf8 && !s->tx->smtputf8) {
+        found(s, FINDING_SMTPUTF8_NOT_DECLARED, cmd->verb, command_len(cmd));
         reply(s, "553 5.6.7 Error: non-ASCII recipient address needs SMTPUTF8 in MAIL FROM");
         return 0;
     }
@@ -1109,6 +1159,9 @@ static int transaction_ready(session *s)
 static int check_data(session *s, const smtp_command *cmd, command_args *a)
 {
     (void)a;
+    /* Pipelined behind its RCPTs (RFC 2920 3.1), DATA could not know they would all be refused. */
+    if (s->tx != NULL && s->tx->nrcpts == 0 && s->rcpt_tried && !s->prev_followed)
+        found(s, FINDING_DATA_AFTER_ALL_RCPT_REFUSED, cmd->verb, command_len(cmd));
     if (!need_no_arg(s, cmd, "DATA") || !transaction_ready(s))
         return 0;
     if (s->tx_bdat) {
@@ -1130,6 +1183,7 @@ static void cmd_data(session *s, const smtp_command *cmd, command_args *a)
 {
     (void)cmd, (void)a;
     smtp_data_init(&s->data);
+    findings_text_scan_init(&s->data_scan);
     set_state(s, ST_DATA);
     reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -1369,11 +1423,45 @@ static void log_command(session *s, const char *line, size_t len)
     event(s, LOG_INFO, "command", line, len);
 }
 
+/* verb_is - the line starts with verb, followed by a space or nothing */
+static int verb_is(const char *line, size_t len, const char *verb)
+{
+    size_t n = strlen(verb);
+    return len >= n && strncasecmp(line, verb, n) == 0 && (len == n || line[n] == ' ');
+}
+
+/* line_findings - what one command line, seen for the first time, shows of the client */
+static void line_findings(session *s, const char *line, size_t len, size_t raw_len)
+{
+    /* A SASL response is a credential: its findings do not show it (found() cuts AUTH lines itself). */
+    static const char sasl[] = "(SASL response)";
+    const char *shown = s->state == ST_AUTH ? sasl : line;
+    size_t shown_len = s->state == ST_AUTH ? sizeof(sasl) - 1 : len;
+    finding_id ending = findings_line_ending(line, len, raw_len);
+    if (ending != FINDING_COUNT)
+        found(s, ending, shown, shown_len);
+    s->prev_followed = s->last_followed;
+    s->last_followed = s->line_followed;
+    if (s->state == ST_AUTH)
+        return; /* a SASL response: not a command, and a credential */
+    if (s->line_followed && !s->pipelining_offered)
+        found(s, FINDING_PIPELINING_NOT_OFFERED, shown, shown_len);
+    if (s->tls_fresh) {
+        s->tls_fresh = 0;
+        if (!verb_is(line, len, "EHLO") && !verb_is(line, len, "HELO") && !verb_is(line, len, "QUIT"))
+            found(s, FINDING_NO_EHLO_AFTER_STARTTLS, shown, shown_len);
+    }
+    if (s->tx != NULL && verb_is(line, len, "RCPT"))
+        s->rcpt_tried = 1;
+}
+
 /* handle_line - one command line, terminator removed */
 static void handle_line(session *s, const char *line, size_t len, size_t raw_len)
 {
-    if (!s->pending) /* a line run again after a delay is logged once */
+    if (!s->pending) { /* a line run again after a delay is logged once */
         log_command(s, line, len);
+        line_findings(s, line, len, raw_len);
+    }
     if (s->state == ST_AUTH) {
         auth_line(s, line, len);
         return;
@@ -1416,6 +1504,19 @@ static int accepts_input(const session *s)
            s->state != ST_TLS && s->state != ST_HANG;
 }
 
+/* content_findings - what the DATA content just received shows of the client */
+static void content_findings(session *s)
+{
+    static const char what[] = "(message content)";
+    if (s->data_scan.bare_lf)
+        found(s, FINDING_BARE_LF, what, sizeof(what) - 1);
+    if (s->data_scan.bare_cr)
+        found(s, FINDING_BARE_CR, what, sizeof(what) - 1);
+    const char *body = s->tx != NULL ? s->tx->body_type : NULL;
+    if (s->data_scan.eightbit && (body == NULL || strcasecmp(body, "7BIT") == 0))
+        found(s, FINDING_EIGHTBIT_WITHOUT_8BITMIME, what, sizeof(what) - 1);
+}
+
 /* consume - process what can be processed of buf; returns the bytes taken */
 static size_t consume(session *s, const char *buf, size_t len)
 {
@@ -1425,8 +1526,11 @@ static size_t consume(session *s, const char *buf, size_t len)
         size_t avail = len - off;
         if (s->state == ST_DATA) {
             int done;
-            off += smtp_data_decode(&s->data, p, avail, content_sink, s, &done);
+            size_t took = smtp_data_decode(&s->data, p, avail, content_sink, s, &done);
+            findings_text_scan_feed(&s->data_scan, p, took);
+            off += took;
             if (done) {
+                content_findings(s);
                 end_of_message(s);
                 step_done(s);
             }
@@ -1469,6 +1573,7 @@ static size_t consume(session *s, const char *buf, size_t len)
                             SMTP_COMMAND_LINE_MAX);
             continue;
         }
+        s->line_followed = avail > used;
         handle_line(s, p, line_len, used);
         if (s->waiting && s->pending && s->resume == RESUME_LINE)
             break; /* the line runs again once the delay is over */
@@ -1653,6 +1758,8 @@ void session_tls_established(session *s, const char *version, const char *cipher
     s->esmtp = 0;
     free(s->user);
     s->user = NULL;
+    s->pipelining_offered = 0;
+    s->tls_fresh = 1;
     set_state(s, ST_GREETED);
 }
 
@@ -1724,5 +1831,43 @@ void session_free(session *s)
     free(s->user);
     bytebuf_release(&s->in);
     free(s->override_buf);
+    findings_free(&s->findings);
     free(s);
+}
+
+void session_finding(session *s, finding_id id, const char *line, size_t len)
+{
+    found(s, id, line, len);
+}
+
+void session_not_smtp(session *s)
+{
+    s->not_smtp = 1;
+}
+
+findings *session_findings(session *s)
+{
+    return &s->findings;
+}
+
+int session_awaits_command(const session *s)
+{
+    return accepts_input(s);
+}
+
+void session_input_after_close(session *s, const char *data, size_t len)
+{
+    if (!s->sent_421)
+        return;
+    /* Each line but QUIT (harmless, and what many clients send on any error) was a command lost. */
+    for (const char *p = data, *end = data + len; p < end;) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        size_t n = lf ? (size_t)(lf - p) : (size_t)(end - p);
+        size_t text = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+        if (text > 0 && !verb_is(p, text, "QUIT")) {
+            found(s, FINDING_COMMAND_AFTER_421, p, text);
+            return;
+        }
+        p += n + 1;
+    }
 }

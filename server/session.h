@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "fault.h"
+#include "findings.h"
 #include "sasl.h"
 #include "store.h"
 
@@ -130,6 +131,22 @@ const char *session_user(const session *s);
 
 /* session_helo - the last EHLO/HELO name, or NULL */
 const char *session_helo(const session *s);
+
+/* session_finding - the host saw the client do what id names (an early talker, a drop without QUIT) */
+void session_finding(session *s, finding_id id, const char *line, size_t len);
+
+/* session_not_smtp - the client speaks another protocol (a TLS handshake on a plaintext port): what it
+ * sends says nothing of its SMTP, so the session records no finding */
+void session_not_smtp(session *s);
+
+/* session_findings - the session's findings so far (the host may move them away once it is over) */
+findings *session_findings(session *s);
+
+/* session_awaits_command - 1 while the session waits for the client's next command or content */
+int session_awaits_command(const session *s);
+
+/* session_input_after_close - what the client sent after the session ended, read and dropped by the host */
+void session_input_after_close(session *s, const char *data, size_t len);
 
 void session_free(session *s);
 

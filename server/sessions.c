@@ -1,6 +1,6 @@
 /*
- * sessions.c - the admin socket's view of sessions: the recently closed ones (a ring) and the JSON of
- * sessions.list and sessions.get, live sessions (conn_view) and closed ones alike.
+ * sessions.c - the admin socket's view of sessions: the recently closed ones (a ring per scope, one pool) and
+ * the JSON of sessions.list and sessions.get, live sessions (conn_view) and closed ones alike.
  */
 #include "sessions.h"
 
@@ -15,38 +15,78 @@ static void record_free(session_record *r)
     free(r->helo);
     free(r->user);
     transcript_free(&r->transcript);
+    findings_free(&r->findings);
     memset(r, 0, sizeof(*r));
+}
+
+void sessions_ring_init(sessions_ring *r, sessions_pool *pool)
+{
+    memset(r, 0, sizeof(*r));
+    r->pool = pool;
+}
+
+/* forget - k out of its ring and the pool, freed */
+static void forget(session_kept *k)
+{
+    sessions_ring *r = k->ring;
+    sessions_pool *pool = r->pool;
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        r->head = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    else
+        r->tail = k->prev;
+    if (k->pool_prev != NULL)
+        k->pool_prev->pool_next = k->pool_next;
+    else
+        pool->head = k->pool_next;
+    if (k->pool_next != NULL)
+        k->pool_next->pool_prev = k->pool_prev;
+    else
+        pool->tail = k->pool_prev;
+    r->count--;
+    pool->count--;
+    record_free(&k->rec);
+    free(k);
 }
 
 void sessions_ring_add(sessions_ring *r, session_record *rec)
 {
-    /* Allocated with the first closed session: an idle scope costs no slots. */
-    if (r->slot == NULL && (r->slot = calloc(SESSIONS_RECENT_MAX, sizeof(*r->slot))) == NULL) {
+    sessions_pool *pool = r->pool;
+    session_kept *k = calloc(1, sizeof(*k));
+    if (k == NULL) {
         record_free(rec); /* out of memory: the record is not kept */
         return;
     }
-    session_record *slot = &r->slot[r->next];
-    record_free(slot);
-    *slot = *rec;
+    if (r->count >= SESSIONS_RECENT_MAX)
+        forget(r->head);
+    if (pool->count >= SESSIONS_KEPT_MAX)
+        forget(pool->head);
+    k->rec = *rec;
     memset(rec, 0, sizeof(*rec));
-    r->next = (r->next + 1) % SESSIONS_RECENT_MAX;
-    if (r->count < SESSIONS_RECENT_MAX)
-        r->count++;
+    k->ring = r;
+    k->prev = r->tail;
+    if (r->tail != NULL)
+        r->tail->next = k;
+    else
+        r->head = k;
+    r->tail = k;
+    k->pool_prev = pool->tail;
+    if (pool->tail != NULL)
+        pool->tail->pool_next = k;
+    else
+        pool->head = k;
+    pool->tail = k;
+    r->count++;
+    pool->count++;
 }
 
 void sessions_ring_free(sessions_ring *r)
 {
-    for (size_t i = 0; r->slot != NULL && i < SESSIONS_RECENT_MAX; i++)
-        record_free(&r->slot[i]);
-    free(r->slot);
-    r->slot = NULL;
-    r->next = r->count = 0;
-}
-
-/* recent_at - the i-th most recent closed session (0: the newest) */
-static const session_record *recent_at(const sessions_ring *r, size_t i)
-{
-    return &r->slot[(r->next + SESSIONS_RECENT_MAX - 1 - i) % SESSIONS_RECENT_MAX];
+    while (r->head != NULL)
+        forget(r->head);
 }
 
 cJSON *session_view_json(const session_view *v, int with_transcript)
@@ -72,6 +112,7 @@ cJSON *session_view_json(const session_view *v, int with_transcript)
     if (with_transcript) {
         cJSON_AddItemToObject(o, "transcript", transcript_json(v->transcript));
         cJSON_AddNumberToObject(o, "transcript_dropped", (double)v->transcript->dropped);
+        cJSON_AddItemToObject(o, "findings", findings_json(v->findings));
     }
     return o;
 }
@@ -95,6 +136,7 @@ static cJSON *record_json(const session_record *r, int with_transcript)
         .bytes_out = r->bytes_out,
         .messages = r->messages,
         .transcript = &r->transcript,
+        .findings = &r->findings,
     };
     return session_view_json(&v, with_transcript);
 }
@@ -114,8 +156,8 @@ void scope_sessions_json(scope *sc, cJSON *out)
     for (conn *c = sc->conns; c != NULL; c = conn_next(c))
         cJSON_AddItemToArray(live, live_json(c, 0));
     cJSON *recent = cJSON_AddArrayToObject(out, "recent");
-    for (size_t i = 0; i < sc->recent.count; i++)
-        cJSON_AddItemToArray(recent, record_json(recent_at(&sc->recent, i), 0));
+    for (const session_kept *k = sc->recent.tail; k != NULL; k = k->prev) /* newest first */
+        cJSON_AddItemToArray(recent, record_json(&k->rec, 0));
 }
 
 /* scope_session_json - sessions.get: one session, live or recent, with its transcript; NULL if unknown */
@@ -124,8 +166,8 @@ cJSON *scope_session_json(scope *sc, uint64_t id)
     for (conn *c = sc->conns; c != NULL; c = conn_next(c))
         if (conn_id(c) == id)
             return live_json(c, 1);
-    for (size_t i = 0; i < sc->recent.count; i++)
-        if (recent_at(&sc->recent, i)->id == id)
-            return record_json(recent_at(&sc->recent, i), 1);
+    for (const session_kept *k = sc->recent.tail; k != NULL; k = k->prev)
+        if (k->rec.id == id)
+            return record_json(&k->rec, 1);
     return NULL;
 }

@@ -8,11 +8,15 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "findings.h"
 #include "store.h"
 #include "transcript.h"
 
-#define SESSIONS_RECENT_MAX 200 /* closed sessions sessions.list and sessions.get still show */
-#define SESSION_REASON_MAX  160 /* a closed session's end reason, as kept */
+#define SESSIONS_RECENT_MAX 200 /* closed sessions a scope's sessions.list and sessions.get still show */
+#define SESSIONS_KEPT_MAX                                                                                  \
+    2000                       /* closed sessions kept in all, every scope's: with their transcripts of up \
+                                 to 32 KiB, at most about 64 MiB */
+#define SESSION_REASON_MAX 160 /* a closed session's end reason, as kept */
 
 /* session_record - a closed session, kept for the admin socket */
 typedef struct session_record {
@@ -25,6 +29,7 @@ typedef struct session_record {
     int64_t started_ms, ended_ms; /* wall clock */
     uint64_t bytes_in, bytes_out, messages;
     transcript transcript;
+    findings findings;
 } session_record;
 
 /* session_view - what the admin socket shows of one session, live or closed (strings may be NULL) */
@@ -36,18 +41,38 @@ typedef struct session_view {
     int64_t started_ms, ended_ms;
     uint64_t bytes_in, bytes_out, messages;
     const transcript *transcript;
+    const findings *findings; /* NULL: none */
 } session_view;
 
-/* sessions_ring - the most recent closed sessions; next is the slot written next */
+/* session_kept - a closed session kept: in its scope's ring and in the pool, both oldest first */
+typedef struct session_kept {
+    session_record rec;
+    struct sessions_ring *ring;
+    struct session_kept *prev, *next;           /* its ring's order */
+    struct session_kept *pool_prev, *pool_next; /* the pool's order */
+} session_kept;
+
+/* sessions_pool - what every scope's ring shares: SESSIONS_KEPT_MAX, the oldest anywhere forgotten first */
+typedef struct sessions_pool {
+    size_t count;
+    session_kept *head, *tail;
+} sessions_pool;
+
+/* sessions_ring - a scope's most recent closed sessions, at most SESSIONS_RECENT_MAX */
 typedef struct sessions_ring {
-    session_record *slot; /* SESSIONS_RECENT_MAX of them, or NULL before the first */
-    size_t next, count;
+    sessions_pool *pool;
+    size_t count;
+    session_kept *head, *tail;
 } sessions_ring;
 
-/* sessions_ring_add - keep *rec (taken over; *rec is emptied), dropping the oldest past the bound */
+/* sessions_ring_init - an empty ring drawing on pool */
+void sessions_ring_init(sessions_ring *r, sessions_pool *pool);
+
+/* sessions_ring_add - keep *rec (taken over; *rec is emptied), forgetting the ring's oldest past
+ * SESSIONS_RECENT_MAX and the pool's oldest past SESSIONS_KEPT_MAX */
 void sessions_ring_add(sessions_ring *r, session_record *rec);
 
-/* sessions_ring_free - release every record (the ring may be used again) */
+/* sessions_ring_free - forget every record of the ring (it may be used again) */
 void sessions_ring_free(sessions_ring *r);
 
 /* session_view_json - one session, with its transcript when asked */

@@ -286,7 +286,7 @@ check_image
 # The app's npm ci reaches the npm registry over TLS with the host's CA bundle (build time only).
 mapfile -t ca_args < <(host_ca_args)
 [ "${#ca_args[@]}" -gt 0 ] && ca_args+=(--build-arg NODE_EXTRA_CA_CERTS=/etc/ssl/host-ca.pem)
-build "$APP_IMAGE" "$WORK/build-app.log" "${ca_args[@]}" -t "$APP_IMAGE" "$EXAMPLE/app"
+build "$APP_IMAGE" "$WORK/build-app.log" "${ca_args[@]}" -t "$APP_IMAGE" -f "$EXAMPLE/app/Dockerfile" "$ROOT"
 
 test_root_compose
 test_example

@@ -8,7 +8,8 @@ Render docs/errors.md, the error catalog, from three sources (standard library o
 
     python3 tests/e2e/gen_errors_md.py --observed build/tests/e2e/catalog-observed.json --write
 
---write also keeps that run as tests/e2e/catalog-recorded.json, the record the document is rendered from.
+--write also keeps that run as tests/e2e/catalog-recorded.json, the record the document is rendered from,
+and renders docs/client-checks.md's part from the record's findings (gen_client_checks.py).
 Without --write the document goes to stdout; --check exits 1 when docs/errors.md differs from it.
 test_catalog.py checks after the matrix that the document is the rendering of the record, and that its own
 run agrees with the record: in full with the recorded client versions, and otherwise in what holds whatever
@@ -26,6 +27,7 @@ REPO_ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import catalog_cases  # noqa: E402  (after the path is set)
+import gen_client_checks  # noqa: E402
 
 DEFAULT_OBSERVED = REPO_ROOT / "build" / "tests" / "e2e" / "catalog-observed.json"
 ERRORS_MD = REPO_ROOT / "docs" / "errors.md"
@@ -195,6 +197,7 @@ def write(observed, profiles, out=ERRORS_MD):
                                  for client, obs in clients.items()}
                        for profile, clients in observed["cases"].items()}
     RECORDED.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    gen_client_checks.write(record)  # docs/client-checks.md renders the record's findings
 
 
 def main(argv=None):

@@ -646,6 +646,19 @@ def test_scope_commands(admin):
     assert admin.ok("scope.list")["scopes"] == []
 
 
+def test_client_report(admin, admin_srv):
+    """client.report: the clients with a story, then one client's (test_client_report.py has the stories)."""
+    assert admin.ok("client.report") == {"id": admin._ids, "ok": True, "clients": []}
+    with admin_srv.connect() as c:
+        c.greet()
+        c.cmd("QUIT", 221)
+    poll(lambda: admin.ok("client.report")["clients"] == ["127.0.0.1"], 10, message="the client's story")
+    rep = admin.ok("client.report", client="127.0.0.1")["report"]
+    assert list(rep) == ["client", "sessions", "first", "last", "summary", "findings", "threads"]
+    assert rep["sessions"] == 1 and rep["findings"] == [] and rep["threads"] == []
+    check_error(admin.call("client.report", client="::1"), "not_found")
+
+
 def test_every_command_is_tested_here():
     """The command table in server/admin_cmd.h is what this file covers (a new command needs a test)."""
     from conftest import REPO_ROOT

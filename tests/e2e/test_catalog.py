@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+import gen_client_checks
 import gen_errors_md
 from catalog_cases import CASES, CLIENTS, Re
 from harness import clients as harness_clients
@@ -246,6 +247,36 @@ def stored_count(srv):
     return len(srv.message_ids())
 
 
+# Findings of the retry story (client.report); the others are each session's (sessions.get).
+STORY_FINDINGS = {"retry-4xx", "retried-5xx", "hammering", "greylist-retry-too-soon", "connections-past-limit",
+                  "sent-after-rate-limit"}
+FINDINGS_SETTLE = 10.0  # seconds for the client's last session to close on the server once the client is done
+
+
+def client_findings(srv, after_session, exclude):
+    """The finding ids of the client's run: its sessions' (those after after_session, but the exclude
+    addresses') and its retry story's, sorted. Waits (bounded) for its sessions to close first."""
+    def mine(sessions):
+        return [s for s in sessions if s["id"] > after_session and s["client"] not in exclude]
+
+    deadline = time.monotonic() + FINDINGS_SETTLE
+    while mine(admin(srv, {"cmd": "sessions.list"})["live"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ids = set()
+    for s in mine(admin(srv, {"cmd": "sessions.list"})["recent"]):
+        got = admin(srv, {"cmd": "sessions.get", "session": s["id"]})
+        ids |= {f["id"] for f in got["session"]["findings"]} if got.get("ok") else set()
+    report = admin(srv, {"cmd": "client.report", "client": "127.0.0.1"})
+    if report.get("ok"):
+        ids |= {f["id"] for f in report["report"]["findings"]} & STORY_FINDINGS
+    return sorted(ids)
+
+
+def last_session(srv):
+    lists = admin(srv, {"cmd": "sessions.list"})
+    return max([s["id"] for s in lists["live"] + lists["recent"]], default=0)
+
+
 def run_case(case, workdir, clients):
     """Every available client against one server with the case's profile; {client: observation}, problems."""
     srv = Server(workdir, args=["--profile", case.profile, "--drain-timeout", "1"])
@@ -254,17 +285,20 @@ def run_case(case, workdir, clients):
     try:
         norm = normalizer(srv)
         for client in clients:
+            admin(srv, {"cmd": "reset"})  # each client's story starts afresh (the profile is loaded below)
+            after = last_session(srv)
             loaded = admin(srv, {"cmd": "profile.load", "name": case.profile})
             if not loaded.get("ok"):
                 problems.append(f"profile.load {case.profile}: {loaded}")
                 break
-            holder = None
+            holder, exclude = None, set()
             before = stored_count(srv)
             started = time.monotonic()
             try:
                 if case.hold_connection:
                     holder = RawClient(*address(srv, case.listener))
                     holder.reply()  # the greeting: this connection is counted before the client's
+                    exclude.add(holder.local_address())
                 obs = RUNNERS[client](case, srv, client)
             except Exception as e:  # the harness failed, not the client: report it with the case
                 obs = {"ok": False, "harness_error": f"{exception_name(e)}: {e}"}
@@ -273,6 +307,7 @@ def run_case(case, workdir, clients):
                     holder.close()
             obs["seconds"] = round(time.monotonic() - started, 1)
             obs["stored"] = stored_count(srv) - before  # a kept message is on disk before its 250 is sent
+            obs["findings"] = client_findings(srv, after, exclude)
             results[client] = norm(obs)
     finally:
         try:
@@ -454,3 +489,26 @@ def test_errors_md_is_current(matrix):
     assert not differ, ("what must hold whatever the client versions differs from the record "
                         f"(recorded with {recorded['versions']}, this run {observed['versions']}):\n"
                         + "\n".join(differ[:40]))
+
+
+def test_client_checks_md_is_current(matrix):
+    """docs/client-checks.md ends with gen_client_checks.py's rendering of the recorded findings, and with the
+    recorded client versions this run's findings are the recorded ones."""
+    observed = matrix["observed"]
+    if not observed["complete"]:
+        pytest.skip("the matrix is incomplete: docs/client-checks.md is only checked against a complete run")
+    doc = gen_client_checks.CLIENT_CHECKS_MD
+    if os.environ.get("SMTPFAULT_UPDATE_DOCS") == "1":  # test_errors_md_is_current wrote both
+        return
+    recorded = json.loads(gen_errors_md.RECORDED.read_text())
+    current = doc.read_text()
+    assert current == gen_client_checks.render(recorded, current), (
+        "docs/client-checks.md is not what gen_client_checks.py renders from the record: "
+        "python3 tests/e2e/gen_client_checks.py")
+    if observed["versions"] != recorded["versions"]:
+        return
+    differ = [f"{profile} / {client}: recorded {was.get('findings')}, now {now.get('findings')}"
+              for profile, clients in recorded["cases"].items() for client, was in clients.items()
+              for now in [observed["cases"].get(profile, {}).get(client, {})]
+              if was.get("findings") != now.get("findings")]
+    assert not differ, "with the recorded client versions, the findings differ:\n" + "\n".join(differ)

@@ -398,7 +398,10 @@ def test_close_later_in_the_session(server_factory, tmp_path, stage, how):
 
     node = r["node"].value
     if how == "reset":
-        assert node["code"] == "ESOCKET" and node["message"] == "read ECONNRESET", node
+        # Node reports the RST as a read error, except when its event loop handles the close before the
+        # read (seen once under load): then as a close. smtplib below tells an RST from a FIN either way.
+        assert (node["code"], node["message"]) in {("ESOCKET", "read ECONNRESET"),
+                                                   ("ECONNECTION", "Connection closed unexpectedly")}, node
         assert_smtplib_error(r["smtplib"], smtplib.SMTPServerDisconnected,
                              "Connection unexpectedly closed: [Errno 104] Connection reset by peer")
     else:

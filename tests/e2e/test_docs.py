@@ -12,6 +12,8 @@ Every block carries an info string, which says what it is and what this test doe
             one message through every client they configure, and the message must arrive.
   json      a fault profile: `smtpfault check` accepts it, or it is the broken one that the console block
             after it checks (then the errors must be the documented ones).
+  json composer
+            a project's composer.json: composer installs from it (test_clients_md_without_frameworks).
   admin     an admin socket transcript: `> request` lines are sent and each `< response` compared with the
             server's structurally (every key, in order); `…` stands for elided list items or lines.
   json output
@@ -26,7 +28,8 @@ Every block carries an info string, which says what it is and what this test doe
 A `smtpfault ...`, `build/smtpfault ...` or `make run ARGS="..."` line that starts a server is mapped to
 starting the binary under test with those arguments. The one normalisation allowed on what runs: the
 default ports 2525, 2587, 2465 and 2580 become the test server's ephemeral ones, the paths
-/tmp/smtpfault-certs and /tmp/pki become directories of this test, `build/smtpfault` and `smtpfault` are the
+/tmp/smtpfault-certs and /tmp/pki become directories of this test, /path/to/smtpfault (the checkout a
+package installs from) a copy of its clients/, `build/smtpfault` and `smtpfault` are the
 binary under test, and SMTPFAULT_ADMIN points `smtpfault ctl` at the test server's admin socket (what its
 default 127.0.0.1:2580 would reach). Tests must not bind fixed ports: a developer may run `make run` meanwhile.
 
@@ -45,6 +48,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -77,9 +81,11 @@ NOT_RUN = {
     ("docs/admin.md", "// Load a profile, wait"): "examples/admin-snippets/node.js: test_admin_snippets.py",
     ("docs/admin.md", '"""Load a profile, wait'): "examples/admin-snippets/python.py: test_admin_snippets.py",
     ("docs/admin.md", "<?php"): "examples/admin-snippets/php.php: test_admin_snippets.py",
-    ("docs/clients.md", "python3 -m pip install ./clients/python"): "installs into an environment: "
-                                                                    "clients/python/tests/test_package.py installs "
-                                                                    "the wheel into a venv",
+    ("docs/clients.md", "python3 -m venv --system-site-packages .venv    #"): "installs into a venv: "
+        "test_readme_quick_start_and_test_suite runs the README's same commands, "
+        "clients/python/tests/test_package.py installs the wheel into a venv",
+    ("docs/client-checks.md", 'r = admin.ok("client.report"'): "two lines of a test: test_client_report.py "
+                                                                  "asserts this summary after the same story",
     ("docs/clients.md", "import smtplib, ssl, pytest"): "clients/python/tests/test_package.py runs it in an empty "
                                                         "project with the installed wheel",
     ("docs/clients.md", "<?php\nuse PHPMailer"): "clients/php/tests/PackageTest.php runs it in an empty project "
@@ -98,7 +104,12 @@ NOT_RUN_LINES = {"make test": "the whole suite, this test included: what CI runs
 CLAIMED = {
     "test_readme_quick_start_and_test_suite": [
         ("README.md", "make run     #"), ("README.md", "$ swaks --server 127.0.0.1:2525 --to rcpt452"),
-        ("README.md", "import json, smtplib, socket, time")],
+        ("README.md", "python3 -m venv --system-site-packages"), ("README.md", "import smtplib, time, pytest")],
+    "test_readme_test_suite_node": [
+        ("README.md", "npm install --save-dev /path/to/smtpfault/clients/node"),
+        ("README.md", "const { test, before, after } = require('node:test');")],
+    "test_readme_test_suite_php": [
+        ("README.md", "composer config repositories.smtpfault"), ("README.md", "<?php\nuse PHPMailer")],
     "test_readme_30_second_example": [
         ("README.md", 'make run ARGS="--profile'), ("README.md", "$ python3 -c 'import smtplib"),
         ("README.md", "$ build/smtpfault ctl load")],
@@ -111,6 +122,9 @@ CLAIMED = {
     "test_profile_check_errors": [("docs/profiles.md", "$ smtpfault check broken.json")],
     "test_scopes_md": [("docs/scopes.md", "smtpfault ctl scope create"),
                        ("docs/scopes.md", "cd examples/parallel/python")],
+    "test_clients_md_without_frameworks": [
+        ("docs/clients.md", "import smtplib, ssl\nfrom smtpfault import SmtpFault"),
+        ("docs/clients.md", '{\n    "require": { "smtpfault/smtpfault"'), ("docs/clients.md", "<?php\nrequire 'vendor")],
     "test_tls_clients": [("docs/tls.md", "const fs = require('node:fs');"),
                          ("docs/tls.md", "$mail = new PHPMailer"), ("docs/tls.md", "import smtplib, ssl"),
                          ("docs/tls.md", "swaks --server localhost")],
@@ -193,7 +207,7 @@ def test_every_block_is_covered():
         checked = (b.lang == "json" and not b.meta) or b.lang == "admin"  # test_json_profiles, test_admin_transcripts
         if shown or checked:
             continue
-        if b.meta:
+        if b.meta and (b.lang, b.meta) != ("json", "composer"):
             problems.append(f"{b}: unknown info string {b.lang} {b.meta!r}")
         elif not any(b in find_blocks(key) for key in [*claimed, *NOT_RUN]):
             problems.append(f"{b}: starts {b.first!r}: no test runs it (claim it in CLAIMED, or explain in NOT_RUN)")
@@ -343,10 +357,10 @@ def doc_server(tmp_path):
     assert not failures, "\n\n".join(failures)
 
 
-def run_sh(b, start, env_for, cwd, paths=None):
+def run_sh(b, start, env_for, cwd, paths=None, srv=None):
     """Run an sh block: a line that starts a server starts it (the lines after run against it), the others
-    run with bash and must exit 0. Returns the server started, if any."""
-    srv = None
+    run with bash and must exit 0 (srv: a server already running, the one the default ports name). Returns the
+    server."""
     for command in sh_commands(b):
         if command.split(" #", 1)[0].strip() in NOT_RUN_LINES:
             continue
@@ -372,25 +386,107 @@ def stored(srv, count, timeout=IO_TIMEOUT):
 # -- README.md ----------------------------------------------------------------------------------------------
 
 
+def checkout_copy(tmp_path):
+    """/path/to/smtpfault of the README: a copy of this checkout's clients/ (installing a package from a
+    directory builds or links it there), without what the packages' own tests left behind."""
+    copy = tmp_path / "smtpfault"
+    shutil.copytree(REPO_ROOT / "clients", copy / "clients", symlinks=True,
+                    ignore=shutil.ignore_patterns("node_modules", "vendor", "build", "*.egg-info", "__pycache__"))
+    return {"/path/to/smtpfault": copy}
+
+
+def debian_python_first(env, tmp_path):
+    """env with Debian's python3 (what the docs' commands mean on Debian 12, with its pytest and
+    pytest-xdist) first on PATH, before any other python3 the machine has."""
+    python = tmp_path / "python-bin"
+    python.mkdir(exist_ok=True)
+    if not (python / "python3").exists():
+        (python / "python3").symlink_to("/usr/bin/python3")
+    return {**env, "PATH": f"{python}:{env['PATH']}"}
+
+
+def readme_project(test, tmp_path, test_file, start, srv):
+    """An empty project directory holding the README's test file (the block starting with `start`)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / test_file).write_text(substitute(claimed_block(test, "README.md", start).text, srv))
+    return project
+
+
 def test_readme_quick_start_and_test_suite(doc_server, bin_dir, tmp_path):
-    """`make run` (its defaults), the magic address, and the test-suite example run by pytest as a file."""
+    """`make run` (its defaults), the magic address, and the Python test suite: the package installed into a
+    venv as the README says, and test_welcome.py run by that venv's pytest (the plugin found through its
+    entry point) against the server."""
     test = "test_readme_quick_start_and_test_suite"
     srv = run_sh(claimed_block(test, "README.md", "make run     #"), doc_server, lambda s: shell_env(bin_dir, s),
                  REPO_ROOT)
     env = shell_env(bin_dir, srv)
     run_console(claimed_block(test, "README.md", "$ swaks --server 127.0.0.1:2525 --to rcpt452"), srv, env, tmp_path)
 
-    example = tmp_path / "test_welcome.py"
-    example.write_text(substitute(claimed_block(test, "README.md", "import json, smtplib, socket, time").text, srv))
-    proc = subprocess.run(["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", example.name],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
-    # The profile failed the first two connections, then the mail went through; the reset cleaned up.
+    project = readme_project(test, tmp_path, "test_welcome.py", "import smtplib, time, pytest", srv)
+    env = debian_python_first(shell_env(bin_dir, srv, {"PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_INDEX": "1"}),
+                              tmp_path)  # PIP_NO_INDEX: no PyPI here, and the package needs none
+    env.pop("SMTPFAULT_ADMIN")  # the block names it
+    env.pop("PYTHONPATH", None)
+    run_sh(claimed_block(test, "README.md", "python3 -m venv --system-site-packages"), None, lambda s: env, project,
+           checkout_copy(tmp_path), srv)
+    # The scope's profile failed its first two connections, then the mail went through, into the scope only.
     assert len(re.findall(r"fault rule 0 at greeting: reply 421 4\.7\.0 Try again later", srv.log())) == 2
-    assert len(srv.messages()) == 1 and srv.messages()[0].recipients == ["new-user@example.com"]
+    assert len(re.findall(r"reply 250 2\.0\.0 Ok: queued", srv.log())) == 1, srv.log()
+    assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == [], "the test's scope ended with it"
     assert admin_call(srv, {"cmd": "messages.list"})["messages"] == []
     assert admin_call(srv, {"cmd": "profile.get"})["name"] == ""
+
+
+def test_readme_test_suite_node(doc_server, bin_dir, tmp_path):
+    """The Node package installed into an empty project with npm as the README says (offline: a directory is
+    linked), Nodemailer from tests/clients (NODE_PATH), and the test file run with node --test."""
+    if shutil.which("npm") is None or not (CLIENTS_DIR / "node_modules" / "nodemailer").is_dir():
+        pytest.skip("npm or tests/clients/node_modules/nodemailer is missing")
+    test = "test_readme_test_suite_node"
+    srv = doc_server([])
+    project = readme_project(test, tmp_path, "welcome.test.js", "const { test, before, after } = require('node:test');",
+                             srv)
+    (project / "package.json").write_text('{"name": "welcome", "private": true}\n')
+    env = shell_env(bin_dir, srv, {"npm_config_offline": "true", "npm_config_cache": str(tmp_path / "npm-cache"),
+                                   "npm_config_audit": "false", "npm_config_fund": "false",
+                                   "npm_config_update_notifier": "false"})
+    run_sh(claimed_block(test, "README.md", "npm install --save-dev /path/to/smtpfault/clients/node"), None,
+           lambda s: env, project, checkout_copy(tmp_path), srv)
+    assert (project / "node_modules" / "smtpfault").resolve() == tmp_path / "smtpfault" / "clients" / "node"
+    assert len(re.findall(r"fault rule 0 at rcpt: reply 451 4\.3\.0 Try again later", srv.log())) == 1
+    assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == []
+
+
+def composer_env(env, tmp_path):
+    """env for composer and php in a project of this test: composer's home and cache here, and PHPMailer (which
+    the project would have from packagist) Debian's, its autoloader prepended to every script."""
+    if shutil.which("composer") is None or shutil.which("phpunit") is None or not PHPMAILER_AUTOLOAD.exists():
+        pytest.skip("composer, Debian's phpunit or libphp-phpmailer is missing")
+    ini = tmp_path / "php-ini"
+    ini.mkdir()
+    (ini / "phpmailer.ini").write_text(f"auto_prepend_file={PHPMAILER_AUTOLOAD}\n")
+    return {**env, "COMPOSER_HOME": str(tmp_path / "composer-home"), "COMPOSER_NO_INTERACTION": "1",
+            "COMPOSER_CACHE_DIR": str(tmp_path / "composer-cache"), "PHP_INI_SCAN_DIR": f":{ini}"}
+
+
+def test_readme_test_suite_php(doc_server, bin_dir, tmp_path):
+    """The PHP package required with composer from a path repository as the README says, in an empty project
+    (packagist.org off: no network here); PHPUnit and PHPMailer, which the project would require from
+    packagist, are Debian's: vendor/bin/phpunit links Debian's phpunit, and PHPMailer's autoloader is
+    prepended (PHP_INI_SCAN_DIR)."""
+    test = "test_readme_test_suite_php"
+    srv = doc_server([])
+    project = readme_project(test, tmp_path, "WelcomeTest.php", "<?php\nuse PHPMailer", srv)
+    (project / "composer.json").write_text('{"repositories": {"packagist.org": false}}\n')
+    (project / "vendor" / "bin").mkdir(parents=True)
+    (project / "vendor" / "bin" / "phpunit").symlink_to(shutil.which("phpunit"))
+    env = composer_env(shell_env(bin_dir, srv), tmp_path)
+    run_sh(claimed_block(test, "README.md", "composer config repositories.smtpfault"), None, lambda s: env, project,
+           checkout_copy(tmp_path), srv)
+    assert (project / "vendor" / "smtpfault" / "smtpfault").resolve() == tmp_path / "smtpfault" / "clients" / "php"
+    assert len(re.findall(r"fault rule 0 at rcpt: reply 550 5\.1\.1 User unknown", srv.log())) == 1
+    assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == []
 
 
 def test_readme_30_second_example(doc_server, bin_dir, tmp_path):
@@ -502,7 +598,8 @@ ELIDED = "\u2026elided"
 VOLATILE = {"uptime_ms": (int, float), "in": (int,), "out": (int,), "bytes_in": (int,), "bytes_out": (int,),
             "libuv": (str,), "wolfssl": (str,), "cjson": (str,),
             "connections": (int,),  # capacity.connections follows the machine's ulimit -n
-            "port": (int,)}  # scope.create's listeners: ports the kernel picks
+            "port": (int,),  # scope.create's listeners: ports the kernel picks
+            "delay_ms": (int, type(None)), "delays_ms": (list,)}  # client.report: what the client waited
 PEM_RE = r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n"
 
 
@@ -601,6 +698,23 @@ def test_http_curl_examples(doc_server, bin_dir, tmp_path):
         run_console(claimed_block("test_http_curl_examples", b.file, b.first), srv, shell_env(bin_dir, srv), tmp_path)
 
 
+def retry_story(srv):
+    """client.report's documented run: the first RCPT to later@ refused with 421 three times, each retry
+    waiting longer (0.2, 0.6, 1.5 s), then delivered; a message to nobody@ refused with 550 and not sent again."""
+    admin_call(srv, {"cmd": "reset"})
+    admin_call(srv, {"cmd": "profile.load", "profile": {"rules": [
+        {"when": {"stage": "rcpt", "rcpt": "later@*", "times": 3}, "do": {"reply": "421 4.3.2 Busy, try again later"}},
+        {"when": {"stage": "rcpt", "rcpt": "nobody@*"}, "do": {"reply": "550 5.1.1 No such user"}}]}})
+    for wait, rcpt in ((0, "later"), (0.2, "later"), (0.6, "later"), (1.5, "later"), (0, "nobody")):
+        time.sleep(wait)
+        try:
+            with smtplib.SMTP(srv.host, srv.port, timeout=IO_TIMEOUT) as s:
+                s.sendmail("app@example.org", [f"{rcpt}@example.com"], b"Subject: story\r\n\r\nhello\r\n")
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPServerDisconnected):
+            pass
+    poll(lambda: admin_call(srv, {"cmd": "sessions.list"})["live"] == [], IO_TIMEOUT, message="the sessions to end")
+
+
 def test_admin_transcripts(doc_server):
     """Every `> request` of docs/admin.md sent, in the order of its ids, each `< response` compared.
 
@@ -608,7 +722,7 @@ def test_admin_transcripts(doc_server):
     (ids up to 6), one session whose first RCPT is refused by it and whose retry is accepted (the message
     the next requests show, its bytes taken from messages.get's raw_base64); a message before
     messages.clear (16) and before reset (17), so each clears one; and after events.subscribe (24) a
-    session whose events are compared with the documented ones.
+    session whose events are compared with the documented ones; before client.report (25), retry_story.
     """
     exchanges = sorted(admin_exchanges(), key=lambda e: e[0] if isinstance(e[0], int) else 0)
     assert [e[0] for e in exchanges][:3] == ["a1", 1, 2], "the transcripts' ids changed: update this test"
@@ -617,13 +731,15 @@ def test_admin_transcripts(doc_server):
     srv = doc_server(["--certs-dir", str(suite_pki())])
     matcher = Matcher()
     plays = {7: lambda: smtp_session(srv, message, refused_first=True), 16: lambda: smtp_session(srv, message),
-             17: lambda: smtp_session(srv, message)}
+             17: lambda: smtp_session(srv, message), 25: lambda: retry_story(srv)}
     with srv.admin() as client:
         for ident, request, responses in exchanges:
             if ident in plays:
                 plays[ident]()
             client.send(matcher.request(request).encode() + b"\n")
             actual = json.loads(client.read_line())
+            while "ok" not in actual:  # after events.subscribe, the events of the plays come first
+                actual = json.loads(client.read_line())
             matcher.match(doc_json(responses[0]), actual, f"response to {request}")
             if len(responses) > 1:  # events.subscribe: the events of the next session
                 smtp_session(srv, message)
@@ -704,23 +820,69 @@ def test_errors_md_commands(doc_server, bin_dir):
 
 
 def test_scopes_md(doc_server, bin_dir, tmp_path):
-    """The shell session against a fresh server (so the first scope is s1), then the parallel example with
-    eight pytest-xdist workers, run from a copy of examples/parallel (pytest writes beside the tests) with
-    Debian's python3 (which has pytest-xdist) first on PATH."""
+    """The shell session against a fresh server (so the first scope is s1), then the parallel examples against
+    one server, run from a copy of examples/parallel (pytest writes beside the tests) whose ../../../clients is
+    this checkout's: Python with Debian's python3 (which has pytest-xdist) and the package from clients/python
+    (PYTEST_PLUGINS loads the plugin its entry point would), Node with the package and tests/clients'
+    Nodemailer on NODE_PATH, PHP with Debian's phpunit and PHPMailer. Every test of each ran: the server
+    fired each fault once per test."""
     srv = doc_server([])
     run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "smtpfault ctl scope create"), lambda a: srv,
            lambda s: shell_env(bin_dir, srv), tmp_path)
     if subprocess.run(["/usr/bin/python3", "-c", "import xdist"], capture_output=True).returncode != 0:
         pytest.skip("python3-pytest-xdist is not installed")
-    shutil.copytree(REPO_ROOT / "examples" / "parallel", tmp_path / "examples" / "parallel")
-    python = tmp_path / "python-bin"
-    python.mkdir()
-    (python / "python3").symlink_to("/usr/bin/python3")
-    env = shell_env(bin_dir, srv, {"PYTHONDONTWRITEBYTECODE": "1"})
-    env["PATH"] = f"{python}:{env['PATH']}"
+    if shutil.which("node") is None or not (CLIENTS_DIR / "node_modules" / "nodemailer").is_dir():
+        pytest.skip("node or tests/clients/node_modules/nodemailer is missing")
+    if shutil.which("phpunit") is None or not PHPMAILER_AUTOLOAD.exists():
+        pytest.skip("Debian's phpunit or libphp-phpmailer is missing")
+    shutil.copytree(REPO_ROOT / "examples" / "parallel", tmp_path / "examples" / "parallel",
+                    ignore=shutil.ignore_patterns("node_modules", "vendor"))
+    (tmp_path / "clients").symlink_to(REPO_ROOT / "clients")
+    node_path = tmp_path / "node-path"
+    node_path.mkdir()
+    (node_path / "smtpfault").symlink_to(REPO_ROOT / "clients" / "node")
+    env = debian_python_first(shell_env(bin_dir, srv, {
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO_ROOT / "clients" / "python" / "src"),
+        "PYTEST_PLUGINS": "smtpfault.pytest_plugin", "NODE_PATH": f"{node_path}:{CLIENTS_DIR / 'node_modules'}"}),
+        tmp_path)
+    before = {fault: len(re.findall(fault, srv.log())) for fault in ("at rcpt: reply 550", "at greeting: reply 421")}
     run_sh(claimed_block("test_scopes_md", "docs/scopes.md", "cd examples/parallel/python"), None, lambda s: env,
            tmp_path)
+    for fault, count in before.items():
+        assert len(re.findall(fault, srv.log())) - count == 3 * 8, f"{fault}: 8 tests in each of 3 languages"
     assert admin_call(srv, {"cmd": "scope.list"})["scopes"] == [], "every test's scope ended with it"
+
+
+# -- docs/clients.md ---------------------------------------------------------------------------------------
+
+
+def test_clients_md_without_frameworks(bin_dir, tmp_path):
+    """The Python and PHP programs without a test framework: each starts its own server (SMTPFAULT_BIN), sends
+    through a scope as its comments say, and prints the captured message's AUTH user. The PHP one in a
+    project that composer installed from the documented composer.json (the package a copy of clients/php
+    beside it, packagist.org off: no network here)."""
+    test = "test_clients_md_without_frameworks"
+    env = shell_env(bin_dir, None, {"SMTPFAULT_BIN": str(smtpfault_bin()), "PYTHONDONTWRITEBYTECODE": "1",
+                                    "PYTHONPATH": str(REPO_ROOT / "clients" / "python" / "src")})
+    script = tmp_path / "send.py"
+    script.write_text(claimed_block(test, "docs/clients.md", "import smtplib, ssl\nfrom smtpfault import SmtpFault").text)
+    proc = subprocess.run(["/usr/bin/python3", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout == "app@gmail.com\n", proc.stdout + proc.stderr
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(REPO_ROOT / "clients" / "php", tmp_path / "smtpfault" / "clients" / "php",
+                    ignore=shutil.ignore_patterns("vendor"))  # the documented url: ../smtpfault/clients/php
+    (project / "composer.json").write_text(
+        claimed_block(test, "docs/clients.md", '{\n    "require": { "smtpfault/smtpfault"').text)
+    env = composer_env(env, tmp_path)
+    status, out = run_shell("composer config -g repositories.packagist.org false && composer install", env, project)
+    assert status == 0, out
+    assert (project / "vendor" / "smtpfault" / "smtpfault" / "src" / "Client.php").exists()
+    (project / "send.php").write_text(claimed_block(test, "docs/clients.md", "<?php\nrequire 'vendor").text)
+    status, out = run_shell("php send.php", env, project)
+    assert status == 0 and out == "app@gmail.com\n", out
 
 
 # -- docs/tls.md --------------------------------------------------------------------------------------------

@@ -209,6 +209,44 @@ static void test_messages_draw_on_one_pool(void **state)
         store_msg_unref(m[i]);
 }
 
+/* closed sessions: SESSIONS_RECENT_MAX per ring, SESSIONS_KEPT_MAX in all, the oldest anywhere first */
+static void test_closed_sessions_pool(void **state)
+{
+    (void)state;
+    sessions_pool pool = {0, NULL, NULL};
+    sessions_ring own, other[10];
+    sessions_ring_init(&own, &pool);
+    uint64_t id = 0;
+    for (int i = 0; i < SESSIONS_RECENT_MAX + 10; i++) {
+        session_record rec = {.id = ++id};
+        rec.helo = strdup("client.example"); /* owned by the ring from now on */
+        sessions_ring_add(&own, &rec);
+        assert_null(rec.helo);
+    }
+    assert_int_equal(own.count, SESSIONS_RECENT_MAX);
+    assert_int_equal(own.head->rec.id, 11); /* its 10 oldest forgotten */
+    for (int r = 0; r < 10; r++) {
+        sessions_ring_init(&other[r], &pool);
+        for (int i = 0; i < SESSIONS_RECENT_MAX; i++) {
+            session_record rec = {.id = ++id};
+            sessions_ring_add(&other[r], &rec);
+        }
+    }
+    /* 200 + 10 x 200 = 2200 were added past own's: the pool kept 2000, own's 200 went first */
+    assert_int_equal(pool.count, SESSIONS_KEPT_MAX);
+    assert_int_equal(own.count, 0);
+    assert_null(own.head);
+    assert_int_equal(other[0].count, SESSIONS_RECENT_MAX);
+    sessions_ring_free(&other[3]);
+    assert_int_equal(pool.count, SESSIONS_KEPT_MAX - SESSIONS_RECENT_MAX);
+    for (int r = 0; r < 10; r++)
+        sessions_ring_free(&other[r]);
+    sessions_ring_free(&own);
+    assert_int_equal(pool.count, 0);
+    assert_null(pool.head);
+    assert_null(pool.tail);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +255,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_owner_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_draw_on_one_pool, setup, teardown),
+        cmocka_unit_test(test_closed_sessions_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

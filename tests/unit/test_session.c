@@ -1,4 +1,5 @@
 /* test_session.c - the SMTP state machine over a fake transport (server/session.c) */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1207,6 +1208,204 @@ static void test_ehlo_remove(void **state)
     fake_free(f);
 }
 
+/* -- findings: what the session sees the client do wrong ------------------------------------------------ */
+
+/* feed_each - each piece in its own read, as a client that waits for every reply; NULL ends the list */
+static void feed_each(fake *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    for (const char *text = va_arg(ap, const char *); text != NULL; text = va_arg(ap, const char *))
+        feed(f, text);
+    va_end(ap);
+}
+
+/* reply_profile - a profile whose one rule replies at stage */
+static const char *reply_profile(const char *stage, const char *reply, char *buf, size_t size)
+{
+    snprintf(buf, size, "{\"rules\": [{\"when\": {\"stage\": \"%s\"}, \"do\": {\"reply\": \"%s\"}}]}", stage,
+             reply);
+    return buf;
+}
+
+/* assert_findings - the session's finding ids, space-separated, in the order they first happened */
+static void assert_findings(fake *f, const char *expect)
+{
+    char ids[512] = "";
+    const findings *x = session_findings(f->s);
+    for (size_t i = 0; i < x->n; i++) {
+        if (i > 0)
+            strcat(ids, " ");
+        strcat(ids, finding_name(x->items[i].id));
+    }
+    if (strcmp(ids, expect) != 0) {
+        print_error("findings: %s\nexpected: %s\n", ids, expect);
+        fail();
+    }
+}
+
+static void test_findings_clean_transaction(void **state)
+{
+    (void)state;
+    fake *f = fake_new();
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\n", "RCPT TO:<b@y.test>\r\n", "DATA\r\n",
+              "Subject: t\r\n\r\nhello\r\n.\r\n", "QUIT\r\n", NULL);
+    assert_codes(f, "250 250 250 354 250 221");
+    assert_findings(f, "");
+    fake_free(f);
+}
+
+static void test_findings_line_endings(void **state)
+{
+    (void)state;
+    fake *f = fake_new();
+    feed_each(f, "EHLO c\n", "NOOP\n", "NOOP a\rb\r\n", NULL);
+    assert_findings(f, "bare-lf bare-cr");
+    assert_int_equal(session_findings(f->s)->items[0].count, 2);
+    fake_free(f);
+}
+
+static void test_findings_pipelining(void **state)
+{
+    (void)state;
+    /* before the EHLO reply, PIPELINING is not known to be offered */
+    fake *f = fake_new();
+    feed(f, "EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+    assert_findings(f, "pipelining-not-offered");
+    fake_free(f);
+    /* after it, pipelining is fine */
+    f = fake_new();
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n", NULL);
+    assert_codes(f, "250 250 250 354");
+    assert_findings(f, "");
+    fake_free(f);
+    /* HELO offers no extension */
+    f = fake_new();
+    feed_each(f, "HELO c\r\n", "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n", NULL);
+    assert_findings(f, "pipelining-not-offered");
+    fake_free(f);
+}
+
+static void test_findings_data_after_refused_rcpts(void **state)
+{
+    (void)state;
+    char buf[200];
+    const char *profile = reply_profile("rcpt", "550 5.1.1 no", buf, sizeof(buf));
+    fake *f = fake_with(&cfg, profile, "smtp");
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\n", "RCPT TO:<b@y.test>\r\n", "DATA\r\n", NULL);
+    assert_codes(f, "250 250 550 554");
+    assert_findings(f, "data-after-all-rcpt-refused");
+    fake_free(f);
+    f = fake_with(&cfg, profile, "smtp"); /* pipelined: DATA could not know */
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n", NULL);
+    assert_codes(f, "250 250 550 554");
+    assert_findings(f, "");
+    fake_free(f);
+}
+
+static void test_findings_content(void **state)
+{
+    (void)state;
+    fake *f = fake_new();
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\n", "RCPT TO:<b@y.test>\r\n", "DATA\r\n",
+              "Subject: t\r\n\r\ncaf\xc3\xa9\none\r", "two\r\n.\r\n", NULL);
+    assert_codes(f, "250 250 250 354 250");
+    assert_findings(f, "bare-lf bare-cr 8bit-without-8bitmime");
+    /* declared: no finding */
+    feed(f, "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n");
+    fake_free(f);
+    f = fake_new();
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n", "RCPT TO:<b@y.test>\r\n", "DATA\r\n",
+              "Subject: t\r\n\r\ncaf\xc3\xa9\r\n.\r\n", NULL);
+    assert_findings(f, "");
+    fake_free(f);
+}
+
+static void test_findings_size_and_utf8(void **state)
+{
+    (void)state;
+    fake *f = fake_new(); /* SIZE 1000 */
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<j\xc3\xb6rg@x.test>\r\n", "MAIL FROM:<a@x.test>\r\n",
+              "RCPT TO:<b@y.test>\r\n", "DATA\r\n", NULL);
+    char big[1200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    feed(f, big);
+    feed(f, "\r\n.\r\n");
+    assert_codes(f, "250 553 250 250 354 552");
+    assert_findings(f, "smtputf8-not-declared size-exceeded-anyway");
+    fake_free(f);
+}
+
+static void test_findings_tls_and_auth(void **state)
+{
+    (void)state;
+    session_config c = tls_cfg(0, 0);
+    fake *f = fake_with(&c, NULL, "smtp");
+    feed_each(f, "EHLO c\r\n", "AUTH PLAIN AHRpbQBwdw==\r\n", NULL);
+    const findings *x = session_findings(f->s);
+    assert_findings(f, "auth-before-starttls");
+    assert_int_equal(x->items[0].line_len, 10); /* "AUTH PLAIN": never the credential */
+    feed(f, "STARTTLS\r\n");
+    session_tls_established(f->s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+    feed(f, "MAIL FROM:<a@x.test>\r\n");
+    assert_findings(f, "auth-before-starttls no-ehlo-after-starttls");
+    fake_free(f);
+    f = fake_with(&c, NULL, "smtp"); /* the right order */
+    feed_each(f, "EHLO c\r\n", "STARTTLS\r\n", NULL);
+    session_tls_established(f->s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+    feed_each(f, "EHLO c\r\n", "AUTH PLAIN AHRpbQBwdw==\r\n", NULL);
+    assert_findings(f, "");
+    fake_free(f);
+}
+
+static void test_findings_never_keep_credentials(void **state)
+{
+    (void)state;
+    session_config c = tls_cfg(0, 0);
+    fake *f = fake_with(&c, "{\"ehlo\": {\"remove\": [\"PIPELINING\"]}}", "smtp");
+    feed_each(f, "EHLO c\r\n", "AUTH PLAIN AHRpbQBwdw==\nNOOP\r\n", NULL); /* bare LF, pipelined */
+    feed_each(f, "AUTH LOGIN\r\n", "dGlt\n", NULL);                        /* a SASL response, bare LF */
+    const findings *x = session_findings(f->s);
+    assert_findings(f, "bare-lf pipelining-not-offered auth-before-starttls");
+    for (size_t i = 0; i < x->n; i++) {
+        assert_null(memmem(x->items[i].line, x->items[i].line_len, "AHRpbQBwdw", 10));
+        assert_null(memmem(x->items[i].line, x->items[i].line_len, "dGlt", 4));
+    }
+    assert_int_equal(x->items[0].count, 2); /* the AUTH line's and the SASL response's bare LF */
+    fake_free(f);
+    /* after a 421, and from the connection (an early talker): the same */
+    char buf[200];
+    f = fake_with(&cfg, reply_profile("mail", "421 4.3.2 bye", buf, sizeof(buf)), "smtp");
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\n", NULL);
+    session_input_after_close(f->s, "AUTH PLAIN AHRpbQBwdw==\r\n", 25);
+    session_finding(f->s, FINDING_EARLY_TALKER, "auth plain AHRpbQBwdw==", 23);
+    assert_findings(f, "command-after-421 early-talker");
+    for (size_t i = 0; i < session_findings(f->s)->n; i++)
+        assert_int_equal(session_findings(f->s)->items[i].line_len, 10);
+    fake_free(f);
+}
+
+static void test_findings_after_421(void **state)
+{
+    (void)state;
+    char buf[200];
+    const char *profile = reply_profile("mail", "421 4.3.2 bye", buf, sizeof(buf));
+    fake *f = fake_with(&cfg, profile, "smtp");
+    feed_each(f, "EHLO c\r\n", "MAIL FROM:<a@x.test>\r\n", NULL);
+    assert_true(f->closed);
+    session_input_after_close(f->s, "QUIT\r\n", 6);
+    assert_findings(f, "");
+    session_input_after_close(f->s, "QUIT\r\nRSET\r\n", 12);
+    assert_findings(f, "command-after-421");
+    fake_free(f);
+    f = fake_new(); /* no 421: what comes after a QUIT is none of this */
+    feed(f, "QUIT\r\n");
+    session_input_after_close(f->s, "RSET\r\n", 6);
+    assert_findings(f, "");
+    fake_free(f);
+}
+
 int main(void)
 {
     log_setup(stderr, LOG_FORMAT_TEXT, LOG_ERROR);
@@ -1245,6 +1444,15 @@ int main(void)
         cmocka_unit_test(test_starttls),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_ehlo_remove),
+        cmocka_unit_test(test_findings_clean_transaction),
+        cmocka_unit_test(test_findings_line_endings),
+        cmocka_unit_test(test_findings_pipelining),
+        cmocka_unit_test(test_findings_data_after_refused_rcpts),
+        cmocka_unit_test(test_findings_content),
+        cmocka_unit_test(test_findings_size_and_utf8),
+        cmocka_unit_test(test_findings_tls_and_auth),
+        cmocka_unit_test(test_findings_never_keep_credentials),
+        cmocka_unit_test(test_findings_after_421),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
