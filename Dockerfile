@@ -12,7 +12,7 @@ FROM debian:bookworm-slim AS build
 # The build packages of .ci/install-deps; libc6-dev is what --no-install-recommends leaves out of gcc.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        cmake make gcc libc6-dev pkg-config libuv1-dev libwolfssl-dev libcjson-dev \
+        cmake make gcc libc6-dev pkg-config libuv1-dev libwolfssl-dev libcjson-dev libhttp-parser-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -56,6 +56,8 @@ ENV SMTPFAULT_SMTP=0.0.0.0:2525 \
     SMTPFAULT_ADMIN=127.0.0.1:2580 \
     SMTPFAULT_CERTS_DIR=/certs
 VOLUME /certs
+# 2580, the admin port (NDJSON, and HTTP: the API and the web page at /), is not exposed: it listens on the
+# container's loopback until SMTPFAULT_ADMIN opens it (the compose file does, and publishes it).
 EXPOSE 2525 2587 2465
 # ctl reads SMTPFAULT_ADMIN and SMTPFAULT_ADMIN_TOKEN as the server does (0.0.0.0 is reached on loopback).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \

@@ -10,7 +10,7 @@ CTEST_ARGS ?=
 FUZZ_SECONDS ?= 60
 PREFIX ?= /usr/local
 
-.PHONY: all deps deps-test configure build install run test test-asan test-valgrind test-container fuzz format format-check clean bench bench-tls bench-load bench-soak bench-scopes bench-node
+.PHONY: all deps deps-test configure build install run test test-asan test-valgrind test-container fuzz format format-check clean bench bench-tls bench-load bench-soak bench-scopes bench-events bench-node
 
 all: build
 
@@ -85,6 +85,10 @@ bench-soak: deps
 bench-scopes: deps
 	@$(MAKE) --no-print-directory build
 	/usr/bin/python3 bench/scopes.py ./$(BUILD)/smtpfault $(ARGS)
+
+bench-events: deps
+	@$(MAKE) --no-print-directory build
+	/usr/bin/python3 bench/events.py ./$(BUILD)/smtpfault $(ARGS)
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

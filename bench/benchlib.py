@@ -122,6 +122,21 @@ def machine_user_s():
     return (int(fields[1]) + int(fields[2])) / CLK_TCK
 
 
+def smtp_source(port, count, cpu, sessions, size, reuse, timeout):
+    """count 1-message transactions of size bytes through Postfix's smtp-source, sessions at a time (reuse:
+    keep each connection, -d; else one session per message); messages per second. A failure raises."""
+    cmd = [find_tool("smtp-source"), "-s", str(sessions), "-m", str(count), "-l", str(size), "-f",
+           "bench@example.com", "-t", "sink@example.com", "-M", "bench.invalid", *(["-d"] if reuse else []),
+           f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    r = subprocess.run(pin(cmd, cpu), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    elapsed = time.monotonic() - t0
+    if r.returncode != 0 or r.stderr.strip():
+        raise BenchError(f"smtp-source to {port} failed ({r.returncode}): {r.stderr.decode(errors='replace')[:300]}")
+    return count / elapsed
+
+
 def stop(proc, name, timeout=10):
     """Stop a process started here, by its PID (SIGTERM, then SIGKILL); returns its exit status."""
     if proc is None:

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from benchlib import (BenchError, Smtpfault, cpu_plan, find_tool, free_port, log, pin, print_table, proc_status,
-                      raise_nofile, read_text, run_main, stop, wait_banner, write_json)
+                      raise_nofile, read_text, run_main, smtp_source, stop, wait_banner, write_json)
 
 TARGET_CREATE_MS, TARGET_IDLE_KIB = 5.0, 100.0
 SESSIONS, SIZE = 20, 1024
@@ -128,15 +128,7 @@ class Sink:
 
 
 def source_run(port, count, cpu):
-    cmd = [find_tool("smtp-source"), "-s", str(SESSIONS), "-m", str(count), "-l", str(SIZE), "-f",
-           "bench@example.com", "-t", "sink@example.com", "-M", "bench.invalid", "-d", f"127.0.0.1:{port}"]
-    t0 = time.monotonic()
-    r = subprocess.run(pin(cmd, cpu), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       timeout=RUN_TIMEOUT_S)
-    elapsed = time.monotonic() - t0
-    if r.returncode != 0 or r.stderr.strip():
-        raise BenchError(f"smtp-source to {port} failed ({r.returncode}): {r.stderr.decode(errors='replace')[:300]}")
-    return count / elapsed
+    return smtp_source(port, count, cpu, SESSIONS, SIZE, True, RUN_TIMEOUT_S)
 
 
 def traffic(server, admin, sink, messages, repeats, client_cpu):

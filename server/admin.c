@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,6 +31,7 @@
 #include <time.h>
 
 #include "admin_cmd.h"
+#include "admin_http.h"
 #include "bytebuf.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -42,10 +44,11 @@
 #define ADMIN_OUTPUT_TOTAL_MAX (128 * 1024 * 1024) /* responses over ADMIN_WRITE_MAX queued, all clients */
 #define ADMIN_SUBSCRIBERS_MAX  16
 /* What a queued line costs beyond its bytes: the write request and two allocations' headers. */
-#define ADMIN_WRITE_OVERHEAD (sizeof(write_req) + 2 * 32)
-#define ADMIN_OUT_CHUNK      65536 /* small lines gather into writes of up to this */
-#define ADMIN_OUT_FIRST      1024  /* the gathering buffer's first allocation */
-#define ADMIN_READ_BUFFER    65536
+#define ADMIN_WRITE_OVERHEAD  (sizeof(write_req) + 2 * 32)
+#define ADMIN_OUT_CHUNK       65536 /* small lines gather into writes of up to this */
+#define ADMIN_OUT_FIRST       1024  /* the gathering buffer's first allocation */
+#define ADMIN_STREAM_FLUSH_MS 10    /* an event stream's lines are written at most this late */
+#define ADMIN_READ_BUFFER     65536
 /* Input held: a partial line within ADMIN_LINE_MAX, one read, and the newline added at end of input. */
 #define ADMIN_IN_FIRST 4096 /* an idle client keeps no more than this */
 #define ADMIN_IN_MAX   (ADMIN_LINE_MAX + ADMIN_READ_BUFFER + 1)
@@ -56,6 +59,7 @@
 #define ADMIN_REFUSED_LINGER_MS    2000 /* a refused client's input is dropped for this long, then it closes */
 #define ADMIN_PRETOKEN_ID_MAX      64   /* a stranger's "id" is echoed only up to this many bytes */
 #define ADMIN_PRETOKEN_OUT_MAX     65536 /* output queued for a connection that has not shown the token */
+#define ADMIN_SUBJECT_MAX          998 /* the Subject a "subject" glob is matched against (a line's length) */
 
 typedef union admin_handle {
     uv_handle_t handle;
@@ -92,9 +96,11 @@ struct admin_client {
     scope *sub_scope; /* whose events it gets */
     int waiting;      /* a messages.wait holds the queue */
     int eof;          /* the client shut its side: answer what it sent, then close */
-    bytebuf out;      /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
-    int writes;       /* write requests not completed yet */
-    size_t queued;    /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
+    int started;      /* a byte has come: the connection speaks NDJSON, or HTTP when http is set */
+    admin_http *http;
+    bytebuf out;   /* lines gathered for the next write (at most ADMIN_OUT_CHUNK bytes) */
+    int writes;    /* write requests not completed yet */
+    size_t queued; /* bytes those hold, ADMIN_WRITE_OVERHEAD each included */
     cJSON *wait_id;
     admin_filter filter;
 };
@@ -110,6 +116,8 @@ struct admin {
     size_t big_queued; /* of that, responses over ADMIN_WRITE_MAX */
     uv_idle_t flush;   /* runs once gathered output waits: writes it before the loop waits */
     int flush_open;
+    uv_timer_t stream_flush; /* event streams' gathered lines, written every ADMIN_STREAM_FLUSH_MS */
+    int stream_flush_open;
     char read_buf[ADMIN_READ_BUFFER];
 };
 
@@ -127,6 +135,7 @@ static void filter_free(admin_filter *f)
 {
     free(f->to);
     free(f->from);
+    free(f->subject);
     memset(f, 0, sizeof(*f));
 }
 
@@ -147,6 +156,7 @@ static void on_client_closed(uv_handle_t *h)
     filter_free(&c->filter);
     bytebuf_release(&c->in);
     bytebuf_release(&c->out);
+    admin_http_free(c->http);
     free(c);
 }
 
@@ -248,24 +258,46 @@ static void flush_output(admin_client *c)
     submit(c, data, len, size, 0);
 }
 
-static void on_flush(uv_idle_t *h)
+static void on_stream_flush(uv_timer_t *t)
 {
-    admin *a = h->data;
-    uv_idle_stop(h);
+    admin *a = t->data;
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        flush_output(c);
+        if (c->subscribed)
+            flush_output(c);
     }
 }
 
 /*
- * queue_line - a line of len bytes (without its newline) for the client; owned: text is taken over. Lines
- * gather into writes of up to ADMIN_OUT_CHUNK, sent before the loop next waits: 100,000 pipelined pings
- * cost a few writes, not 100,000 write requests. A longer line is a write of its own, in order.
+ * on_flush - before the loop waits: the gathered output of every client, except event streams', which
+ * wait for the stream timer: at thousands of sessions a second, one write per loop turn and stream cost
+ * SMTP more than the events are worth. A stream's lines are at most ADMIN_STREAM_FLUSH_MS late.
  */
-static void queue_line(admin_client *c, char *text, size_t len, int owned)
+static void on_flush(uv_idle_t *h)
 {
-    if (!c->closing && len + 1 > ADMIN_OUT_CHUNK) {
+    admin *a = h->data;
+    uv_idle_stop(h);
+    int streams = 0;
+    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->subscribed && c->out.len > 0)
+            streams = 1;
+        else
+            flush_output(c);
+    }
+    if (streams && a->stream_flush_open && !uv_is_active((uv_handle_t *)&a->stream_flush))
+        uv_timer_start(&a->stream_flush, on_stream_flush, ADMIN_STREAM_FLUSH_MS, 0);
+}
+
+/*
+ * queue_out - len bytes of text for the client, and a newline when nl; owned: text is taken over. Small
+ * outputs gather into writes of up to ADMIN_OUT_CHUNK, sent before the loop next waits: 100,000 pipelined
+ * pings cost a few writes, not 100,000 write requests. A longer one is a write of its own, in order.
+ */
+static void queue_out(admin_client *c, char *text, size_t len, int owned, int nl)
+{
+    size_t total = len + (nl ? 1 : 0);
+    if (!c->closing && total > ADMIN_OUT_CHUNK) {
         flush_output(c);
         char *data = owned ? text : malloc(len);
         if (data != NULL && !owned)
@@ -273,21 +305,28 @@ static void queue_line(admin_client *c, char *text, size_t len, int owned)
         if (data == NULL)
             admin_client_close(c, "out of memory");
         else
-            submit(c, data, len, len, 1);
+            submit(c, data, len, len, nl);
         return;
     }
-    if (!c->closing && c->out.len + len + 1 > ADMIN_OUT_CHUNK)
+    if (!c->closing && c->out.len + total > ADMIN_OUT_CHUNK)
         flush_output(c);
     /* Grown by doubling: what a write holds is at most twice what it sends, and counted whole. */
-    if (!c->closing && bytebuf_reserve(&c->out, len + 1) != 0)
+    if (!c->closing && bytebuf_reserve(&c->out, total) != 0)
         admin_client_close(c, "out of memory");
     if (!c->closing) {
         (void)bytebuf_append(&c->out, text, len);
-        (void)bytebuf_append(&c->out, "\n", 1);
+        if (nl)
+            (void)bytebuf_append(&c->out, "\n", 1);
         uv_idle_start(&c->a->flush, on_flush);
     }
     if (owned)
         free(text);
+}
+
+/* queue_line - a line of len bytes (without its newline), as queue_out */
+static void queue_line(admin_client *c, char *text, size_t len, int owned)
+{
+    queue_out(c, text, len, owned, 1);
 }
 
 /*
@@ -334,7 +373,9 @@ static void respond(admin_client *c, cJSON *obj, cJSON *id)
         respond(c, refusal, idv);
         return;
     }
-    if (text != NULL)
+    if (text != NULL && c->http != NULL)
+        admin_http_response(c, out, text, strlen(text)); /* framed as an HTTP response or an event stream */
+    else if (text != NULL)
         queue_line(c, text, strlen(text), 1);
     cJSON_Delete(out);
 }
@@ -424,29 +465,28 @@ static int same_token(const char *given, const char *want)
     return diff == 0;
 }
 
-/* handle_line - one request line */
-static void handle_line(admin_client *c, const char *line, size_t len)
+cJSON *admin_parse_request(const char *line, size_t len, int multiline, cJSON **err)
 {
     if (!utf8_valid(line, len)) {
         /* JSON text is UTF-8 (RFC 8259 8.1); cJSON would take the bytes, and echo them in the response. */
-        respond(c, admin_error("invalid_json", "the request is not valid JSON (not UTF-8)"), NULL);
-        return;
+        *err = admin_error("invalid_json", "the request is not valid JSON (not UTF-8)");
+        return NULL;
     }
     /* Control characters are never JSON (in strings they are escaped), but cJSON skips them as blanks
      * ("\0{...}" was a request) and keeps them in strings (a NUL cut "pi\0ng" to "pi"). Tabs may pass. */
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)line[i] < 0x20 && line[i] != '\t' && line[i] != '\r') {
-            respond(c,
-                    admin_error("invalid_json",
-                                "the request is not valid JSON (control character 0x%02x at byte %zu)",
-                                (unsigned)(unsigned char)line[i], i + 1),
-                    NULL);
-            return;
+        if ((unsigned char)line[i] < 0x20 && line[i] != '\t' && line[i] != '\r' &&
+            !(multiline && line[i] == '\n')) {
+            *err = admin_error("invalid_json",
+                               "the request is not valid JSON (control character 0x%02x at byte %zu)",
+                               (unsigned)(unsigned char)line[i], i + 1);
+            return NULL;
         }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     /* One value per line: what follows it (a second request, garbage) would otherwise be ignored. */
-    while (req != NULL && end < line + len && (*end == ' ' || *end == '\t'))
+    while (req != NULL && end < line + len &&
+           (*end == ' ' || *end == '\t' || (multiline && (*end == '\r' || *end == '\n'))))
         end++;
     if (req != NULL && end < line + len) {
         cJSON_Delete(req);
@@ -454,22 +494,44 @@ static void handle_line(admin_client *c, const char *line, size_t len)
     }
     if (req == NULL) {
         size_t at = end ? (size_t)(end - line) : 0;
-        respond(c, admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1), NULL);
-        return;
+        *err = admin_error("invalid_json", "the request is not valid JSON (at byte %zu)", at + 1);
+        return NULL;
     }
     if (has_nul_escape(line, len)) {
         cJSON_Delete(req);
-        respond(c, admin_error("bad_request", "a string in the request holds \\u0000 (NUL), which none may"),
-                NULL);
+        *err = admin_error("bad_request", "a string in the request holds \\u0000 (NUL), which none may");
+        return NULL;
+    }
+    return req;
+}
+
+cJSON *admin_run_request(admin_client *c, const cJSON *req, cJSON *id)
+{
+    const char *dup = NULL;
+    int oom = 0;
+    if (!cJSON_IsObject(req))
+        return admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(req, "cmd")))
+        return admin_error("bad_request", "the request has no \"cmd\" string");
+    if ((dup = duplicate_key(req, &oom)) != NULL)
+        return admin_error("bad_request", "the key \"%.64s\" appears twice in the request", dup);
+    if (oom)
+        return admin_error("internal", "out of memory");
+    return admin_command(c, req, id);
+}
+
+/* handle_line - one request line */
+static void handle_line(admin_client *c, const char *line, size_t len)
+{
+    cJSON *resp = NULL;
+    cJSON *req = admin_parse_request(line, len, 0, &resp);
+    if (req == NULL) {
+        respond(c, resp, NULL);
         return;
     }
     const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
     cJSON *id = idv ? id_copy(idv) : NULL;
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     const config *cfg = c->a->srv->cfg;
-    const char *dup = NULL;
-    int oom = 0;
-    cJSON *resp;
     /* The token first: a request without it costs no more than its parse, whatever its shape. */
     int token_ok =
         cJSON_IsObject(req) && (cfg->admin_token == NULL || same_token(request_token(req), cfg->admin_token));
@@ -484,19 +546,11 @@ static void handle_line(admin_client *c, const char *line, size_t len)
         }
         cJSON_free(printed);
     }
-    if (!cJSON_IsObject(req))
-        resp = admin_error("bad_request", "a request is a JSON object: {\"cmd\": \"ping\"}");
-    else if (!token_ok)
+    if (cJSON_IsObject(req) && !token_ok)
         resp =
             admin_error("unauthorized", "this admin socket needs \"token\" in every request (--admin-token)");
-    else if (!cJSON_IsString(cmd))
-        resp = admin_error("bad_request", "the request has no \"cmd\" string");
-    else if ((dup = duplicate_key(req, &oom)) != NULL)
-        resp = admin_error("bad_request", "the key \"%.64s\" appears twice in the request", dup);
-    else if (oom)
-        resp = admin_error("internal", "out of memory");
     else
-        resp = admin_command(c, req, id);
+        resp = admin_run_request(c, req, id);
     if (resp != NULL)
         respond(c, resp, id);
     cJSON_Delete(req);
@@ -565,6 +619,11 @@ static int line_allowed(admin_client *c, const char *p, size_t len)
 /* process_lines - run the complete lines in the input, unless a wait holds the queue */
 static void process_lines(admin_client *c)
 {
+    if (c->http != NULL) {
+        if (!c->closing && !c->waiting && !c->refused)
+            admin_http_process(c); /* HTTP requests, framed by admin_http.c */
+        return;
+    }
     size_t off = 0;
     while (!c->closing && !c->waiting && !c->refused && off < c->in.len) {
         char *p = c->in.data + off;
@@ -623,7 +682,7 @@ static void watch_partial_line(admin_client *c)
 {
     if (c->closing || c->refused)
         return;
-    if (c->in.len > 0 && !c->waiting && !c->discarding)
+    if ((c->in.len > 0 || admin_http_partial(c->http)) && !c->waiting && !c->discarding)
         uv_timer_start(&c->idle_timer, on_partial_line_idle, ADMIN_PARTIAL_LINE_IDLE_MS, 0);
     else
         uv_timer_stop(&c->idle_timer);
@@ -671,9 +730,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == UV_EOF) {
         /* A half-close (shutdown(SHUT_WR), `nc -N`): the requests already sent are still answered, and a
          * last line without its newline counts as a request. The connection closes once that is done. */
+        if (c->http != NULL && c->subscribed) {
+            admin_client_close(c, NULL); /* an event stream's reader went away: its slot is free again */
+            return;
+        }
         uv_read_stop(stream);
         c->eof = 1;
-        if (c->in.len > 0 && !c->discarding) {
+        if (c->in.len > 0 && !c->discarding && c->http == NULL) {
             if (bytebuf_append(&c->in, "\n", 1) != 0) {
                 admin_client_close(c, "out of memory");
                 return;
@@ -688,6 +751,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     size_t n = (size_t)nread;
+    if (!c->started) {
+        /* The first byte tells the protocol: a request line starts with a method (GET, POST, ...), which no
+         * JSON text does. */
+        c->started = 1;
+        if (buf->base[0] >= 'A' && buf->base[0] <= 'Z' && (c->http = admin_http_new(c)) == NULL) {
+            admin_client_close(c, "out of memory");
+            return;
+        }
+    }
     /* While skipping an over-long line or waiting, keep only what is needed: bounded either way. */
     if (c->in.len + n > ADMIN_LINE_MAX + ADMIN_READ_BUFFER && !c->discarding && c->waiting) {
         admin_client_close(c, "too many requests queued behind messages.wait");
@@ -754,12 +826,49 @@ int admin_subscribe(admin_client *c, scope *sc)
     return 0;
 }
 
+/*
+ * subject_matches - the message's first Subject header field, unfolded, as sent (encoded words are not
+ * decoded), matches glob without regard to case; a message without one matches as ""
+ */
+static int subject_matches(const char *glob, const store_msg *m)
+{
+    const char *p = m->body ? m->body : "", *end = p + m->size;
+    char value[ADMIN_SUBJECT_MAX + 1];
+    size_t n = 0;
+    int in_subject = 0;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((lf ? lf : end) - p);
+        size_t l = len > 0 && p[len - 1] == '\r' ? len - 1 : len;
+        if (l == 0)
+            break; /* the end of the header section */
+        if (in_subject && (p[0] == ' ' || p[0] == '\t')) {
+            for (size_t i = 0; i < l && n < ADMIN_SUBJECT_MAX; i++)
+                value[n++] = p[i];
+        } else if (in_subject) {
+            break;
+        } else if (l >= 8 && strncasecmp(p, "subject:", 8) == 0) {
+            in_subject = 1;
+            size_t i = 8;
+            while (i < l && (p[i] == ' ' || p[i] == '\t'))
+                i++;
+            for (; i < l && n < ADMIN_SUBJECT_MAX; i++)
+                value[n++] = p[i];
+        }
+        p += len + (lf ? 1 : 0);
+    }
+    value[n] = '\0';
+    return fnmatch(glob, value, FNM_CASEFOLD) == 0;
+}
+
 int admin_filter_match(const admin_filter *f, const store_msg *m)
 {
     if (f->since_arrival ? m->arrival <= f->since_arrival : m->seq <= f->since_seq)
         return 0;
     /* Addresses match without regard to case, as profile globs do. */
     if (f->from != NULL && fnmatch(f->from, m->sender ? m->sender : "", FNM_CASEFOLD) != 0)
+        return 0;
+    if (f->subject != NULL && !subject_matches(f->subject, m))
         return 0;
     if (f->to != NULL) {
         size_t i;
@@ -801,37 +910,62 @@ static int subscribed_to(const admin *a, const scope *sc)
     return 0;
 }
 
+/* event_time - now as "2026-12-03T17:27:27.680Z"; the date and time of day are formatted once a second */
+static void event_time(char *out, size_t outsz)
+{
+    static time_t last_sec = -1;
+    static char prefix[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != last_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(prefix, sizeof(prefix), "%Y-%m-%dT%H:%M:%S", &tm);
+        last_sec = ts.tv_sec;
+    }
+    snprintf(out, outsz, "%s.%03dZ", prefix, (int)(ts.tv_nsec / 1000000));
+}
+
+/*
+ * event_line - {"event","session","time","text","scope"} into out (at least 2 * strlen(clean) + 200 bytes),
+ * written directly: at thousands of sessions a second, building a cJSON tree per event line cost more than
+ * the SMTP it describes. clean is log_sanitize's (UTF-8, no control characters); '"' and '\' are escaped.
+ */
+static size_t event_line(char *out, size_t outsz, const scope *sc, uint64_t sid, const char *event,
+                         const char *clean)
+{
+    char when[40];
+    event_time(when, sizeof(when));
+    size_t n = (size_t)snprintf(out, outsz, "{\"event\":\"%s\"", event);
+    if (sid != 0)
+        n += (size_t)snprintf(out + n, outsz - n, ",\"session\":%llu", (unsigned long long)sid);
+    n += (size_t)snprintf(out + n, outsz - n, ",\"time\":\"%s\",\"text\":\"", when);
+    for (const char *p = clean; *p != '\0' && n + 8 < outsz; p++) {
+        if (*p == '"' || *p == '\\')
+            out[n++] = '\\';
+        out[n++] = *p;
+    }
+    if (sc->id[0] != '\0')
+        n += (size_t)snprintf(out + n, outsz - n, "\",\"scope\":\"%s\"}", sc->id);
+    else
+        n += (size_t)snprintf(out + n, outsz - n, "\"}");
+    return n < outsz ? n : outsz - 1;
+}
+
 void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const char *text, size_t len)
 {
     if (!admin_has_subscribers(a) || !subscribed_to(a, sc))
         return; /* the event line is built only for someone */
-    char clean[LOG_TEXT_MAX * 6 + 32], when[40];
+    char clean[LOG_TEXT_MAX * 6 + 32], line[2 * sizeof(clean) + SCOPE_ID_MAX + 200];
     log_sanitize(text, len, clean, sizeof(clean));
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "event", event);
-    if (sid != 0)
-        cJSON_AddNumberToObject(o, "session", (double)sid);
-    cJSON_AddStringToObject(o, "time", when);
-    cJSON_AddStringToObject(o, "text", clean);
-    if (sc->id[0] != '\0')
-        cJSON_AddStringToObject(o, "scope", sc->id);
-    char *line = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (line == NULL)
-        return;
-    size_t line_len = strlen(line);
+    size_t line_len = event_line(line, sizeof(line), sc, sid, event, clean);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->subscribed && !c->closing && c->sub_scope == sc)
+        if (c->subscribed && !c->closing && c->sub_scope == sc && c->http != NULL)
+            admin_http_event(c, line, line_len);
+        else if (c->subscribed && !c->closing && c->sub_scope == sc)
             queue_line(c, line, line_len, 0);
     }
-    cJSON_free(line);
 }
 
 void admin_scope_ended(admin *a, scope *sc)
@@ -979,6 +1113,9 @@ admin *admin_start(server *srv, int *failed)
     uv_idle_init(srv->loop, &a->flush);
     a->flush.data = a;
     a->flush_open = 1;
+    uv_timer_init(srv->loop, &a->stream_flush);
+    a->stream_flush.data = a;
+    a->stream_flush_open = 1;
     for (size_t i = 0; i < cfg->nadmin; i++) {
         const admin_addr *addr =
             &cfg->admin[i]; /* non-loopback without --admin-remote: refused by options.c */
@@ -1025,6 +1162,10 @@ void admin_stop(admin *a)
         a->flush_open = 0;
         uv_close((uv_handle_t *)&a->flush, NULL);
     }
+    if (a->stream_flush_open) {
+        a->stream_flush_open = 0;
+        uv_close((uv_handle_t *)&a->stream_flush, NULL);
+    }
 }
 
 void admin_free(admin *a)
@@ -1061,4 +1202,67 @@ void admin_ports_json(const admin *a, cJSON *root)
 int admin_subscribers_max(void)
 {
     return ADMIN_SUBSCRIBERS_MAX;
+}
+
+/* -- for the HTTP framing (admin_http.c) ----------------------------------------------------------------- */
+
+admin_http *admin_client_http(const admin_client *c)
+{
+    return c->http;
+}
+
+bytebuf *admin_client_input(admin_client *c)
+{
+    return &c->in;
+}
+
+int admin_client_busy(const admin_client *c)
+{
+    return c->closing || c->waiting || c->refused;
+}
+
+void admin_client_send(admin_client *c, char *data, size_t len)
+{
+    queue_out(c, data, len, 1, 0);
+}
+
+void admin_client_send_copy(admin_client *c, const char *data, size_t len)
+{
+    queue_out(c, (char *)data, len, 0, 0);
+}
+
+void admin_client_finish(admin_client *c)
+{
+    /* Unlike refuse(), no linger: a large response must be written whole first. Input is dropped meanwhile.
+     */
+    c->refused = 1;
+    c->eof = 1;
+    if (!c->closing)
+        uv_timer_stop(&c->idle_timer);
+    close_if_done(c);
+}
+
+void admin_respond(admin_client *c, cJSON *resp, cJSON *id)
+{
+    respond(c, resp, id);
+}
+
+cJSON *admin_output_check(const admin_client *c, size_t len)
+{
+    return too_big(c, len + ADMIN_WRITE_OVERHEAD);
+}
+
+int admin_client_token_ok(admin_client *c, const char *given)
+{
+    const char *token = c->a->srv->cfg->admin_token;
+    int ok = token == NULL || same_token(given, token); /* every request, as on the NDJSON side */
+    if (ok)
+        c->authed = 1;
+    return ok;
+}
+
+cJSON *admin_request_id(const cJSON *req)
+{
+    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(req, "id");
+    return idv ? id_copy(idv) : NULL;
 }

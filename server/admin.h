@@ -56,6 +56,7 @@ int admin_has_subscribers(const admin *a);
 typedef struct admin_filter {
     scope *sc;              /* whose messages */
     char *to, *from;        /* globs, or NULL */
+    char *subject;          /* a glob on the Subject header field as sent, or NULL */
     uint64_t since_arrival; /* only messages that arrived after this one (0: see since_seq) */
     uint64_t since_seq;     /* for a "since" message no longer kept: only messages with a later id */
 } admin_filter;

@@ -57,8 +57,7 @@ static cJSON *ok(void)
 
 /* -- arguments ---------------------------------------------------------------------------------------- */
 
-/* listed - key is one of the names in list ("a, b, c", the arguments column of ADMIN_COMMAND_LIST) */
-static int listed(const char *list, const char *key)
+int admin_listed(const char *list, const char *key)
 {
     size_t klen = strlen(key);
     for (const char *p = list; *p != '\0'; p += strspn(p, ", ")) {
@@ -76,7 +75,7 @@ static cJSON *check_args(const cJSON *req, const char *allowed)
     for (const cJSON *k = req->child; k != NULL; k = k->next) {
         if (strcmp(k->string, "cmd") == 0 || strcmp(k->string, "id") == 0 || strcmp(k->string, "token") == 0)
             continue;
-        if (!listed(allowed, k->string))
+        if (!admin_listed(allowed, k->string))
             return admin_error("bad_argument", "unknown argument \"%.64s\" (expected %s%s)", k->string,
                                allowed[0] ? "one of: " : "none", allowed);
     }
@@ -114,12 +113,12 @@ static double number_arg(const cJSON *req, const char *key, double min, double m
     return v->valuedouble;
 }
 
-/* filter_args - to, from (globs) and since (a message id) */
+/* filter_args - to, from, subject (globs) and since (a message id) */
 static cJSON *filter_args(const cJSON *req, admin_filter *f, scope *sc)
 {
     cJSON *err = NULL;
     const char *to = string_arg(req, "to", &err), *from = string_arg(req, "from", &err);
-    const char *since = string_arg(req, "since", &err);
+    const char *since = string_arg(req, "since", &err), *subject = string_arg(req, "subject", &err);
     if (err != NULL)
         return err;
     memset(f, 0, sizeof(*f));
@@ -137,6 +136,7 @@ static cJSON *filter_args(const cJSON *req, admin_filter *f, scope *sc)
     }
     f->to = to ? strdup(to) : NULL;
     f->from = from ? strdup(from) : NULL;
+    f->subject = subject ? strdup(subject) : NULL;
     return NULL;
 }
 
@@ -244,6 +244,7 @@ static cJSON *cmd_messages_list(admin_client *c, scope *sc, const cJSON *req, cJ
     if (err != NULL) {
         free(f.to);
         free(f.from);
+        free(f.subject);
         return err;
     }
     cJSON *resp = ok();
@@ -262,6 +263,7 @@ static cJSON *cmd_messages_list(admin_client *c, scope *sc, const cJSON *req, cJ
     cJSON_AddBoolToObject(resp, "truncated", matched > n);
     free(f.to);
     free(f.from);
+    free(f.subject);
     return resp;
 }
 
@@ -337,6 +339,7 @@ static cJSON *cmd_messages_wait(admin_client *c, scope *sc, const cJSON *req, cJ
         if (admin_filter_match(&f, m)) {
             free(f.to);
             free(f.from);
+            free(f.subject);
             cJSON *resp = ok();
             cJSON_AddItemToObject(resp, "message", admin_message_summary(m));
             return resp;
@@ -719,4 +722,10 @@ cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && o < sizeof(list); i++)
         o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", commands[i].name);
     return admin_error("unknown_command", "unknown command \"%.64s\" (expected one of: %s)", name, list);
+}
+
+store_msg *admin_find_message(admin_client *c, const cJSON *req, cJSON **err)
+{
+    scope *sc = scope_arg(c, req, err);
+    return sc != NULL ? find_message(sc, req, err) : NULL;
 }

@@ -224,7 +224,7 @@ int profiles_scan(const char *dir, char ***out, size_t *nout)
     return 0;
 }
 
-int profiles_list(void)
+int profiles_catalog(profiles_catalog_fn fn, void *ctx)
 {
     const char *dirs[PROFILES_DIRS_MAX];
     char store[PROFILES_DIRS_STORE];
@@ -255,23 +255,36 @@ int profiles_list(void)
         profiles_free_names(files, nfiles);
     }
     qsort(names, n, sizeof(*names), name_cmp);
-    int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        char path[PROFILES_PATH_MAX], line[90];
+        char path[PROFILES_PATH_MAX];
         fault_errors errs = {NULL, 0};
         fault_profile *p =
             profiles_find(names[i], path, sizeof(path)) == 0 ? profiles_load(path, &errs) : NULL;
-        if (p == NULL) {
-            printf("%-44s (invalid: smtpfault check %s)\n", names[i], path);
-            bad = 1;
-        } else {
-            first_sentence(fault_profile_settings(p)->description, line, sizeof(line));
-            printf("%-44s %s\n", names[i], line);
-        }
+        fn(ctx, names[i], path, p);
         fault_errors_free(&errs);
         fault_profile_unref(p);
     }
     profiles_free_names(names, n);
+    return (int)n;
+}
+
+/* print_entry - one line of `smtpfault profiles` */
+static void print_entry(void *ctx, const char *name, const char *path, const fault_profile *p)
+{
+    char line[90];
+    if (p == NULL) {
+        printf("%-44s (invalid: smtpfault check %s)\n", name, path);
+        *(int *)ctx = 1;
+        return;
+    }
+    first_sentence(fault_profile_settings(p)->description, line, sizeof(line));
+    printf("%-44s %s\n", name, line);
+}
+
+int profiles_list(void)
+{
+    int bad = 0;
+    int n = profiles_catalog(print_entry, &bad);
     if (n == 0)
         fprintf(stderr, "smtpfault: no profiles found (set SMTPFAULT_PROFILES to a directory of *.json)\n");
     return n == 0 || bad ? 1 : 0;

@@ -41,6 +41,13 @@ int profiles_is_json(const char *name);
 int profiles_scan(const char *dir, char ***out, size_t *nout);
 void profiles_free_names(char **names, size_t n);
 
+/* profiles_catalog_fn - one profile of the catalog: its name, file, and the compiled profile (NULL: invalid)
+ */
+typedef void (*profiles_catalog_fn)(void *ctx, const char *name, const char *path, const fault_profile *p);
+
+/* profiles_catalog - fn for every profile found by name (as profiles_find), sorted; returns how many */
+int profiles_catalog(profiles_catalog_fn fn, void *ctx);
+
 /* profiles_list - every shipped profile, as "name  description" lines on stdout (`smtpfault profiles`) */
 int profiles_list(void);
 

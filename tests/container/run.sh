@@ -205,6 +205,17 @@ test_root_compose() {
     [[ "$answer" == *'"unauthorized"'* ]] || fail "admin ping without the token was not refused: $answer"
     log "admin socket from the host: answers with the token, refuses without"
 
+    # HTTP on the same published port (docs/http.md): the web page needs no token, the API does.
+    answer=$(bounded 10 curl -s "http://127.0.0.1:$admin/") || fail "GET / on the admin port"
+    [[ "$answer" == *"<title>smtpfault</title>"* ]] || fail "GET / is not the web page: ${answer:0:200}"
+    answer=$(bounded 10 curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$admin/api/v1/stats") ||
+        fail "GET /api/v1/stats with the token"
+    [[ "$answer" == *'"ok":true'* ]] || fail "GET /api/v1/stats with the token: $answer"
+    answer=$(bounded 10 curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/api/v1/stats") ||
+        fail "GET /api/v1/stats without the token"
+    [[ "$answer" == 401 ]] || fail "GET /api/v1/stats without the token answered $answer"
+    log "HTTP from the host on the same port: the web page, the API with the token (401 without)"
+
     # A scope from the host: its port is in the published range, and it greets there.
     local scope_port
     answer=$(admin_request "$admin" "{\"cmd\":\"scope.create\",\"listeners\":[\"smtp\"],\"keep\":true,\"token\":\"$token\"}") ||

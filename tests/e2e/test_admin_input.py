@@ -83,7 +83,7 @@ def test_error_messages_say_what_is_expected(admin):
     assert admin.call("ping", verbose=1)["error"]["message"] == 'unknown argument "verbose" (expected none)'
     assert admin.call("messages.list", limit=0)["error"]["message"] == '"limit" must be a number from 1 to 100000'
     resp = admin.call("messages.list", sender="x")
-    assert resp["error"]["message"] == 'unknown argument "sender" (expected one of: to, from, since, limit, scope)'
+    assert resp["error"]["message"] == 'unknown argument "sender" (expected one of: to, from, subject, since, limit, scope)'
     admin.send(b'{"cmd": "ping"} x\n')
     assert admin.response()["error"]["message"] == "the request is not valid JSON (at byte 17)"
     admin.send(b'{"cmd": "p\xffng"}\n')

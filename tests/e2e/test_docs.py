@@ -178,6 +178,9 @@ def parse_blocks(path):
 
 
 ALL_BLOCKS = [b for doc in DOCS for b in parse_blocks(doc)]
+# docs/http.md's curl sessions run in order against one server: each claimed by the test that runs them all.
+HTTP_CONSOLE = [b for b in ALL_BLOCKS if b.file == "docs/http.md" and b.lang == "console"]
+CLAIMED["test_http_curl_examples"] = [(b.file, b.first) for b in HTTP_CONSOLE]
 
 
 def find_blocks(key):
@@ -692,6 +695,14 @@ def smtp_session(srv, message, rcpt="alice@example.com", refused_first=False):
         assert s.data(message)[0] == 250
         s.quit()  # `quit`, as the documented run sent (leaving the with block sends `QUIT`)
     poll(lambda: admin_call(srv, {"cmd": "sessions.list"})["live"] == [], IO_TIMEOUT, message="the session to end")
+
+
+def test_http_curl_examples(doc_server, bin_dir, tmp_path):
+    """Every curl session of docs/http.md, in order, against one server started as `smtpfault` is."""
+    srv = doc_server([])
+    assert HTTP_CONSOLE, "docs/http.md has no console block"
+    for b in HTTP_CONSOLE:
+        run_console(claimed_block("test_http_curl_examples", b.file, b.first), srv, shell_env(bin_dir, srv), tmp_path)
 
 
 def retry_story(srv):

@@ -2,7 +2,8 @@
  * fuzz_admin.c - arbitrary bytes on the admin socket of a whole server running in-process.
  *
  * One server (no TLS, one SMTP listener on an ephemeral port, the admin socket on a unix socket) lives
- * for the whole run. Each input is sent on a new admin connection, followed by a ping with a known id;
+ * for the whole run. Each input is sent on a new admin connection, followed by a ping with a known id (an
+ * NDJSON line, or an HTTP request when the input starts as one does, with an upper-case letter);
  * the iteration ends when that ping's answer arrives (every request before it was answered, in order) or
  * after a short deadline (the input opened a messages.wait). Requests may do anything an admin client
  * can: load profiles, clear messages, reset. The server must answer, and never crash or leak.
@@ -22,7 +23,10 @@
 #include "log.h"
 #include "server.h"
 
-#define SYNC_LINE   "\n{\"cmd\": \"ping\", \"id\": \"fuzz-sync\"}\n"
+#define SYNC_LINE "\n{\"cmd\": \"ping\", \"id\": \"fuzz-sync\"}\n"
+#define SYNC_HTTP                                                               \
+    "\r\n\r\nPOST /api/v1/ping HTTP/1.1\r\nHost: localhost\r\nContent-Length: " \
+    "18\r\n\r\n{\"id\":\"fuzz-sync\"}"
 #define DEADLINE_MS 50 /* the server answers in microseconds; a messages.wait is cut short */
 
 static uv_loop_t loop;
@@ -146,7 +150,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(copy, data, size);
     c.out[0] = uv_buf_init(copy, (unsigned)size);
-    c.out[1] = uv_buf_init((char *)SYNC_LINE, sizeof(SYNC_LINE) - 1);
+    if (size > 0 && data[0] >= 'A' && data[0] <= 'Z')
+        c.out[1] = uv_buf_init((char *)SYNC_HTTP, sizeof(SYNC_HTTP) - 1);
+    else
+        c.out[1] = uv_buf_init((char *)SYNC_LINE, sizeof(SYNC_LINE) - 1);
     uv_pipe_init(&loop, &c.pipe, 0);
     uv_timer_init(&loop, &c.deadline);
     c.pipe.data = c.deadline.data = c.connect.data = &c;

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 build=build-fuzz
-targets=(session profile tls admin)
+targets=(session profile tls admin mime)
 
 if ! command -v clang >/dev/null || [ ! -d /usr/lib/llvm-14/lib/clang ]; then
   .ci/install-deps --fuzz

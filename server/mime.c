@@ -1,0 +1,253 @@
+/*
+ * mime.c - header fields and leaf parts of a message (RFC 5322, RFC 2045/2046), for showing it: lenient
+ * (what a client sent is shown as well as it can be), bounded (MIME_DEPTH_MAX, MIME_PARTS_MAX), and never
+ * reading outside the message. Base64 through wolfCrypt; quoted-printable here (no library of ours has it).
+ */
+#define _GNU_SOURCE /* memmem, strncasecmp */
+
+#include "mime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <wolfssl/options.h>
+
+#include <wolfssl/wolfcrypt/coding.h>
+
+#define MIME_FIELD_MAX 998 /* a header field's value as read here (RFC 5322's line length) */
+
+/* line_end - the length of the line at p (without its LF) and where the next one starts */
+static size_t line_end(const char *p, const char *end, const char **next)
+{
+    const char *lf = memchr(p, '\n', (size_t)(end - p));
+    *next = lf ? lf + 1 : end;
+    return (size_t)((lf ? lf : end) - p);
+}
+
+size_t mime_body(const char *msg, size_t len)
+{
+    const char *p = msg, *end = msg + len, *next;
+    while (p < end) {
+        size_t n = line_end(p, end, &next);
+        if (n == 0 || (n == 1 && p[0] == '\r'))
+            return (size_t)(next - msg);
+        p = next;
+    }
+    return len;
+}
+
+int mime_header(const char *msg, size_t len, const char *name, char *out, size_t outsz)
+{
+    size_t nlen = strlen(name), o = 0, body = mime_body(msg, len);
+    const char *p = msg, *end = msg + body, *next;
+    int found = 0;
+    out[0] = '\0';
+    while (p < end) {
+        size_t n = line_end(p, end, &next);
+        if (n > 0 && p[n - 1] == '\r')
+            n--;
+        if (found && n > 0 && (p[0] == ' ' || p[0] == '\t')) {
+            for (size_t i = 0; i < n && o + 1 < outsz; i++)
+                out[o++] = p[i];
+        } else if (found) {
+            break;
+        } else if (n > nlen && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
+            found = 1;
+            size_t i = nlen + 1;
+            while (i < n && (p[i] == ' ' || p[i] == '\t'))
+                i++;
+            for (; i < n && o + 1 < outsz; i++)
+                out[o++] = p[i];
+        }
+        p = next;
+    }
+    while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+        o--;
+    out[o] = '\0';
+    return found ? 0 : -1;
+}
+
+/* param - the parameter key of a Content-Type or Content-Disposition value (quoted or not) into out */
+static void param(const char *value, const char *key, char *out, size_t outsz)
+{
+    size_t klen = strlen(key);
+    out[0] = '\0';
+    for (const char *p = strchr(value, ';'); p != NULL; p = strchr(p + 1, ';')) {
+        const char *k = p + 1;
+        while (*k == ' ' || *k == '\t')
+            k++;
+        if (strncasecmp(k, key, klen) != 0 || k[klen] != '=')
+            continue;
+        const char *v = k + klen + 1;
+        size_t n;
+        if (*v == '"') {
+            v++;
+            n = strcspn(v, "\"");
+        } else {
+            n = strcspn(v, "; \t");
+        }
+        snprintf(out, outsz, "%.*s", (int)(n < outsz ? n : outsz - 1), v);
+        return;
+    }
+}
+
+/* media_type - the type of a Content-Type value, lower case, without parameters */
+static void media_type(const char *value, char *out, size_t outsz)
+{
+    size_t n = strcspn(value, "; \t"), o = 0;
+    for (size_t i = 0; i < n && o + 1 < outsz; i++)
+        out[o++] = value[i] >= 'A' && value[i] <= 'Z' ? (char)(value[i] - 'A' + 'a') : value[i];
+    out[o] = '\0';
+}
+
+int mime_hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* decode_qp - quoted-printable into out (at least len bytes); its length */
+static size_t decode_qp(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] != '=') {
+            out[o++] = in[i];
+            continue;
+        }
+        if (i + 1 < len && in[i + 1] == '\n') { /* a soft line break */
+            i += 1;
+        } else if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
+            i += 2;
+        } else if (i + 2 < len && mime_hex_value(in[i + 1]) >= 0 && mime_hex_value(in[i + 2]) >= 0) {
+            out[o++] = (char)(mime_hex_value(in[i + 1]) * 16 + mime_hex_value(in[i + 2]));
+            i += 2;
+        } else {
+            out[o++] = '='; /* not an escape: kept as it is */
+        }
+    }
+    return o;
+}
+
+/* decode_base64 - base64 (line breaks and other stray bytes skipped) into out; its length, 0 when broken */
+static size_t decode_base64(const char *in, size_t len, char *out)
+{
+    char *clean = malloc(len + 4);
+    if (clean == NULL)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = in[i];
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '+' ||
+            ch == '/' || ch == '=')
+            clean[n++] = ch;
+    }
+    while (n % 4 != 0)
+        clean[n++] = '='; /* a truncated last group */
+    word32 outlen = (word32)(len + 3);
+    int r = n == 0 ? -1 : Base64_Decode((const byte *)clean, (word32)n, (byte *)out, &outlen);
+    free(clean);
+    return r == 0 ? outlen : 0;
+}
+
+/* add_part - a leaf part (its header section is head, its body body) */
+static int add_part(mime_message *m, const char *head, size_t hlen, const char *body, size_t blen,
+                    const char *type)
+{
+    if (m->nparts >= MIME_PARTS_MAX)
+        return 0;
+    mime_part *p = &m->parts[m->nparts];
+    memset(p, 0, sizeof(*p));
+    char cte[64], disposition[MIME_FIELD_MAX + 1], ctype[MIME_FIELD_MAX + 1];
+    snprintf(p->type, sizeof(p->type), "%s", type);
+    (void)mime_header(head, hlen, "Content-Transfer-Encoding", cte, sizeof(cte));
+    (void)mime_header(head, hlen, "Content-Disposition", disposition, sizeof(disposition));
+    (void)mime_header(head, hlen, "Content-Type", ctype, sizeof(ctype));
+    (void)mime_header(head, hlen, "Content-ID", p->content_id, sizeof(p->content_id));
+    param(disposition, "filename", p->filename, sizeof(p->filename));
+    if (p->filename[0] == '\0')
+        param(ctype, "name", p->filename, sizeof(p->filename));
+    p->attachment = strncasecmp(disposition, "attachment", 10) == 0;
+    p->data = malloc(blen + 1);
+    if (p->data == NULL)
+        return -1;
+    if (strcasecmp(cte, "base64") == 0)
+        p->len = decode_base64(body, blen, p->data);
+    else if (strcasecmp(cte, "quoted-printable") == 0)
+        p->len = decode_qp(body, blen, p->data);
+    else
+        memcpy(p->data, body, p->len = blen);
+    p->data[p->len] = '\0';
+    m->nparts++;
+    return 0;
+}
+
+/* delimiter_end - what follows "--boundary" on its line makes it a delimiter: nothing, or "--", then blanks
+ */
+static int delimiter_end(const char *p, size_t n)
+{
+    size_t i = n >= 2 && p[0] == '-' && p[1] == '-' ? 2 : 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r'))
+        i++;
+    return i == n;
+}
+
+/* walk - the entity msg (header section and body): its leaf parts, through multiparts up to depth */
+static int walk(mime_message *m, const char *msg, size_t len, int depth, const char *default_type)
+{
+    size_t body = mime_body(msg, len);
+    char ctype[MIME_FIELD_MAX + 1], type[128], boundary[80];
+    if (mime_header(msg, body, "Content-Type", ctype, sizeof(ctype)) != 0)
+        snprintf(ctype, sizeof(ctype), "%s", default_type);
+    media_type(ctype, type, sizeof(type));
+    param(ctype, "boundary", boundary, sizeof(boundary));
+    if (strncmp(type, "multipart/", 10) != 0 || boundary[0] == '\0' || depth >= MIME_DEPTH_MAX)
+        return add_part(m, msg, body, msg + body, len - body, type);
+    /* Parts lie between lines that start with "--boundary"; the one that adds "--" ends them. */
+    const char *child = strcmp(type, "multipart/digest") == 0 ? "message/rfc822" : "text/plain";
+    char delim[84];
+    int dlen = snprintf(delim, sizeof(delim), "--%s", boundary);
+    const char *p = msg + body, *end = msg + len, *next, *start = NULL;
+    while (p < end) {
+        size_t n = line_end(p, end, &next);
+        if (n >= (size_t)dlen && memcmp(p, delim, (size_t)dlen) == 0 &&
+            delimiter_end(p + dlen, n - (size_t)dlen)) {
+            if (start != NULL) {
+                size_t plen = (size_t)(p - start);
+                /* the line break before the delimiter belongs to it */
+                if (plen > 0 && start[plen - 1] == '\n')
+                    plen--;
+                if (plen > 0 && start[plen - 1] == '\r')
+                    plen--;
+                if (walk(m, start, plen, depth + 1, child) != 0)
+                    return -1;
+            }
+            if (n >= (size_t)dlen + 2 && p[dlen] == '-' && p[dlen + 1] == '-')
+                return 0;
+            start = next;
+        }
+        p = next;
+    }
+    /* No closing delimiter (a message cut short): what came after the last one is a part too. */
+    return start != NULL && start < end ? walk(m, start, (size_t)(end - start), depth + 1, child) : 0;
+}
+
+int mime_parse(const char *msg, size_t len, mime_message *m)
+{
+    m->nparts = 0;
+    return walk(m, msg, len, 0, "text/plain");
+}
+
+void mime_free(mime_message *m)
+{
+    for (size_t i = 0; i < m->nparts; i++)
+        free(m->parts[i].data);
+    m->nparts = 0;
+}
