@@ -64,6 +64,8 @@ static void tls_pump(conn *c)
         if (n == 0)
             break;
         if (n == -1) {
+            if (c->s != NULL && session_spoke_over_tls(c->s))
+                conn_findings_client_left(c); /* a close_notify without QUIT is leaving without QUIT too */
             conn_close(c, "client sent TLS close_notify", 0);
             return;
         }

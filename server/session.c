@@ -142,6 +142,7 @@ struct session {
     findings_text_scan data_scan; /* the DATA content of the transaction */
     int pipelining_offered;       /* the last EHLO reply offered PIPELINING */
     int tls_fresh;                /* TLS just came up after STARTTLS: the next command should be EHLO */
+    int spoke_over_tls;           /* a command came over TLS (one that leaves after it owes a QUIT) */
     int sent_421;                 /* a 421 was sent: the session ends, what the client says next is lost */
     int line_followed;            /* the line being run had more input after it (sent before its reply) */
     int last_followed;            /* line_followed of the last line run */
@@ -1446,6 +1447,8 @@ static void line_findings(session *s, const char *line, size_t len, size_t raw_l
         return; /* a SASL response: not a command, and a credential */
     if (s->line_followed && !s->pipelining_offered)
         found(s, FINDING_PIPELINING_NOT_OFFERED, shown, shown_len);
+    if (s->tls)
+        s->spoke_over_tls = 1;
     if (s->tls_fresh) {
         s->tls_fresh = 0;
         if (!verb_is(line, len, "EHLO") && !verb_is(line, len, "HELO") && !verb_is(line, len, "QUIT"))
@@ -1848,6 +1851,11 @@ void session_not_smtp(session *s)
 findings *session_findings(session *s)
 {
     return &s->findings;
+}
+
+int session_spoke_over_tls(const session *s)
+{
+    return s->spoke_over_tls;
 }
 
 int session_awaits_command(const session *s)

@@ -142,6 +142,10 @@ void session_not_smtp(session *s);
 /* session_findings - the session's findings so far (the host may move them away once it is over) */
 findings *session_findings(session *s);
 
+/* session_spoke_over_tls - a command came over TLS: a client that then leaves without QUIT owes one (one that
+ * leaves right after the handshake refused the certificate) */
+int session_spoke_over_tls(const session *s);
+
 /* session_awaits_command - 1 while the session waits for the client's next command or content */
 int session_awaits_command(const session *s);
 

@@ -278,6 +278,21 @@ def test_no_quit(server):
 
     assert run_session(server, reset)[1] == ["no-quit"]
 
+    def close_notify(c):  # over TLS, a close_notify is leaving too (Nodemailer's way after STARTTLS)
+        starttls(c)
+        c.cmd("EHLO again.example", 250)
+        c.sock = c.sock.unwrap()
+
+    session, ids = run_session(server, close_notify)
+    assert ids == ["no-quit"]
+    assert session["close_reason"] == "client sent TLS close_notify"
+
+    def refuses_the_certificate(c):  # leaving right after the handshake is refusing the server, not SMTP
+        starttls(c)
+        c.sock = c.sock.unwrap()
+
+    assert run_session(server, refuses_the_certificate)[1] == []
+
 
 def test_command_after_421(server_factory, tmp_path):
     srv = start_with_profile(server_factory, tmp_path, [reply_rule("rcpt", "421 4.3.2 Going down")])

@@ -36,9 +36,17 @@ final class Client extends Target
     }
 
     /** connect - a running server's admin socket (HOST:PORT, [IPV6]:PORT or unix:PATH) */
-    public static function connect(string $admin = Connection::DEFAULT_ADMIN, ?string $token = null,
+    public static function connect(?string $admin = null, ?string $token = null,
                                    float $timeout = Connection::REQUEST_TIMEOUT): self
     {
+        // By default $SMTPFAULT_ADMIN, else 127.0.0.1:2580, and $SMTPFAULT_ADMIN_TOKEN (as the Node and
+        // Python packages do).
+        $env = getenv('SMTPFAULT_ADMIN');
+        $admin ??= ($env !== false && $env !== '') ? $env : Connection::DEFAULT_ADMIN;
+        if ($token === null) {
+            $envToken = getenv('SMTPFAULT_ADMIN_TOKEN');
+            $token = ($envToken !== false && $envToken !== '') ? $envToken : null;
+        }
         return new self($admin, $token, $timeout);
     }
 

@@ -301,9 +301,13 @@ class SmtpFault(_Target):
         self._finalizer = weakref.finalize(self, _stop, process) if process is not None else None
 
     @classmethod
-    def connect(cls, admin: str = DEFAULT_ADMIN, token: Optional[str] = None,
+    def connect(cls, admin: Optional[str] = None, token: Optional[str] = None,
                 timeout: float = REQUEST_TIMEOUT) -> "SmtpFault":
-        """A running server's admin socket (HOST:PORT, [IPV6]:PORT or unix:PATH)."""
+        """A running server's admin socket (HOST:PORT, [IPV6]:PORT or unix:PATH); by default $SMTPFAULT_ADMIN,
+        else 127.0.0.1:2580, with the token $SMTPFAULT_ADMIN_TOKEN (as the Node and PHP packages do)."""
+        admin = admin or os.environ.get("SMTPFAULT_ADMIN") or DEFAULT_ADMIN
+        if token is None:
+            token = os.environ.get("SMTPFAULT_ADMIN_TOKEN")
         return cls(admin, token, timeout)
 
     @classmethod
