@@ -51,10 +51,10 @@ static const char ctl_usage[] =
     "  validate FILE|NAME         check a profile without loading it\n"
     "  profile                    the profile in force\n"
     "  clear-profile              back to the default profile\n"
-    "  messages [--to GLOB] [--from GLOB] [--since ID] [--limit N]\n"
+    "  messages [--to GLOB] [--from GLOB] [--subject GLOB] [--since ID] [--limit N]\n"
     "  message ID [--raw]         one message (--raw: its bytes exactly as received)\n"
     "  delete ID | clear          forget one message, or all\n"
-    "  wait [--to GLOB] [--from GLOB] [--since ID] [--timeout SECONDS]\n"
+    "  wait [--to GLOB] [--from GLOB] [--subject GLOB] [--since ID] [--timeout SECONDS]\n"
     "                             until a matching message arrives (exit 1 on timeout)\n"
     "  events                     follow the event stream until interrupted\n"
     "  reset                      profile, counters, messages and rate limits back to the start\n"
@@ -484,13 +484,17 @@ static void on_sigint(uv_signal_t *s, int signum)
 
 /* -- requests ------------------------------------------------------------------------------------------ */
 
-/* filter_options - --to, --from, --since, --limit/--timeout into req */
+/* filter_options - --to, --from, --subject, --since, --limit/--timeout into req */
 static int filter_options(int argc, char **argv, cJSON *req, const char *number_key, const char *cmd)
 {
     static const struct option opts[] = {
-        {"to", required_argument, NULL, 't'},      {"from", required_argument, NULL, 'f'},
-        {"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'l'},
-        {"timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
+        {"to", required_argument, NULL, 't'},
+        {"from", required_argument, NULL, 'f'},
+        {"since", required_argument, NULL, 's'},
+        {"limit", required_argument, NULL, 'l'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"subject", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     const char *inexact = cli_inexact_option(argc, argv, opts, 0);
     if (inexact != NULL) {
@@ -508,6 +512,9 @@ static int filter_options(int argc, char **argv, cJSON *req, const char *number_
             break;
         case 'f':
             cJSON_AddStringToObject(req, "from", optarg);
+            break;
+        case 'S':
+            cJSON_AddStringToObject(req, "subject", optarg);
             break;
         case 's':
             cJSON_AddStringToObject(req, "since", optarg);

@@ -62,10 +62,12 @@ export interface Message extends Envelope {
 }
 
 export interface MessageFilter {
-    /** A glob the recipients are matched against (case-sensitively). */
+    /** A glob the recipients are matched against (without regard to case). */
     to?: string;
     /** A glob the sender is matched against ("" is the null sender). */
     from?: string;
+    /** A glob the Subject field is matched against (unfolded, as sent, without regard to case). */
+    subject?: string;
     /** Only messages with a later id. */
     since?: string;
 }

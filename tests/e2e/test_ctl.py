@@ -126,6 +126,8 @@ def test_messages_message_delete_clear(admin_srv):
     assert re.match(rf"^{m2} +<> +bob@example.net  {len(body8)} bytes  ", lines[1]), lines[1]
     assert ok(ctl(admin_srv, "messages", "--to", "*@example.net")).splitlines() == [lines[1], "1 message"]
     assert ok(ctl(admin_srv, "messages", "--from", "app@*")).splitlines() == [lines[0], "1 message"]
+    assert ok(ctl(admin_srv, "messages", "--subject", "BYTES")).splitlines() == [lines[1], "1 message"]
+    assert ok(ctl(admin_srv, "wait", "--subject", "*ctl tests", "--timeout", "1")).splitlines() == [lines[0]]
     assert ok(ctl(admin_srv, "messages", "--since", m1)).splitlines() == [lines[1], "1 message"]
     assert ok(ctl(admin_srv, "messages", "--limit", "1")).splitlines() == [lines[0],
                                                                             "1 message (more match: --limit)"]

@@ -96,9 +96,9 @@ class Target {
         await this._request('profile.clear');
     }
 
-    /* messages({to, from, since, limit}) - the captured envelopes, oldest first */
-    async messages({ to, from, since, limit } = {}) {
-        return (await this._request('messages.list', { to, from, since, limit })).messages;
+    /* messages({to, from, subject, since, limit}) - the captured envelopes, oldest first (globs) */
+    async messages({ to, from, subject, since, limit } = {}) {
+        return (await this._request('messages.list', { to, from, subject, since, limit })).messages;
     }
 
     /* message(id, {raw}) - one message: its envelope, headers, body (body_base64 when not UTF-8), subject */
@@ -117,16 +117,16 @@ class Target {
     }
 
     /*
-     * waitForMessage({to, from, since, timeout}) - the first matching message (as message() gives it), kept
+     * waitForMessage({to, from, subject, since, timeout}) - the first matching message (as message() gives it), kept
      * already or arriving within timeout ms (default 10000); SmtpFaultError 'timeout' otherwise. It waits
      * on a connection of its own, so other commands go on meanwhile.
      */
-    async waitForMessage({ to, from, since, timeout = DEFAULT_WAIT_MS, raw } = {}) {
+    async waitForMessage({ to, from, subject, since, timeout = DEFAULT_WAIT_MS, raw } = {}) {
         const connection = await this._client._open();
         let envelope;
         try {
             envelope = (await connection.request('messages.wait',
-                { to, from, since, timeout: timeout / 1000, scope: this._scope })).message;
+                { to, from, subject, since, timeout: timeout / 1000, scope: this._scope })).message;
         } finally {
             connection.socket.destroy();
         }

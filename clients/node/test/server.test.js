@@ -140,6 +140,8 @@ test('messages: Nodemailer verifying sf.ca on every listener; wait, list, get, d
     const all = await sf.messages();
     assert.deepEqual(all.map(m => m.recipients[0]), ['alice@example.com', 'bob@example.com', 'carol@example.com']);
     assert.deepEqual((await sf.messages({ to: 'carol@*' })).map(m => m.id), [all[2].id]);
+    assert.deepEqual((await sf.messages({ subject: 'ON SMTPS' })).map(m => m.id), [all[1].id]);
+    assert.equal((await sf.waitForMessage({ subject: '*submission', timeout: 1000 })).id, all[0].id);
     assert.deepEqual((await sf.messages({ since: all[0].id, limit: 1 })).map(m => m.id), [all[1].id]);
     const raw = await sf.message(all[2].id, { raw: true });
     assert.match(Buffer.from(raw.raw_base64, 'base64').toString(), /Subject: on smtp/);

@@ -94,10 +94,11 @@ abstract class Target
     }
 
     /** messages - the captured messages' envelopes, oldest first (globs for $to and $from) */
-    public function messages(?string $to = null, ?string $from = null, ?string $since = null, ?int $limit = null): array
+    public function messages(?string $to = null, ?string $from = null, ?string $since = null, ?int $limit = null,
+                             ?string $subject = null): array
     {
-        return $this->request('messages.list', ['to' => $to, 'from' => $from, 'since' => $since,
-                                                'limit' => $limit])['messages'];
+        return $this->request('messages.list', ['to' => $to, 'from' => $from, 'subject' => $subject,
+                                                'since' => $since, 'limit' => $limit])['messages'];
     }
 
     /** message - "message" (the envelope), "headers" ([name, value] pairs), "body", with $raw "raw_base64" */
@@ -122,11 +123,12 @@ abstract class Target
      * one arrives; SmtpfaultException('timeout') after $timeout seconds. Waits on a connection of its own.
      */
     public function waitForMessage(?string $to = null, ?string $from = null, ?string $since = null,
-                                   float $timeout = 10.0): array
+                                   float $timeout = 10.0, ?string $subject = null): array
     {
         $conn = $this->open();
         try {
-            $args = $this->scoped(['to' => $to, 'from' => $from, 'since' => $since, 'timeout' => $timeout]);
+            $args = $this->scoped(['to' => $to, 'from' => $from, 'subject' => $subject, 'since' => $since,
+                                   'timeout' => $timeout]);
             return $conn->request('messages.wait', $args, $timeout + self::WAIT_MARGIN)['message'];
         } finally {
             $conn->close();

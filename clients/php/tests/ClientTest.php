@@ -152,6 +152,9 @@ final class ClientTest extends TestCase
         $this->assertSame(['alice@example.com'], $envelope['recipients']);
         $this->assertNotNull($envelope['tls']); // STARTTLS, verified against caFile
         $this->assertSame([$envelope['id']], array_column($this->server->messages(to: 'alice@example.com'), 'id'));
+        $this->assertSame([$envelope['id']], array_column($this->server->messages(subject: 'your INVOICE'), 'id'));
+        $this->assertSame([], $this->server->messages(subject: '*receipt*'));
+        $this->assertSame($envelope['id'], $this->server->waitForMessage(subject: '*invoice', timeout: 1)['id']);
         $this->assertSame([], $this->server->messages(from: 'nobody@*'));
         $got = $this->server->message($envelope['id'], raw: true);
         $this->assertContains(['Subject', 'Your invoice'], $got['headers']);

@@ -118,6 +118,9 @@ def test_messages_with_smtplib_verifying_the_ca(server):
     envelope = server.wait_for_message(to="alice@*", timeout=10)
     assert envelope["recipients"] == ["alice@example.com"] and envelope["tls"]  # STARTTLS, verified
     assert [m["id"] for m in server.messages(to="alice@example.com")] == [envelope["id"]]
+    assert [m["id"] for m in server.messages(subject="your INVOICE")] == [envelope["id"]]
+    assert server.messages(subject="*receipt*") == []
+    assert server.wait_for_message(subject="*invoice", timeout=1)["id"] == envelope["id"]
     assert server.messages(from_="nobody@*") == []
     got = server.message(envelope["id"], raw=True)
     assert ["Subject", "Your invoice"] in got["headers"] and got["body"] == "Hello!\r\n"

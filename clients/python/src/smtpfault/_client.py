@@ -104,9 +104,10 @@ class _Target:
         self._request("profile.clear")
 
     def messages(self, to: Optional[str] = None, from_: Optional[str] = None, since: Optional[str] = None,
-                 limit: Optional[int] = None) -> List[JSON]:
-        """Captured messages' envelopes, oldest first (globs for to and from_)."""
-        return self._request("messages.list", to=to, **{"from": from_}, since=since, limit=limit)["messages"]
+                 limit: Optional[int] = None, subject: Optional[str] = None) -> List[JSON]:
+        """Captured messages' envelopes, oldest first (globs for to, from_ and subject)."""
+        return self._request("messages.list", to=to, **{"from": from_}, subject=subject, since=since,
+                             limit=limit)["messages"]
 
     def message(self, message_id: str, raw: bool = False) -> JSON:
         """One message: "message" (the envelope), "headers" ([name, value] pairs), "body", and with raw
@@ -121,10 +122,11 @@ class _Target:
         return self._request("messages.clear")["cleared"]
 
     def wait_for_message(self, to: Optional[str] = None, from_: Optional[str] = None, since: Optional[str] = None,
-                         timeout: float = 10.0) -> JSON:
+                         timeout: float = 10.0, subject: Optional[str] = None) -> JSON:
         """The envelope of the first matching message, at once when one is kept, else as soon as one
         arrives; SmtpFaultError("timeout") after `timeout` seconds. Waits on a connection of its own."""
-        args = _drop_none(to=to, since=since, timeout=timeout, scope=self._scope_id, **{"from": from_})
+        args = _drop_none(to=to, subject=subject, since=since, timeout=timeout, scope=self._scope_id,
+                          **{"from": from_})
         conn = self._open()
         try:
             return conn.request("messages.wait", args, timeout=timeout + WAIT_MARGIN)["message"]
