@@ -17,7 +17,6 @@
 import base64
 import json
 import os
-import resource
 import signal
 import smtplib
 import socket
@@ -25,6 +24,7 @@ import subprocess
 
 import pytest
 
+from harness.env import nofile_limit
 from conftest import IO_TIMEOUT, Server, dot_stuff, make_message, poll, transaction
 
 PRECIOUS = b"not the server's to overwrite\n"
@@ -290,14 +290,8 @@ def test_options_from_the_environment(server_factory):
 
 def test_descriptors_in_reserve_for_the_admin_socket_and_the_store(server_factory):
     # The server runs with `ulimit -n 256`; SMTP clients try to take 300 connections.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1024:
-        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    try:
+    with nofile_limit(256):
         server = server_factory()
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
     limit = stats(server)["capacity"]["connections"]
     # Half of what is left once the reserve is kept: a waiting connection holds two descriptors.
     assert 40 < limit < 128

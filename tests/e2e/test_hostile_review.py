@@ -9,13 +9,13 @@ echoed raw into a reply; a stranger's refusals queued without bound.
 import itertools
 import json
 import os
-import resource
 import socket
 import time
 
 import pytest
 
 from conftest import VALGRIND, AdminClient, run_binary
+from harness.env import nofile_limit
 
 TOKEN = "review-token"
 
@@ -27,14 +27,8 @@ def fds(srv):
 @pytest.fixture
 def low_nofile():
     """Start servers with RLIMIT_NOFILE 256 (they inherit it), as `ulimit -n 256` would."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 256:
-        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    try:
+    with nofile_limit(256):
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_long_source_name_in_a_profile_error(admin_srv):

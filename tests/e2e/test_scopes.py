@@ -16,7 +16,7 @@ import pytest
 
 from harness.admin import ctl, ctl_argv
 from harness.clients import nodemailer, phpmailer, smtplib_client, swaks, swaks_error_replies, swaks_errors
-from harness.env import SLOW, poll
+from harness.env import SLOW, nofile_limit, poll
 from harness.smtp import make_message
 
 GREETING_421 = "server-421-try-again-later"
@@ -428,15 +428,8 @@ def test_scopes_and_connections_share_the_descriptors(server_factory):
     """Under `ulimit -n 256` scopes and SMTP connections draw on one descriptor budget as they come: each
     scope counts for 6, each connection for 2; past it scope.create is unavailable (and says why), and the
     connections a scope took are given back when it ends."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1024:
-        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    try:
+    with nofile_limit(256):
         srv = server_factory()
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
     with srv.admin() as admin:
         room = admin.ok("stats")["capacity"]["connections"]
         created = []

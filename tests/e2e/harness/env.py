@@ -2,6 +2,7 @@
 valgrind), the sanitizer environment and how to spot a report, polling with a deadline, running the binary to
 completion."""
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -97,3 +98,19 @@ def run_binary(args, timeout=30.0, check_sanitizers=True):
         reports = sanitizer_reports(proc.stderr)
         assert not reports, f"sanitizer report from smtpfault {args}:\n{proc.stderr}"
     return proc
+
+
+@contextlib.contextmanager
+def nofile_limit(limit):
+    """RLIMIT_NOFILE at limit for what starts inside (servers inherit it, as under `ulimit -n`), then at least
+    1024 again for the test's own clients; skips the test when the hard limit is under 1024."""
+    import pytest
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1024), hard))
