@@ -285,15 +285,16 @@ def spawn_with_ports(cmd, cpu, stderr_path, ports_path, name, timeout=10):
 class Smtpfault:
     """An smtpfault started by a benchmark: its listeners are read from --ports-file."""
 
-    def __init__(self, binary, workdir, args, cpu=None, name="smtpfault"):
+    def __init__(self, binary, workdir, args, cpu=None, name="smtpfault", wrapper=()):
         self.binary, self.workdir, self.args, self.cpu, self.name = binary, workdir, list(args), cpu, name
+        self.wrapper = list(wrapper)  # a command the server runs under (valgrind ...)
         self.proc = None
         self.ports = {}
         self.stderr_path = os.path.join(workdir, f"{name}.stderr")
 
     def start(self, timeout=10):
         ports = os.path.join(self.workdir, f"{self.name}.ports.json")
-        self.proc, self.ports = spawn_with_ports([self.binary, "--ports-file", ports] + self.args, self.cpu,
+        self.proc, self.ports = spawn_with_ports(self.wrapper + [self.binary, "--ports-file", ports] + self.args, self.cpu,
                                                  self.stderr_path, ports, self.name, timeout)
         return self
 

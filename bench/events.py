@@ -11,12 +11,16 @@ time, 1 KiB messages). Runs are interleaved A B, B A, ... for --repeats rounds:
      counts the sessions it saw connect and close.
 Each run must be accepted whole (the admin socket's accepted count). Reported: sessions/s for A and B
 (medians), their ratio (the target: B at least 95 % of A), and whether B's stream saw every session (it must:
-a reader that falls 16 MiB behind is disconnected). Then the cost of an open page: the server's VmRSS with
+a reader that falls 16 MiB behind is disconnected). With --instructions N, also the server's instructions per
+session with and without a stream, counted by valgrind's callgrind (user space only; unlike times, the same
+on a loaded machine): runs of N and 2 N sessions each way, the difference divided by N, so that start-up and
+shutdown cancel out. Then the cost of an open page: the server's VmRSS with
 the page's connections open (the stream and an idle keep-alive connection), minus before, after a run of
 sessions has gone through (target: under 1 MiB). Every process started here is stopped by its PID.
 """
 
 import argparse
+import glob
 import os
 import socket
 import statistics
@@ -77,6 +81,48 @@ def run_source(port, count, cpu):
     return smtp_source(port, count, cpu, SESSIONS_AT_ONCE, SIZE, False, RUN_TIMEOUT_S)
 
 
+SERVER_ARGS = ["-q", "--smtp", "127.0.0.1:0", "--submission", "off", "--smtps", "off", "--no-tls", "--admin",
+               "127.0.0.1:0", "--store-max-messages", "1000"]
+VALGRIND_START_S = 60
+
+
+def callgrind_instructions(binary, work, sessions, streamed, cpus):
+    """The instructions (callgrind's Ir) one server run executes with sessions sessions, a stream open or not"""
+    out = os.path.join(work, f"callgrind.{sessions}.{int(streamed)}.out")
+    srv = Smtpfault(binary, work, SERVER_ARGS, cpus[0], name=f"cg{sessions}{int(streamed)}",
+                    wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+    srv.start(VALGRIND_START_S)
+    stream = None
+    try:
+        if streamed:
+            stream = Stream(srv.ports["admin"]["host"], int(srv.ports["admin"]["port"]))
+        smtp_source(srv.port("smtp"), sessions, cpus[1], 5, SIZE, False, RUN_TIMEOUT_S)
+        if stream is not None:
+            wait_for(lambda: stream.closes >= sessions or stream.closed, 60, "the stream's last events")
+            if stream.closes != sessions:
+                raise BenchError(f"the stream saw {stream.closes} of {sessions} sessions")
+            stream.close()
+    finally:
+        srv.stop()
+    for path in glob.glob(out + "*"):
+        with open(path) as f:
+            for line in f:
+                if line.startswith("totals:"):
+                    return int(line.split()[1])
+    raise BenchError(f"no totals in {out}: {srv.stderr_text()[-300:]}")
+
+
+def instructions_per_session(binary, work, n, cpus):
+    """{"no stream": Ir per session, "one stream": ...}, from runs of n and 2 n sessions each"""
+    result = {}
+    for label, streamed in (("no stream", False), ("one stream", True)):
+        small = callgrind_instructions(binary, work, n, streamed, cpus)
+        large = callgrind_instructions(binary, work, 2 * n, streamed, cpus)
+        result[label] = round((large - small) / n)
+        log(f"callgrind, {label}: {large - small:,} instructions for {n} more sessions")
+    return result
+
+
 def wait_for(predicate, timeout, what):
     end = time.monotonic() + timeout
     while not predicate():
@@ -92,15 +138,18 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="rounds of A B (default 3)")
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the server and the load to CPUs")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="also count the server's instructions per session under callgrind (N and 2 N sessions)")
     args = ap.parse_args()
     server_cpu, client_cpu, plan = cpu_plan(args.no_pin)
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})  # the stream's reader with the load, off the server's CPU
     log(plan)
     with tempfile.TemporaryDirectory(prefix="sf-events-") as work:
-        srv = Smtpfault(os.path.abspath(args.smtpfault), work,
-                        ["-q", "--smtp", "127.0.0.1:0", "--submission", "off", "--smtps", "off", "--no-tls",
-                         "--admin", "127.0.0.1:0", "--store-max-messages", "1000"], server_cpu).start()
+        if args.instructions > 0:
+            per_session = instructions_per_session(os.path.abspath(args.smtpfault), work, args.instructions,
+                                                   (server_cpu, client_cpu))
+        srv = Smtpfault(os.path.abspath(args.smtpfault), work, SERVER_ARGS, server_cpu).start()
         host, aport = srv.ports["admin"]["host"], int(srv.ports["admin"]["port"])
         rates, cpu = {"A": [], "B": []}, {"A": [], "B": []}
         seen = []
@@ -144,6 +193,9 @@ def main():
               "cpu_ratio": round(ca / cb, 3),
               "stream_saw_every_session": every, "page_rss_kib": page_kib,
               "targets": {"ratio_at_least": TARGET_RATIO, "page_kib_under": TARGET_PAGE_KIB}}
+    if args.instructions > 0:
+        result["instructions_per_session"] = per_session
+        result["instructions_ratio"] = round(per_session["no stream"] / per_session["one stream"], 3)
     print(f"\nsmtp-source -s {SESSIONS_AT_ONCE} -l {SIZE}, one session per message, {args.sessions} a run, "
           f"median of {args.repeats}:")
     print_table(["events", "sessions/s", "server CPU per session"],
@@ -153,6 +205,9 @@ def main():
           f"per session (target at least {TARGET_RATIO}); the stream saw every session: {every}")
     print(f"an open page (its stream and a keep-alive connection) after 2,000 sessions: {page_kib} KiB of "
           f"VmRSS (target under {TARGET_PAGE_KIB})")
+    if args.instructions > 0:
+        print(f"the server's instructions per session (callgrind, user space): {per_session['no stream']:,} without "
+              f"a stream, {per_session['one stream']:,} with one ({result['instructions_ratio']})")
     if args.json:
         write_json(args.json, result)
     return 0 if every else 1

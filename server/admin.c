@@ -33,6 +33,7 @@
 #include "admin_cmd.h"
 #include "admin_http.h"
 #include "bytebuf.h"
+#include "event_line.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "server.h"
@@ -910,55 +911,16 @@ static int subscribed_to(const admin *a, const scope *sc)
     return 0;
 }
 
-/* event_time - now as "2026-12-03T17:27:27.680Z"; the date and time of day are formatted once a second */
-static void event_time(char *out, size_t outsz)
-{
-    static time_t last_sec = -1;
-    static char prefix[32];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (ts.tv_sec != last_sec) {
-        struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(prefix, sizeof(prefix), "%Y-%m-%dT%H:%M:%S", &tm);
-        last_sec = ts.tv_sec;
-    }
-    snprintf(out, outsz, "%s.%03dZ", prefix, (int)(ts.tv_nsec / 1000000));
-}
-
-/*
- * event_line - {"event","session","time","text","scope"} into out (at least 2 * strlen(clean) + 200 bytes),
- * written directly: at thousands of sessions a second, building a cJSON tree per event line cost more than
- * the SMTP it describes. clean is log_sanitize's (UTF-8, no control characters); '"' and '\' are escaped.
- */
-static size_t event_line(char *out, size_t outsz, const scope *sc, uint64_t sid, const char *event,
-                         const char *clean)
-{
-    char when[40];
-    event_time(when, sizeof(when));
-    size_t n = (size_t)snprintf(out, outsz, "{\"event\":\"%s\"", event);
-    if (sid != 0)
-        n += (size_t)snprintf(out + n, outsz - n, ",\"session\":%llu", (unsigned long long)sid);
-    n += (size_t)snprintf(out + n, outsz - n, ",\"time\":\"%s\",\"text\":\"", when);
-    for (const char *p = clean; *p != '\0' && n + 8 < outsz; p++) {
-        if (*p == '"' || *p == '\\')
-            out[n++] = '\\';
-        out[n++] = *p;
-    }
-    if (sc->id[0] != '\0')
-        n += (size_t)snprintf(out + n, outsz - n, "\",\"scope\":\"%s\"}", sc->id);
-    else
-        n += (size_t)snprintf(out + n, outsz - n, "\"}");
-    return n < outsz ? n : outsz - 1;
-}
+_Static_assert(SCOPE_ID_MAX <= EVENT_SCOPE_ID_MAX, "a scope id fits an event line");
 
 void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const char *text, size_t len)
 {
     if (!admin_has_subscribers(a) || !subscribed_to(a, sc))
         return; /* the event line is built only for someone */
-    char clean[LOG_TEXT_MAX * 6 + 32], line[2 * sizeof(clean) + SCOPE_ID_MAX + 200];
-    log_sanitize(text, len, clean, sizeof(clean));
-    size_t line_len = event_line(line, sizeof(line), sc, sid, event, clean);
+    char line[EVENT_LINE_MAX];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    size_t line_len = event_line(line, sc->id, sid, event, text, len, &now);
     for (admin_client *c = a->clients, *next; c != NULL; c = next) {
         next = c->next;
         if (c->subscribed && !c->closing && c->sub_scope == sc && c->http != NULL)

@@ -22,9 +22,11 @@
 
 #include "admin_cmd.h"
 #include "config.h"
+#include "event_line.h"
 #include "http_api.h"
 #include "jsonutil.h"
 #include "server.h"
+#include "sf_assert.h"
 
 #define HTTP_HEAD_MAX     65536             /* request line and header fields, as a stranger's NDJSON line */
 #define HTTP_URL_MAX      8192              /* the request target */
@@ -211,11 +213,19 @@ void admin_http_event(admin_client *c, const char *line, size_t len)
     admin_http *h = admin_client_http(c);
     if (!h->streaming)
         return;
-    char id[40];
-    int n = snprintf(id, sizeof(id), "id: %llu\ndata: ", ++h->events);
-    admin_client_send_copy(c, id, (size_t)n);
-    admin_client_send_copy(c, line, len);
-    admin_client_send_copy(c, "\n\n", 2);
+    /* One copy of "id: N\ndata: LINE\n\n" into the output: a stream takes a dozen lines per SMTP session. */
+    static const char data[] = "\ndata: ";
+    char sse[EVENT_LINE_MAX + EVENT_U64_DIGITS + 16];
+    size_t n = 4;
+    memcpy(sse, "id: ", n);
+    n += event_u64(sse + n, ++h->events);
+    memcpy(sse + n, data, sizeof(data) - 1);
+    n += sizeof(data) - 1;
+    SF_ASSERT(len <= EVENT_LINE_MAX); /* lines come from event_line */
+    memcpy(sse + n, line, len);
+    n += len;
+    memcpy(sse + n, "\n\n", 2);
+    admin_client_send_copy(c, sse, n + 2);
 }
 
 /* refuse_request - err (taken over) answers the request before its body; the connection then closes */
