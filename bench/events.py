@@ -2,7 +2,7 @@
 """Event stream benchmark (issue 17): does GET /api/v1/events keep up with a high session rate, and what does
 one open stream cost SMTP, and the server's memory?
 
-Usage: events.py SMTPFAULT [--sessions N] [--repeats N] [--json FILE] [--no-pin]
+Usage: events.py SMTPFAULT [--sessions N] [--repeats N] [--instructions N] [--json FILE] [--no-pin]
 
 One smtpfault (-q, no store directory), with Postfix's smtp-source opening one session per message (20 at a
 time, 1 KiB messages). Runs are interleaved A B, B A, ... for --repeats rounds:
@@ -135,7 +135,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("smtpfault")
     ap.add_argument("--sessions", type=int, default=20000, help="sessions per run (default 20,000)")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of A B (default 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of A B (default 3; 0 with --instructions: the counts alone)")
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the server and the load to CPUs")
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
@@ -149,6 +149,11 @@ def main():
         if args.instructions > 0:
             per_session = instructions_per_session(os.path.abspath(args.smtpfault), work, args.instructions,
                                                    (server_cpu, client_cpu))
+            if args.repeats == 0:  # the counts alone
+                print(f"the server's instructions per session (callgrind, user space): "
+                      f"{per_session['no stream']:,} without a stream, {per_session['one stream']:,} with one "
+                      f"({per_session['no stream'] / per_session['one stream']:.3f})")
+                return 0
         srv = Smtpfault(os.path.abspath(args.smtpfault), work, SERVER_ARGS, server_cpu).start()
         host, aport = srv.ports["admin"]["host"], int(srv.ports["admin"]["port"])
         rates, cpu = {"A": [], "B": []}, {"A": [], "B": []}
