@@ -191,6 +191,15 @@ static void found(session *s, finding_id id, const char *line, size_t len)
         event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
 }
 
+/* eightbit_finding - 8-bit message content (DATA or BDAT) the MAIL command did not declare */
+static void eightbit_finding(session *s)
+{
+    static const char what[] = "(message content)";
+    const char *body = s->tx != NULL ? s->tx->body_type : NULL;
+    if (s->data_scan.eightbit && (body == NULL || strcasecmp(body, "7BIT") == 0))
+        found(s, FINDING_EIGHTBIT_WITHOUT_8BITMIME, what, sizeof(what) - 1);
+}
+
 /* set_state - the one place states change; logged at debug level */
 static void set_state(session *s, session_state next)
 {
@@ -1224,8 +1233,10 @@ static void cmd_bdat(session *s, const smtp_command *cmd, command_args *a)
             s->bdat_reject_raw = 1;
         }
     }
-    if (s->tx != NULL && s->bdat_reject == NULL)
+    if (s->tx != NULL && s->bdat_reject == NULL && !s->tx_bdat) {
         s->tx_bdat = 1;
+        findings_text_scan_init(&s->data_scan); /* the chunks make one message content */
+    }
     s->bdat_size = s->bdat_left = size;
     s->bdat_last = last;
     set_state(s, ST_BDAT);
@@ -1246,6 +1257,8 @@ static void bdat_chunk_done(session *s, uint64_t size)
         return;
     }
     if (s->tx_oversize || s->tx_oom || s->bdat_last) {
+        /* Of chunked content only 8-bit bytes are judged, not its line endings (docs/client-checks.md). */
+        eightbit_finding(s);
         end_of_message(s); /* rejects the oversize transaction, or commits it */
         return;
     }
@@ -1515,9 +1528,7 @@ static void content_findings(session *s)
         found(s, FINDING_BARE_LF, what, sizeof(what) - 1);
     if (s->data_scan.bare_cr)
         found(s, FINDING_BARE_CR, what, sizeof(what) - 1);
-    const char *body = s->tx != NULL ? s->tx->body_type : NULL;
-    if (s->data_scan.eightbit && (body == NULL || strcasecmp(body, "7BIT") == 0))
-        found(s, FINDING_EIGHTBIT_WITHOUT_8BITMIME, what, sizeof(what) - 1);
+    eightbit_finding(s);
 }
 
 /* consume - process what can be processed of buf; returns the bytes taken */
@@ -1541,8 +1552,10 @@ static size_t consume(session *s, const char *buf, size_t len)
         }
         if (s->state == ST_BDAT) {
             size_t take = s->bdat_left < avail ? (size_t)s->bdat_left : avail;
-            if (s->bdat_reject == NULL && s->tx != NULL)
+            if (s->bdat_reject == NULL && s->tx != NULL) {
                 content_sink(s, p, take);
+                findings_text_scan_feed(&s->data_scan, p, take);
+            }
             off += take;
             s->bdat_left -= take;
             if (s->bdat_left == 0) {

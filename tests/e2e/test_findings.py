@@ -113,6 +113,33 @@ def test_data_content_findings(server, body, fid):
         assert run_session(server, data_session(clean))[1] == []
 
 
+def bdat_session(chunks, mail="MAIL FROM:<a@example.org>"):
+    """A script sending one message in BDAT chunks (RFC 3030), the last one with LAST."""
+    def script(c):
+        c.greet()
+        c.cmd(mail, 250)
+        c.cmd("RCPT TO:<b@example.org>", 250)
+        for i, chunk in enumerate(chunks):
+            last = b" LAST" if i == len(chunks) - 1 else b""
+            c.send(b"BDAT %d%s\r\n%s" % (len(chunk), last, chunk))
+            c.expect(250)
+        quit_(c)
+
+    return script
+
+
+def test_bdat_content_8bit_without_8bitmime(server):
+    # the 8-bit byte in the second chunk: the whole message is scanned, not only its first chunk
+    chunks = [b"Subject: x\r\n\r\n", b"caf\xc3\xa9\r\n"]
+    session, ids = run_session(server, bdat_session(chunks))
+    assert ids == ["8bit-without-8bitmime"]
+    assert finding(session, "8bit-without-8bitmime")["line"] == "(message content)"
+
+    for body in ("8BITMIME", "BINARYMIME"):  # the same bytes, declared
+        assert run_session(server, bdat_session(chunks, "MAIL FROM:<a@example.org> BODY=" + body))[1] == []
+    assert run_session(server, bdat_session([b"Subject: x\r\n\r\n", b"cafe\r\n"]))[1] == []
+
+
 # -- the greeting, pipelining, STARTTLS -----------------------------------------------------------------------
 
 
