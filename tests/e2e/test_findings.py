@@ -200,13 +200,18 @@ def test_pipelining_before_the_ehlo_reply(server):
     assert run_session(server, script)[1] == ["pipelining-not-offered"]
 
 
+def tls_wrap(c):
+    """c's socket, TLS from now on (the suite CA verifies the server)."""
+    ctx = ssl.create_default_context(cafile=ca_file())
+    ctx.check_hostname = False
+    c.sock = ctx.wrap_socket(c.sock)
+
+
 def starttls(c):
     """STARTTLS on a RawClient; its socket is TLS afterwards (the suite CA verifies the server)."""
     c.greet()
     c.cmd("STARTTLS", 220)
-    ctx = ssl.create_default_context(cafile=ca_file())
-    ctx.check_hostname = False
-    c.sock = ctx.wrap_socket(c.sock)
+    tls_wrap(c)
 
 
 def test_no_ehlo_after_starttls(server):
@@ -345,6 +350,40 @@ def test_command_after_421(server_factory, tmp_path):
     # QUIT after a 421 is harmless, and leaving without QUIT after a 421 is right: no finding either way
     assert run_session(srv, quit_after_421)[1] == []
     assert run_session(srv, until_closed)[1] == []
+
+
+@pytest.mark.parametrize("listener", ["smtp", "smtps"])
+def test_command_after_421_over_tls(server_factory, tmp_path, listener):
+    """STARTTLS or implicit TLS: a command after the 421's close_notify is read through TLS and found."""
+    srv = start_with_profile(server_factory, tmp_path, [reply_rule("noop", "421 4.3.2 Going down")])
+    where = srv.listener(listener)
+
+    def run(after_close):
+        c = RawClient(where["host"], where["port"])
+        addr = c.local_address()
+        try:
+            if listener == "smtp":
+                starttls(c)
+            else:
+                tls_wrap(c)
+                c.expect(220)
+            c.cmd("EHLO tls.example", 250)
+            c.cmd("NOOP", 421)
+            assert c.sock.recv(100) == b""  # the server's close_notify: the 421 closed the session
+            if after_close:
+                c.send(after_close)
+        finally:
+            c.close()
+        return session_findings(srv, addr)
+
+    session, ids = run("RSET\r\n")
+    assert ids == ["command-after-421"], session["transcript"]
+    assert finding(session, "command-after-421")["line"] == "RSET"
+    assert any(e["event"] == "finding" and e["text"].startswith("command-after-421 (risk)")
+               for e in session["transcript"])
+
+    assert run("QUIT\r\n")[1] == []
+    assert run(None)[1] == []
 
 
 def test_live_session_shows_its_findings(server):
