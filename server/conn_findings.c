@@ -68,11 +68,12 @@ void conn_findings_after_close(conn *c, const char *data, size_t len)
 
 void conn_findings_announce(conn *c)
 {
-    /* Cleared first: the event below comes back through conn_event, which calls this again. */
-    while (c->story.announce != 0) {
-        finding_id id = (finding_id)__builtin_ctz(c->story.announce);
-        c->story.announce &= c->story.announce - 1;
-        char text[FINDING_EVENT_MAX];
-        conn_event(c, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
-    }
+    if (c->story.fresh.n == 0)
+        return;
+    /* Taken first: the session's "finding" event comes back through conn_event, which calls this again. */
+    findings fresh;
+    findings_move(&fresh, &c->story.fresh);
+    for (size_t i = 0; c->s != NULL && i < fresh.n; i++)
+        session_story_finding(c->s, &fresh.items[i]);
+    findings_free(&fresh);
 }

@@ -175,8 +175,15 @@ static void eventf(session *s, int level, const char *name, const char *fmt, ...
         event(s, level, name, text, n);
 }
 
-/* found - the client did something findings.h names: record it, and say so in the transcript the first time
- */
+/* record - keep a finding made at wall time ms, and say so in the transcript the first time */
+static void record(session *s, finding_id id, int64_t ms, const char *line, size_t len)
+{
+    char text[FINDING_EVENT_MAX];
+    if (findings_add(&s->findings, id, ms, s->id, line, len) == 1)
+        event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
+}
+
+/* found - the client did something findings.h names, in this session */
 static void found(session *s, finding_id id, const char *line, size_t len)
 {
     if (s->not_smtp)
@@ -186,9 +193,7 @@ static void found(session *s, finding_id id, const char *line, size_t len)
         const char *sp = memchr(line + 5, ' ', len - 5);
         len = sp != NULL ? (size_t)(sp - line) : len;
     }
-    char text[FINDING_EVENT_MAX];
-    if (findings_add(&s->findings, id, s->host->wall_ms(s->ctx), s->id, line, len) == 1)
-        event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
+    record(s, id, s->host->wall_ms(s->ctx), line, len);
 }
 
 /* eightbit_finding - 8-bit message content (DATA or BDAT) the MAIL command did not declare */
@@ -1854,6 +1859,13 @@ void session_free(session *s)
 void session_finding(session *s, finding_id id, const char *line, size_t len)
 {
     found(s, id, line, len);
+}
+
+void session_story_finding(session *s, const finding *x)
+{
+    /* Whatever protocol the client speaks here, its tries are its story's (not_smtp does not apply). */
+    for (uint32_t i = 0; i < x->count; i++)
+        record(s, x->id, x->first_ms, x->line, x->line_len);
 }
 
 void session_not_smtp(session *s)

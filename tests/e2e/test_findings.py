@@ -27,15 +27,23 @@ def session_findings(srv, client_address, timeout=10.0):
     return session, [f["id"] for f in session["findings"]]
 
 
-def run_session(srv, script, host=None):
-    """Connect, run script(client), close; the closed session and its finding ids."""
+# The retry story's findings (test_client_report.py): a session has them when its transaction repeats one
+# refused before, as the clean runs here do on purpose; run_session leaves them out unless asked.
+STORY_FINDINGS = {"retry-4xx", "retried-5xx", "hammering", "greylist-retry-too-soon", "connections-past-limit",
+                  "sent-after-rate-limit"}
+
+
+def run_session(srv, script, story=False):
+    """Connect, run script(client), close; the closed session and its finding ids (with the retry story's
+    when story is true)."""
     c = RawClient(srv.host, srv.port)
     addr = c.local_address()
     try:
         script(c)
     finally:
         c.close()
-    return session_findings(srv, addr)
+    session, ids = session_findings(srv, addr)
+    return session, [i for i in ids if story or i not in STORY_FINDINGS]
 
 
 def dialog(*steps):
@@ -273,7 +281,8 @@ def test_size_exceeded_anyway(server_factory, tmp_path):
 
     big = data_session(make_message("size", "x" * 2000), code=552)
     assert run_session(srv, big)[1] == ["size-exceeded-anyway"]
-    assert run_session(srv, data_session(make_message("size", "x" * 500)))[1] == []
+    # the same transaction again, smaller: no protocol finding, but the story saw a 552 tried again
+    assert run_session(srv, data_session(make_message("size", "x" * 500)), story=True)[1] == ["retried-5xx"]
 
 
 def test_data_after_all_rcpt_refused(server_factory, tmp_path):
