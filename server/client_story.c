@@ -175,12 +175,11 @@ static int hammering(const story_thread *th)
     return 1;
 }
 
-static void note(client_story *cs, uint32_t *announce, finding_id id, const story_try *t, const char *fmt,
-                 ...) __attribute__((format(printf, 5, 6)));
-static void note(client_story *cs, uint32_t *announce, finding_id id, const story_try *t, const char *fmt,
-                 ...)
+/* note - a finding of the story: the client's, and the connection's whose try made it (fresh) */
+static void note(client_story *cs, findings *fresh, finding_id id, const story_try *t, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void note(client_story *cs, findings *fresh, finding_id id, const story_try *t, const char *fmt, ...)
 {
-    *announce |= 1u << id;
     char line[FINDING_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -188,11 +187,28 @@ static void note(client_story *cs, uint32_t *announce, finding_id id, const stor
     va_end(ap);
     size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
     (void)findings_add(&cs->findings, id, t->end_ms, t->session, line, len);
+    (void)findings_add(fresh, id, t->end_ms, t->session, line, len);
+}
+
+/* story_finding - 1 for the findings the story makes (see note) */
+static int story_finding(finding_id id)
+{
+    switch (id) {
+    case FINDING_RETRY_4XX:
+    case FINDING_RETRIED_5XX:
+    case FINDING_HAMMERING:
+    case FINDING_GREYLIST_RETRY_TOO_SOON:
+    case FINDING_CONNECTIONS_PAST_LIMIT:
+    case FINDING_SENT_AFTER_RATE_LIMIT:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* add_try - t joins its thread; the findings it makes */
 static void add_try(client_stories *st, const char *key, const story_try *t, int connection,
-                    const char *sender, const char *rcpt, uint32_t *announce)
+                    const char *sender, const char *rcpt, findings *fresh)
 {
     client_story *cs = story_for(st, key, t->end_ms);
     if (cs == NULL)
@@ -206,23 +222,23 @@ static void add_try(client_stories *st, const char *key, const story_try *t, int
         return;
     int64_t delay = last != NULL ? t->start_ms - last->end_ms : 0;
     if (last != NULL && last->code >= 500)
-        note(cs, announce, FINDING_RETRIED_5XX, t, "tried again %lld ms after \"%.60s\"", (long long)delay,
+        note(cs, fresh, FINDING_RETRIED_5XX, t, "tried again %lld ms after \"%.60s\"", (long long)delay,
              last->reply);
     if (last != NULL && transient(last->code))
-        note(cs, announce, FINDING_RETRY_4XX, t, "tried again %lld ms after \"%.60s\"", (long long)delay,
+        note(cs, fresh, FINDING_RETRY_4XX, t, "tried again %lld ms after \"%.60s\"", (long long)delay,
              last->reply);
     if (t->greylist_ms > 0)
         for (size_t i = 0; i < th->ntries; i++)
             if (th->tries[i].greylist_ms > 0) {
-                note(cs, announce, FINDING_GREYLIST_RETRY_TOO_SOON, t,
+                note(cs, fresh, FINDING_GREYLIST_RETRY_TOO_SOON, t,
                      "back %lld ms after the first greylisting (%u ms)",
                      (long long)(t->start_ms - th->tries[i].end_ms), t->greylist_ms);
                 break;
             }
     if (t->conn_limited)
-        note(cs, announce, FINDING_CONNECTIONS_PAST_LIMIT, t, "%.100s", t->reply);
+        note(cs, fresh, FINDING_CONNECTIONS_PAST_LIMIT, t, "%.100s", t->reply);
     if (t->rate_limited && cs->rate_limited)
-        note(cs, announce, FINDING_SENT_AFTER_RATE_LIMIT, t, "%.100s", t->reply);
+        note(cs, fresh, FINDING_SENT_AFTER_RATE_LIMIT, t, "%.100s", t->reply);
     cs->rate_limited |= t->rate_limited;
     int was_hammering = hammering(th);
     if (th->ntries == STORY_TRIES_MAX) {
@@ -232,15 +248,13 @@ static void add_try(client_stories *st, const char *key, const story_try *t, int
     }
     th->tries[th->ntries++] = *t;
     if (!was_hammering && hammering(th))
-        note(cs, announce, FINDING_HAMMERING, t, "%zu retries of a 4xx, each within %d ms", th->ntries - 1,
+        note(cs, fresh, FINDING_HAMMERING, t, "%zu retries of a 4xx, each within %d ms", th->ntries - 1,
              STORY_HAMMER_DELAY_MS);
 }
 
 /* -- reading a connection's events ---------------------------------------------------------------------- */
 
 #define SCOPE_KEY_PREFIX "scope:"
-
-_Static_assert(FINDING_COUNT <= 32, "story_track.announce has a bit per finding");
 
 void story_key(char *key, size_t size, const char *client, const char *scope_id)
 {
@@ -302,7 +316,7 @@ static void end_try(client_stories *st, story_track *t, int64_t ms, int code, co
     c->rate_limited = t->rate_limited;
     c->conn_limited = t->conn_limited;
     int connection = strcmp(stage, "connect") == 0;
-    add_try(st, t->key, c, connection, connection ? "" : t->sender, connection ? "" : t->rcpt, &t->announce);
+    add_try(st, t->key, c, connection, connection ? "" : t->sender, connection ? "" : t->rcpt, &t->fresh);
     t->open = 0;
 }
 
@@ -398,9 +412,12 @@ void client_story_session_end(client_stories *st, story_track *t, const findings
     cs->sessions++;
     for (size_t i = 0; f != NULL && i < f->n; i++) {
         const finding *x = &f->items[i];
+        if (story_finding(x->id))
+            continue; /* counted by the story when it made it */
         for (uint32_t k = 0; k < x->count; k++)
             (void)findings_add(&cs->findings, x->id, x->first_ms, x->session, x->line, x->line_len);
     }
+    findings_free(&t->fresh);
     t->key[0] = '\0';
 }
 

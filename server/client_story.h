@@ -3,8 +3,8 @@
  * (a "try"), grouped by what it was trying to deliver (sender and first recipient; or the connection itself
  * when the greeting refused it), with the replies it got and how long it waited before trying again. From
  * it come the findings no single session can show: retry-4xx, retried-5xx, hammering,
- * greylist-retry-too-soon, connections-past-limit, sent-after-rate-limit. A client's findings also gather
- * those of its sessions.
+ * greylist-retry-too-soon, connections-past-limit, sent-after-rate-limit; each is also handed to the
+ * session whose try made it (story_track.fresh). A client's findings also gather those of its sessions.
  *
  * Sans-I/O: fed the transcript events of each connection (story_track, one per connection) with their time;
  * the server owns one client_stories. Everything is bounded: STORY_CLIENTS_MAX clients (the least recently
@@ -88,8 +88,7 @@ typedef struct story_track {
     char sender[STORY_ADDR_MAX], rcpt[STORY_ADDR_MAX];
     uint32_t greylist_ms; /* a greylist fault fired at the pending step */
     int rate_limited, conn_limited;
-    uint32_t
-        announce; /* 1u << finding_id: findings this connection's tries made, not yet in its transcript */
+    findings fresh; /* findings this connection's tries made, not yet handed to its session */
 } story_track;
 
 /*
@@ -106,7 +105,10 @@ void story_key(char *key, size_t size, const char *client, const char *scope_id)
 void client_story_event(client_stories *st, story_track *t, int64_t ms, const char *event, const char *text,
                         size_t len);
 
-/* client_story_session_end - t's connection closed: its session's findings join the client's */
+/*
+ * client_story_session_end - t's connection closed: its session's findings join the client's (but those of
+ * the story, which the client has already: the session holds them only to show them)
+ */
 void client_story_session_end(client_stories *st, story_track *t, const findings *f);
 
 /* client_story_json - the story of key, or NULL when none is kept */

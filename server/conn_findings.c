@@ -1,6 +1,7 @@
 /*
  * conn_findings.c - the findings only the connection can see (findings.h): a client that speaks before
- * the greeting, one that leaves without QUIT, one that goes on after a 421. The session records them.
+ * the greeting, one that leaves without QUIT, one that goes on after a 421 (in plain text or over TLS). The
+ * session records them.
  */
 #include "conn_internal.h"
 
@@ -49,17 +50,30 @@ void conn_findings_client_left(conn *c)
 
 void conn_findings_after_close(conn *c, const char *data, size_t len)
 {
-    if (c->s != NULL && c->tls.phase == TLS_PHASE_NONE)
+    if (c->s == NULL || findings_has(session_findings(c->s), FINDING_COMMAND_AFTER_421))
+        return; /* nothing more to find: the rest is not even decrypted */
+    if (c->tls.phase == TLS_PHASE_NONE) {
         session_input_after_close(c->s, data, len);
+        return;
+    }
+    /* Over TLS the commands come in records after our close_notify: decrypted only to be looked at. A
+     * record wolfSSL cannot take or read (input past its limit, an error, the client's close_notify) ends
+     * the looking, not the linger. */
+    if (!conn_tls_active(&c->tls) || tls_conn_feed(c->tls.ssl, data, len) != 0)
+        return;
+    int n;
+    while ((n = tls_conn_read(c->tls.ssl, c->srv->plain_buf, sizeof(c->srv->plain_buf))) > 0)
+        session_input_after_close(c->s, c->srv->plain_buf, (size_t)n);
 }
 
 void conn_findings_announce(conn *c)
 {
-    /* Cleared first: the event below comes back through conn_event, which calls this again. */
-    while (c->story.announce != 0) {
-        finding_id id = (finding_id)__builtin_ctz(c->story.announce);
-        c->story.announce &= c->story.announce - 1;
-        char text[FINDING_EVENT_MAX];
-        conn_event(c, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
-    }
+    if (c->story.fresh.n == 0)
+        return;
+    /* Taken first: the session's "finding" event comes back through conn_event, which calls this again. */
+    findings fresh;
+    findings_move(&fresh, &c->story.fresh);
+    for (size_t i = 0; c->s != NULL && i < fresh.n; i++)
+        session_story_finding(c->s, &fresh.items[i]);
+    findings_free(&fresh);
 }

@@ -101,8 +101,8 @@ void conn_findings_before_output(conn *c);
 /* conn_findings_client_left - the client closed or reset: did it leave without QUIT? */
 void conn_findings_client_left(conn *c);
 
-/* conn_findings_announce - the findings of the client's retry story this connection made: to its transcript
- */
+/* conn_findings_announce - the findings of the client's retry story this connection made: to its session's
+ * findings and transcript */
 void conn_findings_announce(conn *c);
 
 /* conn_findings_after_close - bytes read while lingering after the session ended */

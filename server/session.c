@@ -175,8 +175,15 @@ static void eventf(session *s, int level, const char *name, const char *fmt, ...
         event(s, level, name, text, n);
 }
 
-/* found - the client did something findings.h names: record it, and say so in the transcript the first time
- */
+/* record - keep a finding made at wall time ms, and say so in the transcript the first time */
+static void record(session *s, finding_id id, int64_t ms, const char *line, size_t len)
+{
+    char text[FINDING_EVENT_MAX];
+    if (findings_add(&s->findings, id, ms, s->id, line, len) == 1)
+        event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
+}
+
+/* found - the client did something findings.h names, in this session */
 static void found(session *s, finding_id id, const char *line, size_t len)
 {
     if (s->not_smtp)
@@ -186,9 +193,16 @@ static void found(session *s, finding_id id, const char *line, size_t len)
         const char *sp = memchr(line + 5, ' ', len - 5);
         len = sp != NULL ? (size_t)(sp - line) : len;
     }
-    char text[FINDING_EVENT_MAX];
-    if (findings_add(&s->findings, id, s->host->wall_ms(s->ctx), s->id, line, len) == 1)
-        event(s, LOG_INFO, "finding", text, finding_describe(id, text, sizeof(text)));
+    record(s, id, s->host->wall_ms(s->ctx), line, len);
+}
+
+/* eightbit_finding - 8-bit message content (DATA or BDAT) the MAIL command did not declare */
+static void eightbit_finding(session *s)
+{
+    static const char what[] = "(message content)";
+    const char *body = s->tx != NULL ? s->tx->body_type : NULL;
+    if (s->data_scan.eightbit && (body == NULL || strcasecmp(body, "7BIT") == 0))
+        found(s, FINDING_EIGHTBIT_WITHOUT_8BITMIME, what, sizeof(what) - 1);
 }
 
 /* set_state - the one place states change; logged at debug level */
@@ -1224,8 +1238,10 @@ static void cmd_bdat(session *s, const smtp_command *cmd, command_args *a)
             s->bdat_reject_raw = 1;
         }
     }
-    if (s->tx != NULL && s->bdat_reject == NULL)
+    if (s->tx != NULL && s->bdat_reject == NULL && !s->tx_bdat) {
         s->tx_bdat = 1;
+        findings_text_scan_init(&s->data_scan); /* the chunks make one message content */
+    }
     s->bdat_size = s->bdat_left = size;
     s->bdat_last = last;
     set_state(s, ST_BDAT);
@@ -1246,6 +1262,8 @@ static void bdat_chunk_done(session *s, uint64_t size)
         return;
     }
     if (s->tx_oversize || s->tx_oom || s->bdat_last) {
+        /* Of chunked content only 8-bit bytes are judged, not its line endings (docs/client-checks.md). */
+        eightbit_finding(s);
         end_of_message(s); /* rejects the oversize transaction, or commits it */
         return;
     }
@@ -1515,9 +1533,7 @@ static void content_findings(session *s)
         found(s, FINDING_BARE_LF, what, sizeof(what) - 1);
     if (s->data_scan.bare_cr)
         found(s, FINDING_BARE_CR, what, sizeof(what) - 1);
-    const char *body = s->tx != NULL ? s->tx->body_type : NULL;
-    if (s->data_scan.eightbit && (body == NULL || strcasecmp(body, "7BIT") == 0))
-        found(s, FINDING_EIGHTBIT_WITHOUT_8BITMIME, what, sizeof(what) - 1);
+    eightbit_finding(s);
 }
 
 /* consume - process what can be processed of buf; returns the bytes taken */
@@ -1541,8 +1557,10 @@ static size_t consume(session *s, const char *buf, size_t len)
         }
         if (s->state == ST_BDAT) {
             size_t take = s->bdat_left < avail ? (size_t)s->bdat_left : avail;
-            if (s->bdat_reject == NULL && s->tx != NULL)
+            if (s->bdat_reject == NULL && s->tx != NULL) {
                 content_sink(s, p, take);
+                findings_text_scan_feed(&s->data_scan, p, take);
+            }
             off += take;
             s->bdat_left -= take;
             if (s->bdat_left == 0) {
@@ -1841,6 +1859,13 @@ void session_free(session *s)
 void session_finding(session *s, finding_id id, const char *line, size_t len)
 {
     found(s, id, line, len);
+}
+
+void session_story_finding(session *s, const finding *x)
+{
+    /* Whatever protocol the client speaks here, its tries are its story's (not_smtp does not apply). */
+    for (uint32_t i = 0; i < x->count; i++)
+        record(s, x->id, x->first_ms, x->line, x->line_len);
 }
 
 void session_not_smtp(session *s)

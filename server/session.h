@@ -139,6 +139,9 @@ void session_finding(session *s, finding_id id, const char *line, size_t len);
  * sends says nothing of its SMTP, so the session records no finding */
 void session_not_smtp(session *s);
 
+/* session_story_finding - the client's retry story made x (client_story.h) with a try of this session */
+void session_story_finding(session *s, const finding *x);
+
 /* session_findings - the session's findings so far (the host may move them away once it is over) */
 findings *session_findings(session *s);
 

@@ -25,6 +25,24 @@ def ids(rep):
     return [f["id"] for f in rep["findings"]]
 
 
+def session_of(srv, sid):
+    """sessions.get of session sid (live or closed) and its finding ids."""
+    with srv.admin() as admin:
+        session = admin.ok("sessions.get", session=sid)["session"]
+    return session, [f["id"] for f in session["findings"]]
+
+
+def assert_session_found(srv, sid, expected):
+    """The retry story's findings are the session's too: the one whose try made them has them, with their
+    transcript event, once each."""
+    session, found = session_of(srv, sid)
+    assert found == expected, session["findings"]
+    assert all(f["session"] == sid for f in session["findings"])
+    events = [e["text"].split(" ", 1)[0] for e in session["transcript"] if e["event"] == "finding"]
+    assert events == expected, session["transcript"]
+    return session
+
+
 def send(srv, rcpt, sender="app@example.org"):
     """One message through smtplib on a new connection: the reply code of the refusal, or 250."""
     try:
@@ -71,6 +89,12 @@ def test_retried_a_421_with_backoff_and_gave_up_on_a_550(server_factory, tmp_pat
     assert ids(rep) == ["retry-4xx"]
     assert rep["findings"][0]["count"] == 3 and rep["findings"][0]["severity"] == "info"
     assert rep["sessions"] == 5 and rep["client"] == CLIENT
+    # each retry's session has its retry-4xx (and the report counts it once, above), the first none
+    sessions = [t["session"] for t in later["tries"]]
+    assert session_of(srv, sessions[0])[1] == []
+    for sid in sessions[1:]:
+        f = assert_session_found(srv, sid, ["retry-4xx"])["findings"][0]
+        assert f["count"] == 1 and f["line"].startswith("tried again ") and "421 4.3.2 Busy" in f["line"]
 
     # the same story for people: smtpfault ctl report
     out = ctl(srv, "report", CLIENT)
@@ -101,6 +125,9 @@ def test_hammering(server_factory, tmp_path):
     assert thread["outcome"] == "deferred"
     assert ids(rep) == ["retry-4xx", "hammering"]
     assert rep["summary"]["hammering"] is True
+    session = assert_session_found(srv, thread["tries"][0]["session"], ["retry-4xx", "hammering"])
+    assert [f["count"] for f in session["findings"]] == [3, 1]
+    assert [f["count"] for f in rep["findings"]] == [3, 1]  # the story's, not counted again with the session's
 
 
 def test_retried_5xx(server_factory, tmp_path):
@@ -118,6 +145,11 @@ def test_retried_5xx(server_factory, tmp_path):
     assert rep["summary"]["retried_5xx"] is True and rep["summary"]["violations"] == 1
     # the session that retried says so in its transcript, and in the log
     srv.wait_for_log(r"#3 finding retried-5xx \(violation\): RFC 5321 4\.2\.1")
+    nobody = next(t for t in rep["threads"] if t["rcpt"] == "nobody@example.com")
+    first, retry = [t["session"] for t in nobody["tries"]]
+    assert session_of(srv, first)[1] == []
+    session = assert_session_found(srv, retry, ["retried-5xx"])
+    assert session["findings"][0]["line"] == f["line"]
 
 
 def test_greylist_retry_too_soon(server_factory, tmp_path):
@@ -131,6 +163,9 @@ def test_greylist_retry_too_soon(server_factory, tmp_path):
     assert ids(rep) == ["retry-4xx", "greylist-retry-too-soon"]
     (thread,) = rep["threads"]
     assert [t.get("greylist_ms") for t in thread["tries"]] == [1500, 1500, None]
+    sessions = [t["session"] for t in thread["tries"]]
+    assert_session_found(srv, sessions[1], ["retry-4xx", "greylist-retry-too-soon"])
+    assert_session_found(srv, sessions[2], ["retry-4xx"])
     with srv.admin() as admin:
         admin.ok("reset")  # the greylist and the stories start afresh
     assert send(srv, "b@example.com") == 450
@@ -151,6 +186,7 @@ def test_connections_past_limit(server_factory, tmp_path):
     (thread,) = rep["threads"]
     assert thread["connection"] is True and thread["tries"][0]["stage"] == "connect"
     assert thread["tries"][0]["limited"] is True
+    assert_session_found(srv, thread["tries"][0]["session"], ["connections-past-limit"])
 
 
 def test_sent_after_rate_limit(server_factory, tmp_path):
@@ -159,7 +195,11 @@ def test_sent_after_rate_limit(server_factory, tmp_path):
     assert send(srv, "c@example.com") == 450  # the limit: a well-behaved client waits now
     assert ids(report(srv)) == []
     assert send(srv, "d@example.com") == 450  # a retry of the refused MAIL (the same sender), while limited
-    assert ids(report(srv)) == ["retry-4xx", "sent-after-rate-limit"]
+    rep = report(srv)
+    assert ids(rep) == ["retry-4xx", "sent-after-rate-limit"]
+    (thread,) = rep["threads"]  # refused at MAIL, the tries join the thread of their sender
+    assert [t["code"] for t in thread["tries"]] == [250, 450, 450]
+    assert_session_found(srv, thread["tries"][2]["session"], ["retry-4xx", "sent-after-rate-limit"])
 
 
 def test_report_gathers_session_findings(server):

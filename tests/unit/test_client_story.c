@@ -168,6 +168,47 @@ static void test_scopes_and_forget(void **state)
     assert_int_equal(st.n, 0);
 }
 
+/* count_of - the count of finding id in report r (0: not there) */
+static int count_of(const cJSON *r, const char *id)
+{
+    const cJSON *f = cJSON_GetObjectItem(r, "findings");
+    for (const cJSON *x = f->child; x != NULL; x = x->next)
+        if (strcmp(cJSON_GetObjectItem(x, "id")->valuestring, id) == 0)
+            return cJSON_GetObjectItem(x, "count")->valueint;
+    return 0;
+}
+
+static void test_findings_handed_to_the_session(void **state)
+{
+    (void)state;
+    client_stories st = {0};
+    one_try(&st, "127.0.0.1:1000", 1, 1000, "b@y.test", "550 5.1.1 no");
+    story_track t;
+    story_track_start(&t, "127.0.0.1:1001", "", 2, 2000);
+    ev(&st, &t, 2000, "reply", "220 mx ESMTP");
+    ev(&st, &t, 2000, "command", "MAIL FROM:<app@x.test>");
+    ev(&st, &t, 2000, "reply", "250 ok");
+    ev(&st, &t, 2000, "command", "RCPT TO:<b@y.test>");
+    assert_int_equal(t.fresh.n, 0);
+    ev(&st, &t, 2001, "reply", "550 5.1.1 no");
+    /* the try that repeated the 5xx made retried-5xx: handed to its connection, with the story's line */
+    assert_int_equal(t.fresh.n, 1);
+    assert_int_equal(t.fresh.items[0].id, FINDING_RETRIED_5XX);
+    assert_int_equal(t.fresh.items[0].session, 2);
+    assert_memory_equal(t.fresh.items[0].line, "tried again 999 ms after", 24);
+    /* the session keeps it with one of its own; at its end only its own joins the client's again */
+    findings session = {0};
+    findings_move(&session, &t.fresh);
+    assert_int_equal(findings_add(&session, FINDING_NO_QUIT, 2002, 2, "x", 1), 1);
+    client_story_session_end(&st, &t, &session);
+    findings_free(&session);
+    cJSON *r = report(&st, "127.0.0.1");
+    assert_int_equal(count_of(r, "retried-5xx"), 1);
+    assert_int_equal(count_of(r, "no-quit"), 1);
+    cJSON_Delete(r);
+    client_stories_forget(&st, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_hammering_and_retried_5xx),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_scopes_and_forget),
+        cmocka_unit_test(test_findings_handed_to_the_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
