@@ -72,11 +72,11 @@ int mime_header(const char *msg, size_t len, const char *name, char *out, size_t
     return found ? 0 : -1;
 }
 
-/* param - the parameter key of a Content-Type or Content-Disposition value (quoted or not) into out */
-static void param(const char *value, const char *key, char *out, size_t outsz)
+/* param_value - where the parameter key of a Content-Type or Content-Disposition value starts (inside its
+ * quotes, if any) and its length in *n; NULL when there is none */
+static const char *param_value(const char *value, const char *key, size_t *n)
 {
     size_t klen = strlen(key);
-    out[0] = '\0';
     for (const char *p = strchr(value, ';'); p != NULL; p = strchr(p + 1, ';')) {
         const char *k = p + 1;
         while (*k == ' ' || *k == '\t')
@@ -84,16 +84,25 @@ static void param(const char *value, const char *key, char *out, size_t outsz)
         if (strncasecmp(k, key, klen) != 0 || k[klen] != '=')
             continue;
         const char *v = k + klen + 1;
-        size_t n;
         if (*v == '"') {
             v++;
-            n = strcspn(v, "\"");
+            *n = strcspn(v, "\"");
         } else {
-            n = strcspn(v, "; \t");
+            *n = strcspn(v, "; \t");
         }
-        snprintf(out, outsz, "%.*s", (int)(n < outsz ? n : outsz - 1), v);
-        return;
+        return v;
     }
+    return NULL;
+}
+
+/* param - the parameter key of a Content-Type or Content-Disposition value (quoted or not) into out */
+static void param(const char *value, const char *key, char *out, size_t outsz)
+{
+    size_t n;
+    const char *v = param_value(value, key, &n);
+    out[0] = '\0';
+    if (v != NULL)
+        snprintf(out, outsz, "%.*s", (int)(n < outsz ? n : outsz - 1), v);
 }
 
 /* media_type - the type of a Content-Type value, lower case, without parameters */
@@ -354,6 +363,86 @@ int mime_part_to_utf8(mime_part *p)
     return 0;
 }
 
+#define MIME_PARAM_SECTIONS_MAX 64 /* RFC 2231 continuations of one parameter read (key*0 to key*63) */
+
+/* append_section - an RFC 2231 section's value after bytes[*nb] (bounded by cap), %XX decoded if extended */
+static void append_section(char *bytes, size_t *nb, size_t cap, const char *v, size_t n, int extended)
+{
+    for (size_t i = 0; i < n && *nb < cap; i++) {
+        if (extended && v[i] == '%' && i + 2 < n && mime_hex_value(v[i + 1]) >= 0 &&
+            mime_hex_value(v[i + 2]) >= 0) {
+            bytes[(*nb)++] = (char)(mime_hex_value(v[i + 1]) * 16 + mime_hex_value(v[i + 2]));
+            i += 2;
+        } else {
+            bytes[(*nb)++] = v[i];
+        }
+    }
+}
+
+/*
+ * param_2231 - the RFC 2231 parameter key* of a field's value (key*=charset'language'%XX..., or its
+ * sections key*0*=, key*1=, ... in order) converted to UTF-8 into out; its length, 0 when there is none.
+ * An unknown charset is read as UTF-8 (bytes that are not become U+FFFD).
+ */
+static size_t param_2231(const char *value, const char *key, char *out, size_t outsz)
+{
+    char name[64], bytes[MIME_FIELD_MAX + 1];
+    size_t nb = 0, n, o = 0;
+    const char *v;
+    int extended = 0;
+    out[0] = '\0';
+    snprintf(name, sizeof(name), "%s*", key);
+    if ((v = param_value(value, name, &n)) != NULL) {
+        extended = 1;
+        append_section(bytes, &nb, sizeof(bytes), v, n, 1);
+    }
+    for (int i = 0; v == NULL && i < MIME_PARAM_SECTIONS_MAX; i++) {
+        snprintf(name, sizeof(name), "%s*%d*", key, i);
+        const char *section = param_value(value, name, &n);
+        int ext = section != NULL;
+        if (!ext) {
+            snprintf(name, sizeof(name), "%s*%d", key, i);
+            section = param_value(value, name, &n);
+        }
+        if (section == NULL)
+            break;
+        extended = i == 0 ? ext : extended;
+        append_section(bytes, &nb, sizeof(bytes), section, n, ext);
+    }
+    if (nb == 0 || outsz == 0)
+        return 0;
+    /* charset'language' before the first extended section's value */
+    const char *q1 = extended ? memchr(bytes, '\'', nb) : NULL;
+    const char *q2 = q1 ? memchr(q1 + 1, '\'', nb - (size_t)(q1 + 1 - bytes)) : NULL;
+    const char *data = q2 ? q2 + 1 : bytes;
+    iconv_t cd = q2 ? charset_open(bytes, (size_t)(q1 - bytes)) : (iconv_t)-1;
+    if (cd == (iconv_t)-1)
+        cd = iconv_open("UTF-8", "UTF-8");
+    if (cd == (iconv_t)-1)
+        return 0;
+    (void)convert(cd, data, nb - (size_t)(data - bytes), out, &o, outsz - 1);
+    iconv_close(cd);
+    out[o] = '\0';
+    return o;
+}
+
+/* part_filename - a part's file name: Content-Disposition's filename, else Content-Type's name, each as RFC
+ * 2231 says (key*) or as most clients send it (key, its encoded words decoded) */
+static void part_filename(const char *disposition, const char *ctype, char *out, size_t outsz)
+{
+    const char *fields[] = {disposition, ctype}, *keys[] = {"filename", "name"};
+    char plain[MIME_FIELD_MAX + 1];
+    for (size_t i = 0; i < 2; i++) {
+        if (param_2231(fields[i], keys[i], out, outsz) > 0)
+            return;
+        param(fields[i], keys[i], plain, sizeof(plain));
+        if (plain[0] != '\0') {
+            (void)mime_decode_words(plain, out, outsz);
+            return;
+        }
+    }
+}
+
 /* add_part - a leaf part (its header section is head, its body body) */
 static int add_part(mime_message *m, const char *head, size_t hlen, const char *body, size_t blen,
                     const char *type)
@@ -368,11 +457,7 @@ static int add_part(mime_message *m, const char *head, size_t hlen, const char *
     (void)mime_header(head, hlen, "Content-Disposition", disposition, sizeof(disposition));
     (void)mime_header(head, hlen, "Content-Type", ctype, sizeof(ctype));
     (void)mime_header(head, hlen, "Content-ID", p->content_id, sizeof(p->content_id));
-    char filename[sizeof(p->filename)];
-    param(disposition, "filename", filename, sizeof(filename));
-    if (filename[0] == '\0')
-        param(ctype, "name", filename, sizeof(filename));
-    (void)mime_decode_words(filename, p->filename, sizeof(p->filename)); /* as most clients send one */
+    part_filename(disposition, ctype, p->filename, sizeof(p->filename));
     param(ctype, "charset", p->charset, sizeof(p->charset));
     p->attachment = strncasecmp(disposition, "attachment", 10) == 0;
     p->data = malloc(blen + 1);

@@ -1,7 +1,7 @@
 """Mailpit's message API (docs/http.md) shows what real clients encode as the text they were given: RFC 2047
-encoded words in the subject and the display names (Nodemailer encodes every non-ASCII one), and text and HTML
-parts in a charset other than UTF-8 (PHPMailer with CharSet iso-8859-1) converted to UTF-8. smtpfault's own
-"subject" glob (messages.list) matches the decoded subject too."""
+encoded words in the subject and the display names (Nodemailer encodes every non-ASCII one), RFC 2231 file
+names (filename*0*=utf-8''...), and text and HTML parts in a charset other than UTF-8 (PHPMailer with CharSet
+iso-8859-1) converted to UTF-8. smtpfault's own "subject" glob (messages.list) matches the decoded subject too."""
 
 import urllib.parse
 
@@ -11,6 +11,7 @@ from conftest import queued_id, run_phpmailer
 
 SUBJECT = "Grüße aus Köln ✓"
 FROM_NAME = "Jörg Müller"
+LONG_NAME = "Überweisungsbestätigung für März 2026 – Rechnung Nr. 12345 (Kopie für die Buchhaltung).txt"
 
 
 def latest(srv):
@@ -33,12 +34,14 @@ def test_nodemailer_encoded_subject_and_names(server):
         "replyTo": {"name": "Çağla", "address": "cagla@example.org"},
         "subject": SUBJECT,
         "text": "Hallo Köln.\n",
-        "attachments": [{"filename": "naïve résumé.txt", "content": "x\n"}],
+        "attachments": [{"filename": "naïve résumé.txt", "content": "x\n"},
+                        {"filename": LONG_NAME, "content": "y\n"}],
     }))
     assert result["ok"] is True, result
     msg_id = queued_id(result["response"])
     (m,) = server.wait_for_messages(1)
     assert b"=?UTF-8?" in m.raw.split(b"\r\n\r\n")[0], "Nodemailer sent no encoded word: nothing is tested"
+    assert b"filename*1*=" in m.raw, "Nodemailer sent no RFC 2231 continuation: nothing is tested"
 
     got = latest(server)
     assert got["ID"] == msg_id
@@ -48,7 +51,7 @@ def test_nodemailer_encoded_subject_and_names(server):
     assert got["Cc"] == [{"Name": "Zoë", "Address": "zoe@example.org"}]
     assert got["ReplyTo"] == [{"Name": "Çağla", "Address": "cagla@example.org"}]
     assert got["Text"] == "Hallo Köln.\r\n"  # line ends as received
-    assert [a["FileName"] for a in got["Attachments"]] == ["naïve résumé.txt"]
+    assert [a["FileName"] for a in got["Attachments"]] == ["naïve résumé.txt", LONG_NAME]
 
     for query in ("subject:Grüße", f'subject:"{SUBJECT}"', "Köln", "from:Jörg", "to:Ørsted"):
         (hit,) = search(server, query)

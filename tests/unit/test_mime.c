@@ -219,6 +219,25 @@ static void test_decoded_words_are_bounded(void **state)
     free(big);
 }
 
+static void test_rfc2231_file_names(void **state)
+{
+    (void)state;
+    mime_message *m = parse(
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        "Content-Disposition: attachment; filename=plain.txt; "
+        "filename*=UTF-8''na%C3%AFve.txt\r\n\r\nx\r\n--b\r\n"
+        "Content-Disposition: attachment;\r\n filename*0*=iso-8859-1'de'K%F6ln;\r\n filename*1=\" 2026\";\r\n"
+        " filename*2*=%2Etxt\r\n\r\nx\r\n--b\r\n"
+        "Content-Type: text/plain; name*=x-unknown''%C3%A9%FF\r\n\r\nx\r\n--b\r\n"
+        "Content-Type: text/plain; name*0=a; name*2=c\r\n\r\nx\r\n--b--\r\n");
+    assert_int_equal(m->nparts, 4);
+    assert_string_equal(m->parts[0].filename, "na\xc3\xafve.txt"); /* filename* wins over filename */
+    assert_string_equal(m->parts[1].filename, "K\xc3\xb6ln 2026.txt");
+    assert_string_equal(m->parts[2].filename, "\xc3\xa9\xef\xbf\xbd"); /* unknown charset: read as UTF-8 */
+    assert_string_equal(m->parts[3].filename, "a");                    /* sections stop at a gap */
+    done(m);
+}
+
 static void test_parts_converted_to_utf8(void **state)
 {
     (void)state;
@@ -256,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_malformed_words_are_kept),
         cmocka_unit_test(test_decoded_words_are_bounded),
         cmocka_unit_test(test_parts_converted_to_utf8),
+        cmocka_unit_test(test_rfc2231_file_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
