@@ -36,6 +36,7 @@
 #include "event_line.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "mime.h"
 #include "server.h"
 #include "utf8.h"
 
@@ -828,38 +829,15 @@ int admin_subscribe(admin_client *c, scope *sc)
 }
 
 /*
- * subject_matches - the message's first Subject header field, unfolded, as sent (encoded words are not
- * decoded), matches glob without regard to case; a message without one matches as ""
+ * subject_matches - the message's first Subject header field, unfolded, its encoded words decoded (RFC
+ * 2047), matches glob without regard to case; a message without one matches as ""
  */
 static int subject_matches(const char *glob, const store_msg *m)
 {
-    const char *p = m->body ? m->body : "", *end = p + m->size;
-    char value[ADMIN_SUBJECT_MAX + 1];
-    size_t n = 0;
-    int in_subject = 0;
-    while (p < end) {
-        const char *lf = memchr(p, '\n', (size_t)(end - p));
-        size_t len = (size_t)((lf ? lf : end) - p);
-        size_t l = len > 0 && p[len - 1] == '\r' ? len - 1 : len;
-        if (l == 0)
-            break; /* the end of the header section */
-        if (in_subject && (p[0] == ' ' || p[0] == '\t')) {
-            for (size_t i = 0; i < l && n < ADMIN_SUBJECT_MAX; i++)
-                value[n++] = p[i];
-        } else if (in_subject) {
-            break;
-        } else if (l >= 8 && strncasecmp(p, "subject:", 8) == 0) {
-            in_subject = 1;
-            size_t i = 8;
-            while (i < l && (p[i] == ' ' || p[i] == '\t'))
-                i++;
-            for (; i < l && n < ADMIN_SUBJECT_MAX; i++)
-                value[n++] = p[i];
-        }
-        p += len + (lf ? 1 : 0);
-    }
-    value[n] = '\0';
-    return fnmatch(glob, value, FNM_CASEFOLD) == 0;
+    char value[ADMIN_SUBJECT_MAX + 1], decoded[ADMIN_SUBJECT_MAX * 3 + 1];
+    (void)mime_header(m->body ? m->body : "", m->size, "Subject", value, sizeof(value));
+    (void)mime_decode_words(value, decoded, sizeof(decoded));
+    return fnmatch(glob, decoded, FNM_CASEFOLD) == 0;
 }
 
 int admin_filter_match(const admin_filter *f, const store_msg *m)

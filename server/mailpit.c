@@ -22,10 +22,11 @@
 #include "mime.h"
 #include "server.h"
 
-#define MAILPIT_FIELD_MAX     998 /* a header field read for its addresses or subject */
-#define MAILPIT_SNIPPET_MAX   250 /* MessageSummary.Snippet, as Mailpit cuts it */
-#define MAILPIT_LIMIT_DEFAULT 50  /* search results, Mailpit's default */
-#define MAILPIT_TERMS_MAX     16  /* search terms in one query */
+#define MAILPIT_FIELD_MAX     998                     /* a header field read for its addresses or subject */
+#define MAILPIT_DECODED_MAX   (MAILPIT_FIELD_MAX * 3) /* a name or subject, encoded words decoded */
+#define MAILPIT_SNIPPET_MAX   250                     /* MessageSummary.Snippet, as Mailpit cuts it */
+#define MAILPIT_LIMIT_DEFAULT 50                      /* search results, Mailpit's default */
+#define MAILPIT_TERMS_MAX     16                      /* search terms in one query */
 #define MAILPIT_ALL           100000
 
 /* -- addresses ------------------------------------------------------------------------------------------ */
@@ -58,10 +59,12 @@ static void add_address(cJSON *list, char *item)
         }
         name = n;
     }
+    char decoded[MAILPIT_DECODED_MAX + 1];
+    (void)mime_decode_words(name, decoded, sizeof(decoded));
     if (strchr(addr, '@') == NULL)
         return; /* a group's name, "undisclosed-recipients:;" */
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "Name", name);
+    cJSON_AddStringToObject(o, "Name", decoded);
     cJSON_AddStringToObject(o, "Address", addr);
     cJSON_AddItemToArray(list, o);
 }
@@ -123,7 +126,7 @@ typedef struct view {
     mime_message *mime;
     const mime_part *text, *html;
     cJSON *from, *to, *cc, *bcc, *reply_to;
-    char subject[MAILPIT_FIELD_MAX + 1];
+    char subject[MAILPIT_DECODED_MAX + 1]; /* encoded words decoded */
     char message_id[MAILPIT_FIELD_MAX + 1];
 } view;
 
@@ -142,11 +145,15 @@ static int view_open(view *v, const store_msg *m)
     if (v->mime == NULL || mime_parse(msg, m->size, v->mime) != 0)
         return -1;
     for (size_t i = 0; i < v->mime->nparts; i++) {
-        const mime_part *p = &v->mime->parts[i];
+        mime_part *p = &v->mime->parts[i];
         if (v->text == NULL && body_part(p, "text/plain"))
             v->text = p;
         else if (v->html == NULL && body_part(p, "text/html"))
             v->html = p;
+        else
+            continue;
+        if (mime_part_to_utf8(p) != 0)
+            return -1;
     }
     v->envelope = admin_message_summary(m);
     cJSON *from = field_addresses(msg, m->size, "From");
@@ -170,7 +177,9 @@ static int view_open(view *v, const store_msg *m)
             cJSON_AddStringToObject(o, "Address", m->rcpts[i]);
             cJSON_AddItemToArray(v->bcc, o);
         }
-    (void)mime_header(msg, m->size, "Subject", v->subject, sizeof(v->subject));
+    char subject[MAILPIT_FIELD_MAX + 1];
+    (void)mime_header(msg, m->size, "Subject", subject, sizeof(subject));
+    (void)mime_decode_words(subject, v->subject, sizeof(v->subject));
     (void)mime_header(msg, m->size, "Message-ID", v->message_id, sizeof(v->message_id));
     size_t n = strlen(v->message_id);
     if (n >= 2 && v->message_id[0] == '<' && v->message_id[n - 1] == '>') {

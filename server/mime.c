@@ -6,7 +6,10 @@
 #define _GNU_SOURCE /* memmem, strncasecmp */
 
 #include "mime.h"
+#include "utf8.h"
 
+#include <errno.h>
+#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,11 +72,11 @@ int mime_header(const char *msg, size_t len, const char *name, char *out, size_t
     return found ? 0 : -1;
 }
 
-/* param - the parameter key of a Content-Type or Content-Disposition value (quoted or not) into out */
-static void param(const char *value, const char *key, char *out, size_t outsz)
+/* param_value - where the parameter key of a Content-Type or Content-Disposition value starts (inside its
+ * quotes, if any) and its length in *n; NULL when there is none */
+static const char *param_value(const char *value, const char *key, size_t *n)
 {
     size_t klen = strlen(key);
-    out[0] = '\0';
     for (const char *p = strchr(value, ';'); p != NULL; p = strchr(p + 1, ';')) {
         const char *k = p + 1;
         while (*k == ' ' || *k == '\t')
@@ -81,16 +84,25 @@ static void param(const char *value, const char *key, char *out, size_t outsz)
         if (strncasecmp(k, key, klen) != 0 || k[klen] != '=')
             continue;
         const char *v = k + klen + 1;
-        size_t n;
         if (*v == '"') {
             v++;
-            n = strcspn(v, "\"");
+            *n = strcspn(v, "\"");
         } else {
-            n = strcspn(v, "; \t");
+            *n = strcspn(v, "; \t");
         }
-        snprintf(out, outsz, "%.*s", (int)(n < outsz ? n : outsz - 1), v);
-        return;
+        return v;
     }
+    return NULL;
+}
+
+/* param - the parameter key of a Content-Type or Content-Disposition value (quoted or not) into out */
+static void param(const char *value, const char *key, char *out, size_t outsz)
+{
+    size_t n;
+    const char *v = param_value(value, key, &n);
+    out[0] = '\0';
+    if (v != NULL)
+        snprintf(out, outsz, "%.*s", (int)(n < outsz ? n : outsz - 1), v);
 }
 
 /* media_type - the type of a Content-Type value, lower case, without parameters */
@@ -157,6 +169,280 @@ static size_t decode_base64(const char *in, size_t len, char *out)
     return r == 0 ? outlen : 0;
 }
 
+/* -- charsets (iconv) and encoded words (RFC 2047) ------------------------------------------------------ */
+
+#define MIME_CHARSET_MAX 63 /* a charset name as read here; longer ones are not known */
+
+static const char replacement_char[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+/* utf8_charset - a charset whose bytes are shown as they are (UTF-8 already, or a subset of it) */
+static int utf8_charset(const char *name)
+{
+    return name[0] == '\0' || strcasecmp(name, "utf-8") == 0 || strcasecmp(name, "utf8") == 0 ||
+           strcasecmp(name, "us-ascii") == 0;
+}
+
+/*
+ * charset_open - an iconv descriptor from the charset name (len bytes, an RFC 2231 "*language" suffix
+ * ignored) to UTF-8, or (iconv_t)-1. Only a token's characters are handed to iconv_open: no "//" options.
+ */
+static iconv_t charset_open(const char *name, size_t len)
+{
+    char cs[MIME_CHARSET_MAX + 1];
+    size_t n = 0;
+    for (; n < len && name[n] != '*'; n++) {
+        char ch = name[n];
+        if (n == MIME_CHARSET_MAX || !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                                       (ch >= '0' && ch <= '9') || strchr("-_.:+", ch) != NULL))
+            return (iconv_t)-1;
+        cs[n] = ch;
+    }
+    cs[n] = '\0';
+    return n == 0 ? (iconv_t)-1 : iconv_open("UTF-8", cs);
+}
+
+/*
+ * convert - in (len bytes) through cd appended to out at *o, below cap: what cd cannot convert becomes
+ * U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept)
+ */
+static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o, size_t cap)
+{
+    char *ip = (char *)in, *op = out + *o;
+    size_t ileft = len, oleft = cap - *o;
+    int full = 0;
+    (void)iconv(cd, NULL, NULL, NULL, NULL); /* a fresh shift state */
+    while (!full) {
+        if (iconv(cd, &ip, &ileft, &op, &oleft) != (size_t)-1) {
+            full = iconv(cd, NULL, NULL, &op, &oleft) == (size_t)-1;
+            break;
+        }
+        if (errno == E2BIG || oleft < sizeof(replacement_char) - 1) {
+            full = 1;
+        } else { /* EILSEQ, or EINVAL: a sequence cut at the end */
+            memcpy(op, replacement_char, sizeof(replacement_char) - 1);
+            op += sizeof(replacement_char) - 1;
+            oleft -= sizeof(replacement_char) - 1;
+            ip++;
+            ileft--;
+            (void)iconv(cd, NULL, NULL, NULL, NULL);
+        }
+    }
+    *o = (size_t)(op - out);
+    return full ? -1 : 0;
+}
+
+/* decode_q - RFC 2047's Q encoding ('_' a space, =XX a byte) into out (at least len bytes); its length */
+static size_t decode_q(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '_') {
+            out[o++] = ' ';
+        } else if (in[i] == '=' && i + 2 < len && mime_hex_value(in[i + 1]) >= 0 &&
+                   mime_hex_value(in[i + 2]) >= 0) {
+            out[o++] = (char)(mime_hex_value(in[i + 1]) * 16 + mime_hex_value(in[i + 2]));
+            i += 2;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    return o;
+}
+
+/* word_char - a byte an encoded word's charset or text may hold (not '?', a blank or a control) */
+static int word_char(char ch)
+{
+    return ch != '?' && (unsigned char)ch > ' ' && ch != 0x7F;
+}
+
+typedef struct word_decoder {
+    char name[MIME_CHARSET_MAX + 1]; /* the charset cd converts from: words mostly share one */
+    iconv_t cd;
+    char *bytes; /* a word's decoded bytes (as long as the value) */
+    int full;    /* out is full */
+} word_decoder;
+
+/*
+ * decode_word - the encoded word at s (up to end) appended to out at *o; how many bytes of s it took, 0 when
+ * s holds none (out unchanged). Scans s only up to its third '?' (or the first blank).
+ */
+static size_t decode_word(word_decoder *d, const char *s, const char *end, char *out, size_t *o, size_t cap)
+{
+    if (end - s < 8 || s[0] != '=' || s[1] != '?')
+        return 0;
+    const char *cs = s + 2, *p = cs;
+    while (p < end && word_char(*p) && p - cs <= MIME_CHARSET_MAX)
+        p++;
+    size_t cslen = (size_t)(p - cs);
+    if (cslen == 0 || cslen > MIME_CHARSET_MAX || end - p < 5 || p[0] != '?' || p[2] != '?')
+        return 0;
+    char enc = p[1];
+    const char *text = p + 3, *t = text;
+    while (t < end && word_char(*t))
+        t++;
+    if (end - t < 2 || t[0] != '?' || t[1] != '=' || (enc != 'B' && enc != 'b' && enc != 'Q' && enc != 'q'))
+        return 0;
+    if (strncasecmp(d->name, cs, cslen) != 0 || d->name[cslen] != '\0') {
+        if (d->cd != (iconv_t)-1)
+            iconv_close(d->cd);
+        d->cd = charset_open(cs, cslen);
+        snprintf(d->name, sizeof(d->name), "%.*s", (int)cslen, cs);
+    }
+    if (d->cd == (iconv_t)-1)
+        return 0; /* a charset iconv does not know: the word is shown as it is */
+    size_t tlen = (size_t)(t - text), n;
+    if (enc == 'B' || enc == 'b') {
+        n = decode_base64(text, tlen, d->bytes);
+        if (n == 0 && tlen > 0)
+            return 0; /* broken base64: shown as it is */
+    } else {
+        n = decode_q(text, tlen, d->bytes);
+    }
+    d->full = convert(d->cd, d->bytes, n, out, o, cap) != 0;
+    return (size_t)(t + 2 - s);
+}
+
+size_t mime_decode_words(const char *value, char *out, size_t outsz)
+{
+    size_t len = strlen(value), o = 0, cap = outsz > 0 ? outsz - 1 : 0;
+    word_decoder d = {.name = "", .cd = (iconv_t)-1, .bytes = malloc(len + 4), .full = 0};
+    const char *p = value, *end = value + len;
+    /* After an encoded word: where its output ended, so that only blanks up to the next word can be undone.
+     */
+    size_t after_word = 0;
+    int blanks_only = 0;
+    while (p < end && !d.full) {
+        size_t before = o, took = d.bytes ? decode_word(&d, p, end, out, &o, cap) : 0;
+        if (took > 0) {
+            if (blanks_only) { /* RFC 2047 6.2: the blanks between two encoded words are not shown */
+                memmove(out + after_word, out + before, o - before);
+                o = after_word + (o - before);
+            }
+            p += took;
+            after_word = o;
+            blanks_only = 1;
+            continue;
+        }
+        blanks_only = blanks_only && (*p == ' ' || *p == '\t');
+        /* Other bytes as they are, a UTF-8 sequence whole or not at all (the buffer may cut it). */
+        size_t n = utf8_sequence_len((const unsigned char *)p, (size_t)(end - p));
+        n = n == 0 ? 1 : n;
+        if (o + n > cap)
+            break;
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    if (outsz > 0)
+        out[o] = '\0';
+    if (d.cd != (iconv_t)-1)
+        iconv_close(d.cd);
+    free(d.bytes);
+    return o;
+}
+
+int mime_part_to_utf8(mime_part *p)
+{
+    if (utf8_charset(p->charset))
+        return 0;
+    iconv_t cd = charset_open(p->charset, strlen(p->charset));
+    if (cd == (iconv_t)-1)
+        return 0; /* unknown: shown as today, bytes that are not UTF-8 as U+FFFD */
+    size_t cap = p->len * MIME_UTF8_GROWTH + 4, o = 0;
+    char *out = malloc(cap + 1);
+    if (out == NULL) {
+        iconv_close(cd);
+        return -1;
+    }
+    (void)convert(cd, p->data, p->len, out, &o, cap);
+    iconv_close(cd);
+    out[o] = '\0';
+    free(p->data);
+    p->data = out;
+    p->len = o;
+    return 0;
+}
+
+#define MIME_PARAM_SECTIONS_MAX 64 /* RFC 2231 continuations of one parameter read (key*0 to key*63) */
+
+/* append_section - an RFC 2231 section's value after bytes[*nb] (bounded by cap), %XX decoded if extended */
+static void append_section(char *bytes, size_t *nb, size_t cap, const char *v, size_t n, int extended)
+{
+    for (size_t i = 0; i < n && *nb < cap; i++) {
+        if (extended && v[i] == '%' && i + 2 < n && mime_hex_value(v[i + 1]) >= 0 &&
+            mime_hex_value(v[i + 2]) >= 0) {
+            bytes[(*nb)++] = (char)(mime_hex_value(v[i + 1]) * 16 + mime_hex_value(v[i + 2]));
+            i += 2;
+        } else {
+            bytes[(*nb)++] = v[i];
+        }
+    }
+}
+
+/*
+ * param_2231 - the RFC 2231 parameter key* of a field's value (key*=charset'language'%XX..., or its
+ * sections key*0*=, key*1=, ... in order) converted to UTF-8 into out; its length, 0 when there is none.
+ * An unknown charset is read as UTF-8 (bytes that are not become U+FFFD).
+ */
+static size_t param_2231(const char *value, const char *key, char *out, size_t outsz)
+{
+    char name[64], bytes[MIME_FIELD_MAX + 1];
+    size_t nb = 0, n, o = 0;
+    const char *v;
+    int extended = 0;
+    out[0] = '\0';
+    snprintf(name, sizeof(name), "%s*", key);
+    if ((v = param_value(value, name, &n)) != NULL) {
+        extended = 1;
+        append_section(bytes, &nb, sizeof(bytes), v, n, 1);
+    }
+    for (int i = 0; v == NULL && i < MIME_PARAM_SECTIONS_MAX; i++) {
+        snprintf(name, sizeof(name), "%s*%d*", key, i);
+        const char *section = param_value(value, name, &n);
+        int ext = section != NULL;
+        if (!ext) {
+            snprintf(name, sizeof(name), "%s*%d", key, i);
+            section = param_value(value, name, &n);
+        }
+        if (section == NULL)
+            break;
+        extended = i == 0 ? ext : extended;
+        append_section(bytes, &nb, sizeof(bytes), section, n, ext);
+    }
+    if (nb == 0 || outsz == 0)
+        return 0;
+    /* charset'language' before the first extended section's value */
+    const char *q1 = extended ? memchr(bytes, '\'', nb) : NULL;
+    const char *q2 = q1 ? memchr(q1 + 1, '\'', nb - (size_t)(q1 + 1 - bytes)) : NULL;
+    const char *data = q2 ? q2 + 1 : bytes;
+    iconv_t cd = q2 ? charset_open(bytes, (size_t)(q1 - bytes)) : (iconv_t)-1;
+    if (cd == (iconv_t)-1)
+        cd = iconv_open("UTF-8", "UTF-8");
+    if (cd == (iconv_t)-1)
+        return 0;
+    (void)convert(cd, data, nb - (size_t)(data - bytes), out, &o, outsz - 1);
+    iconv_close(cd);
+    out[o] = '\0';
+    return o;
+}
+
+/* part_filename - a part's file name: Content-Disposition's filename, else Content-Type's name, each as RFC
+ * 2231 says (key*) or as most clients send it (key, its encoded words decoded) */
+static void part_filename(const char *disposition, const char *ctype, char *out, size_t outsz)
+{
+    const char *fields[] = {disposition, ctype}, *keys[] = {"filename", "name"};
+    char plain[MIME_FIELD_MAX + 1];
+    for (size_t i = 0; i < 2; i++) {
+        if (param_2231(fields[i], keys[i], out, outsz) > 0)
+            return;
+        param(fields[i], keys[i], plain, sizeof(plain));
+        if (plain[0] != '\0') {
+            (void)mime_decode_words(plain, out, outsz);
+            return;
+        }
+    }
+}
+
 /* add_part - a leaf part (its header section is head, its body body) */
 static int add_part(mime_message *m, const char *head, size_t hlen, const char *body, size_t blen,
                     const char *type)
@@ -171,9 +457,8 @@ static int add_part(mime_message *m, const char *head, size_t hlen, const char *
     (void)mime_header(head, hlen, "Content-Disposition", disposition, sizeof(disposition));
     (void)mime_header(head, hlen, "Content-Type", ctype, sizeof(ctype));
     (void)mime_header(head, hlen, "Content-ID", p->content_id, sizeof(p->content_id));
-    param(disposition, "filename", p->filename, sizeof(p->filename));
-    if (p->filename[0] == '\0')
-        param(ctype, "name", p->filename, sizeof(p->filename));
+    part_filename(disposition, ctype, p->filename, sizeof(p->filename));
+    param(ctype, "charset", p->charset, sizeof(p->charset));
     p->attachment = strncasecmp(disposition, "attachment", 10) == 0;
     p->data = malloc(blen + 1);
     if (p->data == NULL)

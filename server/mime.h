@@ -8,15 +8,17 @@
 
 #include <stddef.h>
 
-#define MIME_DEPTH_MAX 8   /* nested multiparts; deeper ones are one opaque part */
-#define MIME_PARTS_MAX 100 /* leaf parts kept; later ones are not shown */
+#define MIME_DEPTH_MAX   8   /* nested multiparts; deeper ones are one opaque part */
+#define MIME_PARTS_MAX   100 /* leaf parts kept; later ones are not shown */
+#define MIME_UTF8_GROWTH 3   /* a part converted to UTF-8 keeps at most this many times its decoded size */
 
 typedef struct mime_part {
     char type[128];     /* "text/plain", lower case, without parameters */
     char filename[256]; /* "" when none */
     char content_id[256];
-    int attachment; /* Content-Disposition: attachment */
-    char *data;     /* decoded (malloc'd) */
+    char charset[64]; /* its Content-Type's charset parameter, "" when none */
+    int attachment;   /* Content-Disposition: attachment */
+    char *data;       /* decoded (malloc'd) */
     size_t len;
 } mime_part;
 
@@ -36,6 +38,22 @@ int mime_header(const char *msg, size_t len, const char *name, char *out, size_t
 
 /* mime_hex_value - a hex digit's value (either case), or -1 (quoted-printable's =XX, a URL's %XX) */
 int mime_hex_value(char ch);
+
+/*
+ * mime_decode_words - value (an unfolded header field) with its RFC 2047 encoded words (=?charset?B?...?=,
+ * =?charset?Q?...?=) decoded to UTF-8 into out, cut to outsz - 1 bytes (never inside a sequence). Blanks
+ * between two adjacent encoded words are dropped (RFC 2047 6.2); a malformed word, or one in a charset iconv
+ * does not know, is kept as it is; bytes its charset does not map become U+FFFD. Linear in the input.
+ * Returns the length written.
+ */
+size_t mime_decode_words(const char *value, char *out, size_t outsz);
+
+/*
+ * mime_part_to_utf8 - p's data converted from its charset to UTF-8 (bytes it does not map become U+FFFD),
+ * cut at MIME_UTF8_GROWTH times its size; left as it is when the charset is none, UTF-8, US-ASCII or one
+ * iconv does not know. 0, or -1 when out of memory (the data is then unchanged).
+ */
+int mime_part_to_utf8(mime_part *p);
 
 /* mime_parse - the leaf parts of msg into m (mime_free it); 0, or -1 when out of memory */
 int mime_parse(const char *msg, size_t len, mime_message *m);

@@ -22,7 +22,8 @@
  *        "from": "a@example.com", "sender": "bounce@example.com" (optional),
  *        "to": ["b@example.com"], "cc": [], "bcc": [],
  *        "subject": "...", "body": "...", "altBody": "...", "isHTML": false,
- *        "charset": "utf-8", "encoding": "8bit",
+ *        "charset": "utf-8", "encoding": "8bit",   another charset: the strings above (JSON's UTF-8) are
+ *                                     converted into it first, as an application in that charset holds them
  *        "attachments": [{"name": "x.bin", "contentBase64": "...", "type": "application/octet-stream"}]
  *     }]
  *   }
@@ -106,6 +107,13 @@ foreach ($input['messages'] as $m) {
         $mail->clearCustomHeaders();
         $mail->ErrorInfo = '';
         $mail->CharSet = $m['charset'] ?? PHPMailer::CHARSET_UTF8;
+        if (strcasecmp($mail->CharSet, PHPMailer::CHARSET_UTF8) !== 0) {
+            foreach (['fromName', 'subject', 'body', 'altBody'] as $k) {
+                if (isset($m[$k])) {
+                    $m[$k] = iconv('UTF-8', $mail->CharSet, $m[$k]);
+                }
+            }
+        }
         if (isset($m['encoding'])) {
             $mail->Encoding = $m['encoding'];
         }

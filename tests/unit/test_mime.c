@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -125,6 +126,143 @@ static void test_bounds(void **state)
     free(many);
 }
 
+static const char *decoded(const char *value)
+{
+    static char out[512];
+    size_t n = mime_decode_words(value, out, sizeof(out));
+    assert_int_equal(n, strlen(out));
+    return out;
+}
+
+static void test_encoded_words(void **state)
+{
+    (void)state;
+    /* B and Q; "_" is a space in Q; either case of the encoding */
+    assert_string_equal(decoded("=?UTF-8?B?R3LDvMOfZQ==?="), "Gr\xc3\xbc\xc3\x9f"
+                                                             "e");
+    assert_string_equal(decoded("=?iso-8859-1?q?K=F6ln_am_Rhein?="), "K\xc3\xb6ln am Rhein");
+    assert_string_equal(decoded("Re: =?utf-8?Q?caf=C3=A9?= now"), "Re: caf\xc3\xa9 now");
+    /* blanks between adjacent encoded words are dropped, not those next to other text */
+    assert_string_equal(decoded("=?UTF-8?Q?a?= \t =?UTF-8?Q?b?=  c =?UTF-8?Q?d?="), "ab  c d");
+    assert_string_equal(decoded("=?UTF-8?Q?a?==?UTF-8?Q?b?="), "ab");
+    /* a word in another charset than the one before it; an RFC 2231 language */
+    assert_string_equal(decoded("=?UTF-8?Q?=C3=A9?= =?ISO-8859-15?Q?=A4?= =?utf-8*de?Q?x?="),
+                        "\xc3\xa9\xe2\x82\xac"
+                        "x");
+    /* bytes the charset does not map become U+FFFD */
+    assert_string_equal(decoded("=?UTF-8?Q?a=FFb?="), "a\xef\xbf\xbd"
+                                                      "b");
+    assert_string_equal(decoded("=?UTF-8?B?w6?="), "\xef\xbf\xbd"); /* cut sequence */
+}
+
+static void test_malformed_words_are_kept(void **state)
+{
+    (void)state;
+    const char *kept[] = {
+        "=?UTF-8?X?abc?=",           /* no such encoding */
+        "=?UTF-8?Q?a b?=",           /* a blank inside */
+        "=?UTF-8?Q?abc",             /* not closed */
+        "=??Q?abc?=",                /* no charset */
+        "=?x-no-such-charset?Q?a?=", /* unknown to iconv */
+        "=?UTF-8//TRANSLIT?Q?a?=",   /* not a charset token */
+        "=?UTF-8?B?@@@=x==?=",       /* broken base64 */
+        "=?",
+        "plain = ? text ?=",
+    };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        assert_string_equal(decoded(kept[i]), kept[i]);
+    /* a malformed word between two good ones keeps its blanks */
+    assert_string_equal(decoded("=?UTF-8?Q?a?= =?x?Q?b?= =?UTF-8?Q?c?="), "a =?x?Q?b?= c");
+}
+
+static void test_decoded_words_are_bounded(void **state)
+{
+    (void)state;
+    char out[8];
+    /* cut to the buffer, not inside a UTF-8 sequence, whether decoded or as sent */
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?abcdef=C3=A9?=", out, sizeof(out)), 6);
+    assert_string_equal(out, "abcdef");
+    assert_int_equal(mime_decode_words("abcdef\xc3\xa9", out, sizeof(out)), 6);
+    assert_string_equal(out, "abcdef");
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?a?=", out, 1), 0);
+    assert_string_equal(out, "");
+    /* 100 KB of encoded-word garbage: linear (a quadratic scan would take well over 5 s) */
+    const char *patterns[] = {"=?",
+                              "=?a?Q?",
+                              "=?a?Q?x",
+                              "=?UTF-8?Q?=C3=A9?= ",
+                              "=?a?b?c?d",
+                              "=?=?",
+                              "=?a?Q?x?==?b?Q?x?=",
+                              "=?latin1?Q?x?= =?utf-8?B?eA==?= "};
+    size_t size = 100 * 1024;
+    char *value = malloc(size + 1), *big = malloc(4 * size);
+    assert_non_null(value);
+    assert_non_null(big);
+    for (size_t k = 0; k < sizeof(patterns) / sizeof(patterns[0]); k++) {
+        size_t plen = strlen(patterns[k]), n = 0;
+        while (n + plen <= size) {
+            memcpy(value + n, patterns[k], plen);
+            n += plen;
+        }
+        value[n] = '\0';
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+        size_t o = mime_decode_words(value, big, 4 * size);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+        assert_true(o <= n * 2);
+        double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        print_message("%-22s %zu bytes in %.3f s\n", patterns[k], n, seconds);
+        assert_true(seconds < 5.0);
+    }
+    free(value);
+    free(big);
+}
+
+static void test_rfc2231_file_names(void **state)
+{
+    (void)state;
+    mime_message *m = parse(
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        "Content-Disposition: attachment; filename=plain.txt; "
+        "filename*=UTF-8''na%C3%AFve.txt\r\n\r\nx\r\n--b\r\n"
+        "Content-Disposition: attachment;\r\n filename*0*=iso-8859-1'de'K%F6ln;\r\n filename*1=\" 2026\";\r\n"
+        " filename*2*=%2Etxt\r\n\r\nx\r\n--b\r\n"
+        "Content-Type: text/plain; name*=x-unknown''%C3%A9%FF\r\n\r\nx\r\n--b\r\n"
+        "Content-Type: text/plain; name*0=a; name*2=c\r\n\r\nx\r\n--b--\r\n");
+    assert_int_equal(m->nparts, 4);
+    assert_string_equal(m->parts[0].filename, "na\xc3\xafve.txt"); /* filename* wins over filename */
+    assert_string_equal(m->parts[1].filename, "K\xc3\xb6ln 2026.txt");
+    assert_string_equal(m->parts[2].filename, "\xc3\xa9\xef\xbf\xbd"); /* unknown charset: read as UTF-8 */
+    assert_string_equal(m->parts[3].filename, "a");                    /* sections stop at a gap */
+    done(m);
+}
+
+static void test_parts_converted_to_utf8(void **state)
+{
+    (void)state;
+    mime_message *m = parse("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                            "Content-Type: text/plain; charset=\"ISO-8859-1\"\r\n"
+                            "Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe\r\n--b\r\n"
+                            "Content-Type: text/html; charset=x-unknown\r\n\r\n<p>\xfc</p>\r\n--b\r\n"
+                            "Content-Type: text/plain; charset=utf-8\r\n\r\n\xfc\r\n--b\r\n"
+                            "Content-Type: text/plain; charset=shift_jis\r\n\r\n\x82\xa0\x82\r\n--b\r\n"
+                            "Content-Type: application/octet-stream; name=\"=?UTF-8?Q?na=C3=AFve.txt?=\"\r\n"
+                            "\r\nx\r\n--b--\r\n");
+    assert_int_equal(m->nparts, 5);
+    for (size_t i = 0; i < m->nparts; i++)
+        assert_int_equal(mime_part_to_utf8(&m->parts[i]), 0);
+    assert_string_equal(m->parts[0].charset, "ISO-8859-1");
+    assert_string_equal(m->parts[0].data, "Gr\xc3\xbc\xc3\x9f"
+                                          "e");
+    assert_int_equal(m->parts[0].len, 7);
+    assert_string_equal(m->parts[1].data, "<p>\xfc</p>");              /* unknown: as it was */
+    assert_string_equal(m->parts[2].data, "\xfc");                     /* UTF-8: as it was */
+    assert_string_equal(m->parts[3].data, "\xe3\x81\x82\xef\xbf\xbd"); /* a cut sequence: U+FFFD */
+    assert_string_equal(m->parts[4].filename, "na\xc3\xafve.txt");
+    done(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +271,11 @@ int main(void)
         cmocka_unit_test(test_nested_multipart),
         cmocka_unit_test(test_broken_input_is_shown_as_well_as_it_can_be),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_encoded_words),
+        cmocka_unit_test(test_malformed_words_are_kept),
+        cmocka_unit_test(test_decoded_words_are_bounded),
+        cmocka_unit_test(test_parts_converted_to_utf8),
+        cmocka_unit_test(test_rfc2231_file_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
