@@ -23,6 +23,7 @@
 #include "server.h"
 
 #define MAILPIT_FIELD_MAX     998                     /* a header field read for its addresses or subject */
+#define MAILPIT_DATE_MAX      32                      /* "2026-12-06T15:04:05+01:00" and its NUL */
 #define MAILPIT_DECODED_MAX   (MAILPIT_FIELD_MAX * 3) /* a name or subject, encoded words decoded */
 #define MAILPIT_SNIPPET_MAX   250                     /* MessageSummary.Snippet, as Mailpit cuts it */
 #define MAILPIT_LIMIT_DEFAULT 50                      /* search results, Mailpit's default */
@@ -128,6 +129,7 @@ typedef struct view {
     cJSON *from, *to, *cc, *bcc, *reply_to;
     char subject[MAILPIT_DECODED_MAX + 1]; /* encoded words decoded */
     char message_id[MAILPIT_FIELD_MAX + 1];
+    char date[MAILPIT_DATE_MAX]; /* the Date field in RFC 3339, "" when it has none */
 } view;
 
 static int body_part(const mime_part *p, const char *type)
@@ -181,6 +183,9 @@ static int view_open(view *v, const store_msg *m)
     (void)mime_header(msg, m->size, "Subject", subject, sizeof(subject));
     (void)mime_decode_words(subject, v->subject, sizeof(v->subject));
     (void)mime_header(msg, m->size, "Message-ID", v->message_id, sizeof(v->message_id));
+    char date[MAILPIT_FIELD_MAX + 1];
+    (void)mime_header(msg, m->size, "Date", date, sizeof(date));
+    (void)mime_date(date, v->date, sizeof(v->date));
     size_t n = strlen(v->message_id);
     if (n >= 2 && v->message_id[0] == '<' && v->message_id[n - 1] == '>') {
         memmove(v->message_id, v->message_id + 1, n - 2);
@@ -294,7 +299,9 @@ static cJSON *message_json(const view *v)
     cJSON_AddStringToObject(o, "ReturnPath", v->m->sender ? v->m->sender : "");
     cJSON_AddStringToObject(o, "Subject", v->subject);
     cJSON_AddItemToObject(o, "ListUnsubscribe", list_unsubscribe(v));
-    cJSON_AddStringToObject(o, "Date", envelope_string(v, "received"));
+    /* The Date field, as Mailpit gives it; the time the message was received when it has none (or no date).
+     */
+    cJSON_AddStringToObject(o, "Date", v->date[0] != '\0' ? v->date : envelope_string(v, "received"));
     cJSON_AddArrayToObject(o, "Tags");
     cJSON_AddStringToObject(o, "Username", v->m->auth_user ? v->m->auth_user : "");
     cJSON_AddStringToObject(o, "Text", v->text ? v->text->data : "");

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 
@@ -535,4 +536,78 @@ void mime_free(mime_message *m)
     for (size_t i = 0; i < m->nparts; i++)
         free(m->parts[i].data);
     m->nparts = 0;
+}
+
+/* The zone names RFC 5322 4.3 keeps for old mail, with their offsets in minutes */
+static const struct {
+    const char *name;
+    int minutes;
+} obsolete_zones[] = {{"UT", 0},        {"GMT", 0},       {"Z", 0},         {"EST", -5 * 60},
+                      {"EDT", -4 * 60}, {"CST", -6 * 60}, {"CDT", -5 * 60}, {"MST", -7 * 60},
+                      {"MDT", -6 * 60}, {"PST", -8 * 60}, {"PDT", -7 * 60}};
+
+/* date_zone - the zone at p ("+0100", "GMT"...) in minutes east of UTC; p past it; -1 when there is none */
+static int date_zone(const char **p, int *minutes)
+{
+    const char *z = *p;
+    if ((z[0] == '+' || z[0] == '-') && strspn(z + 1, "0123456789") == 4) {
+        int hh = (z[1] - '0') * 10 + (z[2] - '0'), mm = (z[3] - '0') * 10 + (z[4] - '0');
+        if (mm > 59)
+            return -1;
+        *minutes = (z[0] == '-' ? -1 : 1) * (hh * 60 + mm);
+        *p = z + 5;
+        return 0;
+    }
+    size_t len = strspn(z, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    for (size_t i = 0; i < sizeof(obsolete_zones) / sizeof(obsolete_zones[0]); i++) {
+        if (strlen(obsolete_zones[i].name) == len && strncasecmp(z, obsolete_zones[i].name, len) == 0) {
+            *minutes = obsolete_zones[i].minutes;
+            *p = z + len;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int mime_date(const char *value, char *out, size_t outsz)
+{
+    /* With and without the day of the week and the seconds; strptime takes blanks for any run of them. */
+    static const char *const layouts[] = {"%a , %d %b %Y %H:%M:%S", "%a , %d %b %Y %H:%M",
+                                          "%d %b %Y %H:%M:%S", "%d %b %Y %H:%M"};
+    if (outsz > 0)
+        out[0] = '\0';
+    for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        const char *p = strptime(value, layouts[i], &tm);
+        if (p == NULL || (*p != ' ' && *p != '\t'))
+            continue; /* a zone must follow, after a blank (and "10:00:00" is not "10:00" and ":00") */
+        p += strspn(p, " \t");
+        int minutes;
+        if (date_zone(&p, &minutes) != 0)
+            return -1;
+        p += strspn(p, " \t");
+        if (*p == '(') /* a comment such as "(UTC)" */
+            p += strcspn(p, ")") + (strchr(p, ')') != NULL);
+        if (p[strspn(p, " \t")] != '\0')
+            return -1;
+        int year = tm.tm_year + 1900;
+        if (year >= 0 && year < 100) /* RFC 5322 4.3: a two-digit year */
+            year += year < 50 ? 2000 : 1900;
+        struct tm check = tm;
+        check.tm_year = year - 1900;
+        struct tm day = check;
+        day.tm_sec = 0;     /* a leap second (60) is a second of its own day */
+        (void)timegm(&day); /* normalises an impossible date (31 Feb): then it is no date */
+        if (year < 0 || year > 9999 || day.tm_mday != check.tm_mday || day.tm_mon != check.tm_mon)
+            return -1;
+        char zone[16] = "Z"; /* "+hh:mm" (hh at most 99) */
+        if (minutes != 0)
+            snprintf(zone, sizeof(zone), "%c%02d:%02d", minutes < 0 ? '-' : '+', abs(minutes) / 60,
+                     abs(minutes) % 60);
+        int n = snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d%s", year, tm.tm_mon + 1, tm.tm_mday,
+                         tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+        return n > 0 && (size_t)n < outsz ? 0 : -1;
+    }
+    return -1;
 }

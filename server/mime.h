@@ -49,6 +49,13 @@ int mime_hex_value(char ch);
 size_t mime_decode_words(const char *value, char *out, size_t outsz);
 
 /*
+ * mime_date - a Date field's value (RFC 5322 3.3: an optional day of the week, day month year, hh:mm[:ss],
+ * a numeric zone or an obsolete name such as GMT or EST, an optional comment) as RFC 3339 in the field's own
+ * offset: "2026-12-06T15:04:05+01:00", "Z" for +0000. 0, or -1 when value is not such a date (out is "").
+ */
+int mime_date(const char *value, char *out, size_t outsz);
+
+/*
  * mime_part_to_utf8 - p's data converted from its charset to UTF-8 (bytes it does not map become U+FFFD),
  * cut at MIME_UTF8_GROWTH times its size; left as it is when the charset is none, UTF-8, US-ASCII or one
  * iconv does not know. 0, or -1 when out of memory (the data is then unchanged).

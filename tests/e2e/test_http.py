@@ -2,6 +2,8 @@
 stream, the long poll, the token, the limits, and the framing (split writes, pipelining, slow clients), through
 Python's urllib, curl and raw sockets. The NDJSON side on the same port is unchanged (test_admin*.py)."""
 
+import email
+import email.utils
 import hashlib
 import json
 import shutil
@@ -555,6 +557,22 @@ def test_mailpit_message_latest(server):
     assert [(a["FileName"], a["ContentID"]) for a in m["Inline"]] == [("logo.png", "logo@app")]
     status, again = http_json(server, "GET", f"/api/v1/message/{m['ID']}")
     assert (status, again) == (200, m)
+    # Date is the Date field Nodemailer wrote, in RFC 3339 with the field's offset, as Mailpit gives it.
+    status, _, raw = http(server, "GET", f"/api/v1/messages/{m['ID']}/raw")
+    field = email.message_from_bytes(raw)["Date"]
+    assert field and m["Date"] == email.utils.parsedate_to_datetime(field).isoformat().replace("+00:00", "Z")
+
+
+def test_mailpit_date(server):
+    """Date: the message's Date field in its own offset; the time it was received when it has none, or one that
+    is not a date."""
+    for field, want in (("Date: Fri, 29 Feb 2008 12:00:00 -0700 (MST)\r\n", "2008-02-29T12:00:00-07:00"),
+                        ("Date: 6 Dec 2026 14:40 +0100\r\n", "2026-12-06T14:40:00+01:00"),
+                        ("Date: yesterday\r\n", None), ("", None)):
+        msg_id = send(server, raw=f"From: a@example.org\r\n{field}Subject: d\r\n\r\nHi.\r\n".encode())
+        status, m = http_json(server, "GET", f"/api/v1/message/{msg_id}")
+        _, summary = http_json(server, "GET", f"/api/v1/messages/{msg_id}")
+        assert status == 200 and m["Date"] == (want or summary["message"]["received"]), (field, m["Date"])
 
 
 def test_mailpit_search(server):

@@ -263,6 +263,43 @@ static void test_parts_converted_to_utf8(void **state)
     done(m);
 }
 
+static void test_dates(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *field, *want; /* want NULL: not a date */
+    } cases[] = {
+        {"Sun, 06 Dec 2026 14:40:05 +0000", "2026-12-06T14:40:05Z"},
+        {"Sun, 6 Dec 2026 14:40:05 +0100", "2026-12-06T14:40:05+01:00"},
+        {"6 Dec 2026 14:40 -0530", "2026-12-06T14:40:00-05:30"},
+        {"Sunday,  06 December 2026 14:40:05 GMT", "2026-12-06T14:40:05Z"},
+        {"Thu, 01 Jan 70 00:00:00 EST", "1970-01-01T00:00:00-05:00"},
+        {"Fri, 29 Feb 2008 12:00:00 PDT (Pacific)", "2008-02-29T12:00:00-07:00"},
+        {"Wed, 31 Dec 2025 23:59:60 +0000", "2025-12-31T23:59:60Z"},
+        {"Tue, 6 Jan 2026 10:00:00 +0000 (UTC)", "2026-01-06T10:00:00Z"},
+        {"", NULL},
+        {"tomorrow", NULL},
+        {"Sun, 06 Dec 2026 14:40:05", NULL},       /* no zone */
+        {"Sun, 06 Dec 2026 14:40:05 +01", NULL},   /* a zone of two digits */
+        {"Sun, 06 Dec 2026 14:40:05 +0160", NULL}, /* 60 minutes */
+        {"Sun, 06 Dec 2026 14:40:05 CEST", NULL},  /* not a name RFC 5322 keeps */
+        {"Mon, 31 Feb 2026 10:00:00 +0000", NULL}, /* no such day */
+        {"Sun, 06 Dec 2026 14:40:05 +0000 x", NULL},
+        {"Sun, 06 Dec 2026 25:40:05 +0000", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[32];
+        int r = mime_date(cases[i].field, out, sizeof(out));
+        if (cases[i].want == NULL) {
+            assert_int_equal(r, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(r, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_decoded_words_are_bounded),
         cmocka_unit_test(test_parts_converted_to_utf8),
         cmocka_unit_test(test_rfc2231_file_names),
+        cmocka_unit_test(test_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
