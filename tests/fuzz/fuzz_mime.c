@@ -31,6 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(whole);
     free(out);
+    /* a Date field: read whole, or not at all */
+    char date[32];
+    (void)mime_header(msg, size, "Date", value, sizeof(value));
+    if (mime_date(value, date, sizeof(date)) == 0 ? strlen(date) < 20 : date[0] != '\0')
+        abort();
     (void)mime_header(msg, size, "Content-Type", value, 8);
     (void)mime_body(msg, size);
     if (mime_parse(msg, size, &m) == 0) {
