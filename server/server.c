@@ -267,6 +267,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     snprintf(prefix, sizeof(prefix), "%08llX%02X%02X", (unsigned long long)time(NULL) & 0xFFFFFFFFull, rnd[0],
              rnd[1]);
     store_pool_init(&srv->messages, cfg->store_max_messages, cfg->store_max_bytes, prefix);
+    sessions_pool_init(&srv->closed);
 
     uv_timer_init(loop, &srv->drain);
     srv->drain.data = srv;
