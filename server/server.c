@@ -268,6 +268,7 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
              rnd[1]);
     store_pool_init(&srv->messages, cfg->store_max_messages, cfg->store_max_bytes, prefix);
     sessions_pool_init(&srv->closed);
+    client_stories_init(&srv->stories);
 
     uv_timer_init(loop, &srv->drain);
     srv->drain.data = srv;
