@@ -28,6 +28,7 @@ int scope_init(scope *sc, server *srv, const char *id, fault_profile *profile)
 {
     memset(sc, 0, sizeof(*sc));
     sc->srv = srv;
+    LIST_INIT(&sc->conns);
     snprintf(sc->id, sizeof(sc->id), "%s", id);
     store_init(&sc->store, &srv->messages);
     sessions_ring_init(&sc->recent, &srv->closed);
@@ -170,7 +171,7 @@ void scope_stats_json(scope *sc, cJSON *out)
     cJSON_AddNumberToObject(m, "evicted_bytes", (double)sc->store.evicted_bytes);
     cJSON_AddNumberToObject(m, "discarded", (double)sc->discarded);
     uint64_t in = sc->bytes_in, outb = sc->bytes_out;
-    for (conn *c = sc->conns; c != NULL; c = conn_next(c)) {
+    for (conn *c = LIST_FIRST(&sc->conns); c != NULL; c = conn_next(c)) {
         uint64_t ci, co;
         conn_bytes(c, &ci, &co);
         in += ci;
@@ -425,7 +426,7 @@ scope *scope_find(server *srv, const char *id)
 void scope_shutdown_conns(scope *sc, int force)
 {
     /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = sc->conns, *next; c != NULL; c = next) {
+    for (conn *c = LIST_FIRST(&sc->conns), *next; c != NULL; c = next) {
         next = conn_next(c);
         conn_shutdown(c, force);
     }

@@ -15,6 +15,7 @@
 #define SMTPFAULT_SCOPE_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include <cJSON.h>
@@ -70,8 +71,8 @@ struct scope {
     fault_run *fault_run;         /* the profile in force; connections hold the one they started under */
     fault_profile *start_profile; /* what reset goes back to */
     store store;
-    sessions_ring recent; /* closed sessions, for the admin socket */
-    conn *conns;          /* live connections, newest first */
+    sessions_ring recent;             /* closed sessions, for the admin socket */
+    LIST_HEAD(conn_list, conn) conns; /* live connections, newest first */
     size_t nconns;
     uint64_t sessions;            /* connections accepted since start */
     uint64_t discarded;           /* messages answered 250 and dropped by a fault */

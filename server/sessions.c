@@ -137,7 +137,7 @@ static cJSON *live_json(const conn *c, int with_transcript)
 void scope_sessions_json(scope *sc, cJSON *out)
 {
     cJSON *live = cJSON_AddArrayToObject(out, "live");
-    for (conn *c = sc->conns; c != NULL; c = conn_next(c))
+    for (conn *c = LIST_FIRST(&sc->conns); c != NULL; c = conn_next(c))
         cJSON_AddItemToArray(live, live_json(c, 0));
     cJSON *recent = cJSON_AddArrayToObject(out, "recent");
     const session_kept *k;
@@ -148,7 +148,7 @@ void scope_sessions_json(scope *sc, cJSON *out)
 /* scope_session_json - sessions.get: one session, live or recent, with its transcript; NULL if unknown */
 cJSON *scope_session_json(scope *sc, uint64_t id)
 {
-    for (conn *c = sc->conns; c != NULL; c = conn_next(c))
+    for (conn *c = LIST_FIRST(&sc->conns); c != NULL; c = conn_next(c))
         if (conn_id(c) == id)
             return live_json(c, 1);
     const session_kept *k;
