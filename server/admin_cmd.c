@@ -654,10 +654,8 @@ static cJSON *cmd_scope_list(admin_client *c, scope *sc, const cJSON *req, cJSON
     cJSON *resp = ok();
     cJSON *arr = cJSON_AddArrayToObject(resp, "scopes");
     /* Oldest first, as created. */
-    scope *last = admin_server(c)->scopes;
-    while (last != NULL && last->next != NULL)
-        last = last->next;
-    for (scope *s = last; s != NULL; s = s->prev) {
+    const scope *s;
+    TAILQ_FOREACH_REVERSE(s, &admin_server(c)->scopes, scope_list, link) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "scope", s->id);
         cJSON_AddBoolToObject(o, "keep", s->keep);

@@ -243,16 +243,14 @@ static void on_modes_closed(uv_handle_t *h)
     free(sc);
 }
 
-/* list_remove - sc out of *head (server.scopes or server.ended); a no-op when it is not there */
-static void list_remove(scope **head, scope *sc)
+/* move_to - sc out of the list it is in (if any) and, unless to is NULL, first in to */
+static void move_to(scope *sc, scope_list *to)
 {
-    if (sc->prev != NULL)
-        sc->prev->next = sc->next;
-    else if (*head == sc)
-        *head = sc->next;
-    if (sc->next != NULL)
-        sc->next->prev = sc->prev;
-    sc->prev = sc->next = NULL;
+    if (sc->list != NULL)
+        TAILQ_REMOVE(sc->list, sc, link);
+    if (to != NULL)
+        TAILQ_INSERT_HEAD(to, sc, link);
+    sc->list = to;
 }
 
 /* finish - a created scope that ended and has no session left: its timer closes, then it is freed */
@@ -260,7 +258,7 @@ static void finish(scope *sc)
 {
     if (uv_is_closing((uv_handle_t *)&sc->modes))
         return;
-    list_remove(&sc->srv->ended, sc);
+    move_to(sc, NULL);
     uv_close((uv_handle_t *)&sc->modes, on_modes_closed);
 }
 
@@ -276,7 +274,8 @@ void scope_conn_gone(scope *sc)
  * refusing listener has closed its socket but goes back to its port when its window ends */
 static int port_held(server *srv, const char *host, int port)
 {
-    for (scope *sc = &srv->own; sc != NULL; sc = sc == &srv->own ? srv->scopes : sc->next)
+    for (scope *sc = &srv->own; sc != NULL;
+         sc = sc == &srv->own ? TAILQ_FIRST(&srv->scopes) : TAILQ_NEXT(sc, link))
         for (int i = 0; i < LISTENER_COUNT; i++) {
             const listener *l = &sc->listeners[i];
             if (l->open && l->port == port && strcmp(l->host, host) == 0)
@@ -397,10 +396,7 @@ scope *scope_create(server *srv, const scope_request *req, const char **code, ch
     srv->next_scope_id++;
     sc->keep = req->keep;
     sc->owner = req->keep ? NULL : req->owner;
-    sc->next = srv->scopes;
-    if (srv->scopes != NULL)
-        srv->scopes->prev = sc;
-    srv->scopes = sc;
+    move_to(sc, &srv->scopes);
     srv->nscopes++;
     const fault_settings *fs = fault_profile_settings(fault_run_profile(sc->fault_run));
     char where[3 * 90];
@@ -417,7 +413,8 @@ scope *scope_create(server *srv, const scope_request *req, const char **code, ch
 
 scope *scope_find(server *srv, const char *id)
 {
-    for (scope *sc = srv->scopes; sc != NULL; sc = sc->next)
+    scope *sc;
+    TAILQ_FOREACH(sc, &srv->scopes, link)
         if (strcmp(sc->id, id) == 0)
             return sc;
     return NULL;
@@ -445,12 +442,8 @@ void scope_end(scope *sc, const char *why)
         return;
     server *srv = sc->srv;
     sc->ending = 1;
-    list_remove(&srv->scopes, sc);
     /* Among the ended until its last session has gone: a stop that closes every connection closes its too. */
-    sc->next = srv->ended;
-    if (srv->ended != NULL)
-        srv->ended->prev = sc;
-    srv->ended = sc;
+    move_to(sc, &srv->ended);
     srv->nscopes--;
     log_server(LOG_INFO, "scope %s ended: %s (%zu session%s closed, %zu message%s dropped)", sc->id, why,
                sc->nconns, sc->nconns == 1 ? "" : "s", sc->store.count, sc->store.count == 1 ? "" : "s");
@@ -469,12 +462,12 @@ void scope_end(scope *sc, const char *why)
 void scope_owner_gone(server *srv, const void *owner)
 {
     /* From the start each time: ending one scope answers waits, which may run requests that end others. */
-    for (scope *sc = srv->scopes; sc != NULL;) {
+    for (scope *sc = TAILQ_FIRST(&srv->scopes); sc != NULL;) {
         if (sc->owner == owner) {
             scope_end(sc, "the admin connection that created it closed");
-            sc = srv->scopes;
+            sc = TAILQ_FIRST(&srv->scopes);
         } else {
-            sc = sc->next;
+            sc = TAILQ_NEXT(sc, link);
         }
     }
 }

@@ -64,6 +64,10 @@ typedef struct listener {
     int port;
 } listener;
 
+/* scope_list - server.scopes or server.ended, newest first */
+TAILQ_HEAD(scope_list, scope);
+typedef struct scope_list scope_list;
+
 struct scope {
     server *srv;
     char id[SCOPE_ID_MAX]; /* "" for the server's own */
@@ -80,9 +84,10 @@ struct scope {
     uv_timer_t modes;             /* the next time a listener's refuse/blackhole window opens or closes */
     const void *owner;            /* the admin connection that created it (NULL: kept, or the server's own) */
     int keep;                     /* outlives its owner */
-    int ending;         /* scope_end ran: no listener, no new session; freed once the last one goes */
-    int64_t created_ms; /* wall clock */
-    scope *prev, *next; /* server.scopes, or server.ended once ended */
+    int ending;              /* scope_end ran: no listener, no new session; freed once the last one goes */
+    int64_t created_ms;      /* wall clock */
+    TAILQ_ENTRY(scope) link; /* in *list */
+    scope_list *list;        /* server.scopes, or server.ended once ended; NULL: neither */
 };
 
 /* scope_init - sc with profile in force (a reference is taken) and no listener yet; 0, or -1 (no memory) */
