@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -88,9 +89,9 @@ struct admin_client {
     uv_shutdown_t shutdown;
     int handles_open;
     int closing;
-    admin_client *prev, *next;
-    bytebuf in;     /* input not yet framed into requests (bounded by ADMIN_IN_MAX) */
-    int discarding; /* an over-long line is being skipped to its newline */
+    LIST_ENTRY(admin_client) link; /* in admin.clients */
+    bytebuf in;                    /* input not yet framed into requests (bounded by ADMIN_IN_MAX) */
+    int discarding;                /* an over-long line is being skipped to its newline */
     int authed;     /* a request with the right token came (or no token is set): long lines are allowed */
     int line_token; /* the line being framed holds the token in its first ADMIN_PRETOKEN_LINE_MAX bytes */
     int refused;    /* answered with a last error and shut down: its input is dropped until it goes quiet */
@@ -111,7 +112,7 @@ struct admin {
     server *srv;
     admin_listener listeners[CONFIG_ADMIN_MAX];
     size_t nlisteners;
-    admin_client *clients;
+    LIST_HEAD(admin_clients, admin_client) clients; /* newest first */
     size_t nclients;
     size_t nsubscribers;
     size_t queued;     /* every client's */
@@ -148,12 +149,7 @@ static void on_client_closed(uv_handle_t *h)
         return;
     admin *a = c->a;
     a->nclients--;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     cJSON_Delete(c->wait_id);
     filter_free(&c->filter);
     bytebuf_release(&c->in);
@@ -263,8 +259,8 @@ static void flush_output(admin_client *c)
 static void on_stream_flush(uv_timer_t *t)
 {
     admin *a = t->data;
-    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
-        next = c->next;
+    for (admin_client *c = LIST_FIRST(&a->clients), *next; c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
         if (c->subscribed)
             flush_output(c);
     }
@@ -280,8 +276,8 @@ static void on_flush(uv_idle_t *h)
     admin *a = h->data;
     uv_idle_stop(h);
     int streams = 0;
-    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
-        next = c->next;
+    for (admin_client *c = LIST_FIRST(&a->clients), *next; c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
         if (c->subscribed && c->out.len > 0)
             streams = 1;
         else
@@ -864,8 +860,8 @@ void admin_message_stored(admin *a, scope *sc, store_msg *m)
 {
     if (a == NULL)
         return;
-    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
-        next = c->next;
+    for (admin_client *c = LIST_FIRST(&a->clients), *next; c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
         if (!c->closing && c->waiting && c->filter.sc == sc && admin_filter_match(&c->filter, m)) {
             cJSON *resp = cJSON_CreateObject();
             cJSON_AddBoolToObject(resp, "ok", 1);
@@ -883,7 +879,8 @@ int admin_has_subscribers(const admin *a)
 /* subscribed_to - a client streams sc's events (at most ADMIN_CLIENTS_MAX to look at) */
 static int subscribed_to(const admin *a, const scope *sc)
 {
-    for (const admin_client *c = a->clients; c != NULL; c = c->next)
+    const admin_client *c;
+    LIST_FOREACH(c, &a->clients, link)
         if (c->subscribed && !c->closing && c->sub_scope == sc)
             return 1;
     return 0;
@@ -899,8 +896,8 @@ void admin_publish(admin *a, scope *sc, uint64_t sid, const char *event, const c
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     size_t line_len = event_line(line, sc->id, sid, event, text, len, &now);
-    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
-        next = c->next;
+    for (admin_client *c = LIST_FIRST(&a->clients), *next; c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
         if (c->subscribed && !c->closing && c->sub_scope == sc && c->http != NULL)
             admin_http_event(c, line, line_len);
         else if (c->subscribed && !c->closing && c->sub_scope == sc)
@@ -914,8 +911,8 @@ void admin_scope_ended(admin *a, scope *sc)
         return;
     char line[SCOPE_ID_MAX + 48];
     int n = snprintf(line, sizeof(line), "{\"event\":\"scope_end\",\"scope\":\"%s\"}", sc->id);
-    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
-        next = c->next;
+    for (admin_client *c = LIST_FIRST(&a->clients), *next; c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
         if (c->closing)
             continue;
         if (c->waiting && c->filter.sc == sc)
@@ -955,10 +952,7 @@ static void on_connection(uv_stream_t *server_stream, int status)
     c->idle_timer.data = c;
     c->handles_open = 3;
     c->authed = a->srv->cfg->admin_token == NULL;
-    c->next = a->clients;
-    if (a->clients)
-        a->clients->prev = c;
-    a->clients = c;
+    LIST_INSERT_HEAD(&a->clients, c, link);
     a->nclients++;
     if (uv_accept(server_stream, &c->h.stream) != 0 || uv_read_start(&c->h.stream, on_alloc, on_read) != 0)
         admin_client_close(c, NULL);
@@ -1050,6 +1044,7 @@ admin *admin_start(server *srv, int *failed)
         return NULL;
     }
     a->srv = srv;
+    LIST_INIT(&a->clients);
     uv_idle_init(srv->loop, &a->flush);
     a->flush.data = a;
     a->flush_open = 1;
@@ -1094,8 +1089,8 @@ void admin_stop(admin *a)
             a->listeners[i].open = 0;
             uv_close(&a->listeners[i].h.handle, NULL);
         }
-    for (admin_client *c = a->clients, *next; c != NULL; c = next) {
-        next = c->next;
+    for (admin_client *c = LIST_FIRST(&a->clients), *next; c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
         admin_client_close(c, NULL);
     }
     if (a->flush_open) {

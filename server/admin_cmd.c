@@ -250,7 +250,8 @@ static cJSON *cmd_messages_list(admin_client *c, scope *sc, const cJSON *req, cJ
     cJSON *resp = ok();
     cJSON *arr = cJSON_AddArrayToObject(resp, "messages");
     size_t n = 0, matched = 0;
-    for (store_msg *m = sc->store.head; m != NULL; m = m->next) {
+    store_msg *m;
+    TAILQ_FOREACH(m, &sc->store.msgs, link) {
         if (!admin_filter_match(&f, m))
             continue;
         matched++;
@@ -335,7 +336,8 @@ static cJSON *cmd_messages_wait(admin_client *c, scope *sc, const cJSON *req, cJ
     if ((err = filter_args(req, &f, sc)) != NULL)
         return err;
     /* A match already kept answers at once: a test may send first and wait after. */
-    for (store_msg *m = sc->store.head; m != NULL; m = m->next)
+    store_msg *m;
+    TAILQ_FOREACH(m, &sc->store.msgs, link)
         if (admin_filter_match(&f, m)) {
             free(f.to);
             free(f.from);
@@ -652,10 +654,8 @@ static cJSON *cmd_scope_list(admin_client *c, scope *sc, const cJSON *req, cJSON
     cJSON *resp = ok();
     cJSON *arr = cJSON_AddArrayToObject(resp, "scopes");
     /* Oldest first, as created. */
-    scope *last = admin_server(c)->scopes;
-    while (last != NULL && last->next != NULL)
-        last = last->next;
-    for (scope *s = last; s != NULL; s = s->prev) {
+    const scope *s;
+    TAILQ_FOREACH_REVERSE(s, &admin_server(c)->scopes, scope_list, link) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "scope", s->id);
         cJSON_AddBoolToObject(o, "keep", s->keep);

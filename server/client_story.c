@@ -15,7 +15,7 @@
 
 struct client_story {
     char key[STORY_KEY_MAX];
-    client_story *prev, *next;
+    TAILQ_ENTRY(client_story) link;
     uint64_t sessions;
     int64_t first_ms, last_ms;
     story_thread *threads[STORY_THREADS_MAX];
@@ -26,23 +26,10 @@ struct client_story {
 
 /* -- clients and threads ------------------------------------------------------------------------------- */
 
-static void unlink_story(client_stories *st, client_story *cs)
+void client_stories_init(client_stories *st)
 {
-    if (cs->prev != NULL)
-        cs->prev->next = cs->next;
-    else
-        st->head = cs->next;
-    if (cs->next != NULL)
-        cs->next->prev = cs->prev;
-    cs->prev = cs->next = NULL;
-}
-
-static void push_front(client_stories *st, client_story *cs)
-{
-    cs->next = st->head;
-    if (st->head != NULL)
-        st->head->prev = cs;
-    st->head = cs;
+    memset(st, 0, sizeof(*st));
+    TAILQ_INIT(&st->list);
 }
 
 static void story_free(client_story *cs)
@@ -55,7 +42,8 @@ static void story_free(client_story *cs)
 
 static client_story *find_story(const client_stories *st, const char *key)
 {
-    for (client_story *cs = st->head; cs != NULL; cs = cs->next)
+    client_story *cs;
+    TAILQ_FOREACH(cs, &st->list, link)
         if (strcmp(cs->key, key) == 0)
             return cs;
     return NULL;
@@ -66,8 +54,8 @@ static client_story *story_for(client_stories *st, const char *key, int64_t ms)
 {
     client_story *cs = find_story(st, key);
     if (cs != NULL) {
-        unlink_story(st, cs);
-        push_front(st, cs);
+        TAILQ_REMOVE(&st->list, cs, link);
+        TAILQ_INSERT_HEAD(&st->list, cs, link);
         cs->last_ms = ms;
         return cs;
     }
@@ -75,17 +63,15 @@ static client_story *story_for(client_stories *st, const char *key, int64_t ms)
     if (cs == NULL)
         return NULL;
     if (st->n >= STORY_CLIENTS_MAX) {
-        client_story *last = st->head;
-        while (last->next != NULL)
-            last = last->next;
-        unlink_story(st, last);
+        client_story *last = TAILQ_LAST(&st->list, client_story_list);
+        TAILQ_REMOVE(&st->list, last, link);
         story_free(last);
         st->n--;
         st->evicted++;
     }
     snprintf(cs->key, sizeof(cs->key), "%s", key);
     cs->first_ms = cs->last_ms = ms;
-    push_front(st, cs);
+    TAILQ_INSERT_HEAD(&st->list, cs, link);
     st->n++;
     return cs;
 }
@@ -524,7 +510,8 @@ cJSON *client_story_json(const client_stories *st, const char *key)
 cJSON *client_story_keys(const client_stories *st)
 {
     cJSON *a = cJSON_CreateArray();
-    for (const client_story *cs = st->head; cs != NULL; cs = cs->next)
+    const client_story *cs;
+    TAILQ_FOREACH(cs, &st->list, link)
         if (!scoped(cs->key))
             cJSON_AddItemToArray(a, cJSON_CreateString(cs->key));
     return a;
@@ -535,10 +522,10 @@ void client_stories_forget(client_stories *st, const char *scope_id)
     char key[STORY_KEY_MAX];
     if (scope_id != NULL && scope_id[0] != '\0')
         story_key(key, sizeof(key), "", scope_id);
-    for (client_story *cs = st->head, *next; cs != NULL; cs = next) {
-        next = cs->next;
+    for (client_story *cs = TAILQ_FIRST(&st->list), *next; cs != NULL; cs = next) {
+        next = TAILQ_NEXT(cs, link);
         if (scope_id == NULL || (scope_id[0] == '\0' ? !scoped(cs->key) : strcmp(cs->key, key) == 0)) {
-            unlink_story(st, cs);
+            TAILQ_REMOVE(&st->list, cs, link);
             story_free(cs);
             st->n--;
         }

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <cJSON.h>
 
@@ -59,7 +60,7 @@ typedef struct client_story client_story;
 
 /* client_stories - every client's story, bounded (see the header) */
 typedef struct client_stories {
-    client_story *head; /* most recently seen first */
+    TAILQ_HEAD(client_story_list, client_story) list; /* most recently seen first */
     size_t n;
     uint64_t seq;
     uint64_t evicted; /* clients forgotten to stay within STORY_CLIENTS_MAX */
@@ -90,6 +91,9 @@ typedef struct story_track {
     int rate_limited, conn_limited;
     findings fresh; /* findings this connection's tries made, not yet handed to its session */
 } story_track;
+
+/* client_stories_init - no story yet */
+void client_stories_init(client_stories *st);
 
 /*
  * story_track_start - a connection from client ("addr:port") began at ms; in the scope scope_id ("" for the

@@ -55,7 +55,7 @@ static int dripping(const conn *c)
 
 conn *conn_next(conn *c)
 {
-    return c->next;
+    return LIST_NEXT(c, link);
 }
 
 /* -- events --------------------------------------------------------------------------------------------- */
@@ -124,12 +124,7 @@ static void maybe_free(conn *c)
         return;
     server *srv = c->srv;
     scope *sc = c->sc;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        sc->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     sc->nconns--;
     srv->nconns--;
     session_free(c->s);
@@ -840,10 +835,7 @@ void conn_accept(listener *l)
     c->id = ++srv->next_session_id;
     c->started_ms = uv_now(srv->loop);
     c->started_wall_ms = wall_ms();
-    c->next = c->sc->conns;
-    if (c->sc->conns != NULL)
-        c->sc->conns->prev = c;
-    c->sc->conns = c;
+    LIST_INSERT_HEAD(&c->sc->conns, c, link);
     c->sc->nconns++;
     c->sc->sessions++;
     srv->nconns++;

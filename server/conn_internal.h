@@ -42,7 +42,7 @@ struct conn {
     conn_tls tls;
     int implicit_tls; /* the session starts after the handshake */
     conn_timer_use timer_use;
-    conn *prev, *next;
+    LIST_ENTRY(conn) link; /* its scope's conns */
     uint64_t id;
     conn_phase phase;
     int handles_open;

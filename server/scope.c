@@ -28,6 +28,7 @@ int scope_init(scope *sc, server *srv, const char *id, fault_profile *profile)
 {
     memset(sc, 0, sizeof(*sc));
     sc->srv = srv;
+    LIST_INIT(&sc->conns);
     snprintf(sc->id, sizeof(sc->id), "%s", id);
     store_init(&sc->store, &srv->messages);
     sessions_ring_init(&sc->recent, &srv->closed);
@@ -170,7 +171,7 @@ void scope_stats_json(scope *sc, cJSON *out)
     cJSON_AddNumberToObject(m, "evicted_bytes", (double)sc->store.evicted_bytes);
     cJSON_AddNumberToObject(m, "discarded", (double)sc->discarded);
     uint64_t in = sc->bytes_in, outb = sc->bytes_out;
-    for (conn *c = sc->conns; c != NULL; c = conn_next(c)) {
+    for (conn *c = LIST_FIRST(&sc->conns); c != NULL; c = conn_next(c)) {
         uint64_t ci, co;
         conn_bytes(c, &ci, &co);
         in += ci;
@@ -242,16 +243,14 @@ static void on_modes_closed(uv_handle_t *h)
     free(sc);
 }
 
-/* list_remove - sc out of *head (server.scopes or server.ended); a no-op when it is not there */
-static void list_remove(scope **head, scope *sc)
+/* move_to - sc out of the list it is in (if any) and, unless to is NULL, first in to */
+static void move_to(scope *sc, scope_list *to)
 {
-    if (sc->prev != NULL)
-        sc->prev->next = sc->next;
-    else if (*head == sc)
-        *head = sc->next;
-    if (sc->next != NULL)
-        sc->next->prev = sc->prev;
-    sc->prev = sc->next = NULL;
+    if (sc->list != NULL)
+        TAILQ_REMOVE(sc->list, sc, link);
+    if (to != NULL)
+        TAILQ_INSERT_HEAD(to, sc, link);
+    sc->list = to;
 }
 
 /* finish - a created scope that ended and has no session left: its timer closes, then it is freed */
@@ -259,7 +258,7 @@ static void finish(scope *sc)
 {
     if (uv_is_closing((uv_handle_t *)&sc->modes))
         return;
-    list_remove(&sc->srv->ended, sc);
+    move_to(sc, NULL);
     uv_close((uv_handle_t *)&sc->modes, on_modes_closed);
 }
 
@@ -275,7 +274,8 @@ void scope_conn_gone(scope *sc)
  * refusing listener has closed its socket but goes back to its port when its window ends */
 static int port_held(server *srv, const char *host, int port)
 {
-    for (scope *sc = &srv->own; sc != NULL; sc = sc == &srv->own ? srv->scopes : sc->next)
+    for (scope *sc = &srv->own; sc != NULL;
+         sc = sc == &srv->own ? TAILQ_FIRST(&srv->scopes) : TAILQ_NEXT(sc, link))
         for (int i = 0; i < LISTENER_COUNT; i++) {
             const listener *l = &sc->listeners[i];
             if (l->open && l->port == port && strcmp(l->host, host) == 0)
@@ -396,10 +396,7 @@ scope *scope_create(server *srv, const scope_request *req, const char **code, ch
     srv->next_scope_id++;
     sc->keep = req->keep;
     sc->owner = req->keep ? NULL : req->owner;
-    sc->next = srv->scopes;
-    if (srv->scopes != NULL)
-        srv->scopes->prev = sc;
-    srv->scopes = sc;
+    move_to(sc, &srv->scopes);
     srv->nscopes++;
     const fault_settings *fs = fault_profile_settings(fault_run_profile(sc->fault_run));
     char where[3 * 90];
@@ -416,7 +413,8 @@ scope *scope_create(server *srv, const scope_request *req, const char **code, ch
 
 scope *scope_find(server *srv, const char *id)
 {
-    for (scope *sc = srv->scopes; sc != NULL; sc = sc->next)
+    scope *sc;
+    TAILQ_FOREACH(sc, &srv->scopes, link)
         if (strcmp(sc->id, id) == 0)
             return sc;
     return NULL;
@@ -425,7 +423,7 @@ scope *scope_find(server *srv, const char *id)
 void scope_shutdown_conns(scope *sc, int force)
 {
     /* Iterate with the next pointer saved: a connection may free itself synchronously. */
-    for (conn *c = sc->conns, *next; c != NULL; c = next) {
+    for (conn *c = LIST_FIRST(&sc->conns), *next; c != NULL; c = next) {
         next = conn_next(c);
         conn_shutdown(c, force);
     }
@@ -444,12 +442,8 @@ void scope_end(scope *sc, const char *why)
         return;
     server *srv = sc->srv;
     sc->ending = 1;
-    list_remove(&srv->scopes, sc);
     /* Among the ended until its last session has gone: a stop that closes every connection closes its too. */
-    sc->next = srv->ended;
-    if (srv->ended != NULL)
-        srv->ended->prev = sc;
-    srv->ended = sc;
+    move_to(sc, &srv->ended);
     srv->nscopes--;
     log_server(LOG_INFO, "scope %s ended: %s (%zu session%s closed, %zu message%s dropped)", sc->id, why,
                sc->nconns, sc->nconns == 1 ? "" : "s", sc->store.count, sc->store.count == 1 ? "" : "s");
@@ -468,12 +462,12 @@ void scope_end(scope *sc, const char *why)
 void scope_owner_gone(server *srv, const void *owner)
 {
     /* From the start each time: ending one scope answers waits, which may run requests that end others. */
-    for (scope *sc = srv->scopes; sc != NULL;) {
+    for (scope *sc = TAILQ_FIRST(&srv->scopes); sc != NULL;) {
         if (sc->owner == owner) {
             scope_end(sc, "the admin connection that created it closed");
-            sc = srv->scopes;
+            sc = TAILQ_FIRST(&srv->scopes);
         } else {
-            sc = sc->next;
+            sc = TAILQ_NEXT(sc, link);
         }
     }
 }

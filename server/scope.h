@@ -15,6 +15,7 @@
 #define SMTPFAULT_SCOPE_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include <cJSON.h>
@@ -63,6 +64,10 @@ typedef struct listener {
     int port;
 } listener;
 
+/* scope_list - server.scopes or server.ended, newest first */
+TAILQ_HEAD(scope_list, scope);
+typedef struct scope_list scope_list;
+
 struct scope {
     server *srv;
     char id[SCOPE_ID_MAX]; /* "" for the server's own */
@@ -70,8 +75,8 @@ struct scope {
     fault_run *fault_run;         /* the profile in force; connections hold the one they started under */
     fault_profile *start_profile; /* what reset goes back to */
     store store;
-    sessions_ring recent; /* closed sessions, for the admin socket */
-    conn *conns;          /* live connections, newest first */
+    sessions_ring recent;             /* closed sessions, for the admin socket */
+    LIST_HEAD(conn_list, conn) conns; /* live connections, newest first */
     size_t nconns;
     uint64_t sessions;            /* connections accepted since start */
     uint64_t discarded;           /* messages answered 250 and dropped by a fault */
@@ -79,9 +84,10 @@ struct scope {
     uv_timer_t modes;             /* the next time a listener's refuse/blackhole window opens or closes */
     const void *owner;            /* the admin connection that created it (NULL: kept, or the server's own) */
     int keep;                     /* outlives its owner */
-    int ending;         /* scope_end ran: no listener, no new session; freed once the last one goes */
-    int64_t created_ms; /* wall clock */
-    scope *prev, *next; /* server.scopes, or server.ended once ended */
+    int ending;              /* scope_end ran: no listener, no new session; freed once the last one goes */
+    int64_t created_ms;      /* wall clock */
+    TAILQ_ENTRY(scope) link; /* in *list */
+    scope_list *list;        /* server.scopes, or server.ended once ended; NULL: neither */
 };
 
 /* scope_init - sc with profile in force (a reference is taken) and no listener yet; 0, or -1 (no memory) */

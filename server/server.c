@@ -82,8 +82,8 @@ static void finish(server *srv)
     if (uv_is_closing((uv_handle_t *)&srv->drain))
         return;
     admin_stop(srv->admin); /* ends the scopes their admin connections created */
-    while (srv->scopes != NULL)
-        scope_end(srv->scopes, "the server stopped");
+    while (!TAILQ_EMPTY(&srv->scopes))
+        scope_end(TAILQ_FIRST(&srv->scopes), "the server stopped");
     uv_close((uv_handle_t *)&srv->drain, NULL);
     uv_close((uv_handle_t *)&srv->own.modes, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -110,7 +110,8 @@ void server_stop(server *srv)
     int force = srv->stopping > 0;
     srv->stopping = force ? 2 : 1;
     scope_close_listeners(&srv->own);
-    for (scope *sc = srv->scopes; sc != NULL; sc = sc->next) {
+    scope *sc;
+    TAILQ_FOREACH(sc, &srv->scopes, link) {
         scope_close_listeners(sc);
         uv_timer_stop(&sc->modes);
     }
@@ -122,10 +123,14 @@ void server_stop(server *srv)
         srv->ports_written = 0;
     }
     scope_shutdown_conns(&srv->own, force);
-    for (scope *sc = srv->scopes; sc != NULL; sc = sc->next)
+    TAILQ_FOREACH(sc, &srv->scopes, link)
         scope_shutdown_conns(sc, force);
-    for (scope *sc = srv->ended; sc != NULL; sc = sc->next)
+    /* The next one saved: a scope whose last connection goes leaves this list (scope.c's finish). */
+    scope *next;
+    for (sc = TAILQ_FIRST(&srv->ended); sc != NULL; sc = next) {
+        next = TAILQ_NEXT(sc, link);
         scope_shutdown_conns(sc, force);
+    }
     if (srv->nconns == 0) {
         finish(srv);
         return;
@@ -257,6 +262,8 @@ static void listener_config(server *srv, const config *cfg, listener_kind kind, 
 
 int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile *profile)
 {
+    TAILQ_INIT(&srv->scopes);
+    TAILQ_INIT(&srv->ended);
     srv->loop = loop;
     srv->cfg = cfg;
 
@@ -267,6 +274,8 @@ int server_start(server *srv, uv_loop_t *loop, const config *cfg, fault_profile 
     snprintf(prefix, sizeof(prefix), "%08llX%02X%02X", (unsigned long long)time(NULL) & 0xFFFFFFFFull, rnd[0],
              rnd[1]);
     store_pool_init(&srv->messages, cfg->store_max_messages, cfg->store_max_bytes, prefix);
+    sessions_pool_init(&srv->closed);
+    client_stories_init(&srv->stories);
 
     uv_timer_init(loop, &srv->drain);
     srv->drain.data = srv;

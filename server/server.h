@@ -48,8 +48,8 @@ struct server {
     tls_server *tls;         /* NULL with --no-tls */
     fault_decision decision; /* scratch for connect and tls_handshake decisions, used at once */
     scope own;               /* the server's own listeners, profile, messages and sessions */
-    scope *scopes;           /* those scope.create made, newest first */
-    scope *ended;            /* ended ones whose sessions are still closing (scope.c's end grace) */
+    scope_list scopes;       /* those scope.create made, newest first */
+    scope_list ended;        /* ended ones whose sessions are still closing (scope.c's end grace) */
     size_t nscopes;
     size_t scope_fds; /* SCOPE_FDS_MAX for each created scope not yet freed */
     uint64_t next_scope_id;

@@ -19,10 +19,17 @@ static void record_free(session_record *r)
     memset(r, 0, sizeof(*r));
 }
 
+void sessions_pool_init(sessions_pool *pool)
+{
+    pool->count = 0;
+    TAILQ_INIT(&pool->kept);
+}
+
 void sessions_ring_init(sessions_ring *r, sessions_pool *pool)
 {
     memset(r, 0, sizeof(*r));
     r->pool = pool;
+    TAILQ_INIT(&r->kept);
 }
 
 /* forget - k out of its ring and the pool, freed */
@@ -30,22 +37,8 @@ static void forget(session_kept *k)
 {
     sessions_ring *r = k->ring;
     sessions_pool *pool = r->pool;
-    if (k->prev != NULL)
-        k->prev->next = k->next;
-    else
-        r->head = k->next;
-    if (k->next != NULL)
-        k->next->prev = k->prev;
-    else
-        r->tail = k->prev;
-    if (k->pool_prev != NULL)
-        k->pool_prev->pool_next = k->pool_next;
-    else
-        pool->head = k->pool_next;
-    if (k->pool_next != NULL)
-        k->pool_next->pool_prev = k->pool_prev;
-    else
-        pool->tail = k->pool_prev;
+    TAILQ_REMOVE(&r->kept, k, link);
+    TAILQ_REMOVE(&pool->kept, k, pool_link);
     r->count--;
     pool->count--;
     record_free(&k->rec);
@@ -61,32 +54,23 @@ void sessions_ring_add(sessions_ring *r, session_record *rec)
         return;
     }
     if (r->count >= SESSIONS_RECENT_MAX)
-        forget(r->head);
+        forget(TAILQ_FIRST(&r->kept));
     if (pool->count >= SESSIONS_KEPT_MAX)
-        forget(pool->head);
+        forget(TAILQ_FIRST(&pool->kept));
     k->rec = *rec;
     memset(rec, 0, sizeof(*rec));
     k->ring = r;
-    k->prev = r->tail;
-    if (r->tail != NULL)
-        r->tail->next = k;
-    else
-        r->head = k;
-    r->tail = k;
-    k->pool_prev = pool->tail;
-    if (pool->tail != NULL)
-        pool->tail->pool_next = k;
-    else
-        pool->head = k;
-    pool->tail = k;
+    TAILQ_INSERT_TAIL(&r->kept, k, link);
+    TAILQ_INSERT_TAIL(&pool->kept, k, pool_link);
     r->count++;
     pool->count++;
 }
 
 void sessions_ring_free(sessions_ring *r)
 {
-    while (r->head != NULL)
-        forget(r->head);
+    session_kept *k;
+    while ((k = TAILQ_FIRST(&r->kept)) != NULL)
+        forget(k);
 }
 
 cJSON *session_view_json(const session_view *v, int with_transcript)
@@ -153,20 +137,22 @@ static cJSON *live_json(const conn *c, int with_transcript)
 void scope_sessions_json(scope *sc, cJSON *out)
 {
     cJSON *live = cJSON_AddArrayToObject(out, "live");
-    for (conn *c = sc->conns; c != NULL; c = conn_next(c))
+    for (conn *c = LIST_FIRST(&sc->conns); c != NULL; c = conn_next(c))
         cJSON_AddItemToArray(live, live_json(c, 0));
     cJSON *recent = cJSON_AddArrayToObject(out, "recent");
-    for (const session_kept *k = sc->recent.tail; k != NULL; k = k->prev) /* newest first */
+    const session_kept *k;
+    TAILQ_FOREACH_REVERSE(k, &sc->recent.kept, sessions_kept, link) /* newest first */
         cJSON_AddItemToArray(recent, record_json(&k->rec, 0));
 }
 
 /* scope_session_json - sessions.get: one session, live or recent, with its transcript; NULL if unknown */
 cJSON *scope_session_json(scope *sc, uint64_t id)
 {
-    for (conn *c = sc->conns; c != NULL; c = conn_next(c))
+    for (conn *c = LIST_FIRST(&sc->conns); c != NULL; c = conn_next(c))
         if (conn_id(c) == id)
             return live_json(c, 1);
-    for (const session_kept *k = sc->recent.tail; k != NULL; k = k->prev)
+    const session_kept *k;
+    TAILQ_FOREACH_REVERSE(k, &sc->recent.kept, sessions_kept, link)
         if (k->rec.id == id)
             return record_json(&k->rec, 1);
     return NULL;

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "findings.h"
 #include "store.h"
@@ -48,22 +49,28 @@ typedef struct session_view {
 typedef struct session_kept {
     session_record rec;
     struct sessions_ring *ring;
-    struct session_kept *prev, *next;           /* its ring's order */
-    struct session_kept *pool_prev, *pool_next; /* the pool's order */
+    TAILQ_ENTRY(session_kept) link;      /* its ring's order */
+    TAILQ_ENTRY(session_kept) pool_link; /* the pool's order */
 } session_kept;
+
+/* sessions_kept - closed sessions, oldest first: a ring's (through link) or the pool's (pool_link) */
+TAILQ_HEAD(sessions_kept, session_kept);
 
 /* sessions_pool - what every scope's ring shares: SESSIONS_KEPT_MAX, the oldest anywhere forgotten first */
 typedef struct sessions_pool {
     size_t count;
-    session_kept *head, *tail;
+    struct sessions_kept kept; /* through pool_link */
 } sessions_pool;
 
 /* sessions_ring - a scope's most recent closed sessions, at most SESSIONS_RECENT_MAX */
 typedef struct sessions_ring {
     sessions_pool *pool;
     size_t count;
-    session_kept *head, *tail;
+    struct sessions_kept kept; /* through link */
 } sessions_ring;
+
+/* sessions_pool_init - an empty pool */
+void sessions_pool_init(sessions_pool *pool);
 
 /* sessions_ring_init - an empty ring drawing on pool */
 void sessions_ring_init(sessions_ring *r, sessions_pool *pool);

@@ -156,6 +156,7 @@ void store_pool_init(store_pool *pool, size_t max_messages, size_t max_bytes, co
     pool->max_messages = max_messages;
     pool->max_bytes = max_bytes;
     pool->next_seq = 1;
+    TAILQ_INIT(&pool->msgs);
     snprintf(pool->id_prefix, sizeof(pool->id_prefix), "%s", id_prefix);
 }
 
@@ -163,6 +164,7 @@ void store_init(store *st, store_pool *pool)
 {
     memset(st, 0, sizeof(*st));
     st->pool = pool;
+    TAILQ_INIT(&st->msgs);
 }
 
 void store_assign_id(store *st, store_msg *m)
@@ -188,23 +190,8 @@ static void unlink_msg(store_msg *m)
 {
     store *st = m->owner;
     store_pool *pool = st->pool;
-    if (m->prev != NULL)
-        m->prev->next = m->next;
-    else
-        st->head = m->next;
-    if (m->next != NULL)
-        m->next->prev = m->prev;
-    else
-        st->tail = m->prev;
-    if (m->pool_prev != NULL)
-        m->pool_prev->pool_next = m->pool_next;
-    else
-        pool->head = m->pool_next;
-    if (m->pool_next != NULL)
-        m->pool_next->pool_prev = m->pool_prev;
-    else
-        pool->tail = m->pool_prev;
-    m->prev = m->next = m->pool_prev = m->pool_next = NULL;
+    TAILQ_REMOVE(&st->msgs, m, link);
+    TAILQ_REMOVE(&pool->msgs, m, pool_link);
     m->owner = NULL;
     st->count--;
     st->bytes -= m->size;
@@ -218,12 +205,12 @@ void store_add(store *st, store_msg *m)
     store_pool *pool = st->pool;
     /* Oldest first out, whichever store keeps it, until the new message fits; a message larger than
      * max_bytes is kept alone. */
-    while (pool->head != NULL &&
+    store_msg *oldest;
+    while ((oldest = TAILQ_FIRST(&pool->msgs)) != NULL &&
            (pool->count + 1 > pool->max_messages || pool->bytes + m->size > pool->max_bytes)) {
-        store *from = pool->head->owner;
-        from->evicted++;
-        from->evicted_bytes += pool->head->size;
-        unlink_msg(pool->head);
+        oldest->owner->evicted++;
+        oldest->owner->evicted_bytes += oldest->size;
+        unlink_msg(oldest);
     }
     st->accepted++;
     m->arrival = ++pool->next_arrival;
@@ -231,20 +218,8 @@ void store_add(store *st, store_msg *m)
         return;
     store_msg_ref(m);
     m->owner = st;
-    m->prev = st->tail;
-    m->next = NULL;
-    if (st->tail != NULL)
-        st->tail->next = m;
-    else
-        st->head = m;
-    st->tail = m;
-    m->pool_prev = pool->tail;
-    m->pool_next = NULL;
-    if (pool->tail != NULL)
-        pool->tail->pool_next = m;
-    else
-        pool->head = m;
-    pool->tail = m;
+    TAILQ_INSERT_TAIL(&st->msgs, m, link);
+    TAILQ_INSERT_TAIL(&pool->msgs, m, pool_link);
     st->count++;
     st->bytes += m->size;
     pool->count++;
@@ -254,7 +229,8 @@ void store_add(store *st, store_msg *m)
 store_msg *store_find(const store *st, const char *id)
 {
     /* Newest first: tests mostly ask for what just arrived. */
-    for (store_msg *m = st->tail; m != NULL; m = m->prev)
+    store_msg *m;
+    TAILQ_FOREACH_REVERSE(m, &st->msgs, store_msgs, link)
         if (strcmp(m->id, id) == 0)
             return m;
     return NULL;
@@ -269,7 +245,8 @@ void store_remove(store *st, store_msg *m)
 size_t store_clear(store *st)
 {
     size_t n = st->count;
-    while (st->head != NULL)
-        unlink_msg(st->head);
+    store_msg *m;
+    while ((m = TAILQ_FIRST(&st->msgs)) != NULL)
+        unlink_msg(m);
     return n;
 }

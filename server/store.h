@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <cJSON.h>
 
@@ -46,10 +47,13 @@ typedef struct store_msg {
     char *body;
     size_t size, cap;
 
-    struct store *owner;                     /* the store that keeps it (NULL until added) */
-    struct store_msg *prev, *next;           /* its store's order, oldest first */
-    struct store_msg *pool_prev, *pool_next; /* the pool's order, every store's messages, oldest first */
+    struct store *owner;              /* the store that keeps it (NULL until added) */
+    TAILQ_ENTRY(store_msg) link;      /* its store's order, oldest first */
+    TAILQ_ENTRY(store_msg) pool_link; /* the pool's order, every store's messages, oldest first */
 } store_msg;
+
+/* store_msgs - a list of messages, oldest first: a store's (through link) or the pool's (pool_link) */
+TAILQ_HEAD(store_msgs, store_msg);
 
 /* store_msg_new - an empty message holding one reference; NULL when out of memory */
 store_msg *store_msg_new(void);
@@ -87,7 +91,7 @@ typedef struct store_pool {
     uint64_t next_seq;
     uint64_t next_arrival;
     char id_prefix[STORE_ID_MAX - 12];
-    store_msg *head, *tail;
+    struct store_msgs msgs; /* through pool_link */
 } store_pool;
 
 typedef struct store {
@@ -95,7 +99,7 @@ typedef struct store {
     size_t count, bytes;
     uint64_t accepted; /* messages ever added */
     uint64_t evicted, evicted_bytes;
-    store_msg *head, *tail;
+    struct store_msgs msgs; /* through link */
 } store;
 
 /* store_pool_init - the shared limits; id_prefix makes ids unique across runs sharing a --store-dir */

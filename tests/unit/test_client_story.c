@@ -64,7 +64,8 @@ static const cJSON *summary(const cJSON *r, const char *key)
 static void test_backoff_then_delivered(void **state)
 {
     (void)state;
-    client_stories st = {0};
+    client_stories st;
+    client_stories_init(&st);
     /* refused at 1001, retried 200, 600, 1500 ms after each refusal */
     one_try(&st, "127.0.0.1:1000", 1, 1000, "b@y.test", "421 4.3.2 busy");
     one_try(&st, "127.0.0.1:1001", 2, 1201, "b@y.test", "421 4.3.2 busy");
@@ -88,7 +89,8 @@ static void test_backoff_then_delivered(void **state)
 static void test_hammering_and_retried_5xx(void **state)
 {
     (void)state;
-    client_stories st = {0};
+    client_stories st;
+    client_stories_init(&st);
     for (int i = 0; i < 4; i++) /* a fixed 10 ms, with a little jitter: not a backoff */
         one_try(&st, "10.0.0.1:1", (uint64_t)i + 1, 1000 + i * 13, "b@y.test", "451 4.3.0 later");
     one_try(&st, "10.0.0.1:1", 9, 5000, "c@y.test", "550 5.1.1 unknown");
@@ -109,7 +111,8 @@ static void test_hammering_and_retried_5xx(void **state)
 static void test_bounds(void **state)
 {
     (void)state;
-    client_stories st = {0};
+    client_stories st;
+    client_stories_init(&st);
     char client[64], rcpt[64];
     /* clients: the least recently seen goes first */
     for (int i = 0; i < STORY_CLIENTS_MAX + 44; i++) {
@@ -139,13 +142,14 @@ static void test_bounds(void **state)
     cJSON_Delete(r);
     client_stories_forget(&st, NULL);
     assert_int_equal(st.n, 0);
-    assert_null(st.head);
+    assert_true(TAILQ_EMPTY(&st.list));
 }
 
 static void test_scopes_and_forget(void **state)
 {
     (void)state;
-    client_stories st = {0};
+    client_stories st;
+    client_stories_init(&st);
     story_track t;
     story_track_start(&t, "127.0.0.1:4000", "s1", 1, 10);
     assert_string_equal(t.key, "scope:s1");

@@ -213,8 +213,9 @@ static void test_messages_draw_on_one_pool(void **state)
 static void test_closed_sessions_pool(void **state)
 {
     (void)state;
-    sessions_pool pool = {0, NULL, NULL};
+    sessions_pool pool;
     sessions_ring own, other[10];
+    sessions_pool_init(&pool);
     sessions_ring_init(&own, &pool);
     uint64_t id = 0;
     for (int i = 0; i < SESSIONS_RECENT_MAX + 10; i++) {
@@ -224,7 +225,7 @@ static void test_closed_sessions_pool(void **state)
         assert_null(rec.helo);
     }
     assert_int_equal(own.count, SESSIONS_RECENT_MAX);
-    assert_int_equal(own.head->rec.id, 11); /* its 10 oldest forgotten */
+    assert_int_equal(TAILQ_FIRST(&own.kept)->rec.id, 11); /* its 10 oldest forgotten */
     for (int r = 0; r < 10; r++) {
         sessions_ring_init(&other[r], &pool);
         for (int i = 0; i < SESSIONS_RECENT_MAX; i++) {
@@ -235,7 +236,7 @@ static void test_closed_sessions_pool(void **state)
     /* 200 + 10 x 200 = 2200 were added past own's: the pool kept 2000, own's 200 went first */
     assert_int_equal(pool.count, SESSIONS_KEPT_MAX);
     assert_int_equal(own.count, 0);
-    assert_null(own.head);
+    assert_true(TAILQ_EMPTY(&own.kept));
     assert_int_equal(other[0].count, SESSIONS_RECENT_MAX);
     sessions_ring_free(&other[3]);
     assert_int_equal(pool.count, SESSIONS_KEPT_MAX - SESSIONS_RECENT_MAX);
@@ -243,8 +244,8 @@ static void test_closed_sessions_pool(void **state)
         sessions_ring_free(&other[r]);
     sessions_ring_free(&own);
     assert_int_equal(pool.count, 0);
-    assert_null(pool.head);
-    assert_null(pool.tail);
+    assert_true(TAILQ_EMPTY(&pool.kept));
+    assert_null(TAILQ_LAST(&pool.kept, sessions_kept));
 }
 
 int main(void)

@@ -59,11 +59,11 @@ static void test_count_limit(void **state)
     assert_int_equal(st.bytes, 30);
     assert_int_equal(st.evicted, 2);
     assert_int_equal(st.accepted, 5);
-    assert_string_equal(st.head->id, "X00000003"); /* oldest first out */
-    assert_string_equal(st.tail->id, "X00000005");
+    assert_string_equal(TAILQ_FIRST(&st.msgs)->id, "X00000003"); /* oldest first out */
+    assert_string_equal(TAILQ_LAST(&st.msgs, store_msgs)->id, "X00000005");
     store_clear(&st);
     assert_int_equal(st.count, 0);
-    assert_null(st.head);
+    assert_true(TAILQ_EMPTY(&st.msgs));
 }
 
 static void test_byte_limit(void **state)
@@ -116,23 +116,23 @@ static void test_pool_shared(void **state)
     add(&own, 10);    /* P00000001 */
     add(&scoped, 10); /* P00000002 */
     add(&scoped, 10); /* P00000003 */
-    assert_string_equal(own.head->id, "P00000001");
-    assert_string_equal(scoped.head->id, "P00000002");
+    assert_string_equal(TAILQ_FIRST(&own.msgs)->id, "P00000001");
+    assert_string_equal(TAILQ_FIRST(&scoped.msgs)->id, "P00000002");
     assert_int_equal(pool.count, 3);
     add(&scoped, 10); /* the pool is full: own's message, the oldest anywhere, goes */
     assert_int_equal(own.count, 0);
-    assert_null(own.head);
+    assert_true(TAILQ_EMPTY(&own.msgs));
     assert_int_equal(own.evicted, 1);
     assert_int_equal(scoped.count, 3);
     assert_int_equal(scoped.evicted, 0);
     assert_int_equal(pool.count, 3);
     assert_int_equal(pool.bytes, 30);
-    store_remove(&scoped, scoped.head); /* out of both orders */
-    assert_string_equal(pool.head->id, "P00000003");
+    store_remove(&scoped, TAILQ_FIRST(&scoped.msgs)); /* out of both orders */
+    assert_string_equal(TAILQ_FIRST(&pool.msgs)->id, "P00000003");
     assert_int_equal(pool.count, 2);
     assert_int_equal(store_clear(&scoped), 2);
-    assert_null(pool.head);
-    assert_null(pool.tail);
+    assert_true(TAILQ_EMPTY(&pool.msgs));
+    assert_null(TAILQ_LAST(&pool.msgs, store_msgs));
     assert_int_equal(pool.bytes, 0);
 }
 
