@@ -552,7 +552,7 @@ static int date_zone(const char **p, int *minutes)
     const char *z = *p;
     if ((z[0] == '+' || z[0] == '-') && strspn(z + 1, "0123456789") == 4) {
         int hh = (z[1] - '0') * 10 + (z[2] - '0'), mm = (z[3] - '0') * 10 + (z[4] - '0');
-        if (mm > 59)
+        if (hh > 23 || mm > 59) /* RFC 3339's time-numoffset cannot say more */
             return -1;
         *minutes = (z[0] == '-' ? -1 : 1) * (hh * 60 + mm);
         *p = z + 5;
@@ -599,7 +599,9 @@ int mime_date(const char *value, char *out, size_t outsz)
         struct tm day = check;
         day.tm_sec = 0;     /* a leap second (60) is a second of its own day */
         (void)timegm(&day); /* normalises an impossible date (31 Feb): then it is no date */
-        if (year < 0 || year > 9999 || day.tm_mday != check.tm_mday || day.tm_mon != check.tm_mon)
+        /* strptime takes seconds up to 61; RFC 3339 up to a leap second (60) */
+        if (year < 0 || year > 9999 || tm.tm_sec > 60 || day.tm_mday != check.tm_mday ||
+            day.tm_mon != check.tm_mon)
             return -1;
         char zone[16] = "Z"; /* "+hh:mm" (hh at most 99) */
         if (minutes != 0)

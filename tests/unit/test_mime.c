@@ -286,6 +286,10 @@ static void test_dates(void **state)
         {"Mon, 31 Feb 2026 10:00:00 +0000", NULL}, /* no such day */
         {"Sun, 06 Dec 2026 14:40:05 +0000 x", NULL},
         {"Sun, 06 Dec 2026 25:40:05 +0000", NULL},
+        {"Sun, 06 Dec 2026 14:40:61 +0000", NULL}, /* strptime's second 61: not in RFC 3339 */
+        {"Sun, 06 Dec 2026 14:40:05 +2400", NULL}, /* an offset RFC 3339 cannot say */
+        {"Sun, 06 Dec 2026 14:40:05 -9959", NULL},
+        {"Sun, 06 Dec 2026 14:40:05 +2359", "2026-12-06T14:40:05+23:59"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[32];
