@@ -3,8 +3,10 @@ hand-written JSON lines: what an unauthenticated SMTP peer sends is shown as val
 than docs/limits.md says."""
 
 import datetime
+import json
 
-from harness.http import http_json
+from harness.http import RawHttp, http_json, request_bytes
+from harness.smtp import RawClient
 from test_http import send
 
 
@@ -23,3 +25,54 @@ def test_date_is_always_rfc3339(server):
         _, summary = http_json(server, "GET", f"/api/v1/messages/{msg_id}")
         assert m["Date"] == summary["message"]["received"], (field, m["Date"])
         datetime.datetime.fromisoformat(m["Date"].replace("Z", "+00:00"))
+
+
+# Command lines an SMTP peer may send, each byte class the hand-written event lines (event_line.c) must escape:
+# C0 and C1 controls, DEL, quotes and backslashes, U+2028/U+2029, invalid UTF-8 (a lone continuation byte, an
+# overlong, a surrogate, past U+10FFFF, a sequence cut by the 200-byte cut-off), NUL.
+HOSTILE_LINES = [
+    b'NOOP "q" \\ \\\\" \x01\x1b[31m\x7f',
+    b"NOOP \xc2\x85\xc2\x9b \xe2\x80\xa8\xe2\x80\xa9 \xc3\xa9",
+    b"NOOP \x80 \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xff\xfe",
+    b"NOOP \x00 nul",
+    b"NOOP " + b"\\" * 190 + b"\xe2\x82\xac" * 4,
+    b"NOOP " + b"a" * 194 + b"\xf0\x9f\x98\x80",
+    b"NOOP " + b"\\\x01" * 400,
+]
+
+
+def strict_json(line):
+    """line (bytes) as JSON, read as strict UTF-8 (json.loads on bytes would pass encoded surrogates)."""
+    return json.loads(line.decode("utf-8"))
+
+
+def test_event_lines_of_hostile_commands_are_json(server):
+    """Every line of both event streams (events.subscribe's NDJSON, GET /api/v1/events' SSE) is strict JSON
+    in UTF-8 whatever the commands held, and shows each command."""
+    with server.admin() as sub, RawHttp(server) as sse:
+        sub.ok("events.subscribe")
+        sse.send(request_bytes("GET", "/api/v1/events"))
+        assert sse.response()[0] == 200
+        c = RawClient(server.host, server.port)
+        try:
+            c.greet()
+            for line in HOSTILE_LINES:
+                c.cmd(line)
+            c.cmd("QUIT", 221)
+        finally:
+            c.close()
+        ndjson = []
+        while not ndjson or ndjson[-1]["event"] != "close":
+            ndjson.append(strict_json(sub.read_line()))
+        streamed = []
+        while not streamed or streamed[-1]["event"] != "close":
+            block = sse.read_until(b"\n\n")
+            data = [x for x in block.split(b"\n") if x.startswith(b"data: ")]
+            if data:
+                streamed.append(strict_json(data[0][len(b"data: "):]))
+    for events in (ndjson, streamed):
+        commands = [e["text"] for e in events if e["event"] == "command"]
+        assert len(commands) == len(HOSTILE_LINES) + 2, commands  # EHLO, the lines, QUIT
+        assert all(t.startswith("NOOP ") for t in commands[1:-1]), commands
+        assert "\u2028" not in "".join(commands) and "\x1b" not in "".join(commands)
+    assert [e["text"] for e in ndjson] == [e["text"] for e in streamed]
