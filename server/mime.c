@@ -203,11 +203,37 @@ static iconv_t charset_open(const char *name, size_t len)
 }
 
 /*
- * convert - in (len bytes) through cd appended to out at *o, below cap: what cd cannot convert becomes
- * U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept)
+ * nul_to_replacement - each U+0000 of out[from..*o) as U+FFFD (callers show C strings: a NUL would hide what
+ * follows it), below cap; 0, or -1 when what did not fit was cut (whole characters kept)
+ */
+static int nul_to_replacement(char *out, size_t from, size_t *o, size_t cap)
+{
+    const size_t grow = sizeof(replacement_char) - 2; /* bytes a NUL's replacement adds */
+    size_t keep = from, size = from;
+    while (keep < *o && size + 1 + (out[keep] == '\0' ? grow : 0) <= cap)
+        size += 1 + (out[keep++] == '\0' ? grow : 0);
+    int cut = keep < *o;
+    for (; keep > from && ((unsigned char)out[keep] & 0xC0) == 0x80 && cut; keep--)
+        size--; /* not inside a sequence: out[keep] starts the one cut off */
+    for (size_t i = keep, dst = size; i-- > from;) { /* backwards: the replacements grow in place */
+        if (out[i] != '\0') {
+            out[--dst] = out[i];
+        } else {
+            dst -= sizeof(replacement_char) - 1;
+            memcpy(out + dst, replacement_char, sizeof(replacement_char) - 1);
+        }
+    }
+    *o = size;
+    return cut ? -1 : 0;
+}
+
+/*
+ * convert - in (len bytes) through cd appended to out at *o, below cap: what cd cannot convert, and U+0000,
+ * become U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept)
  */
 static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o, size_t cap)
 {
+    size_t from = *o;
     char *ip = (char *)in, *op = out + *o;
     size_t ileft = len, oleft = cap - *o;
     int full = 0;
@@ -229,7 +255,7 @@ static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o,
         }
     }
     *o = (size_t)(op - out);
-    return full ? -1 : 0;
+    return nul_to_replacement(out, from, o, cap) != 0 || full ? -1 : 0;
 }
 
 /* decode_q - RFC 2047's Q encoding ('_' a space, =XX a byte) into out (at least len bytes); its length */
@@ -344,11 +370,14 @@ size_t mime_decode_words(const char *value, char *out, size_t outsz)
 
 int mime_part_to_utf8(mime_part *p)
 {
-    if (utf8_charset(p->charset))
-        return 0;
-    iconv_t cd = charset_open(p->charset, strlen(p->charset));
-    if (cd == (iconv_t)-1)
-        return 0; /* unknown: shown as today, bytes that are not UTF-8 as U+FFFD */
+    iconv_t cd = utf8_charset(p->charset) ? (iconv_t)-1 : charset_open(p->charset, strlen(p->charset));
+    if (cd == (iconv_t)-1) { /* UTF-8 or unknown: shown as sent, bytes that are not UTF-8 as U+FFFD */
+        if (memchr(p->data, '\0', p->len) == NULL)
+            return 0;
+        cd = iconv_open("UTF-8", "UTF-8"); /* but a NUL would cut the text: its U+FFFD */
+        if (cd == (iconv_t)-1)
+            return 0;
+    }
     size_t cap = p->len * MIME_UTF8_GROWTH + 4, o = 0;
     char *out = malloc(cap + 1);
     if (out == NULL) {

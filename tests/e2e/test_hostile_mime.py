@@ -76,3 +76,27 @@ def test_event_lines_of_hostile_commands_are_json(server):
         assert all(t.startswith("NOOP ") for t in commands[1:-1]), commands
         assert "\u2028" not in "".join(commands) and "\x1b" not in "".join(commands)
     assert [e["text"] for e in ndjson] == [e["text"] for e in streamed]
+
+
+def test_nul_bytes_do_not_cut_what_is_shown(server):
+    """A NUL decoded from an encoded word (=00, base64), an RFC 2231 %00 or a converted part is shown as U+FFFD:
+    what follows it is neither hidden from Subject, Name, FileName and Text nor from the search."""
+    raw = (b"From: =?UTF-8?Q?Eve=00Mallory?= <eve@example.org>\r\n"
+           b"Subject: =?UTF-8?B?cGF5AA==?= =?ISO-8859-1?Q?=00now?= tail\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=ISO-8859-1\r\n"
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\nbefore=00after\r\n"
+           b"--b\r\nContent-Type: text/html; charset=x-unknown\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\nPHA+ADwvcD4=\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*=UTF-8''a%00b.txt\r\n\r\nx\r\n--b--\r\n")
+    msg_id = send(server, raw=raw)
+    m = message(server, msg_id)
+    assert m["Subject"] == "pay\ufffd\ufffdnow tail"
+    assert m["From"]["Name"] == "Eve\ufffdMallory"
+    assert m["Text"] == "before\ufffdafter"
+    assert m["HTML"] == "<p>\ufffd</p>"
+    assert [a["FileName"] for a in m["Attachments"]] == ["a\ufffdb.txt"]
+    for query in ("subject:tail", "after"):
+        status, got = http_json(server, "GET", "/api/v1/search?query=" + query)
+        assert status == 200 and [s["ID"] for s in got["messages"]] == [msg_id], query

@@ -219,6 +219,30 @@ static void test_decoded_words_are_bounded(void **state)
     free(big);
 }
 
+static void test_nul_is_replaced(void **state)
+{
+    (void)state;
+    char out[8];
+    /* a decoded NUL would end the C string the callers show: U+FFFD, cut whole when it does not fit */
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?a=00b?=", out, sizeof(out)), 5);
+    assert_string_equal(out, "a\xef\xbf\xbd"
+                             "b");
+    assert_int_equal(mime_decode_words("=?UTF-8?B?AAA=?=", out, sizeof(out)), 6);
+    assert_string_equal(out, "\xef\xbf\xbd\xef\xbf\xbd");
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?a=00=00?=", out, 6), 4);
+    assert_string_equal(out, "a\xef\xbf\xbd");
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?=00=C3=A9?=", out, 5), 3);
+    assert_string_equal(out, "\xef\xbf\xbd");
+    static const char msg[] = "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nYQBi\r\n";
+    mime_message *m = parse(msg);
+    assert_int_equal(m->parts[0].len, 3);
+    assert_int_equal(mime_part_to_utf8(&m->parts[0]), 0);
+    assert_string_equal(m->parts[0].data, "a\xef\xbf\xbd"
+                                          "b");
+    assert_int_equal(m->parts[0].len, 5);
+    done(m);
+}
+
 static void test_rfc2231_file_names(void **state)
 {
     (void)state;
@@ -317,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_decoded_words_are_bounded),
         cmocka_unit_test(test_parts_converted_to_utf8),
         cmocka_unit_test(test_rfc2231_file_names),
+        cmocka_unit_test(test_nul_is_replaced),
         cmocka_unit_test(test_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
