@@ -4,9 +4,13 @@ than docs/limits.md says."""
 
 import datetime
 import json
+import time
 
+from harness.env import HANG_GUARD
 from harness.http import RawHttp, http_json, request_bytes
+from harness.profiles import reply_rule, start_with_profile
 from harness.smtp import RawClient
+from test_findings import session_findings, starttls
 from test_http import send
 
 
@@ -100,3 +104,37 @@ def test_nul_bytes_do_not_cut_what_is_shown(server):
     for query in ("subject:tail", "after"):
         status, got = http_json(server, "GET", "/api/v1/search?query=" + query)
         assert status == 200 and [s["ID"] for s in got["messages"]] == [msg_id], query
+
+
+def test_tls_records_after_421_are_bounded(server_factory, tmp_path):
+    """A client that keeps sending full TLS records of QUIT lines after the 421's close_notify (each one is
+    decrypted to look for a command) is cut off when the linger ends, while another client is served."""
+    srv = start_with_profile(server_factory, tmp_path, [reply_rule("noop", "421 4.3.2 Going down")])
+    c = RawClient(srv.host, srv.port)
+    addr = c.local_address()
+    try:
+        starttls(c)
+        c.cmd("EHLO tls.example", 250)
+        c.cmd("NOOP", 421)
+        assert c.sock.recv(100) == b""  # the server's close_notify
+        record = b"QUIT\r\n" * 2730  # about 16 KB: one full record
+        other = RawClient(srv.host, srv.port)
+        try:
+            other.greet()
+            deadline, sent, cut = time.monotonic() + HANG_GUARD, 0, False
+            while time.monotonic() < deadline and not cut:
+                try:
+                    c.sock.sendall(record)
+                    sent += 1
+                except OSError:
+                    cut = True
+                if sent % 64 == 0:
+                    other.cmd("RSET", 250)  # served meanwhile
+            assert cut, f"{sent} records after the 421 and the server still reads them"
+            other.cmd("QUIT", 221)
+        finally:
+            other.close()
+    finally:
+        c.close()
+    session, ids = session_findings(srv, addr)
+    assert ids == [], session["findings"]  # QUIT lines are no commands lost
