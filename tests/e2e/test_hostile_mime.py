@@ -4,14 +4,16 @@ than docs/limits.md says."""
 
 import datetime
 import json
+import random
 import time
 
-from harness.env import HANG_GUARD
+from harness.env import HANG_GUARD, poll
 from harness.http import RawHttp, http_json, request_bytes
 from harness.profiles import reply_rule, start_with_profile
 from harness.smtp import RawClient
 from test_findings import session_findings, starttls
 from test_http import send
+from test_scopes import create, smtplib_send, subjects
 
 
 def message(srv, msg_id):
@@ -138,3 +140,32 @@ def test_tls_records_after_421_are_bounded(server_factory, tmp_path):
         c.close()
     session, ids = session_findings(srv, addr)
     assert ids == [], session["findings"]  # QUIT lines are no commands lost
+
+
+def test_list_churn(server):
+    """The <sys/queue.h> lists under churn (ASan checks every unlink and the exit): admin clients that stream,
+    wait and create scopes come and go in a shuffled order while sessions and messages live in the scopes."""
+    rng = random.Random(5)
+    with server.admin() as watcher:
+        watcher.ok("events.subscribe")
+        for _ in range(32):
+            creator = server.admin()
+            keep = rng.random() < 0.3
+            sc = create(creator, keep=keep)
+            sub, waiter, sse = server.admin(), server.admin(), RawHttp(server)
+            sub.ok("events.subscribe", scope=sc.id)
+            waiter.send_obj({"id": 1, "cmd": "messages.wait", "scope": sc.id, "subject": "never*", "timeout": 60})
+            sse.send(request_bytes("GET", "/api/v1/events"))
+            assert sse.response()[0] == 200
+            smtplib_send(sc, "churn@example.test", "=?UTF-8?Q?churn_=C3=A9?=")
+            client = RawClient("127.0.0.1", sc.port())
+            client.greet()
+            closers = [creator.close, sub.close, waiter.close, sse.close, client.close]
+            rng.shuffle(closers)
+            for close in closers:
+                close()
+            if keep:
+                watcher.ok("scope.delete", scope=sc.id)
+            poll(lambda: watcher.ok("scope.list")["scopes"] == [], 10, message="the scopes to end")
+        smtplib_send(server, "own@example.test", "own")
+        assert subjects(watcher) == ["own"]
