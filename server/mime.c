@@ -251,7 +251,8 @@ static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o,
             oleft -= sizeof(replacement_char) - 1;
             ip++;
             ileft--;
-            (void)iconv(cd, NULL, NULL, NULL, NULL);
+            /* No reset: iconv keeps the state from before the bad byte, and what follows it is read in that
+             * state (ISO-2022-JP's JIS mode, UTF-7's base64), not as ASCII. */
         }
     }
     *o = (size_t)(op - out);

@@ -169,3 +169,13 @@ def test_list_churn(server):
             poll(lambda: watcher.ok("scope.list")["scopes"] == [], 10, message="the scopes to end")
         smtplib_send(server, "own@example.test", "own")
         assert subjects(watcher) == ["own"]
+
+
+def test_a_bad_byte_keeps_the_shift_state(server):
+    """A byte a stateful charset cannot read (ISO-2022-JP's JIS mode, UTF-7's base64) is one U+FFFD, and what
+    follows is read in the state it was in, not as ASCII from a reset decoder."""
+    raw = (b"From: a@example.org\r\nSubject: =?ISO-2022-JP?Q?=1B$B$3=80$s=1B(B_ok?=\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-7\r\n\r\n+AGEA\x80YgBj-\r\n")
+    m = message(server, send(server, raw=raw))
+    assert m["Subject"] == "\u3053\ufffd\u3093 ok"
+    assert m["Text"] == "a\ufffdbc\r\n"

@@ -243,6 +243,21 @@ static void test_nul_is_replaced(void **state)
     done(m);
 }
 
+static void test_a_bad_byte_keeps_the_shift_state(void **state)
+{
+    (void)state;
+    char out[32];
+    /* ISO-2022-JP in JIS mode: after the bad byte, "$s" is still a kanji pair, not ASCII */
+    mime_decode_words("=?ISO-2022-JP?Q?=1B$B$3=80$s=1B(B_ok?=", out, sizeof(out));
+    assert_string_equal(out, "\xe3\x81\x93\xef\xbf\xbd\xe3\x82\x93 ok");
+    static const char msg[] = "Content-Type: text/plain; charset=UTF-7\r\n\r\n+AGEA\x80YgBj-";
+    mime_message *m = parse(msg);
+    assert_int_equal(mime_part_to_utf8(&m->parts[0]), 0);
+    assert_string_equal(m->parts[0].data, "a\xef\xbf\xbd"
+                                          "bc"); /* UTF-7's base64 goes on */
+    done(m);
+}
+
 static void test_rfc2231_file_names(void **state)
 {
     (void)state;
@@ -342,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_parts_converted_to_utf8),
         cmocka_unit_test(test_rfc2231_file_names),
         cmocka_unit_test(test_nul_is_replaced),
+        cmocka_unit_test(test_a_bad_byte_keeps_the_shift_state),
         cmocka_unit_test(test_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
