@@ -11,7 +11,7 @@ from harness.env import HANG_GUARD, poll
 from harness.http import RawHttp, http_json, request_bytes
 from harness.profiles import reply_rule, start_with_profile
 from harness.smtp import RawClient
-from test_findings import session_findings, starttls
+from test_findings import run_session, session_findings, starttls
 from test_http import send
 from test_scopes import create, smtplib_send, subjects
 
@@ -179,3 +179,30 @@ def test_a_bad_byte_keeps_the_shift_state(server):
     m = message(server, send(server, raw=raw))
     assert m["Subject"] == "\u3053\ufffd\u3093 ok"
     assert m["Text"] == "a\ufffdbc\r\n"
+
+
+def bdat_steps(*steps):
+    """A script: the greeting and EHLO, each (bytes, expected reply code) in turn, then QUIT."""
+    def script(c):
+        c.greet()
+        for data, code in steps:
+            c.send(data)
+            c.expect(code)
+        c.cmd("QUIT", 221)
+
+    return script
+
+
+MAIL, RCPT = (b"MAIL FROM:<a@example.org>\r\n", 250), (b"RCPT TO:<b@example.org>\r\n", 250)
+
+
+def test_bdat_8bit_scan_is_per_transaction(server):
+    """8-bit bytes count in the message whose chunks hold them: not in a rejected chunk, nor in a transaction
+    reset after BODY=8BITMIME; a BDAT 0 LAST ends the message they were in."""
+    eight = b"BDAT 4\r\n\xff\xfe\xfd\xfc"
+    assert run_session(server, bdat_steps((eight, 503), MAIL, RCPT, (b"BDAT 4 LAST\r\nab\r\n", 250)))[1] == []
+    assert run_session(server, bdat_steps(MAIL, (eight, 554), RCPT, (b"BDAT 4 LAST\r\nab\r\n", 250)))[1] == []
+    assert run_session(server, bdat_steps((b"MAIL FROM:<a@example.org> BODY=8BITMIME\r\n", 250), RCPT, (eight, 250),
+                                          (b"RSET\r\n", 250), MAIL, RCPT, (b"BDAT 4 LAST\r\nab\r\n", 250)))[1] == []
+    assert run_session(server, bdat_steps(MAIL, RCPT, (eight, 250), (b"BDAT 0 LAST\r\n", 250)))[1] == [
+        "8bit-without-8bitmime"]
