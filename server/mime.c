@@ -227,9 +227,14 @@ static int nul_to_replacement(char *out, size_t from, size_t *o, size_t cap)
     return cut ? -1 : 0;
 }
 
+/* Input handed to iconv at once: a sanitizer checks all of it at each call, and a call follows each bad byte
+ */
+#define MIME_ICONV_WINDOW 4096
+
 /*
  * convert - in (len bytes) through cd appended to out at *o, below cap: what cd cannot convert, and U+0000,
- * become U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept)
+ * become U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept).
+ * Linear in len: iconv reads it MIME_ICONV_WINDOW bytes at a time.
  */
 static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o, size_t cap)
 {
@@ -239,10 +244,15 @@ static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o,
     int full = 0;
     (void)iconv(cd, NULL, NULL, NULL, NULL); /* a fresh shift state */
     while (!full) {
-        if (iconv(cd, &ip, &ileft, &op, &oleft) != (size_t)-1) {
+        size_t window = ileft < MIME_ICONV_WINDOW ? ileft : MIME_ICONV_WINDOW, wleft = window;
+        size_t r = iconv(cd, &ip, &wleft, &op, &oleft);
+        ileft -= window - wleft;
+        if (r != (size_t)-1 && ileft == 0) {
             full = iconv(cd, NULL, NULL, &op, &oleft) == (size_t)-1;
             break;
         }
+        if (r != (size_t)-1 || (errno == EINVAL && wleft < ileft))
+            continue; /* the window is read, or cuts a sequence the next one holds whole */
         if (errno == E2BIG || oleft < sizeof(replacement_char) - 1) {
             full = 1;
         } else { /* EILSEQ, or EINVAL: a sequence cut at the end */

@@ -258,6 +258,39 @@ static void test_a_bad_byte_keeps_the_shift_state(void **state)
     done(m);
 }
 
+static void test_bad_bytes_cost_linear_time(void **state)
+{
+    (void)state;
+    /* 2 MiB that US-ASCII cannot read: one U+FFFD each, in linear time (iconv restarted on the rest of the
+     * input after each bad byte cost quadratic time where a sanitizer checks that rest: over 10 s) */
+    size_t size = 2 * 1024 * 1024;
+    mime_part p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.charset, sizeof(p.charset), "ISO646-US");
+    p.data = malloc(size + 1);
+    assert_non_null(p.data);
+    memset(p.data, 0x80, size);
+    p.len = size;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    assert_int_equal(mime_part_to_utf8(&p), 0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    assert_int_equal(p.len, 3 * size);
+    assert_memory_equal(p.data + p.len - 3, "\xef\xbf\xbd", 3);
+    double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("%zu bad bytes in %.3f s\n", size, seconds);
+    assert_true(seconds < 5.0);
+    /* a character across the 4096-byte window iconv reads at once is read whole: Big5's U+4E00 at 4095 */
+    snprintf(p.charset, sizeof(p.charset), "BIG5");
+    memset(p.data, 'a', 4095);
+    memcpy(p.data + 4095, "\xa4\x40z", 4);
+    p.len = 4098;
+    assert_int_equal(mime_part_to_utf8(&p), 0);
+    assert_int_equal(p.len, 4095 + 3 + 1);
+    assert_string_equal(p.data + 4095, "\xe4\xb8\x80z");
+    free(p.data);
+}
+
 static void test_rfc2231_file_names(void **state)
 {
     (void)state;
@@ -358,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_rfc2231_file_names),
         cmocka_unit_test(test_nul_is_replaced),
         cmocka_unit_test(test_a_bad_byte_keeps_the_shift_state),
+        cmocka_unit_test(test_bad_bytes_cost_linear_time),
         cmocka_unit_test(test_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
