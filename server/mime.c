@@ -609,6 +609,24 @@ static int date_zone(const char **p, int *minutes)
     return -1;
 }
 
+/* year_digits - the digits of the year of a date strptime read ("[day-name ,] day month year ...") */
+static size_t year_digits(const char *value)
+{
+    static const char blanks[] = " \t", letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const char *p = value + strspn(value, blanks);
+    if (strspn(p, letters) > 0) { /* the day of the week and its comma */
+        p += strspn(p, letters);
+        p += strspn(p, blanks);
+        p += *p == ',';
+        p += strspn(p, blanks);
+    }
+    p += strspn(p, "0123456789");
+    p += strspn(p, blanks);
+    p += strspn(p, letters);
+    p += strspn(p, blanks);
+    return strspn(p, "0123456789");
+}
+
 int mime_date(const char *value, char *out, size_t outsz)
 {
     /* With and without the day of the week and the seconds; strptime takes blanks for any run of them. */
@@ -631,9 +649,14 @@ int mime_date(const char *value, char *out, size_t outsz)
             p += strcspn(p, ")") + (strchr(p, ')') != NULL);
         if (p[strspn(p, " \t")] != '\0')
             return -1;
+        /* RFC 5322 4.3: a two-digit year is 2000 more below 50, else 1900 more, and so is a three-digit one;
+         * four digits are the year as it is ("0070" too) */
+        size_t digits = year_digits(value);
         int year = tm.tm_year + 1900;
-        if (year >= 0 && year < 100) /* RFC 5322 4.3: a two-digit year */
-            year += year < 50 ? 2000 : 1900;
+        if (digits < 2)
+            return -1;
+        if (digits < 4)
+            year += digits == 2 && year < 50 ? 2000 : 1900;
         struct tm check = tm;
         check.tm_year = year - 1900;
         struct tm day = check;

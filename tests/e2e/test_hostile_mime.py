@@ -33,6 +33,16 @@ def test_date_is_always_rfc3339(server):
         datetime.datetime.fromisoformat(m["Date"].replace("Z", "+00:00"))
 
 
+
+def test_date_years_as_rfc5322_reads_them(server):
+    """RFC 5322 4.3: a three-digit year is 1900 more, a two-digit one 1900 or 2000 more; four digits are the
+    year itself, "0070" too; one digit is no year (Date is then the received time)."""
+    for year, want in (("0070", "0070"), ("126", "2026"), ("99", "1999"), ("7", None)):
+        msg_id = send(server, raw=f"From: a@example.org\r\nDate: 1 Jan {year} 10:00 +0000\r\n\r\nHi.\r\n".encode())
+        _, summary = http_json(server, "GET", f"/api/v1/messages/{msg_id}")
+        got = message(server, msg_id)["Date"]
+        assert got == (f"{want}-01-01T10:00:00Z" if want else summary["message"]["received"]), (year, got)
+
 # Command lines an SMTP peer may send, each byte class the hand-written event lines (event_line.c) must escape:
 # C0 and C1 controls, DEL, quotes and backslashes, U+2028/U+2029, invalid UTF-8 (a lone continuation byte, an
 # overlong, a surrogate, past U+10FFFF, a sequence cut by the 200-byte cut-off), NUL.

@@ -362,6 +362,9 @@ static void test_dates(void **state)
         {"Sun, 06 Dec 2026 14:40:05 +2400", NULL}, /* an offset RFC 3339 cannot say */
         {"Sun, 06 Dec 2026 14:40:05 -9959", NULL},
         {"Sun, 06 Dec 2026 14:40:05 +2359", "2026-12-06T14:40:05+23:59"},
+        {"Thu, 01 Jan 0070 00:00:00 +0000", "0070-01-01T00:00:00Z"}, /* four digits: the year itself */
+        {"1 Jan 126 10:00 +0000", "2026-01-01T10:00:00Z"},           /* three: 1900 more */
+        {"1 Jan 7 10:00 +0000", NULL},                               /* one: no year */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[32];
