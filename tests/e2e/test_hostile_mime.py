@@ -216,3 +216,15 @@ def test_bdat_8bit_scan_is_per_transaction(server):
                                           (b"RSET\r\n", 250), MAIL, RCPT, (b"BDAT 4 LAST\r\nab\r\n", 250)))[1] == []
     assert run_session(server, bdat_steps(MAIL, RCPT, (eight, 250), (b"BDAT 0 LAST\r\n", 250)))[1] == [
         "8bit-without-8bitmime"]
+
+
+def test_rfc2231_sections_out_of_order_duplicated_and_past_64(server):
+    """A name from 70 sections sent backwards, one twice: read in their numbers' order, the first of a
+    number, up to the 64th (docs/limits.md)."""
+    letter = [chr(ord("a") + i % 26) for i in range(70)]
+    params = "".join(f"; name*{i}={letter[i]}" for i in reversed(range(70))) + "; name*3=Z"
+    raw = (b"From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+           b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream"
+           + params.encode() + b"\r\n\r\nx\r\n--b--\r\n")
+    (att,) = message(server, send(server, raw=raw))["Attachments"]
+    assert att["FileName"] == "".join(letter[:64]), att
