@@ -154,7 +154,8 @@ def test_tls_records_after_421_are_bounded(server_factory, tmp_path):
 
 def test_list_churn(server):
     """The <sys/queue.h> lists under churn (ASan checks every unlink and the exit): admin clients that stream,
-    wait and create scopes come and go in a shuffled order while sessions and messages live in the scopes."""
+    wait and create scopes come and go in a shuffled order while sessions (greeted, in DATA, silent) and
+    messages live in the scopes: a scope may end with its connections still open."""
     rng = random.Random(5)
     with server.admin() as watcher:
         watcher.ok("events.subscribe")
@@ -168,9 +169,13 @@ def test_list_churn(server):
             sse.send(request_bytes("GET", "/api/v1/events"))
             assert sse.response()[0] == 200
             smtplib_send(sc, "churn@example.test", "=?UTF-8?Q?churn_=C3=A9?=")
-            client = RawClient("127.0.0.1", sc.port())
+            client, in_data, silent = (RawClient("127.0.0.1", sc.port()) for _ in range(3))
             client.greet()
-            closers = [creator.close, sub.close, waiter.close, sse.close, client.close]
+            in_data.greet()
+            for line, code in (("MAIL FROM:<a@example.org>", 250), ("RCPT TO:<b@example.org>", 250), ("DATA", 354)):
+                in_data.cmd(line, code)
+            in_data.send(b"Subject: half\r\n")
+            closers = [creator.close, sub.close, waiter.close, sse.close, client.close, in_data.close, silent.close]
             rng.shuffle(closers)
             for close in closers:
                 close()
