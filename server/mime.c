@@ -251,8 +251,8 @@ static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o,
             full = iconv(cd, NULL, NULL, &op, &oleft) == (size_t)-1;
             break;
         }
-        if (r != (size_t)-1 || (errno == EINVAL && wleft < ileft))
-            continue; /* the window is read, or cuts a sequence the next one holds whole */
+        if (r != (size_t)-1 || (errno == EINVAL && wleft < ileft && wleft < window))
+            continue; /* the window is read, or cuts a sequence the next one holds (it starts there) */
         if (errno == E2BIG || oleft < sizeof(replacement_char) - 1) {
             full = 1;
         } else { /* EILSEQ, or EINVAL: a sequence cut at the end */
