@@ -106,19 +106,6 @@ static cJSON *field_addresses(const char *msg, size_t len, const char *name)
     return address_list(value);
 }
 
-/* listed_address - addr is one of list's Address values (without regard to case) */
-static int listed_address(const cJSON *list, const char *addr)
-{
-    const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "Address");
-        if (cJSON_IsString(a) && strcasecmp(a->valuestring, addr) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* -- a message as Mailpit shows it ----------------------------------------------------------------------- */
 
 typedef struct view {
@@ -135,6 +122,68 @@ typedef struct view {
 static int body_part(const mime_part *p, const char *type)
 {
     return strcmp(p->type, type) == 0 && !p->attachment && p->filename[0] == '\0';
+}
+
+typedef struct envelope_rcpt {
+    const char *addr;
+    size_t index; /* its place in the envelope */
+} envelope_rcpt;
+
+static int address_cmp(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* rcpt_cmp - by address (without regard to case), then by place: the first of equal ones first */
+static int rcpt_cmp(const void *a, const void *b)
+{
+    const envelope_rcpt *x = a, *y = b;
+    int c = strcasecmp(x->addr, y->addr);
+    return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/*
+ * add_hidden_rcpts - as Mailpit does for mail it receives: the envelope recipients that To, Cc and Bcc do
+ * not show (without regard to case), the first of each, appended to Bcc in their order. Sorted look-ups:
+ * comparing each of 1000 recipients with every address shown and every one added cost a search seconds.
+ */
+static void add_hidden_rcpts(view *v, const store_msg *m)
+{
+    const cJSON *lists[] = {v->to, v->cc, v->bcc}, *o;
+    size_t n = 0, k = 0;
+    for (size_t l = 0; l < 3; l++)
+        n += (size_t)cJSON_GetArraySize(lists[l]);
+    const char **shown = malloc((n + 1) * sizeof(*shown));
+    envelope_rcpt *r = malloc((m->nrcpts + 1) * sizeof(*r));
+    if (shown != NULL && r != NULL) {
+        for (size_t l = 0; l < 3; l++)
+            cJSON_ArrayForEach(o, lists[l])
+            {
+                const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "Address");
+                if (cJSON_IsString(a))
+                    shown[k++] = a->valuestring;
+            }
+        qsort(shown, k, sizeof(*shown), address_cmp);
+        for (size_t i = 0; i < m->nrcpts; i++)
+            r[i] = (envelope_rcpt){m->rcpts[i], i};
+        qsort(r, m->nrcpts, sizeof(*r), rcpt_cmp);
+        /* hidden[i]: the i-th envelope recipient when it is added, in the envelope's order */
+        const char **hidden = calloc(m->nrcpts + 1, sizeof(*hidden));
+        for (size_t i = 0; hidden != NULL && i < m->nrcpts; i++)
+            if ((i == 0 || strcasecmp(r[i].addr, r[i - 1].addr) != 0) &&
+                bsearch(&r[i].addr, shown, k, sizeof(*shown), address_cmp) == NULL)
+                hidden[r[i].index] = r[i].addr;
+        for (size_t i = 0; hidden != NULL && i < m->nrcpts; i++)
+            if (hidden[i] != NULL) {
+                cJSON *b = cJSON_CreateObject();
+                cJSON_AddStringToObject(b, "Name", "");
+                cJSON_AddStringToObject(b, "Address", hidden[i]);
+                cJSON_AddItemToArray(v->bcc, b);
+            }
+        free(hidden);
+    }
+    free(shown);
+    free(r);
 }
 
 /* view_open - what the shapes need of m: parsed once; 0, or -1 when out of memory */
@@ -169,16 +218,8 @@ static int view_open(view *v, const store_msg *m)
     v->to = field_addresses(msg, m->size, "To");
     v->cc = field_addresses(msg, m->size, "Cc");
     v->reply_to = field_addresses(msg, m->size, "Reply-To");
-    /* As Mailpit does for mail it receives: envelope recipients the header fields do not show are Bcc. */
     v->bcc = field_addresses(msg, m->size, "Bcc");
-    for (size_t i = 0; i < m->nrcpts; i++)
-        if (!listed_address(v->to, m->rcpts[i]) && !listed_address(v->cc, m->rcpts[i]) &&
-            !listed_address(v->bcc, m->rcpts[i])) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "Name", "");
-            cJSON_AddStringToObject(o, "Address", m->rcpts[i]);
-            cJSON_AddItemToArray(v->bcc, o);
-        }
+    add_hidden_rcpts(v, m);
     char subject[MAILPIT_FIELD_MAX + 1];
     (void)mime_header(msg, m->size, "Subject", subject, sizeof(subject));
     (void)mime_decode_words(subject, v->subject, sizeof(v->subject));

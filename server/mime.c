@@ -203,20 +203,56 @@ static iconv_t charset_open(const char *name, size_t len)
 }
 
 /*
- * convert - in (len bytes) through cd appended to out at *o, below cap: what cd cannot convert becomes
- * U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept)
+ * nul_to_replacement - each U+0000 of out[from..*o) as U+FFFD (callers show C strings: a NUL would hide what
+ * follows it), below cap; 0, or -1 when what did not fit was cut (whole characters kept)
+ */
+static int nul_to_replacement(char *out, size_t from, size_t *o, size_t cap)
+{
+    const size_t grow = sizeof(replacement_char) - 2; /* bytes a NUL's replacement adds */
+    size_t keep = from, size = from;
+    while (keep < *o && size + 1 + (out[keep] == '\0' ? grow : 0) <= cap)
+        size += 1 + (out[keep++] == '\0' ? grow : 0);
+    int cut = keep < *o;
+    for (; keep > from && ((unsigned char)out[keep] & 0xC0) == 0x80 && cut; keep--)
+        size--; /* not inside a sequence: out[keep] starts the one cut off */
+    for (size_t i = keep, dst = size; i-- > from;) { /* backwards: the replacements grow in place */
+        if (out[i] != '\0') {
+            out[--dst] = out[i];
+        } else {
+            dst -= sizeof(replacement_char) - 1;
+            memcpy(out + dst, replacement_char, sizeof(replacement_char) - 1);
+        }
+    }
+    *o = size;
+    return cut ? -1 : 0;
+}
+
+/* Input handed to iconv at once: a sanitizer checks all of it at each call, and a call follows each bad byte
+ */
+#define MIME_ICONV_WINDOW 4096
+
+/*
+ * convert - in (len bytes) through cd appended to out at *o, below cap: what cd cannot convert, and U+0000,
+ * become U+FFFD, one per byte skipped; 0, or -1 when out is full (what fit, whole characters, is kept).
+ * Linear in len: iconv reads it MIME_ICONV_WINDOW bytes at a time.
  */
 static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o, size_t cap)
 {
+    size_t from = *o;
     char *ip = (char *)in, *op = out + *o;
     size_t ileft = len, oleft = cap - *o;
     int full = 0;
     (void)iconv(cd, NULL, NULL, NULL, NULL); /* a fresh shift state */
     while (!full) {
-        if (iconv(cd, &ip, &ileft, &op, &oleft) != (size_t)-1) {
+        size_t window = ileft < MIME_ICONV_WINDOW ? ileft : MIME_ICONV_WINDOW, wleft = window;
+        size_t r = iconv(cd, &ip, &wleft, &op, &oleft);
+        ileft -= window - wleft;
+        if (r != (size_t)-1 && ileft == 0) {
             full = iconv(cd, NULL, NULL, &op, &oleft) == (size_t)-1;
             break;
         }
+        if (r != (size_t)-1 || (errno == EINVAL && wleft < ileft && wleft < window))
+            continue; /* the window is read, or cuts a sequence the next one holds (it starts there) */
         if (errno == E2BIG || oleft < sizeof(replacement_char) - 1) {
             full = 1;
         } else { /* EILSEQ, or EINVAL: a sequence cut at the end */
@@ -225,11 +261,12 @@ static int convert(iconv_t cd, const char *in, size_t len, char *out, size_t *o,
             oleft -= sizeof(replacement_char) - 1;
             ip++;
             ileft--;
-            (void)iconv(cd, NULL, NULL, NULL, NULL);
+            /* No reset: iconv keeps the state from before the bad byte, and what follows it is read in that
+             * state (ISO-2022-JP's JIS mode, UTF-7's base64), not as ASCII. */
         }
     }
     *o = (size_t)(op - out);
-    return full ? -1 : 0;
+    return nul_to_replacement(out, from, o, cap) != 0 || full ? -1 : 0;
 }
 
 /* decode_q - RFC 2047's Q encoding ('_' a space, =XX a byte) into out (at least len bytes); its length */
@@ -344,11 +381,14 @@ size_t mime_decode_words(const char *value, char *out, size_t outsz)
 
 int mime_part_to_utf8(mime_part *p)
 {
-    if (utf8_charset(p->charset))
-        return 0;
-    iconv_t cd = charset_open(p->charset, strlen(p->charset));
-    if (cd == (iconv_t)-1)
-        return 0; /* unknown: shown as today, bytes that are not UTF-8 as U+FFFD */
+    iconv_t cd = utf8_charset(p->charset) ? (iconv_t)-1 : charset_open(p->charset, strlen(p->charset));
+    if (cd == (iconv_t)-1) { /* UTF-8 or unknown: shown as sent, bytes that are not UTF-8 as U+FFFD */
+        if (memchr(p->data, '\0', p->len) == NULL)
+            return 0;
+        cd = iconv_open("UTF-8", "UTF-8"); /* but a NUL would cut the text: its U+FFFD */
+        if (cd == (iconv_t)-1)
+            return 0;
+    }
     size_t cap = p->len * MIME_UTF8_GROWTH + 4, o = 0;
     char *out = malloc(cap + 1);
     if (out == NULL) {
@@ -552,7 +592,7 @@ static int date_zone(const char **p, int *minutes)
     const char *z = *p;
     if ((z[0] == '+' || z[0] == '-') && strspn(z + 1, "0123456789") == 4) {
         int hh = (z[1] - '0') * 10 + (z[2] - '0'), mm = (z[3] - '0') * 10 + (z[4] - '0');
-        if (mm > 59)
+        if (hh > 23 || mm > 59) /* RFC 3339's time-numoffset cannot say more */
             return -1;
         *minutes = (z[0] == '-' ? -1 : 1) * (hh * 60 + mm);
         *p = z + 5;
@@ -567,6 +607,24 @@ static int date_zone(const char **p, int *minutes)
         }
     }
     return -1;
+}
+
+/* year_digits - the digits of the year of a date strptime read ("[day-name ,] day month year ...") */
+static size_t year_digits(const char *value)
+{
+    static const char blanks[] = " \t", letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const char *p = value + strspn(value, blanks);
+    if (strspn(p, letters) > 0) { /* the day of the week and its comma */
+        p += strspn(p, letters);
+        p += strspn(p, blanks);
+        p += *p == ',';
+        p += strspn(p, blanks);
+    }
+    p += strspn(p, "0123456789");
+    p += strspn(p, blanks);
+    p += strspn(p, letters);
+    p += strspn(p, blanks);
+    return strspn(p, "0123456789");
 }
 
 int mime_date(const char *value, char *out, size_t outsz)
@@ -591,15 +649,22 @@ int mime_date(const char *value, char *out, size_t outsz)
             p += strcspn(p, ")") + (strchr(p, ')') != NULL);
         if (p[strspn(p, " \t")] != '\0')
             return -1;
+        /* RFC 5322 4.3: a two-digit year is 2000 more below 50, else 1900 more, and so is a three-digit one;
+         * four digits are the year as it is ("0070" too) */
+        size_t digits = year_digits(value);
         int year = tm.tm_year + 1900;
-        if (year >= 0 && year < 100) /* RFC 5322 4.3: a two-digit year */
-            year += year < 50 ? 2000 : 1900;
+        if (digits < 2)
+            return -1;
+        if (digits < 4)
+            year += digits == 2 && year < 50 ? 2000 : 1900;
         struct tm check = tm;
         check.tm_year = year - 1900;
         struct tm day = check;
         day.tm_sec = 0;     /* a leap second (60) is a second of its own day */
         (void)timegm(&day); /* normalises an impossible date (31 Feb): then it is no date */
-        if (year < 0 || year > 9999 || day.tm_mday != check.tm_mday || day.tm_mon != check.tm_mon)
+        /* strptime takes seconds up to 61; RFC 3339 up to a leap second (60) */
+        if (year < 0 || year > 9999 || tm.tm_sec > 60 || day.tm_mday != check.tm_mday ||
+            day.tm_mon != check.tm_mon)
             return -1;
         char zone[16] = "Z"; /* "+hh:mm" (hh at most 99) */
         if (minutes != 0)

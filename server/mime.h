@@ -43,7 +43,8 @@ int mime_hex_value(char ch);
  * mime_decode_words - value (an unfolded header field) with its RFC 2047 encoded words (=?charset?B?...?=,
  * =?charset?Q?...?=) decoded to UTF-8 into out, cut to outsz - 1 bytes (never inside a sequence). Blanks
  * between two adjacent encoded words are dropped (RFC 2047 6.2); a malformed word, or one in a charset iconv
- * does not know, is kept as it is; bytes its charset does not map become U+FFFD. Linear in the input.
+ * does not know, is kept as it is; bytes its charset does not map, and NUL characters, become U+FFFD (a NUL
+ * would cut the C string shown). Linear in the input.
  * Returns the length written.
  */
 size_t mime_decode_words(const char *value, char *out, size_t outsz);
@@ -56,9 +57,10 @@ size_t mime_decode_words(const char *value, char *out, size_t outsz);
 int mime_date(const char *value, char *out, size_t outsz);
 
 /*
- * mime_part_to_utf8 - p's data converted from its charset to UTF-8 (bytes it does not map become U+FFFD),
- * cut at MIME_UTF8_GROWTH times its size; left as it is when the charset is none, UTF-8, US-ASCII or one
- * iconv does not know. 0, or -1 when out of memory (the data is then unchanged).
+ * mime_part_to_utf8 - p's data converted from its charset to UTF-8 (bytes it does not map, and NUL
+ * characters, become U+FFFD), cut at MIME_UTF8_GROWTH times its size; when the charset is none, UTF-8,
+ * US-ASCII or one iconv does not know, left as it is but for NUL bytes (U+FFFD, and then bytes that are not
+ * UTF-8 too). 0, or -1 when out of memory (the data is then unchanged).
  */
 int mime_part_to_utf8(mime_part *p);
 

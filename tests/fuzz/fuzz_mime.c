@@ -18,9 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char value[256];
     char decoded[3 * sizeof(value)];
     (void)mime_header(msg, size, "Subject", value, sizeof(value));
-    if (mime_decode_words(value, decoded, sizeof(decoded)) >= sizeof(decoded) ||
-        mime_decode_words(value, decoded, 5) >= 5)
-        abort(); /* cut to the buffer */
+    size_t n = mime_decode_words(value, decoded, sizeof(decoded));
+    if (n >= sizeof(decoded) || strlen(decoded) != n || mime_decode_words(value, decoded, 5) >= 5)
+        abort(); /* cut to the buffer; a decoded NUL is U+FFFD, not the end of the string */
     /* the whole input as one header value: long runs of encoded words, and what breaks them */
     char *whole = malloc(size + 1), *out = malloc(size * 3 + 1);
     if (whole != NULL && out != NULL) {
@@ -43,9 +43,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t before = m.parts[i].len;
             if (mime_part_to_utf8(&m.parts[i]) != 0)
                 continue;
-            if (m.parts[i].data == NULL || m.parts[i].data[m.parts[i].len] != '\0' ||
+            if (m.parts[i].data == NULL || strlen(m.parts[i].data) != m.parts[i].len ||
                 m.parts[i].len > before * MIME_UTF8_GROWTH + 4)
-                abort(); /* every part is decoded, converted within its bound and NUL-terminated */
+                abort(); /* every part is decoded, converted within its bound, its NULs U+FFFD */
         }
     }
     mime_free(&m);

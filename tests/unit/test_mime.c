@@ -219,6 +219,78 @@ static void test_decoded_words_are_bounded(void **state)
     free(big);
 }
 
+static void test_nul_is_replaced(void **state)
+{
+    (void)state;
+    char out[8];
+    /* a decoded NUL would end the C string the callers show: U+FFFD, cut whole when it does not fit */
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?a=00b?=", out, sizeof(out)), 5);
+    assert_string_equal(out, "a\xef\xbf\xbd"
+                             "b");
+    assert_int_equal(mime_decode_words("=?UTF-8?B?AAA=?=", out, sizeof(out)), 6);
+    assert_string_equal(out, "\xef\xbf\xbd\xef\xbf\xbd");
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?a=00=00?=", out, 6), 4);
+    assert_string_equal(out, "a\xef\xbf\xbd");
+    assert_int_equal(mime_decode_words("=?UTF-8?Q?=00=C3=A9?=", out, 5), 3);
+    assert_string_equal(out, "\xef\xbf\xbd");
+    static const char msg[] = "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nYQBi\r\n";
+    mime_message *m = parse(msg);
+    assert_int_equal(m->parts[0].len, 3);
+    assert_int_equal(mime_part_to_utf8(&m->parts[0]), 0);
+    assert_string_equal(m->parts[0].data, "a\xef\xbf\xbd"
+                                          "b");
+    assert_int_equal(m->parts[0].len, 5);
+    done(m);
+}
+
+static void test_a_bad_byte_keeps_the_shift_state(void **state)
+{
+    (void)state;
+    char out[32];
+    /* ISO-2022-JP in JIS mode: after the bad byte, "$s" is still a kanji pair, not ASCII */
+    mime_decode_words("=?ISO-2022-JP?Q?=1B$B$3=80$s=1B(B_ok?=", out, sizeof(out));
+    assert_string_equal(out, "\xe3\x81\x93\xef\xbf\xbd\xe3\x82\x93 ok");
+    static const char msg[] = "Content-Type: text/plain; charset=UTF-7\r\n\r\n+AGEA\x80YgBj-";
+    mime_message *m = parse(msg);
+    assert_int_equal(mime_part_to_utf8(&m->parts[0]), 0);
+    assert_string_equal(m->parts[0].data, "a\xef\xbf\xbd"
+                                          "bc"); /* UTF-7's base64 goes on */
+    done(m);
+}
+
+static void test_bad_bytes_cost_linear_time(void **state)
+{
+    (void)state;
+    /* 2 MiB that US-ASCII cannot read: one U+FFFD each, in linear time (iconv restarted on the rest of the
+     * input after each bad byte cost quadratic time where a sanitizer checks that rest: over 10 s) */
+    size_t size = 2 * 1024 * 1024;
+    mime_part p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.charset, sizeof(p.charset), "ISO646-US");
+    p.data = malloc(size + 1);
+    assert_non_null(p.data);
+    memset(p.data, 0x80, size);
+    p.len = size;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    assert_int_equal(mime_part_to_utf8(&p), 0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    assert_int_equal(p.len, 3 * size);
+    assert_memory_equal(p.data + p.len - 3, "\xef\xbf\xbd", 3);
+    double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("%zu bad bytes in %.3f s\n", size, seconds);
+    assert_true(seconds < 5.0);
+    /* a character across the 4096-byte window iconv reads at once is read whole: Big5's U+4E00 at 4095 */
+    snprintf(p.charset, sizeof(p.charset), "BIG5");
+    memset(p.data, 'a', 4095);
+    memcpy(p.data + 4095, "\xa4\x40z", 4);
+    p.len = 4098;
+    assert_int_equal(mime_part_to_utf8(&p), 0);
+    assert_int_equal(p.len, 4095 + 3 + 1);
+    assert_string_equal(p.data + 4095, "\xe4\xb8\x80z");
+    free(p.data);
+}
+
 static void test_rfc2231_file_names(void **state)
 {
     (void)state;
@@ -286,6 +358,13 @@ static void test_dates(void **state)
         {"Mon, 31 Feb 2026 10:00:00 +0000", NULL}, /* no such day */
         {"Sun, 06 Dec 2026 14:40:05 +0000 x", NULL},
         {"Sun, 06 Dec 2026 25:40:05 +0000", NULL},
+        {"Sun, 06 Dec 2026 14:40:61 +0000", NULL}, /* strptime's second 61: not in RFC 3339 */
+        {"Sun, 06 Dec 2026 14:40:05 +2400", NULL}, /* an offset RFC 3339 cannot say */
+        {"Sun, 06 Dec 2026 14:40:05 -9959", NULL},
+        {"Sun, 06 Dec 2026 14:40:05 +2359", "2026-12-06T14:40:05+23:59"},
+        {"Thu, 01 Jan 0070 00:00:00 +0000", "0070-01-01T00:00:00Z"}, /* four digits: the year itself */
+        {"1 Jan 126 10:00 +0000", "2026-01-01T10:00:00Z"},           /* three: 1900 more */
+        {"1 Jan 7 10:00 +0000", NULL},                               /* one: no year */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[32];
@@ -313,6 +392,9 @@ int main(void)
         cmocka_unit_test(test_decoded_words_are_bounded),
         cmocka_unit_test(test_parts_converted_to_utf8),
         cmocka_unit_test(test_rfc2231_file_names),
+        cmocka_unit_test(test_nul_is_replaced),
+        cmocka_unit_test(test_a_bad_byte_keeps_the_shift_state),
+        cmocka_unit_test(test_bad_bytes_cost_linear_time),
         cmocka_unit_test(test_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
