@@ -724,6 +724,11 @@ cJSON *admin_command(admin_client *c, const cJSON *req, cJSON *id)
     return admin_error("unknown_command", "unknown command \"%.64s\" (expected one of: %s)", name, list);
 }
 
+scope *admin_request_scope(admin_client *c, const cJSON *req, cJSON **err)
+{
+    return scope_arg(c, req, err);
+}
+
 store_msg *admin_find_message(admin_client *c, const cJSON *req, cJSON **err)
 {
     scope *sc = scope_arg(c, req, err);

@@ -56,6 +56,10 @@ cJSON *admin_error(const char *code, const char *fmt, ...) __attribute__((format
 /* admin_listed - key is one of the names in list ("a, b, c", the arguments column of ADMIN_COMMAND_LIST) */
 int admin_listed(const char *list, const char *key);
 
+/* admin_request_scope - the scope req's "scope" names (the server's own without one), or NULL with *err set
+ */
+scope *admin_request_scope(admin_client *c, const cJSON *req, cJSON **err);
+
 /* admin_find_message - the message req's "message" names, or NULL with *err set (not_found, bad_argument) */
 store_msg *admin_find_message(admin_client *c, const cJSON *req, cJSON **err);
 

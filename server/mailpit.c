@@ -421,11 +421,12 @@ void mailpit_message(admin_client *c, const http_request *r, cJSON *req)
     send_message(c, req);
 }
 
-/* list - every message req (messages.list with its scope) matches, oldest first; NULL after answering */
-static cJSON *list(admin_client *c, cJSON *req)
+/* list - the first limit messages req (messages.list with its scope) matches, oldest first; NULL after
+ * answering */
+static cJSON *list(admin_client *c, cJSON *req, int limit)
 {
     cJSON_DeleteItemFromObjectCaseSensitive(req, "limit");
-    cJSON_AddNumberToObject(req, "limit", MAILPIT_ALL);
+    cJSON_AddNumberToObject(req, "limit", limit);
     cJSON *resp = admin_run_request(c, req, NULL);
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
         admin_respond(c, resp, NULL);
@@ -449,7 +450,7 @@ void mailpit_latest(admin_client *c, const http_request *r, cJSON *req)
 {
     (void)r;
     cJSON *get = get_request(req);
-    cJSON *resp = list(c, req);
+    cJSON *resp = list(c, req, MAILPIT_ALL);
     cJSON_Delete(req);
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(resp, "messages");
     const cJSON *id =
@@ -633,26 +634,25 @@ void mailpit_search(admin_client *c, const http_request *r, cJSON *req)
         admin_respond(c, err, NULL);
         return;
     }
-    cJSON *get = get_request(req);
-    cJSON *resp = list(c, req);
+    /* messages.list checks the request (its scope, no unknown argument) and answers an error; the messages
+     * themselves are read from the scope's store, newest first as Mailpit sorts, each parsed once. */
+    cJSON *resp = list(c, req, 1);
+    scope *sc = resp != NULL ? admin_request_scope(c, req, &err) : NULL;
     cJSON_Delete(req);
-    if (resp == NULL) {
-        cJSON_Delete(get);
+    cJSON_Delete(resp);
+    if (sc == NULL) {
+        if (err != NULL)
+            admin_respond(c, err, NULL);
         return;
     }
     cJSON *out = cJSON_CreateObject(), *found = cJSON_CreateArray();
-    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(resp, "messages");
-    int total = cJSON_GetArraySize(msgs), matched = 0;
-    for (int i = total - 1; i >= 0; i--) { /* newest first, as Mailpit sorts */
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(msgs, i), "id");
-        cJSON_ReplaceItemInObjectCaseSensitive(get, "message", cJSON_CreateString(id->valuestring));
-        store_msg *m = admin_find_message(c, get, &err);
+    int total = 0, matched = 0;
+    store_msg *m;
+    TAILQ_FOREACH_REVERSE(m, &sc->store.msgs, store_msgs, link) {
+        total++;
         view v;
-        if (m == NULL || view_open(&v, m) != 0) {
-            cJSON_Delete(err);
-            err = NULL;
-            if (m != NULL)
-                view_close(&v);
+        if (view_open(&v, m) != 0) {
+            view_close(&v);
             continue;
         }
         int hit = 1;
@@ -663,8 +663,6 @@ void mailpit_search(admin_client *c, const http_request *r, cJSON *req)
         matched += hit;
         view_close(&v);
     }
-    cJSON_Delete(get);
-    cJSON_Delete(resp);
     cJSON_AddNumberToObject(out, "total", total);
     cJSON_AddNumberToObject(out, "unread", total);
     cJSON_AddNumberToObject(out, "count", cJSON_GetArraySize(found));

@@ -659,6 +659,10 @@ def test_scopes_over_http(server):
     assert http_json(server, "GET", f"/api/v1/message/latest?scope={sc}")[1]["ID"] == msg_id
     assert http_json(server, "GET", f"/api/v1/search?query=to:scoped&scope={sc}")[1]["messages_count"] == 1
     assert http_json(server, "GET", "/api/v1/search?query=to:scoped")[1]["messages_count"] == 0
+    status, got = http_json(server, "GET", "/api/v1/search?query=to:scoped&scope=s999")
+    assert (status, got["error"]["code"]) == (404, "not_found"), got
+    status, got = http_json(server, "GET", f"/api/v1/search?query=to:scoped&scope={sc}&colour=red")
+    assert (status, got["error"]["code"]) == (400, "bad_argument"), got
     assert http_json(server, "GET", f"/api/v1/stats?scope={sc}")[1]["messages"]["accepted"] == 1
     status, got = http_json(server, "GET", f"/api/v1/sessions?scope={sc}")
     assert status == 200 and len(got["recent"]) == 1
