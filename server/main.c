@@ -25,6 +25,7 @@
 #include "version.h"
 
 #define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024) /* glibc's largest: bigger blocks are mmap()ed */
+#define MALLOC_TRIM_THRESHOLD (8 * 1024 * 1024)  /* free memory kept at the heap's top (glibc: 128 KiB) */
 
 static const char usage_head[] =
     "Usage: smtpfault [OPTIONS]                 run the server\n"
@@ -280,6 +281,10 @@ int main(int argc, char **argv)
      * page by page and unmapped (with a TLB flush) when evicted, which doubled the CPU cost of a 100 KiB
      * message (docs/performance.md). On the heap their memory is reused. */
     mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    /* And what a request frees at the heap's top is kept for the next one, not given back and faulted in
+     * again: a Mailpit search parses every kept message in turn, and took twice as long with glibc's
+     * 128 KiB trim threshold (100 MiB of 200 KiB messages: 0.55 s, 0.24 s with this). */
+    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
     config cfg;
     config_defaults(&cfg);
     int rc = options_parse(argc, argv, &cfg);
