@@ -277,8 +277,13 @@ def test_scope_ports_from_a_range(server_factory, tmp_path):
 
 
 def _free_range(n):
-    """The first port of n consecutive ports free on 127.0.0.1 now."""
-    for base in range(39000, 60000, 97):
+    """The first port of n consecutive ports free on 127.0.0.1 now, outside the kernel's ephemeral range when it
+    leaves room: in it, another test's connection (or a listener on port 0) may take one of them before the
+    server binds it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = (int(x) for x in f.read().split())
+    bases = [*range(high + 1, 65536 - n, 97), *range(20011, low - n, 97), *range(39000, 60000, 97)]
+    for base in bases:
         socks = []
         try:
             for p in range(base, base + n):
