@@ -126,6 +126,14 @@ int mime_hex_value(char ch)
     return -1;
 }
 
+/* hex_byte - the byte p[1..2] writes in hex after an escape character (=XX, %XX), or -1; left: bytes at p */
+static int hex_byte(const char *p, size_t left)
+{
+    if (left < 3 || mime_hex_value(p[1]) < 0 || mime_hex_value(p[2]) < 0)
+        return -1;
+    return mime_hex_value(p[1]) * 16 + mime_hex_value(p[2]);
+}
+
 /* decode_qp - quoted-printable into out (at least len bytes); its length */
 static size_t decode_qp(const char *in, size_t len, char *out)
 {
@@ -139,8 +147,8 @@ static size_t decode_qp(const char *in, size_t len, char *out)
             i += 1;
         } else if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
             i += 2;
-        } else if (i + 2 < len && mime_hex_value(in[i + 1]) >= 0 && mime_hex_value(in[i + 2]) >= 0) {
-            out[o++] = (char)(mime_hex_value(in[i + 1]) * 16 + mime_hex_value(in[i + 2]));
+        } else if (hex_byte(in + i, len - i) >= 0) {
+            out[o++] = (char)hex_byte(in + i, len - i);
             i += 2;
         } else {
             out[o++] = '='; /* not an escape: kept as it is */
@@ -276,9 +284,8 @@ static size_t decode_q(const char *in, size_t len, char *out)
     for (size_t i = 0; i < len; i++) {
         if (in[i] == '_') {
             out[o++] = ' ';
-        } else if (in[i] == '=' && i + 2 < len && mime_hex_value(in[i + 1]) >= 0 &&
-                   mime_hex_value(in[i + 2]) >= 0) {
-            out[o++] = (char)(mime_hex_value(in[i + 1]) * 16 + mime_hex_value(in[i + 2]));
+        } else if (in[i] == '=' && hex_byte(in + i, len - i) >= 0) {
+            out[o++] = (char)hex_byte(in + i, len - i);
             i += 2;
         } else {
             out[o++] = in[i];
@@ -410,9 +417,8 @@ int mime_part_to_utf8(mime_part *p)
 static void append_section(char *bytes, size_t *nb, size_t cap, const char *v, size_t n, int extended)
 {
     for (size_t i = 0; i < n && *nb < cap; i++) {
-        if (extended && v[i] == '%' && i + 2 < n && mime_hex_value(v[i + 1]) >= 0 &&
-            mime_hex_value(v[i + 2]) >= 0) {
-            bytes[(*nb)++] = (char)(mime_hex_value(v[i + 1]) * 16 + mime_hex_value(v[i + 2]));
+        if (extended && v[i] == '%' && hex_byte(v + i, n - i) >= 0) {
+            bytes[(*nb)++] = (char)hex_byte(v + i, n - i);
             i += 2;
         } else {
             bytes[(*nb)++] = v[i];
